@@ -1,0 +1,37 @@
+"""matrixcalculus: matrix calculus for deep learning.
+
+Type a formula such as ``x'*A*x`` or ``norm2(W*x - t)^2/2``; get a typed expression graph that
+prints back in matrix notation or LaTeX and evaluates with NumPy.
+
+>>> import matrixcalculus as mc
+>>> e = mc.parse("x'*A*x", types={"A": "symmetric matrix"})
+>>> str(e)
+"x'*A*x"
+"""
+
+from .errors import (
+    DerivativeError,
+    EvaluationError,
+    InferenceError,
+    MatrixCalculusError,
+    ParseError,
+    ShapeError,
+)
+from .expression import Expression, Variable, matrix, parse, scalar, vector
+
+__all__ = [
+    "DerivativeError",
+    "EvaluationError",
+    "Expression",
+    "InferenceError",
+    "MatrixCalculusError",
+    "ParseError",
+    "ShapeError",
+    "Variable",
+    "matrix",
+    "parse",
+    "scalar",
+    "vector",
+]
+
+__version__ = "0.1.0"

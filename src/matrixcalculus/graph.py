@@ -1,0 +1,497 @@
+"""The expression graph: small immutable, hash-consed tensor nodes.
+
+Every value is a tensor whose axes carry dimensions (an ``int`` or a symbolic name such as
+``"n"``). A vector has one axis whatever its orientation: a row vector ``x'`` is the same
+tensor as ``x``; orientation is a matter of notation, decided by the printer.
+
+The core is the Einstein-notation :class:`Contract` node of Laue, Mitterreiter & Giesen
+("A Simple and Efficient Tensor Calculus", AAAI 2020): matrix product, transpose, trace,
+inner and outer products, the Hadamard product, sums of entries, diag and scalar multiples
+are all one node with index labels, so later passes need one rule for all of them.
+
+Nodes are interned: building the same expression twice gives the same object, so equal
+subexpressions are shared and ``is``/``==`` (identity) decide structural equality in O(1).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from typing import Any, ClassVar
+
+from .errors import ShapeError
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+
+KINDS = ("scalar", "vector", "matrix", "symmetric")
+
+_TABLE: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
+
+
+def _intern(cls: type[Node], args: tuple[Node, ...], params: tuple) -> Any:
+    key = (cls, args, params)
+    node = _TABLE.get(key)
+    if node is None:
+        node = object.__new__(cls)
+        node.args = args
+        node.params = params
+        node.shape = cls.shape_rule(args, params)
+        node._hash = hash(key)
+        _TABLE[key] = node
+    return node
+
+
+class Node:
+    """A node of the expression graph. Build nodes with the module's constructor functions."""
+
+    __slots__ = ("args", "params", "shape", "_hash", "__weakref__")
+    args: tuple[Node, ...]
+    params: tuple
+    shape: Shape
+
+    def __new__(cls, *a: Any, **k: Any) -> Node:  # pragma: no cover - guard
+        raise TypeError(f"build {cls.__name__} nodes with the constructor functions")
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> Any:
+        return (_intern, (type(self), self.args, self.params))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        raise NotImplementedError
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        """The value of this node from its arguments' values (``xp`` is the array namespace)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        from .printing import to_text  # printing is a later stage; repr is a convenience
+
+        return f"<{type(self).__name__} {to_text(self)}>"
+
+
+def postorder(*roots: Node) -> list[Node]:
+    """All nodes reachable from ``roots``, each once, children before parents.
+
+    Iterative, so expressions nested thousands deep need no recursion.
+    """
+    seen: set[Node] = set()
+    order: list[Node] = []
+    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        for child in reversed(node.args):
+            if child not in seen:
+                stack.append((child, False))
+    return order
+
+
+def shape_text(shape: Shape) -> str:
+    """``(m, n)`` -> ``"m x n"``; ``()`` -> ``"scalar"``; ``(n,)`` -> ``"vector (n)"``."""
+    if not shape:
+        return "scalar"
+    if len(shape) == 1:
+        return f"vector ({shape[0]})"
+    return " x ".join(str(d) for d in shape)
+
+
+# ---------------------------------------------------------------------------------- leaves
+
+
+class Var(Node):
+    """A variable: ``params = (name, kind, shape)``; kind is one of :data:`KINDS`."""
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        return params[2]
+
+    @property
+    def name(self) -> str:
+        return self.params[0]
+
+    @property
+    def kind(self) -> str:
+        return self.params[1]
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        raise AssertionError("variables are bound by the evaluator")
+
+
+def var(name: str, kind: str, shape: Shape) -> Var:
+    expected = {"scalar": 0, "vector": 1, "matrix": 2, "symmetric": 2}[kind]
+    if len(shape) != expected:
+        raise ShapeError(f"variable {name}: a {kind} has {expected} axes, not {len(shape)}")
+    if kind == "symmetric" and shape[0] != shape[1]:
+        raise ShapeError(f"variable {name}: a symmetric matrix is square, not {shape_text(shape)}")
+    return _intern(Var, (), (name, kind, tuple(shape)))
+
+
+class Const(Node):
+    """A scalar number, kept exact as a :class:`~fractions.Fraction`."""
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        return ()
+
+    @property
+    def value(self) -> Fraction:
+        return self.params[0]
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        return xp.asarray(float(self.params[0]))
+
+
+def const(value: int | float | Fraction | str) -> Const:
+    return _intern(Const, (), (Fraction(value),))
+
+
+class Delta(Node):
+    """The Kronecker delta (identity matrix) ``eye(n)``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        return (params[0], params[0])
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        return xp.eye(size(self.params[0]))
+
+
+def delta(dim: Dim) -> Delta:
+    return _intern(Delta, (), (dim,))
+
+
+class Ones(Node):
+    """The all-ones tensor ``ones(n)`` (or ``ones(m,n)``)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        return params[0]
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        return xp.ones(tuple(size(d) for d in self.shape))
+
+
+def ones(shape: Shape) -> Node:
+    return _intern(Ones, (), (tuple(shape),)) if shape else const(1)
+
+
+class Zeros(Node):
+    """The zero tensor ``zeros(m,n)``; derivatives of expressions that do not depend on a variable."""
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        return params[0]
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        return xp.zeros(tuple(size(d) for d in self.shape))
+
+
+def zeros(shape: Shape) -> Node:
+    return _intern(Zeros, (), (tuple(shape),)) if shape else const(0)
+
+
+def is_zero(node: Node) -> bool:
+    return isinstance(node, Zeros) or (isinstance(node, Const) and node.value == 0)
+
+
+# ----------------------------------------------------------------------------- contraction
+
+
+class Contract(Node):
+    """``coeff * sum over summed labels of prod_k operand_k[labels_k]`` with free labels ``out``.
+
+    ``params = (coeff, labels, out)``: ``labels[k]`` names the axes of operand ``k`` by integers;
+    a label in ``out`` is free, any other is summed (einsum semantics). Labels are renumbered
+    canonically (``out`` first, then in order of appearance), so equal contractions are one node.
+
+    ``A*x``   is ``Contract(1, (A, x), ((0, 1), (1,)), (0,))``;
+    ``x'*y``  is ``((0,), (0,)) -> ()``; ``x .* y`` is ``((0,), (0,)) -> (0,)``;
+    ``A'``    is ``((0, 1),) -> (1, 0)``; ``tr(A)`` is ``((0, 0),) -> ()``.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        _, labels, out = params
+        dims: dict[int, Dim] = {}
+        for operand, labs in zip(args, labels, strict=True):
+            if len(labs) != operand.rank:
+                raise ShapeError(f"contraction: operand of rank {operand.rank} given {len(labs)} labels")
+            for lab, dim in zip(labs, operand.shape, strict=True):
+                if dims.setdefault(lab, dim) != dim:
+                    raise ShapeError(f"contraction: index {lab} has dimensions {dims[lab]} and {dim}")
+        if len(set(out)) != len(out):
+            raise ShapeError("contraction: a free index occurs twice in the output")
+        try:
+            return tuple(dims[lab] for lab in out)
+        except KeyError:
+            raise ShapeError("contraction: an output index occurs in no operand") from None
+
+    @property
+    def coeff(self) -> Fraction:
+        return self.params[0]
+
+    @property
+    def labels(self) -> tuple[tuple[int, ...], ...]:
+        return self.params[1]
+
+    @property
+    def out(self) -> tuple[int, ...]:
+        return self.params[2]
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        operands: list[Any] = []
+        for value, labs in zip(values, self.labels, strict=True):
+            operands += [value, list(labs)]
+        result = _einsum(xp, operands, list(self.out))
+        return result if self.coeff == 1 else result * float(self.coeff)
+
+
+def _einsum(xp: Any, operands: list[Any], out: list[int]) -> Any:
+    import numpy as np
+
+    if xp is np:
+        return np.einsum(*operands, out, optimize=len(operands) > 4)
+    # Other namespaces take the string form.
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    spec = ",".join("".join(letters[i] for i in labs) for labs in operands[1::2])
+    return xp.einsum(spec + "->" + "".join(letters[i] for i in out), *operands[0::2])
+
+
+def canonical_labels(
+    labels: Sequence[Sequence[int]], out: Sequence[int]
+) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """Renumber labels 0, 1, ... in order of first appearance, ``out`` first."""
+    rename: dict[int, int] = {}
+    for lab in out:
+        rename.setdefault(lab, len(rename))
+    for labs in labels:
+        for lab in labs:
+            rename.setdefault(lab, len(rename))
+    return tuple(tuple(rename[lab] for lab in labs) for labs in labels), tuple(rename[lab] for lab in out)
+
+
+def contract(
+    operands: Sequence[Node],
+    labels: Sequence[Sequence[int]],
+    out: Sequence[int],
+    coeff: int | Fraction = 1,
+) -> Node:
+    """Build a contraction, folding numbers into ``coeff`` and dropping trivial wrappers.
+
+    Numeric factors are pulled out of operands (``(2*A)*x`` and ``A*(2*x)`` are both
+    ``2*(A*x)`` as one node); a zero factor gives :func:`zeros`; one operand with its own
+    labels and coefficient 1 is that operand.
+    """
+    coeff = Fraction(coeff)
+    ops: list[Node] = []
+    labs: list[tuple[int, ...]] = []
+    for operand, lab in zip(operands, labels, strict=True):
+        lab = tuple(lab)
+        if isinstance(operand, Const):
+            coeff *= operand.value
+            continue
+        if isinstance(operand, Contract) and operand.coeff != 1:
+            coeff *= operand.coeff
+            operand = _intern(Contract, operand.args, (Fraction(1), operand.labels, operand.out))
+            operand = _unwrap(operand)
+        ops.append(operand)
+        labs.append(lab)
+    out = tuple(out)
+    if coeff == 0 or any(is_zero(op) for op in ops):
+        shape = Contract.shape_rule(tuple(ops), (coeff, tuple(labs), out))
+        return zeros(shape)
+    if not ops:
+        if out:
+            raise ShapeError("contraction: free indices without operands")
+        return const(coeff)
+    canon_labels, canon_out = canonical_labels(labs, out)
+    return _unwrap(_intern(Contract, tuple(ops), (coeff, canon_labels, canon_out)))
+
+
+def _unwrap(node: Node) -> Node:
+    if (
+        isinstance(node, Contract)
+        and node.coeff == 1
+        and len(node.args) == 1
+        and node.labels[0] == node.out
+    ):
+        return node.args[0]
+    return node
+
+
+def scale(coeff: int | Fraction, node: Node) -> Node:
+    """``coeff * node``."""
+    idx = tuple(range(node.rank))
+    return contract([node], [idx], idx, coeff)
+
+
+def transpose(node: Node) -> Node:
+    """The transpose of a matrix; vectors and scalars are their own transpose in the core."""
+    if node.rank != 2:
+        return node
+    if isinstance(node, Var) and node.kind == "symmetric":
+        return node
+    if isinstance(node, Contract):
+        # Transposing a contraction permutes its free indices; no new level of nesting.
+        a, b = node.out
+        return contract(node.args, node.labels, (b, a), node.coeff)
+    return contract([node], [(0, 1)], (1, 0))
+
+
+# ------------------------------------------------------------------------------------ sum
+
+
+class Add(Node):
+    """A sum of two or more terms of one shape."""
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        shape = args[0].shape
+        for term in args[1:]:
+            if term.shape != shape:
+                raise ShapeError(f"cannot add {shape_text(shape)} and {shape_text(term.shape)}")
+        return shape
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        total = values[0]
+        for value in values[1:]:
+            total = total + value
+        return total
+
+
+def add(terms: Iterable[Node]) -> Node:
+    """The sum of ``terms``; nested sums are flattened (addition is associative)."""
+    flat: list[Node] = []
+    for term in terms:
+        flat.extend(term.args if isinstance(term, Add) else (term,))
+    if not flat:
+        raise ShapeError("empty sum")
+    if len(flat) == 1:
+        return flat[0]
+    return _intern(Add, tuple(flat), ())
+
+
+# --------------------------------------------------------------------- element-wise binary
+
+
+def _broadcast_shape(a: Node, b: Node, what: str) -> Shape:
+    if a.shape == b.shape or not b.shape:
+        return a.shape
+    if not a.shape:
+        return b.shape
+    raise ShapeError(f"{what}: operands of shapes {shape_text(a.shape)} and {shape_text(b.shape)}")
+
+
+class Power(Node):
+    """Element-wise power ``base .^ exponent``; a scalar exponent applies to every entry."""
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        base, exponent = args
+        if exponent.shape and exponent.shape != base.shape:
+            raise ShapeError(
+                f"power: exponent of shape {shape_text(exponent.shape)} "
+                f"for a base of shape {shape_text(base.shape)}"
+            )
+        return base.shape
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        base, exponent = values
+        if isinstance(self.args[1], Const):
+            value = self.args[1].value
+            if value.denominator == 1:
+                # Integer powers of negative numbers are real: use the integer exponent.
+                return xp.asarray(base) ** int(value)
+        return xp.asarray(base) ** exponent
+
+
+def power(base: Node, exponent: Node) -> Node:
+    if isinstance(exponent, Const) and exponent.value == 1:
+        return base
+    return _intern(Power, (base, exponent), ())
+
+
+class Compare(Node):
+    """Element-wise comparison giving 0/1: ``a > b`` or ``a < b`` (scalars broadcast)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        return _broadcast_shape(args[0], args[1], f"comparison '{params[0]}'")
+
+    @property
+    def op(self) -> str:
+        return self.params[0]
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        a, b = values
+        result = a > b if self.params[0] == ">" else a < b
+        return xp.asarray(result, dtype=xp.float64)
+
+
+def compare(op: str, a: Node, b: Node) -> Node:
+    return _intern(Compare, (a, b), (op,))
+
+
+# ------------------------------------------------------------------------------ functions
+
+
+class Function(Node):
+    """A named function of one tensor, ``params = (name,)``; its rules live in ``functions.RULES``."""
+
+    __slots__ = ()
+    rules: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        return cls.rules[params[0]].shape(args[0].shape)
+
+    @property
+    def name(self) -> str:
+        return self.params[0]
+
+    @property
+    def rule(self) -> Any:
+        return self.rules[self.params[0]]
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        return self.rule.evaluate(xp, values[0])
+
+
+def apply(name: str, x: Node) -> Node:
+    """``name(x)`` for a function in ``functions.RULES``."""
+    if name not in Function.rules:
+        raise KeyError(name)
+    return _intern(Function, (x,), (name,))

@@ -1,0 +1,628 @@
+"""Typing: a syntax tree and declared types -> the typed expression graph.
+
+Each variable is a scalar, a (column) vector, a matrix or a symmetric matrix. Its type comes
+from, in order:
+
+1. a declaration, ``types={"A": "symmetric matrix", "x": (4,)}``;
+2. what the expression forces: the base and exponent of ``^`` are scalars; the argument of
+   ``det``, ``logdet``, ``inv`` and ``tr`` is a matrix; in ``a*x`` with ``x`` a vector, ``a`` can
+   only be a scalar;
+3. the convention: a name with an upper-case initial is a matrix, any other a vector.
+
+When the convention does not type-check, the types that depart from it in the fewest
+variables are used. Ties are broken by two further conventions, then reported as ambiguous:
+
+* a scalar is not silently broadcast: in ``w'*x + b`` an undeclared ``b`` is a scalar, since
+  adding a vector to the scalar ``w'*x`` would need a broadcast (declare ``b`` a vector to get one);
+* scalars are written first: in ``a*x`` of two undeclared names, ``a`` is the scalar.
+
+Axes carry dimensions that are unified across the expression (``x'*A*x`` makes ``A`` square
+with ``x``'s length). Dimensions that the user named (``eye(n)``, ``types={"x": ("k",)}``) keep
+their names, numbers stay numbers, and the rest are named ``n, m, p, q, ...`` in order of first
+appearance, a matrix's columns before its rows (so ``A*x`` has ``x`` of length ``n``, ``A`` m x n).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from . import graph as g
+from .errors import InferenceError, ShapeError
+from .functions import RULES
+from .syntax import DIMENSION_FUNCTIONS, Ast
+
+TypeSpec = str | tuple
+
+_KIND_WORDS = {
+    "scalar": "scalar", "vector": "vector", "matrix": "matrix", "symmetric": "symmetric",
+    "symmetric matrix": "symmetric", "sym": "symmetric",
+}
+_DIM_POOL = ("n", "m", "p", "q", "r", "s", "k", "l", "t", "u", "v", "w")
+_MAX_CHECKS = 4000
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A declared type: its kind and, where given, its shape (ints or dimension names)."""
+
+    kind: str
+    shape: tuple | None = None
+
+
+def declare(name: str, spec: Any) -> Declared:
+    """Read one entry of ``types=``: a kind word or a shape tuple."""
+    if isinstance(spec, Declared):
+        return spec
+    if isinstance(spec, str):
+        kind = _KIND_WORDS.get(" ".join(spec.lower().split()))
+        if kind is None:
+            raise InferenceError(
+                f"type of {name}: unknown type {spec!r}; use scalar, vector, matrix or symmetric matrix, "
+                f"or a shape such as () or (3,) or (3, 4)"
+            )
+        return Declared(kind)
+    if isinstance(spec, tuple | list):
+        shape = tuple(spec)
+        for d in shape:
+            ok = (isinstance(d, int) and not isinstance(d, bool) and d > 0) or (isinstance(d, str) and d.isidentifier())
+            if not ok:
+                raise InferenceError(f"type of {name}: dimension {d!r} is neither a positive whole number nor a name")
+        if len(shape) > 2:
+            raise InferenceError(f"type of {name}: {len(shape)} axes; variables are scalars, vectors or matrices")
+        return Declared(("scalar", "vector", "matrix")[len(shape)], shape)
+    raise InferenceError(f"type of {name}: expected a type word or a shape tuple, not {type(spec).__name__}")
+
+
+# ------------------------------------------------------------------------------ dimensions
+
+
+class _Mismatch(Exception):
+    def __init__(self, message: str, ast: Ast | None):
+        self.message = message
+        self.ast = ast
+
+
+class _Dims:
+    """Union-find over dimension variables; a class may be fixed to an int or a user's name."""
+
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+        self.fixed: list[g.Dim | None] = []
+
+    def new(self, fixed: g.Dim | None = None) -> int:
+        self.parent.append(len(self.parent))
+        self.fixed.append(fixed)
+        return len(self.parent) - 1
+
+    def find(self, i: int) -> int:
+        root = i
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[i] != root:
+            self.parent[i], i = root, self.parent[i]
+        return root
+
+    def value(self, i: int) -> g.Dim | None:
+        return self.fixed[self.find(i)]
+
+    def unify(self, a: int, b: int) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        fa, fb = self.fixed[ra], self.fixed[rb]
+        if fa is not None and fb is not None and fa != fb:
+            return False
+        self.parent[rb] = ra
+        self.fixed[ra] = fa if fa is not None else fb
+        return True
+
+
+# An mtype is the matrix-level type: ("s",), ("c", d), ("r", d) or ("m", d_rows, d_cols).
+MType = tuple
+
+
+def _describe(t: MType, dims: _Dims) -> str:
+    def dv(d: int) -> str:
+        v = dims.value(d)
+        return "?" if v is None else str(v)
+
+    if t[0] == "s":
+        return "a scalar"
+    if t[0] in "cr":
+        size = dims.value(t[1])
+        word = "column" if t[0] == "c" else "row"
+        return f"a {word} vector" + ("" if size is None else f" of length {size}")
+    if dims.value(t[1]) is None and dims.value(t[2]) is None:
+        return "a matrix"
+    return f"a {dv(t[1])}x{dv(t[2])} matrix"
+
+
+def _dim_walk(root: Ast) -> list[Ast]:
+    """Post-order of the syntax tree, iteratively, skipping the dimension arguments of eye/ones/zeros."""
+    order: list[Ast] = []
+    stack: list[tuple[Ast, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        stack.append((node, True))
+        if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
+            continue
+        for child in reversed(node.args):
+            stack.append((child, False))
+    return order
+
+
+@dataclass
+class _Checked:
+    mtypes: dict[int, MType]
+    dims: _Dims
+    var_dims: dict[str, tuple[int, ...]]
+    cost: tuple[int, int, int]
+    odd: int  # transposes of scalars that hold an undeclared variable
+
+
+class _Checker:
+    """Type-checks the tree under one assignment of kinds, unifying dimensions."""
+
+    def __init__(self, text: str | None, order: list[Ast], kinds: Mapping[str, str],
+                 declared: Mapping[str, Declared], undeclared: frozenset[str]):
+        self.text = text
+        self.order = order
+        self.kinds = kinds
+        self.declared = declared
+        self.undeclared = undeclared
+        self.dims = _Dims()
+        self.named: dict[str, int] = {}
+
+    def src(self, ast: Ast) -> str:
+        if self.text is None:
+            return "operand"
+        return self.text[ast.start:ast.end].strip()
+
+    def named_dim(self, d: g.Dim) -> int:
+        key = str(d) if isinstance(d, str) else f"#{d}"
+        if key not in self.named:
+            self.named[key] = self.dims.new(d)
+        return self.named[key]
+
+    def unify(self, a: int, b: int, ast: Ast, message: str) -> None:
+        if not self.dims.unify(a, b):
+            raise _Mismatch(message, ast)
+
+    def run(self) -> _Checked:
+        mt: dict[int, MType] = {}
+        loose: dict[int, bool] = {}  # the node contains an undeclared variable
+        var_dims: dict[str, tuple[int, ...]] = {}
+        broadcasts = 0
+        right_scalars = 0
+        odd = 0
+        for node in self.order:
+            kids = [mt[id(c)] for c in node.args] if node.op != "call" or node.value not in DIMENSION_FUNCTIONS else []
+            loose[id(node)] = any(loose[id(c)] for c in node.args) if kids else False
+            if node.op == "num":
+                t: MType = ("s",)
+            elif node.op == "name":
+                t = self.variable(node, var_dims)
+                loose[id(node)] = node.value in self.undeclared
+            elif node.op == "transpose":
+                (a,) = kids
+                if a[0] == "s" and loose[id(node)]:
+                    odd += 1  # transposing a scalar is legal but not what people write
+                t = {"s": a, "c": ("r", a[1]) if a[0] == "c" else a, "r": ("c", a[1]) if a[0] == "r" else a}.get(
+                    a[0], ("m", a[2], a[1]) if a[0] == "m" else a)
+            elif node.op == "unary":
+                t = kids[0]
+            elif node.op == "binary":
+                a, b = kids
+                t, broadcast = self.binary(node, a, b)
+                if broadcast is not None and loose[id(node.args[broadcast])]:
+                    broadcasts += 1
+                if node.value == "*" and b[0] == "s" and a[0] != "s" and loose[id(node)]:
+                    right_scalars += 1
+            else:
+                t = self.call(node, kids)
+            mt[id(node)] = t
+        deviations = sum(_deviation(name, self.kinds[name]) for name in self.undeclared)
+        return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd)
+
+    def variable(self, node: Ast, var_dims: dict[str, tuple[int, ...]]) -> MType:
+        name = node.value
+        kind = self.kinds[name]
+        if name not in var_dims:
+            decl = self.declared.get(name)
+            shape = decl.shape if decl is not None else None
+            if kind == "scalar":
+                var_dims[name] = ()
+            elif kind == "vector":
+                var_dims[name] = (self.named_dim(shape[0]) if shape else self.dims.new(),)
+            else:
+                rows = self.named_dim(shape[0]) if shape else self.dims.new()
+                cols = self.named_dim(shape[1]) if shape else self.dims.new()
+                if kind == "symmetric":
+                    self.unify(rows, cols, node, f"{name} is declared symmetric but its shape is not square")
+                var_dims[name] = (rows, cols)
+        d = var_dims[name]
+        return {"scalar": ("s",), "vector": ("c",) + d}.get(kind, ("m",) + d)
+
+    def binary(self, node: Ast, a: MType, b: MType) -> tuple[MType, int | None]:
+        """The type of ``a op b`` and which operand (0/1) was a broadcast scalar, if any."""
+        op = node.value
+        la, lb = node.args
+        col = node.column
+        if op in ("+", "-", ".*", "./", ".^", ">", "<"):
+            if a[0] == "s" and b[0] != "s":
+                return b, 0
+            if b[0] == "s" and a[0] != "s":
+                return a, 1
+            if a[0] != b[0]:
+                verb = {"+": "add", "-": "subtract", ">": "compare", "<": "compare"}.get(op, f"apply '{op}' to")
+                hint = ""
+                if {a[0], b[0]} == {"c", "r"}:
+                    hint = "; transpose one of them"
+                raise _Mismatch(
+                    f"shape mismatch at column {col}: cannot {verb} {self.src(la)} ({_describe(a, self.dims)}) "
+                    f"and {self.src(lb)} ({_describe(b, self.dims)}){hint}", node)
+            for da, db in zip(a[1:], b[1:], strict=True):
+                self.unify(da, db, node, self.size_message(node, a, b, "have different shapes"))
+            return a, None
+        if op == "*":
+            return self.product(node, a, b), None
+        if op == "/":
+            if b[0] != "s":
+                raise _Mismatch(
+                    f"'/' at column {col} divides by a scalar, but {self.src(lb)} is {_describe(b, self.dims)}; "
+                    f"use './' for element-wise division", node)
+            return a, None
+        if op == "^":
+            for side, t in ((la, a), (lb, b)):
+                if t[0] != "s":
+                    raise _Mismatch(
+                        f"'^' at column {col} is the power of a scalar, but {self.src(side)} is "
+                        f"{_describe(t, self.dims)}; use '.^' for an element-wise power", node)
+            return a, None
+        raise AssertionError(op)  # pragma: no cover
+
+    def size_message(self, node: Ast, a: MType, b: MType, what: str) -> str:
+        la, lb = node.args
+        return (f"shape mismatch at column {node.column}: {self.src(la)} is {_describe(a, self.dims)} but "
+                f"{self.src(lb)} is {_describe(b, self.dims)}; they {what}")
+
+    def product(self, node: Ast, a: MType, b: MType) -> MType:
+        la, lb = node.args
+        if a[0] == "s":
+            return b
+        if b[0] == "s":
+            return a
+        ka, kb = a[0], b[0]
+        inner: tuple[int, int] | None = None
+        result: MType | None = None
+        if ka == "c" and kb == "r":
+            return ("m", a[1], b[1])
+        if ka == "r" and kb == "c":
+            inner, result = (a[1], b[1]), ("s",)
+        elif ka == "m" and kb == "c":
+            inner, result = (a[2], b[1]), ("c", a[1])
+        elif ka == "r" and kb == "m":
+            inner, result = (a[1], b[1]), ("r", b[2])
+        elif ka == "m" and kb == "m":
+            inner, result = (a[2], b[1]), ("m", a[1], b[2])
+        if inner is None or result is None:
+            hint = ""
+            if ka == kb == "c":
+                x, y = self.src(la), self.src(lb)
+                hint = f"; did you mean {x}'*{y} (inner product), {x}*{y}' (outer) or {x}.*{y} (element-wise)?"
+            elif ka == kb == "r":
+                hint = "; transpose one of them"
+            raise _Mismatch(
+                f"shape mismatch at column {node.column}: cannot multiply {self.src(la)} "
+                f"({_describe(a, self.dims)}) by {self.src(lb)} ({_describe(b, self.dims)}){hint}", node)
+        da, db = inner
+        if not self.dims.unify(da, db):
+            left = self.src(la)
+            right = self.src(lb)
+            ncols = self.dims.value(da)
+            nrows = self.dims.value(db)
+            raise _Mismatch(
+                f"shape mismatch at column {node.column}: {left} is {_describe(a, self.dims)} but {right} is "
+                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows", node)
+        return result
+
+    def call(self, node: Ast, kids: list[MType]) -> MType:
+        name = node.value
+        if name in DIMENSION_FUNCTIONS:
+            dims = [self.named_dim(arg.value if arg.op == "name" else int(arg.value)) for arg in node.args]
+            if name == "eye":
+                return ("m", dims[0], dims[0])
+            return ("c", dims[0]) if len(dims) == 1 else ("m", dims[0], dims[1])
+        (a,) = kids
+        arg = node.args[0]
+
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise _Mismatch(
+                    f"{name} at column {node.column} needs {what}, but {self.src(arg)} is {_describe(a, self.dims)}",
+                    node)
+
+        if name in ("vector", "matrix"):
+            need(a[0] == "s", "a scalar")
+            return ("c", self.dims.new()) if name == "vector" else ("m", self.dims.new(), self.dims.new())
+        if name in ("sum",):
+            return ("s",)
+        if name == "tr":
+            need(a[0] == "m", "a square matrix")
+            self.unify(a[1], a[2], node, f"tr at column {node.column} needs a square matrix, but {self.src(arg)} "
+                       f"is {_describe(a, self.dims)}")
+            return ("s",)
+        if name == "diag":
+            need(a[0] != "s", "a vector or a square matrix")
+            if a[0] in "cr":
+                return ("m", a[1], a[1])
+            self.unify(a[1], a[2], node, f"diag at column {node.column} needs a vector or a square matrix, "
+                       f"but {self.src(arg)} is {_describe(a, self.dims)}")
+            return ("c", a[1])
+        rule = RULES[name]
+        if rule.kind == "elementwise":
+            return a
+        if name in ("det", "logdet", "inv"):
+            need(a[0] == "m", "a square matrix")
+            self.unify(a[1], a[2], node, f"{name} at column {node.column} needs a square matrix, but "
+                       f"{self.src(arg)} is {_describe(a, self.dims)}")
+            return a if name == "inv" else ("s",)
+        if name in ("norm1", "norm2"):
+            return ("s",)
+        if name in ("softmax", "logsumexp"):
+            need(a[0] in "cr", "a vector")
+            return a if name == "softmax" else ("s",)
+        raise AssertionError(name)  # pragma: no cover
+
+
+def _default_kind(name: str) -> str:
+    return "matrix" if name[:1].isupper() else "vector"
+
+
+def _deviation(name: str, kind: str) -> int:
+    """How far ``kind`` departs from the convention for ``name``: a lower-case scalar is common
+    (a, b, alpha), a lower-case matrix or an upper-case scalar or vector is not."""
+    default = _default_kind(name)
+    if kind == default:
+        return 0
+    return 1 if (default == "vector" and kind == "scalar") else 2
+
+
+# ------------------------------------------------------------------------------ inference
+
+
+def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) -> tuple[g.Node, dict[str, g.Var]]:
+    """Type ``ast`` and build its graph; returns the root node and the variables by name."""
+    declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
+    order = _dim_walk(ast)
+    names: list[str] = []
+    for node in order:
+        if node.op == "name" and node.value not in names:
+            names.append(node.value)
+    forced = _forced_kinds(ast, declared)
+    undeclared = [n for n in names if n not in declared]
+    free = [n for n in undeclared if n not in forced]
+    base = {n: declared[n].kind for n in names if n in declared}
+    base.update({n: forced[n] for n in undeclared if n in forced})
+    base.update({n: _default_kind(n) for n in free})
+    loose = frozenset(undeclared)
+
+    def check(kinds: Mapping[str, str]) -> _Checked:
+        return _Checker(text, order, kinds, declared, loose).run()
+
+    solutions: list[tuple[tuple[int, int, int], dict[str, str], _Checked]] = []
+    first_error: _Mismatch | None = None
+    checks = 0
+    for depth in range(0, min(len(free), 3) + 1):
+        for chosen in itertools.combinations(free, depth):
+            alternatives = [[k for k in ("scalar", "vector", "matrix") if k != base[n]] for n in chosen]
+            for picks in itertools.product(*alternatives):
+                kinds = dict(base)
+                kinds.update(zip(chosen, picks, strict=True))
+                checks += 1
+                try:
+                    result = check(kinds)
+                except _Mismatch as exc:
+                    if first_error is None:
+                        first_error = exc
+                    continue
+                if depth and (result.cost[0] or result.odd):
+                    # Departing from the convention only to broadcast a scalar, or to make a
+                    # transposed name a scalar, is not a reading we offer.
+                    continue
+                solutions.append((result.cost, kinds, result))
+        if any(cost[0] == 0 for cost, _, _ in solutions) or checks > _MAX_CHECKS:
+            break
+    if not solutions:
+        assert first_error is not None
+        err_cls = InferenceError if free and len(names) > 0 and _kind_error(first_error) else ShapeError
+        raise err_cls(first_error.message, text=text,
+                      column=first_error.ast.column if first_error.ast is not None and text else None)
+    solutions.sort(key=lambda s: s[0])
+    best_cost, best_kinds, best = solutions[0]
+    rivals = [k for c, k, _ in solutions[1:] if c == best_cost]
+    if rivals:
+        differing = [n for n in free if any(r[n] != best_kinds[n] for r in rivals)]
+        options = "; ".join(
+            ", ".join(f"{n} {kinds[n]}" for n in differing) for kinds in [best_kinds, *rivals]
+        )
+        raise InferenceError(
+            f"ambiguous types for {', '.join(differing)}: the expression type-checks with {options}. "
+            f"Declare them, e.g. types={{{differing[0]!r}: {best_kinds[differing[0]]!r}}}", text=text)
+    return _build(order, best_kinds, best, declared, names)
+
+
+def _kind_error(exc: _Mismatch) -> bool:
+    return "cannot" in exc.message or "needs" in exc.message or "'^'" in exc.message
+
+
+def _forced_kinds(ast: Ast, declared: Mapping[str, Declared]) -> dict[str, str]:
+    """Kinds that the expression forces on bare names (the base of ^ is a scalar, ...)."""
+    forced: dict[str, str] = {}
+    for node in _dim_walk(ast):
+        wanted: list[tuple[Ast, str]] = []
+        if node.op == "binary" and node.value == "^":
+            wanted = [(node.args[0], "scalar"), (node.args[1], "scalar")]
+        elif node.op == "call" and node.value in ("det", "logdet", "inv", "tr"):
+            wanted = [(node.args[0], "matrix")]
+        elif node.op == "call" and node.value in ("vector", "matrix"):
+            wanted = [(node.args[0], "scalar")]
+        for arg, kind in wanted:
+            if arg.op == "name" and arg.value not in declared:
+                forced.setdefault(arg.value, kind)
+    return forced
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict[int, g.Dim]:
+    dims = checked.dims
+    taken = {v for v in dims.fixed if isinstance(v, str)} | var_names
+    pool = iter([d for d in _DIM_POOL if d not in taken] +
+                [f"n{i}" for i in range(1, 10_000) if f"n{i}" not in taken])
+    resolved: dict[int, g.Dim] = {}
+
+    def name_of(d: int) -> g.Dim:
+        root = dims.find(d)
+        if root not in resolved:
+            fixed = dims.fixed[root]
+            resolved[root] = fixed if fixed is not None else next(pool)
+        return resolved[root]
+
+    for name in names:
+        axes = checked.var_dims.get(name, ())
+        for d in reversed(axes):  # a matrix's columns before its rows
+            name_of(d)
+    for t in checked.mtypes.values():
+        for d in t[1:]:
+            name_of(d)
+    return {d: name_of(d) for d in range(len(dims.parent))}
+
+
+def _build(order: list[Ast], kinds: Mapping[str, str], checked: _Checked, declared: Mapping[str, Declared],
+           names: list[str]) -> tuple[g.Node, dict[str, g.Var]]:
+    dimname = _name_dims(checked, names, set(names))
+    variables: dict[str, g.Var] = {}
+    for name in names:
+        shape = tuple(dimname[d] for d in checked.var_dims[name])
+        variables[name] = g.var(name, kinds[name], shape)
+    nodes: dict[int, g.Node] = {}
+    mt = checked.mtypes
+    for ast in order:
+        if ast.op == "call" and ast.value in DIMENSION_FUNCTIONS:
+            t = mt[id(ast)]
+            shape = tuple(dimname[d] for d in t[1:])
+            nodes[id(ast)] = {"eye": lambda: g.delta(shape[0]), "ones": lambda: g.ones(shape),
+                              "zeros": lambda: g.zeros(shape)}[ast.value]()
+            continue
+        kids = [nodes[id(c)] for c in ast.args]
+        if ast.op == "num":
+            node = g.const(ast.value)
+        elif ast.op == "name":
+            node = variables[ast.value]
+        elif ast.op == "transpose":
+            node = g.transpose(kids[0])
+        elif ast.op == "unary":
+            node = g.scale(-1, kids[0]) if ast.value == "-" else kids[0]
+        elif ast.op == "binary":
+            a, b = ast.args
+            node = binary(ast.value, kids[0], kids[1], mt[id(a)], mt[id(b)])
+        else:
+            t = mt[id(ast)]
+            node = call(ast.value, kids[0], tuple(dimname[d] for d in t[1:]))
+        nodes[id(ast)] = node
+    return nodes[id(order[-1])], variables
+
+
+def broadcast(scalar: g.Node, shape: g.Shape) -> g.Node:
+    """``scalar`` repeated over ``shape``: a contraction with ``ones``."""
+    if not shape:
+        return scalar
+    idx = tuple(range(len(shape)))
+    return g.contract([scalar, g.ones(shape)], [(), idx], idx)
+
+
+def _elementwise_pair(a: g.Node, b: g.Node) -> tuple[g.Node, g.Node]:
+    if a.shape == b.shape:
+        return a, b
+    return (broadcast(a, b.shape), b) if not a.shape else (a, broadcast(b, a.shape))
+
+
+def hadamard_or_scale(a: g.Node, b: g.Node) -> g.Node:
+    la, lb = tuple(range(a.rank)), tuple(range(b.rank))
+    if a.shape and b.shape:
+        return g.contract([a, b], [la, la], la)
+    return g.contract([a, b], [la, lb], la if a.shape else lb)
+
+
+def reciprocal(x: g.Node) -> g.Node:
+    return g.power(x, g.const(-1))
+
+
+def binary(op: str, a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
+    """The node of ``a op b`` given both operands' matrix-level types."""
+    if op == "+":
+        return g.add(_elementwise_pair(a, b))
+    if op == "-":
+        x, y = _elementwise_pair(a, b)
+        return g.add([x, g.scale(-1, y)])
+    if op == "*":
+        return product(a, b, ta, tb)
+    if op == "/" or op == "./":
+        if isinstance(b, g.Const):
+            return g.scale(1 / b.value, a)
+        return hadamard_or_scale(a, reciprocal(b))
+    if op == ".*":
+        return hadamard_or_scale(a, b)
+    if op in ("^", ".^"):
+        if not a.shape and b.shape:
+            a = broadcast(a, b.shape)
+        return g.power(a, b)
+    if op in (">", "<"):
+        return g.compare(op, a, b)
+    raise AssertionError(op)  # pragma: no cover
+
+
+def product(a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
+    """The matrix product ``a*b`` as a contraction (scalar factors scale)."""
+    if ta[0] == "s" or tb[0] == "s":
+        return hadamard_or_scale(a, b) if not (a.shape and b.shape) else _never()
+    pattern = {
+        ("c", "r"): (((0,), (1,)), (0, 1)),
+        ("r", "c"): (((0,), (0,)), ()),
+        ("m", "c"): (((0, 1), (1,)), (0,)),
+        ("r", "m"): (((0,), (0, 1)), (1,)),
+        ("m", "m"): (((0, 1), (1, 2)), (0, 2)),
+    }[(ta[0], tb[0])]
+    labels, out = pattern
+    return g.contract([a, b], labels, out)
+
+
+def _never() -> g.Node:  # pragma: no cover - the checker rejects these
+    raise AssertionError("product of two non-scalars without a pattern")
+
+
+def call(name: str, x: g.Node, shape: g.Shape) -> g.Node:
+    """The node of a function call ``name(x)`` whose result has ``shape``."""
+    if name == "sum":
+        return g.contract([x], [tuple(range(x.rank))], ())
+    if name == "tr":
+        return g.contract([x], [(0, 0)], ())
+    if name == "diag":
+        if x.rank == 1:
+            return g.contract([x, g.delta(x.shape[0])], [(0,), (0, 1)], (0, 1))
+        return g.contract([x], [(0, 0)], (0,))
+    if name in ("vector", "matrix"):
+        return broadcast(x, shape)
+    return g.apply(name, x)
+
+
+_ = Fraction  # exact numbers flow through g.const

@@ -1,0 +1,668 @@
+"""Printing: graph -> matrix notation (input syntax or LaTeX), or index notation.
+
+The graph keeps products as Einstein contractions; matrix notation is recovered here, at the
+edge. A contraction is printed by splitting its operand list into adjacent groups whose
+partial results are scalars, vectors or matrices (an interval dynamic programme, as for
+matrix-chain ordering), each split being one matrix-notation operation: a product ``A*B``,
+an inner product ``x'*y``, an outer product ``x*y'``, a Hadamard product ``x .* y``, a
+diagonal scaling ``diag(v)*A``, a trace ``tr(A*B)``. Only adjacent groups are merged, so the
+operands print in the order they are stored and the text parses back to the same graph.
+
+A contraction with no such split (a third-order tensor, a Kronecker-type product) prints in
+index notation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from . import graph as g
+
+# Binding strength, loose to tight.
+CMP, ADD, MUL, UNARY, POW, POSTFIX, ATOM = 1, 2, 3, 4, 5, 6, 7
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Printed text of a value; ``row`` says a vector reads as a row; ``plain`` undoes a transpose."""
+
+    text: str
+    prec: int
+    row: bool = False
+    plain: Piece | None = None
+
+
+class Style:
+    """The input syntax; :class:`LatexStyle` overrides the spellings."""
+
+    latex = False
+
+    def mul(self, a: str, b: str) -> str:
+        return f"{a}*{b}"
+
+    def hadamard(self, a: str, b: str) -> str:
+        return f"{a} .* {b}"
+
+    def hdivide(self, a: str, b: str) -> str:
+        return f"{a} ./ {b}"
+
+    def divide(self, a: str, b: str) -> str:
+        return f"{a}/{b}"
+
+    def transpose(self, a: str) -> str:
+        return f"{a}'"
+
+    def power(self, a: str, b: str, elementwise: bool) -> str:
+        return f"{a}{'.^' if elementwise else '^'}{b}"
+
+    def call(self, name: str, arg: str) -> str:
+        return f"{name}({arg})"
+
+    def function(self, name: str, arg: Piece) -> Piece:
+        return Piece(self.call(name, arg.text), ATOM)
+
+    def eye(self, n: g.Dim) -> str:
+        return f"eye({n})"
+
+    def ones(self, shape: g.Shape) -> str:
+        return f"ones({','.join(map(str, shape))})"
+
+    def zeros(self, shape: g.Shape) -> str:
+        return f"zeros({','.join(map(str, shape))})"
+
+    def compare(self, a: str, op: str, b: str) -> str:
+        return f"{a} {op} {b}"
+
+    def name(self, name: str) -> str:
+        return name
+
+    def number(self, value: Fraction) -> Piece:
+        if value.denominator == 1:
+            return Piece(str(value.numerator), UNARY if value < 0 else ATOM)
+        decimal = _decimal(value)
+        if decimal is not None:
+            return Piece(decimal, UNARY if value < 0 else ATOM)
+        return Piece(f"{value.numerator}/{value.denominator}", MUL)
+
+    def scaled(self, coeff: Fraction, body: Piece) -> Piece:
+        """``coeff * body`` for a coefficient other than 1."""
+        if coeff == -1:
+            if body.prec >= MUL:
+                return Piece("-" + body.text, min(UNARY, body.prec))
+            return Piece(f"-({body.text})", UNARY)
+        inner = paren(body, MUL)
+        if _as_fraction(coeff):
+            num = coeff.numerator
+            lead = "" if num == 1 else "-" if num == -1 else f"{num}*"
+            return Piece(f"{lead}{self.divide(inner, str(coeff.denominator))}", MUL)
+        return Piece(self.mul(self.number(coeff).text, inner), MUL)
+
+
+class LatexStyle(Style):
+    latex = True
+
+    def mul(self, a: str, b: str) -> str:
+        return f"{a} {b}"
+
+    def hadamard(self, a: str, b: str) -> str:
+        return f"{a} \\odot {b}"
+
+    def hdivide(self, a: str, b: str) -> str:
+        return f"{a} \\oslash {b}"
+
+    def divide(self, a: str, b: str) -> str:
+        return f"\\frac{{{a}}}{{{b}}}"
+
+    def transpose(self, a: str) -> str:
+        return f"{a}^\\top"
+
+    def power(self, a: str, b: str, elementwise: bool) -> str:
+        b = b[1:-1] if b.startswith("(") and b.endswith(")") else b
+        circ = "\\circ " if elementwise else ""
+        return f"{a}^{{{circ}{b}}}"
+
+    def call(self, name: str, arg: str) -> str:
+        return f"\\operatorname{{{name}}}\\left({arg}\\right)"
+
+    def function(self, name: str, piece: Piece) -> Piece:
+        from .functions import RULES
+
+        arg = piece.text
+        if name == "inv" and piece.prec >= POSTFIX:
+            return Piece(f"{arg}^{{-1}}", POSTFIX)
+        if name == "norm2":
+            return Piece(f"\\left\\| {arg} \\right\\|_2", ATOM)
+        if name == "norm1":
+            return Piece(f"\\left\\| {arg} \\right\\|_1", ATOM)
+        if name == "inv":
+            return Piece(f"\\left({arg}\\right)^{{-1}}", POSTFIX)
+        if name == "sqrt":
+            return Piece(f"\\sqrt{{{arg}}}", ATOM)
+        if name == "abs":
+            return Piece(f"\\left|{arg}\\right|", ATOM)
+        latex = RULES[name].latex if name in RULES else ""
+        if latex:
+            return Piece(f"{latex}\\left({arg}\\right)", ATOM)
+        return Piece(self.call(name, arg), ATOM)
+
+    def eye(self, n: g.Dim) -> str:
+        return "I"
+
+    def ones(self, shape: g.Shape) -> str:
+        return "\\mathbf{1}"
+
+    def zeros(self, shape: g.Shape) -> str:
+        return "\\mathbf{0}"
+
+    def name(self, name: str) -> str:
+        greek = {"alpha", "beta", "gamma", "delta", "epsilon", "lambda", "mu", "sigma", "theta", "tau", "rho",
+                 "eta", "kappa", "omega", "phi", "psi", "xi", "nu", "zeta", "chi", "pi"}
+        base, _, sub = name.partition("_")
+        if base in greek:
+            base = "\\" + base
+        elif len(base) > 1 and not base[1:].isdigit():
+            base = f"\\mathit{{{base}}}"
+        elif len(base) > 1:
+            base, sub = base[0], base[1:] + sub
+        return f"{base}_{{{sub}}}" if sub else base
+
+    def number(self, value: Fraction) -> Piece:
+        if not _as_fraction(value):
+            return super().number(value)
+        sign = "-" if value < 0 else ""
+        return Piece(f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}", ATOM if not sign else UNARY)
+
+    def scaled(self, coeff: Fraction, body: Piece) -> Piece:
+        if coeff == -1:
+            return super().scaled(coeff, body)
+        inner = paren(body, MUL, self)
+        return Piece(self.mul(self.number(coeff).text, inner), MUL)
+
+
+TEXT = Style()
+LATEX = LatexStyle()
+
+
+def _as_fraction(value: Fraction) -> bool:
+    """Print as ``p/q`` (``x/2``, ``2*x/3``) rather than a decimal (``0.001*x``)?"""
+    return value.denominator != 1 and (value.denominator <= 12 or _decimal(value) is None)
+
+
+def _decimal(value: Fraction) -> str | None:
+    """An exact short decimal for ``value`` if it has one (0.5, 0.001), else None."""
+    den = value.denominator
+    twos = fives = 0
+    while den % 2 == 0:
+        den //= 2
+        twos += 1
+    while den % 5 == 0:
+        den //= 5
+        fives += 1
+    if den != 1:
+        return None
+    digits = max(twos, fives)
+    if digits > 6:
+        return None
+    text = f"{float(value):.{digits}f}" if digits else str(value.numerator)
+    return text if Fraction(text) == value else None
+
+
+def paren(p: Piece, prec: int, style: Style = TEXT) -> str:
+    if p.prec >= prec:
+        return p.text
+    return f"\\left({p.text}\\right)" if style.latex else f"({p.text})"
+
+
+def transposed(p: Piece, style: Style) -> Piece:
+    if p.plain is not None:
+        return p.plain
+    return Piece(style.transpose(paren(p, POSTFIX, style)), POSTFIX, not p.row, p)
+
+
+def as_row(p: Piece, style: Style) -> Piece:
+    return p if p.row else transposed(p, style)
+
+
+def as_col(p: Piece, style: Style) -> Piece:
+    return transposed(p, style) if p.row else p
+
+
+# ------------------------------------------------------------------------------ entry points
+
+
+class NotMatrixNotation(Exception):
+    """The value needs index notation (a tensor of order three or more, a Kronecker product)."""
+
+
+def to_text(node: g.Node) -> str:
+    """The expression in the input syntax; parsing it gives the same values."""
+    return _Printer(TEXT).piece(node).text
+
+
+def to_latex(node: g.Node) -> str:
+    return _Printer(LATEX).piece(node).text
+
+
+class _Printer:
+    def __init__(self, style: Style):
+        self.style = style
+        self.memo: dict[g.Node, Piece] = {}
+
+    def piece(self, root: g.Node) -> Piece:
+        for node in g.postorder(root):
+            if node not in self.memo:
+                self.memo[node] = self.render(node)
+        return self.memo[root]
+
+    def render(self, node: g.Node) -> Piece:
+        st = self.style
+        if isinstance(node, g.Var):
+            return Piece(st.name(node.name), ATOM)
+        if isinstance(node, g.Const):
+            return st.number(node.value)
+        if isinstance(node, g.Delta):
+            return Piece(st.eye(node.params[0]), ATOM)
+        if isinstance(node, g.Ones):
+            return Piece(st.ones(node.shape), ATOM)
+        if isinstance(node, g.Zeros):
+            return Piece(st.zeros(node.shape), ATOM)
+        if isinstance(node, g.Add):
+            return self.render_add(node)
+        if isinstance(node, g.Contract):
+            try:
+                return self.render_contract(node, node.coeff)
+            except NotMatrixNotation:
+                return Piece(index_notation(node, st), ATOM)
+        if isinstance(node, g.Power):
+            return self.render_power(node)
+        if isinstance(node, g.Compare):
+            a, b = (self.memo[c] for c in node.args)
+            if node.args[0].rank == 1 and node.args[1].rank == 1 and a.row != b.row:
+                b = as_row(b, st) if a.row else as_col(b, st)
+            return Piece(st.compare(paren(a, ADD, st), node.op, paren(b, ADD, st)), CMP, a.row)
+        if isinstance(node, g.Function):
+            arg = self.memo[node.args[0]]
+            piece = st.function(node.name, arg)
+            return Piece(piece.text, piece.prec, arg.row if node.rule.shape(node.args[0].shape) else False)
+        raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
+
+    # --------------------------------------------------------------------------- sums
+
+    def broadcast_scalar(self, node: g.Node) -> Piece | None:
+        """The scalar printed for a term that repeats a scalar over a tensor (``x + a``)."""
+        if isinstance(node, g.Ones):
+            return Piece("1", ATOM)
+        if isinstance(node, g.Contract) and len(node.args) in (1, 2) and isinstance(node.args[-1], g.Ones):
+            if len(node.args) == 2 and node.args[0].rank != 0:
+                return None
+            if node.labels[-1] != node.out:
+                return None
+            body = self.memo[node.args[0]] if len(node.args) == 2 else Piece("1", ATOM)
+            if node.coeff == 1:
+                return body
+            if len(node.args) == 1:
+                return self.style.number(node.coeff)
+            return self.style.scaled(node.coeff, body)
+        return None
+
+    def term(self, node: g.Node, shape: g.Shape) -> tuple[bool, Piece]:
+        """(negative, piece of the magnitude) for a term of a sum."""
+        st = self.style
+        if shape:
+            scalar = self.broadcast_scalar(node)
+            if scalar is not None:
+                if isinstance(node, g.Contract) and node.coeff < 0:
+                    flipped = g.contract(node.args, node.labels, node.out, -node.coeff)
+                    return True, self.broadcast_scalar(flipped) or scalar
+                return False, scalar
+        if isinstance(node, g.Contract) and node.coeff < 0:
+            try:
+                return True, self.render_contract(node, -node.coeff)
+            except NotMatrixNotation:
+                return False, self.memo[node]
+        if isinstance(node, g.Const) and node.value < 0:
+            return True, st.number(-node.value)
+        return False, self.memo[node]
+
+    def render_add(self, node: g.Add) -> Piece:
+        st = self.style
+        terms = [self.term(t, node.shape) for t in node.args]
+        row = False
+        if node.rank == 1:
+            vector_terms = [p for t, (_, p) in zip(node.args, terms, strict=True) if t.rank == 1]
+            rows = sum(p.row for p in vector_terms)
+            row = rows * 2 > len(vector_terms) or (rows * 2 == len(vector_terms) and terms[0][1].row)
+            terms = [(neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 else p)
+                     for t, (neg, p) in zip(node.args, terms, strict=True)]
+        parts = []
+        for k, (negative, p) in enumerate(terms):
+            text = paren(p, ADD + 1 if k or negative else ADD, st)
+            if k == 0:
+                parts.append(("-" + text) if negative else text)
+            else:
+                parts.append((" - " if negative else " + ") + text)
+        text = "".join(parts)
+        return Piece(text, ADD, row)
+
+    # --------------------------------------------------------------------------- powers
+
+    def render_power(self, node: g.Power) -> Piece:
+        st = self.style
+        base, exponent = node.args
+        elementwise = base.rank > 0
+        bp = self.broadcast_scalar(base) if base.rank and exponent.rank else None
+        bpiece = bp if bp is not None else self.memo[base]
+        if isinstance(exponent, g.Const) and exponent.value == -1 and bp is None:
+            one = "1"
+            text = st.hdivide(one, paren(bpiece, POW, st)) if elementwise else st.divide(one, paren(bpiece, POW, st))
+            return Piece(text, MUL, bpiece.row)
+        epiece = self.memo[exponent]
+        if st.latex:
+            etext = epiece.text
+        elif epiece.prec >= POSTFIX or (isinstance(exponent, g.Const) and epiece.prec >= UNARY and "/" not in epiece.text):
+            etext = epiece.text
+        else:
+            etext = f"({epiece.text})"
+        if bp is not None:
+            text = st.power(paren(bpiece, POW + 1, st), etext, True)
+            return Piece(text, POW, self.memo[exponent].row)
+        return Piece(st.power(paren(bpiece, POW + 1, st) if not st.latex else paren(bpiece, POSTFIX, st),
+                              etext, elementwise), POW, bpiece.row)
+
+    # --------------------------------------------------------------------------- contractions
+
+    def render_contract(self, node: g.Contract, coeff: Fraction) -> Piece:
+        body = self.contraction_body(node)
+        return body if coeff == 1 else self.style.scaled(coeff, body)
+
+    def contraction_body(self, node: g.Contract) -> Piece:
+        st = self.style
+        out = node.out
+        pieces = [self.memo[a] for a in node.args]
+        if len(node.args) == 1:
+            single = self.single(node, pieces[0])
+            if single is not None:
+                return single
+        items = self.items(node, pieces)
+        piece, labels = _best_split(items, out, st)
+        if len(labels) == 2 and labels != out:
+            piece = transposed(piece, st)
+        return piece
+
+    def single(self, node: g.Contract, p: Piece) -> Piece | None:
+        st = self.style
+        (labs,) = node.labels
+        out = node.out
+        (arg,) = node.args
+        if arg.rank == 0:
+            return p
+        if arg.rank == 2 and labs == (0, 1) and out == (1, 0):
+            return transposed(p, st)
+        if not out and len(set(labs)) == len(labs):
+            return Piece(st.call("sum", p.text) if not st.latex else f"\\operatorname{{sum}}\\left({p.text}\\right)",
+                         ATOM)
+        if arg.rank == 2 and labs[0] == labs[1]:
+            name = "tr" if not out else "diag"
+            return Piece(st.call(name, p.text), ATOM)
+        return None
+
+    def items(self, node: g.Contract, pieces: list[Piece]) -> list[_Item]:
+        """The operands as items for the split search, with implicit sums made explicit ``ones``."""
+        st = self.style
+        count: dict[int, int] = {}
+        for labs in node.labels:
+            for lab in set(labs):
+                count[lab] = count.get(lab, 0) + 1
+        dims: dict[int, g.Dim] = {}
+        for arg, labs in zip(node.args, node.labels, strict=True):
+            dims.update(zip(labs, arg.shape, strict=True))
+        items: list[_Item] = []
+        for arg, labs, p in zip(node.args, node.labels, pieces, strict=True):
+            if arg.rank > 2:
+                raise NotMatrixNotation("operand of order three or more")
+            if arg.rank == 2 and labs[0] == labs[1]:
+                lab = labs[0]
+                if count[lab] == 1 and lab not in node.out:
+                    items.append(_Item(Piece(st.call("tr", p.text), ATOM), (), arg))
+                else:
+                    items.append(_Item(Piece(st.call("diag", p.text), ATOM), (lab,), None))
+                continue
+            items.append(_Item(p, labs, arg))
+            for lab in labs:
+                if count[lab] == 1 and lab not in node.out:
+                    # A label summed in one operand only: a product with ones(n).
+                    items.append(_Item(Piece(st.ones((dims[lab],)), ATOM), (lab,), g.ones((dims[lab],))))
+        return items
+
+
+@dataclass(frozen=True)
+class _Item:
+    piece: Piece
+    labels: tuple[int, ...]
+    node: g.Node | None
+
+
+def _best_split(items: list[_Item], out: tuple[int, ...], st: Style) -> tuple[Piece, tuple[int, ...]]:
+    """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only)."""
+    n = len(items)
+    where: dict[int, list[int]] = {}
+    for k, item in enumerate(items):
+        for lab in item.labels:
+            where.setdefault(lab, []).append(k)
+    out_set = set(out)
+
+    def kept(a: int, b: int) -> tuple[int, ...]:
+        labs: list[int] = []
+        for k in range(a, b + 1):
+            for lab in items[k].labels:
+                if lab in labs:
+                    continue
+                if lab in out_set or any(j < a or j > b for j in where[lab]):
+                    labs.append(lab)
+        return tuple(labs)
+
+    Best = tuple[Piece, tuple[int, ...], g.Node | None]
+    if n > 24:
+        # Long products: fold left to right.
+        acc: Best | None = (items[0].piece, items[0].labels, items[0].node)
+        for k in range(1, n):
+            acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st)
+            if acc is None:
+                raise NotMatrixNotation("no matrix-notation order")
+        assert acc is not None
+        return acc[0], acc[1]
+    best: dict[tuple[int, int], Best] = {}
+    for k, item in enumerate(items):
+        best[(k, k)] = (item.piece, item.labels, item.node)
+    for width in range(2, n + 1):
+        for a in range(0, n - width + 1):
+            b = a + width - 1
+            keep = kept(a, b)
+            if len(keep) > 2:
+                continue
+            choice: Best | None = None
+            for split in range(a, b):
+                left, right = best.get((a, split)), best.get((split + 1, b))
+                if left is None or right is None:
+                    continue
+                merged = _combine(left, right, set(keep), st)
+                if merged is not None and (choice is None or len(merged[0].text) < len(choice[0].text)):
+                    choice = merged
+            if choice is not None:
+                best[(a, b)] = choice
+    if (0, n - 1) not in best:
+        raise NotMatrixNotation("no matrix-notation order")
+    piece, labels, _ = best[(0, n - 1)]
+    return piece, labels
+
+
+def _is_reciprocal(node: g.Node | None) -> bool:
+    return isinstance(node, g.Power) and isinstance(node.args[1], g.Const) and node.args[1].value == -1
+
+
+def _combine(
+    left: tuple[Piece, tuple[int, ...], g.Node | None],
+    right: tuple[Piece, tuple[int, ...], g.Node | None],
+    keep: set[int],
+    st: Style,
+) -> tuple[Piece, tuple[int, ...], None] | None:
+    """One matrix-notation operation merging two adjacent groups, or None if there is none."""
+    P, lp, np_ = left
+    Q, lq, nq = right
+    shared = [lab for lab in lp if lab in lq]
+    summed = [lab for lab in shared if lab not in keep]
+    rp, rq = len(lp), len(lq)
+
+    def mul(a: Piece, b: Piece) -> str:
+        return st.mul(paren(a, MUL, st), paren(b, MUL + 1, st))
+
+    def orient(p: Piece, labs: tuple[int, ...], want: tuple[int, ...]) -> Piece:
+        return p if labs == want else transposed(p, st)
+
+    if rp == 0 or rq == 0:
+        if rq == 0 and _is_reciprocal(nq):
+            base = _base_piece(nq, st)
+            text = st.divide(P.text, base.text) if st.latex else st.divide(paren(P, MUL, st), paren(base, POW, st))
+        else:
+            text = mul(P, Q)
+        return Piece(text, MUL, P.row if rp else Q.row), lp if rp else lq, None
+    if rp == 1 and rq == 1:
+        (i,), (j,) = lp, lq
+        if i == j:
+            if summed:
+                return Piece(mul(as_row(P, st), as_col(Q, st)), MUL), (), None
+            Pc, Qc = (P, Q if Q.row == P.row else transposed(Q, st))
+            if _is_reciprocal(nq):
+                text = st.hdivide(paren(Pc, MUL, st), paren(_base_piece(nq, st, Pc.row), POW, st))
+            else:
+                text = st.hadamard(paren(Pc, MUL, st), paren(Qc, MUL + 1, st))
+            return Piece(text, MUL, Pc.row), (i,), None
+        if i in keep and j in keep:
+            return Piece(mul(as_col(P, st), as_row(Q, st)), MUL), (i, j), None
+        return None
+    if rp + rq == 3:
+        vec_left = rp == 1
+        V, lv = (P, lp) if vec_left else (Q, lq)
+        M, lm = (Q, lq) if vec_left else (P, lp)
+        mnode = nq if vec_left else np_
+        (i,) = lv
+        if i not in lm:
+            return None
+        other = lm[1] if lm[0] == i else lm[0]
+        if i in summed:
+            if vec_left:
+                return Piece(mul(as_row(V, st), orient(M, lm, (i, other))), MUL, True), (other,), None
+            return Piece(mul(orient(M, lm, (other, i)), as_col(V, st)), MUL), (other,), None
+        # i is kept: a diagonal scaling of the matrix's rows or columns.
+        D = Piece(st.call("diag", V.text) if not st.latex else st.call("diag", V.text), ATOM)
+        if isinstance(mnode, g.Delta):
+            return D, (i, other), None
+        if vec_left:
+            return Piece(mul(D, orient(M, lm, (i, other))), MUL), (i, other), None
+        return Piece(mul(orient(M, lm, (other, i)), D), MUL), (other, i), None
+    # two matrices
+    if len(shared) == 1:
+        (s,) = shared
+        if s not in summed:
+            return None
+        po = lp[1] if lp[0] == s else lp[0]
+        qo = lq[1] if lq[0] == s else lq[0]
+        Pm, Qm = orient(P, lp, (po, s)), orient(Q, lq, (s, qo))
+        if isinstance(nq, g.Delta):
+            return Pm, (po, qo), None
+        if isinstance(np_, g.Delta):
+            return Qm, (po, qo), None
+        return Piece(mul(Pm, Qm), MUL), (po, qo), None
+    if len(shared) == 2:
+        Qp = orient(Q, lq, lp)
+        if len(summed) == 2:
+            if lq == lp:
+                return Piece(st.call("tr", mul(transposed(P, st), Q)), ATOM), (), None
+            return Piece(st.call("tr", mul(P, Q)), ATOM), (), None
+        if not summed:
+            if _is_reciprocal(nq) and lq == lp:
+                text = st.hdivide(paren(P, MUL, st), paren(_base_piece(nq, st), POW, st))
+            else:
+                text = st.hadamard(paren(P, MUL, st), paren(Qp, MUL + 1, st))
+            return Piece(text, MUL), lp, None
+        # sum_j P[i,j] Q[i,j] is the diagonal of P*Q'.
+        (kept_lab,) = [lab for lab in lp if lab in keep]
+        (summed_lab,) = summed
+        prod = mul(orient(P, lp, (kept_lab, summed_lab)), orient(Q, lq, (summed_lab, kept_lab)))
+        return Piece(st.call("diag", prod), ATOM), (kept_lab,), None
+    return None
+
+
+def _base_piece(node: g.Node | None, st: Style, row: bool = False) -> Piece:
+    """The printed base of a reciprocal ``b^-1``, for ``a/b`` and ``a ./ b``."""
+    assert isinstance(node, g.Power)
+    p = _Printer(st).piece(node.args[0])
+    if node.args[0].rank == 1 and p.row != row:
+        p = transposed(p, st)
+    return p
+
+
+# ------------------------------------------------------------------------------ index notation
+
+_LETTERS = "ijklabcdefghpqrstuvw"
+
+
+def index_notation(node: g.Node, style: Style = TEXT) -> str:
+    """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i)."""
+    return _IndexPrinter(style).render(node, tuple(_LETTERS[: node.rank]))
+
+
+class _IndexPrinter:
+    def __init__(self, style: Style):
+        self.style = style
+        self.counter = 0
+
+    def fresh(self, avoid: set[str]) -> str:
+        while True:
+            name = _LETTERS[self.counter % len(_LETTERS)] + ("" if self.counter < len(_LETTERS) else str(
+                self.counter // len(_LETTERS)))
+            self.counter += 1
+            if name not in avoid:
+                return name
+
+    def entry(self, text: str, idx: tuple[str, ...]) -> str:
+        if not idx:
+            return text
+        if self.style.latex:
+            return f"{text}_{{{''.join(idx)}}}"
+        return f"{text}[{','.join(idx)}]"
+
+    def render(self, node: g.Node, idx: tuple[str, ...]) -> str:
+        st = self.style
+        if isinstance(node, g.Delta):
+            return f"\\delta_{{{''.join(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"
+        if isinstance(node, g.Contract):
+            names: dict[int, str] = dict(zip(node.out, idx, strict=True))
+            used = set(idx)
+            summed: list[str] = []
+            for labs in node.labels:
+                for lab in labs:
+                    if lab not in names:
+                        names[lab] = self.fresh(used)
+                        used.add(names[lab])
+                        summed.append(names[lab])
+            factors = [self.render(arg, tuple(names[lab] for lab in labs))
+                       for arg, labs in zip(node.args, node.labels, strict=True)]
+            body = ("\\," if st.latex else "*").join(factors)
+            if node.coeff != 1:
+                body = st.scaled(node.coeff, Piece(body, MUL)).text
+            if summed:
+                body = (f"\\sum_{{{''.join(summed)}}} {body}" if st.latex else f"sum_{''.join(summed)} {body}")
+            return f"({body})" if summed or node.coeff != 1 else body
+        if isinstance(node, g.Add):
+            return "(" + " + ".join(self.render(t, idx) for t in node.args) + ")"
+        if isinstance(node, g.Var | g.Ones | g.Zeros | g.Const):
+            text = to_latex(node) if st.latex else to_text(node)
+            return self.entry(text, idx) if node.rank else text
+        text = to_latex(node) if st.latex else to_text(node)
+        return self.entry(f"({text})" if not text.isidentifier() else text, idx)
+
+
+Renderer = Callable[[g.Node], str]

@@ -1,0 +1,194 @@
+"""Parsing: text in the MATLAB-like input language -> an untyped syntax tree (:class:`Ast`).
+
+The grammar is LALR(1) for lark; its tree is built by callbacks during the parse, so the
+parser keeps its own stack and nesting depth costs no Python recursion. Operator
+precedence follows MATLAB, from loose to tight::
+
+    > <      comparison (element-wise, 0/1)
+    + -      addition, subtraction
+    * / .* ./
+    + -      unary plus and minus        (-a*x is (-a)*x;  -x^2 is -(x^2))
+    ^ .^     power, left-associative     (2^-1 allowed)
+    '        transpose (postfix)
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .errors import MatrixCalculusError, ParseError
+from .functions import RULES
+
+# Functions whose arguments are dimensions (a name or a whole number), not expressions.
+DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
+# Functions built into the language beyond the table in functions.py.
+STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
+KNOWN_FUNCTIONS = tuple(RULES) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
+
+_GRAMMAR = r"""
+?start: cmp
+?cmp: sum
+    | cmp CMPOP sum          -> binary
+?sum: product
+    | sum ADDOP product      -> binary
+?product: unary
+    | product MULOP unary    -> binary
+?unary: power
+    | ADDOP unary            -> unary
+?power: postfix
+    | power POWOP exponent   -> binary
+?exponent: postfix
+    | ADDOP exponent         -> unary
+?postfix: atom
+    | postfix QUOTE          -> transpose
+?atom: NUMBER                -> number
+    | NAME                   -> name
+    | NAME LPAR args RPAR    -> call
+    | LPAR cmp RPAR          -> group
+args: cmp (COMMA cmp)*
+CMPOP: ">" | "<"
+ADDOP: "+" | "-"
+MULOP: ".*" | "./" | "*" | "/"
+POWOP: ".^" | "^"
+QUOTE: "'"
+LPAR: "("
+RPAR: ")"
+COMMA: ","
+NUMBER: /(\d+(\.(?![*\/^'])\d*)?|\.\d+)([eE][+-]?\d+)?/
+NAME: /[A-Za-z_][A-Za-z_0-9]*/
+%ignore /[ \t\r\n]+/
+"""
+
+_TOKEN_NAMES = {
+    "CMPOP": "a comparison", "ADDOP": "'+' or '-'", "MULOP": "'*', '/', '.*' or './'",
+    "POWOP": "'^' or '.^'", "QUOTE": "a transpose \"'\"", "LPAR": "'('", "RPAR": "')'",
+    "COMMA": "','", "NUMBER": "a number", "NAME": "a name", "$END": "the end of the input",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Ast:
+    """A syntax-tree node. ``op`` is one of: num, name, call, unary, binary, transpose.
+
+    ``start``/``end`` are 0-based offsets of the node's text; ``column`` (1-based) points at
+    the operator or name that an error about this node should point at.
+    """
+
+    op: str
+    value: object
+    args: tuple[Ast, ...]
+    start: int
+    end: int
+    column: int
+
+
+class _Build(Transformer):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def number(self, items: list[Token]) -> Ast:
+        (tok,) = items
+        return Ast("num", Fraction(str(tok)), (), tok.start_pos, tok.end_pos, tok.column)
+
+    def name(self, items: list[Token]) -> Ast:
+        (tok,) = items
+        return Ast("name", str(tok), (), tok.start_pos, tok.end_pos, tok.column)
+
+    def call(self, items: list) -> Ast:
+        name, _, args, rpar = items
+        fname = str(name)
+        if fname not in KNOWN_FUNCTIONS:
+            close = difflib.get_close_matches(fname, KNOWN_FUNCTIONS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known functions: {', '.join(KNOWN_FUNCTIONS)}"
+            raise ParseError(f"unknown function '{fname}' at column {name.column}{hint}", text=self.text,
+                             column=name.column)
+        low, high = DIMENSION_FUNCTIONS.get(fname, (1, 1))
+        if not low <= len(args) <= high:
+            want = str(low) if low == high else f"{low} or {high}"
+            raise ParseError(
+                f"{fname} takes {want} argument{'s' if high > 1 else ''}, not {len(args)} (column {name.column})",
+                text=self.text, column=name.column,
+            )
+        if fname in DIMENSION_FUNCTIONS:
+            for arg in args:
+                ok = arg.op == "name" or (arg.op == "num" and arg.value.denominator == 1 and arg.value > 0)
+                if not ok:
+                    raise ParseError(
+                        f"{fname} takes dimensions (a name such as n, or a whole number), "
+                        f"not '{self.text[arg.start:arg.end]}' (column {arg.column})",
+                        text=self.text, column=arg.column,
+                    )
+        return Ast("call", fname, tuple(args), name.start_pos, rpar.end_pos, name.column)
+
+    def args(self, items: list) -> list[Ast]:
+        return [item for item in items if isinstance(item, Ast)]
+
+    def group(self, items: list) -> Ast:
+        return items[1]
+
+    def unary(self, items: list) -> Ast:
+        op, x = items
+        return Ast("unary", str(op), (x,), op.start_pos, x.end, op.column)
+
+    def binary(self, items: list) -> Ast:
+        a, op, b = items
+        return Ast("binary", str(op), (a, b), a.start, b.end, op.column)
+
+    def transpose(self, items: list) -> Ast:
+        x, quote = items
+        return Ast("transpose", "'", (x,), x.start, quote.end_pos, quote.column)
+
+
+_BUILD = _Build("")
+# One parser, built once; its callbacks read the current text from _BUILD (guarded by a lock).
+_PARSER = Lark(_GRAMMAR, parser="lalr", maybe_placeholders=False, transformer=_BUILD)
+_LOCK = threading.Lock()
+
+
+def parse_syntax(text: str) -> Ast:
+    """Parse ``text`` into a syntax tree, or raise :class:`ParseError` pointing at the column."""
+    if not isinstance(text, str):
+        raise ParseError(f"an expression is text, not {type(text).__name__}")
+    if not text.strip():
+        raise ParseError("empty expression")
+    try:
+        with _LOCK:
+            _BUILD.text = text
+            return _PARSER.parse(text)
+    except MatrixCalculusError:
+        raise
+    except UnexpectedCharacters as exc:
+        ch = text[exc.pos_in_stream]
+        raise ParseError(f"unexpected character {ch!r} at column {exc.column}", text=text,
+                         column=exc.column) from None
+    except UnexpectedEOF as exc:
+        expected = _expected(exc.expected)
+        raise ParseError(f"unexpected end of input; expected {expected}", text=text,
+                         column=len(text) + 1) from None
+    except UnexpectedToken as exc:
+        tok = exc.token
+        if tok.type == "$END":
+            raise ParseError(f"unexpected end of input; expected {_expected(exc.expected)}", text=text,
+                             column=len(text.rstrip()) + 1) from None
+        raise ParseError(
+            f"unexpected {str(tok)!r} at column {tok.column}; expected {_expected(exc.expected)}",
+            text=text, column=tok.column,
+        ) from None
+    except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
+        raise ParseError(f"cannot parse the input at column {exc.column}", text=text,
+                         column=exc.column) from None
+
+
+def _expected(names: set[str] | list[str]) -> str:
+    words = sorted({_TOKEN_NAMES.get(n, n) for n in names})
+    if len(words) > 4:
+        return "an operand or an operator"
+    return " or ".join(words)
+
