@@ -17,6 +17,7 @@ from .errors import (
     ParseError,
     ShapeError,
 )
+from .calculus import derivative, gradient, hessian, jacobian, jvp, vjp
 from .expression import Expression, Variable, matrix, parse, scalar, vector
 
 __all__ = [
@@ -28,10 +29,16 @@ __all__ = [
     "ParseError",
     "ShapeError",
     "Variable",
+    "derivative",
+    "gradient",
+    "hessian",
+    "jacobian",
+    "jvp",
     "matrix",
     "parse",
     "scalar",
     "vector",
+    "vjp",
 ]
 
 __version__ = "0.1.0"

@@ -66,14 +66,16 @@ class Expression:
     in LaTeX, ``e.evaluate({...})`` computes it with NumPy.
     """
 
-    __slots__ = ("node", "variables", "_source", "_types")
+    __slots__ = ("_result", "_source", "_types", "node", "variables")
 
     def __init__(self, node: g.Node, variables: Mapping[str, g.Var], source: str | None = None,
-                 types: Mapping[str, Declared] | None = None):
+                 types: Mapping[str, Declared] | None = None, *, result: bool = False):
         self.node = node
         self.variables = {name: Variable(v) for name, v in variables.items()}
         self._source = source
         self._types = dict(types or {})
+        # A derived expression prints its products in whichever order reads best.
+        self._result = result
 
     # ------------------------------------------------------------------ views
 
@@ -83,14 +85,14 @@ class Expression:
         return self.node.shape
 
     def __str__(self) -> str:
-        return to_text(self.node)
+        return to_text(self.node, result=self._result)
 
     def __repr__(self) -> str:
-        return f"Expression({to_text(self.node)!r})"
+        return f"Expression({str(self)!r})"
 
     def latex(self) -> str:
         """The expression in LaTeX: ``x'*A*x`` -> ``x^\\top A x``."""
-        return to_latex(self.node)
+        return to_latex(self.node, result=self._result)
 
     def index_notation(self) -> str:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
@@ -110,7 +112,9 @@ class Expression:
 
     def _text(self) -> str:
         if self._source is None:
-            self._source = to_text(self.node)
+            if self.node.rank > 2:
+                raise MatrixCalculusError("a tensor of order three or more cannot be combined in matrix notation")
+            self._source = to_text(self.node, result=self._result)
         return self._source
 
     def _declared(self) -> dict[str, Declared]:

@@ -15,6 +15,7 @@ subexpressions are shared and ``is``/``==`` (identity) decide structural equalit
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
@@ -39,6 +40,10 @@ def _intern(cls: type[Node], args: tuple[Node, ...], params: tuple) -> Any:
         node.params = params
         node.shape = cls.shape_rule(args, params)
         node._hash = hash(key)
+        # A digest that is stable across runs (hash() of str is not): orders operands canonically.
+        node.digest = hashlib.blake2b(
+            repr((cls.__name__, params)).encode() + b"".join(a.digest for a in args), digest_size=12
+        ).digest()
         _TABLE[key] = node
     return node
 
@@ -46,7 +51,7 @@ def _intern(cls: type[Node], args: tuple[Node, ...], params: tuple) -> Any:
 class Node:
     """A node of the expression graph. Build nodes with the module's constructor functions."""
 
-    __slots__ = ("args", "params", "shape", "_hash", "__weakref__")
+    __slots__ = ("args", "digest", "params", "shape", "_hash", "__weakref__")
     args: tuple[Node, ...]
     params: tuple
     shape: Shape
@@ -71,6 +76,12 @@ class Node:
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
         """The value of this node from its arguments' values (``xp`` is the array namespace)."""
         raise NotImplementedError
+
+    def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
+        """The vector-Jacobian product: for a cotangent ``g`` of shape ``batch_shape + self.shape``,
+        the cotangent of each argument (shape ``batch_shape + arg.shape``), or None where the
+        node does not depend differentiably on that argument. Leaves have no arguments."""
+        return ()
 
     def __repr__(self) -> str:
         from .printing import to_text  # printing is a later stage; repr is a convenience
@@ -265,6 +276,41 @@ class Contract(Node):
     def out(self) -> tuple[int, ...]:
         return self.params[2]
 
+    def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
+        # The product rule, once for every kind of product: the cotangent of operand k is the
+        # contraction of g with all the other operands, keeping operand k's labels free.
+        top = 1 + max((lab for labs in self.labels for lab in labs), default=-1)
+        b = tuple(range(top, top + batch))
+        dims = {lab: d for arg, labs in zip(self.args, self.labels, strict=True)
+                for lab, d in zip(labs, arg.shape, strict=True)}
+        result: list[Node | None] = []
+        for k, labs in enumerate(self.labels):
+            ops: list[Node] = [g]
+            ops_labels: list[tuple[int, ...]] = [b + self.out]
+            for j, (arg, other) in enumerate(zip(self.args, self.labels, strict=True)):
+                if j != k:
+                    ops.append(arg)
+                    ops_labels.append(other)
+            present = {lab for other in ops_labels for lab in other}
+            free: list[int] = []
+            fresh = top + batch
+            for lab in labs:
+                if lab in free:
+                    # A repeated label (trace, diagonal): the cotangent lives on the diagonal.
+                    ops.append(delta(dims[lab]))
+                    ops_labels.append((lab, fresh))
+                    free.append(fresh)
+                    fresh += 1
+                    continue
+                if lab not in present:
+                    # Summed in operand k alone (sum of entries): the cotangent is spread by ones.
+                    ops.append(ones((dims[lab],)))
+                    ops_labels.append((lab,))
+                    present.add(lab)
+                free.append(lab)
+            result.append(contract(ops, ops_labels, b + tuple(free), self.coeff))
+        return tuple(result)
+
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
         operands: list[Any] = []
         for value, labs in zip(values, self.labels, strict=True):
@@ -381,6 +427,9 @@ class Add(Node):
                 raise ShapeError(f"cannot add {shape_text(shape)} and {shape_text(term.shape)}")
         return shape
 
+    def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
+        return tuple(g for _ in self.args)
+
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
         total = values[0]
         for value in values[1:]:
@@ -426,6 +475,21 @@ class Power(Node):
             )
         return base.shape
 
+    def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
+        # d(b^p) = p b^(p-1) db + b^p log(b) dp, entry-wise; a scalar exponent collects a sum.
+        base, exponent = self.args
+        b = tuple(range(batch))
+        idx = tuple(range(batch, batch + base.rank))
+        e_idx = idx if exponent.rank else ()
+        if isinstance(exponent, Const):
+            lowered = power(base, const(exponent.value - 1))
+            d_base = contract([lowered, g], [idx, b + idx], b + idx, exponent.value)
+            return d_base, None
+        lowered = power(base, add([exponent, scale(-1, ones(exponent.shape))]))
+        d_base = contract([g, exponent, lowered], [b + idx, e_idx, idx], b + idx)
+        d_exp = contract([g, self, apply("log", base)], [b + idx, idx, idx], b + e_idx)
+        return d_base, d_exp
+
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
         base, exponent = values
         if isinstance(self.args[1], Const):
@@ -439,6 +503,8 @@ class Power(Node):
 def power(base: Node, exponent: Node) -> Node:
     if isinstance(exponent, Const) and exponent.value == 1:
         return base
+    if isinstance(exponent, Const) and exponent.value == 0:
+        return ones(base.shape)
     return _intern(Power, (base, exponent), ())
 
 
@@ -454,6 +520,9 @@ class Compare(Node):
     @property
     def op(self) -> str:
         return self.params[0]
+
+    def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
+        return (None, None)  # piecewise constant: the derivative is zero wherever it exists
 
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
         a, b = values
@@ -485,6 +554,16 @@ class Function(Node):
     @property
     def rule(self) -> Any:
         return self.rules[self.params[0]]
+
+    def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
+        (x,) = self.args
+        rule = self.rule
+        if rule.kind == "elementwise":
+            # The chain rule for an entry-wise function: g .* f'(x).
+            b = tuple(range(batch))
+            idx = tuple(range(batch, batch + x.rank))
+            return (contract([g, rule.derivative(x)], [b + idx, idx], b + idx),)
+        return (rule.derivative(x, self, g, batch),)
 
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
         return self.rule.evaluate(xp, values[0])

@@ -14,7 +14,7 @@ index notation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -32,6 +32,8 @@ class Piece:
     prec: int
     row: bool = False
     plain: Piece | None = None
+    sym: bool = False  # a symmetric matrix: its own transpose
+    op: str | None = None  # "mul" for a matrix product, "had" for a Hadamard product
 
 
 class Style:
@@ -218,6 +220,8 @@ def paren(p: Piece, prec: int, style: Style = TEXT) -> str:
 def transposed(p: Piece, style: Style) -> Piece:
     if p.plain is not None:
         return p.plain
+    if p.sym:
+        return p
     return Piece(style.transpose(paren(p, POSTFIX, style)), POSTFIX, not p.row, p)
 
 
@@ -236,18 +240,57 @@ class NotMatrixNotation(Exception):
     """The value needs index notation (a tensor of order three or more, a Kronecker product)."""
 
 
-def to_text(node: g.Node) -> str:
-    """The expression in the input syntax; parsing it gives the same values."""
-    return _Printer(TEXT).piece(node).text
+def to_text(node: g.Node, *, result: bool = False) -> str:
+    """The expression in the input syntax; parsing it gives the same values.
+
+    ``result=True`` is for derived expressions: products may be printed in any operand
+    order, choosing the one with the fewest transposes (an expression the user typed keeps its
+    order, so that its text parses back to the very same graph).
+    """
+    return _Printer(TEXT, result).piece(node).text
 
 
-def to_latex(node: g.Node) -> str:
-    return _Printer(LATEX).piece(node).text
+def to_latex(node: g.Node, *, result: bool = False) -> str:
+    return _Printer(LATEX, result).piece(node).text
+
+
+_BINDING_NAMES = ("r", "s", "u", "v", "h", "q", "z", "e", "c", "d")
+
+
+def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TEXT,
+                  min_length: int = 12) -> tuple[list[str], list[tuple[str, str]]]:
+    """Print several derived expressions together, naming repeated subexpressions.
+
+    Returns the texts and the ``where`` bindings ``[(name, text), ...]`` in dependency order:
+    a subexpression is named when it is used at least twice and its text is at least
+    ``min_length`` characters, so that naming it shortens the result.
+    """
+    uses: dict[g.Node, int] = {}
+    order = g.postorder(*roots)
+    for node in order:
+        for arg in node.args:
+            uses[arg] = uses.get(arg, 0) + 1
+    for root in roots:
+        uses[root] = uses.get(root, 0) + 1
+    printer = _Printer(style, True)
+    names = (n for n in _BINDING_NAMES + tuple(f"r{i}" for i in range(1, 1000)) if n not in reserved)
+    bindings: list[tuple[str, str]] = []
+    for node in order:
+        if node not in printer.memo:
+            printer.memo[node] = printer.render(node)
+        piece = printer.memo[node]
+        if (uses.get(node, 0) >= 2 and node.args and len(piece.text) >= min_length
+                and node not in roots):
+            name = next(names)
+            bindings.append((name, piece.text))
+            printer.memo[node] = Piece(style.name(name), ATOM, piece.row)
+    return [printer.memo[r].text for r in roots], bindings
 
 
 class _Printer:
-    def __init__(self, style: Style):
+    def __init__(self, style: Style, result: bool = False):
         self.style = style
+        self.result = result
         self.memo: dict[g.Node, Piece] = {}
 
     def piece(self, root: g.Node) -> Piece:
@@ -259,11 +302,11 @@ class _Printer:
     def render(self, node: g.Node) -> Piece:
         st = self.style
         if isinstance(node, g.Var):
-            return Piece(st.name(node.name), ATOM)
+            return Piece(st.name(node.name), ATOM, sym=node.kind == "symmetric")
         if isinstance(node, g.Const):
             return st.number(node.value)
         if isinstance(node, g.Delta):
-            return Piece(st.eye(node.params[0]), ATOM)
+            return Piece(st.eye(node.params[0]), ATOM, sym=True)
         if isinstance(node, g.Ones):
             return Piece(st.ones(node.shape), ATOM)
         if isinstance(node, g.Zeros):
@@ -281,7 +324,9 @@ class _Printer:
             a, b = (self.memo[c] for c in node.args)
             if node.args[0].rank == 1 and node.args[1].rank == 1 and a.row != b.row:
                 b = as_row(b, st) if a.row else as_col(b, st)
-            return Piece(st.compare(paren(a, ADD, st), node.op, paren(b, ADD, st)), CMP, a.row)
+            # Printed in parentheses: an indicator reads best as a unit, (w'*x + b > 0)*x.
+            text = st.compare(paren(a, ADD, st), node.op, paren(b, ADD, st))
+            return Piece(f"\\left({text}\\right)" if st.latex else f"({text})", ATOM, a.row)
         if isinstance(node, g.Function):
             arg = self.memo[node.args[0]]
             piece = st.function(node.name, arg)
@@ -386,10 +431,28 @@ class _Printer:
             if single is not None:
                 return single
         items = self.items(node, pieces)
-        piece, labels = _best_split(items, out, st)
-        if len(labels) == 2 and labels != out:
-            piece = transposed(piece, st)
-        return piece
+        if self.result:
+            # Scalars are written first: a*eye(n), not eye(n)*a.
+            items = [it for it in items if not it.labels] + [it for it in items if it.labels]
+        orders = [items]
+        if self.result:
+            orders += [_chain_order(items, out), items[::-1]]
+        candidates: list[Piece] = []
+        for k, candidate in enumerate(orders):
+            try:
+                piece, labels = _best_split(candidate, out, st)
+            except NotMatrixNotation:
+                if k == 0 and not self.result:
+                    orders.append(_chain_order(items, out))
+                continue
+            if len(labels) == 2 and labels != out and not piece.sym:
+                piece = transposed(piece, st)
+            candidates.append(piece)
+        if not candidates:
+            raise NotMatrixNotation("no matrix-notation order")
+        if not self.result:
+            return candidates[0]
+        return min(candidates, key=lambda p: (_transposes(p.text) + p.row, len(p.text)))
 
     def single(self, node: g.Contract, p: Piece) -> Piece | None:
         st = self.style
@@ -435,6 +498,26 @@ class _Printer:
                     # A label summed in one operand only: a product with ones(n).
                     items.append(_Item(Piece(st.ones((dims[lab],)), ATOM), (lab,), g.ones((dims[lab],))))
         return items
+
+
+def _transposes(text: str) -> int:
+    return text.count("'") + text.count("\\top")
+
+
+def _chain_order(items: list[_Item], out: tuple[int, ...]) -> list[_Item]:
+    """Operands reordered to walk the index chain: from the first free index, each next operand
+    sharing an index with the last; scalars first."""
+    rest = [it for it in items if it.labels]
+    ordered = [it for it in items if not it.labels]
+    current: set[int] = {out[0]} if out else set()
+    while rest:
+        pick = next((it for it in rest if current & set(it.labels)), None)
+        if pick is None:
+            pick = rest[0]
+        rest.remove(pick)
+        ordered.append(pick)
+        current = set(pick.labels)
+    return ordered
 
 
 @dataclass(frozen=True)
@@ -516,7 +599,12 @@ def _combine(
     rp, rq = len(lp), len(lq)
 
     def mul(a: Piece, b: Piece) -> str:
-        return st.mul(paren(a, MUL, st), paren(b, MUL + 1, st))
+        # A Hadamard product inside a matrix product is parenthesised for the reader,
+        # although * and .* bind alike: ((W'*r) .* s)*x'.
+        return st.mul(paren(a, MUL + (a.op == "had"), st), paren(b, MUL + 1, st))
+
+    def had(a: Piece, b: Piece) -> str:
+        return st.hadamard(paren(a, MUL + (a.op == "mul"), st), paren(b, MUL + 1, st))
 
     def orient(p: Piece, labs: tuple[int, ...], want: tuple[int, ...]) -> Piece:
         return p if labs == want else transposed(p, st)
@@ -532,15 +620,15 @@ def _combine(
         (i,), (j,) = lp, lq
         if i == j:
             if summed:
-                return Piece(mul(as_row(P, st), as_col(Q, st)), MUL), (), None
+                return Piece(mul(as_row(P, st), as_col(Q, st)), MUL, op="mul"), (), None
             Pc, Qc = (P, Q if Q.row == P.row else transposed(Q, st))
             if _is_reciprocal(nq):
                 text = st.hdivide(paren(Pc, MUL, st), paren(_base_piece(nq, st, Pc.row), POW, st))
             else:
-                text = st.hadamard(paren(Pc, MUL, st), paren(Qc, MUL + 1, st))
-            return Piece(text, MUL, Pc.row), (i,), None
+                text = had(Pc, Qc)
+            return Piece(text, MUL, Pc.row, op="had"), (i,), None
         if i in keep and j in keep:
-            return Piece(mul(as_col(P, st), as_row(Q, st)), MUL), (i, j), None
+            return Piece(mul(as_col(P, st), as_row(Q, st)), MUL, op="mul"), (i, j), None
         return None
     if rp + rq == 3:
         vec_left = rp == 1
@@ -553,15 +641,15 @@ def _combine(
         other = lm[1] if lm[0] == i else lm[0]
         if i in summed:
             if vec_left:
-                return Piece(mul(as_row(V, st), orient(M, lm, (i, other))), MUL, True), (other,), None
-            return Piece(mul(orient(M, lm, (other, i)), as_col(V, st)), MUL), (other,), None
+                return Piece(mul(as_row(V, st), orient(M, lm, (i, other))), MUL, True, op="mul"), (other,), None
+            return Piece(mul(orient(M, lm, (other, i)), as_col(V, st)), MUL, op="mul"), (other,), None
         # i is kept: a diagonal scaling of the matrix's rows or columns.
-        D = Piece(st.call("diag", V.text) if not st.latex else st.call("diag", V.text), ATOM)
+        D = Piece(st.call("diag", V.text), ATOM, sym=True)
         if isinstance(mnode, g.Delta):
             return D, (i, other), None
         if vec_left:
-            return Piece(mul(D, orient(M, lm, (i, other))), MUL), (i, other), None
-        return Piece(mul(orient(M, lm, (other, i)), D), MUL), (other, i), None
+            return Piece(mul(D, orient(M, lm, (i, other))), MUL, op="mul"), (i, other), None
+        return Piece(mul(orient(M, lm, (other, i)), D), MUL, op="mul"), (other, i), None
     # two matrices
     if len(shared) == 1:
         (s,) = shared
@@ -574,7 +662,7 @@ def _combine(
             return Pm, (po, qo), None
         if isinstance(np_, g.Delta):
             return Qm, (po, qo), None
-        return Piece(mul(Pm, Qm), MUL), (po, qo), None
+        return Piece(mul(Pm, Qm), MUL, op="mul"), (po, qo), None
     if len(shared) == 2:
         Qp = orient(Q, lq, lp)
         if len(summed) == 2:
@@ -585,8 +673,8 @@ def _combine(
             if _is_reciprocal(nq) and lq == lp:
                 text = st.hdivide(paren(P, MUL, st), paren(_base_piece(nq, st), POW, st))
             else:
-                text = st.hadamard(paren(P, MUL, st), paren(Qp, MUL + 1, st))
-            return Piece(text, MUL), lp, None
+                text = had(P, Qp)
+            return Piece(text, MUL, op="had"), lp, None
         # sum_j P[i,j] Q[i,j] is the diagonal of P*Q'.
         (kept_lab,) = [lab for lab in lp if lab in keep]
         (summed_lab,) = summed

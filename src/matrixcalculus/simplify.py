@@ -1,0 +1,380 @@
+"""Simplification: named rewrite rules applied bottom-up until nothing changes.
+
+Derivatives come out of the engine as nested contractions with Kronecker deltas, ones and
+scattered numeric factors. The rules below bring them to the compact form a person writes:
+
+* ``flatten``: a contraction of contractions is one contraction (Einstein notation is associative);
+* ``eliminate_delta``: ``sum_j A[i,j] delta[j,k]`` is ``A[i,k]`` (the identity disappears);
+* ``drop_ones``: a ``ones`` factor whose indices other factors carry changes nothing;
+* ``merge_powers``: scalar factors ``u * u^-1`` cancel, ``u * u`` is ``u^2``;
+* ``symmetric_labels``: a symmetric matrix equals its transpose, so ``S'`` is ``S``;
+* ``transpose_of_sum``: ``(A + B)'`` is ``A' + B'`` (transposes go to the leaves);
+* ``merge_like_terms``: ``2*A*x + A*x`` is ``3*A*x``, comparing terms up to operand order;
+* ``factor_common``: ``A*x + A'*x`` is ``(A + A')*x`` (sums that differ in one factor);
+* ``fold_power``: ``x^1``, ``x^0``, ``(x^a)^b`` for whole ``b``.
+
+Each rule is a small function on one node; :func:`simplify` rebuilds the graph children first,
+so the result shares every subexpression the input shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+from . import graph as g
+
+Labels = tuple[int, ...]
+
+
+def simplify(root: g.Node) -> g.Node:
+    """The simplified form of ``root`` (same value, compact structure)."""
+    memo: dict[g.Node, g.Node] = {}
+    for node in g.postorder(root):
+        memo[node] = _simplify_node(node, [memo[a] for a in node.args])
+    result = memo[root]
+    # One more pass reaches rules enabled by rewrites of parents (a rare second round).
+    if result is not root:
+        memo2: dict[g.Node, g.Node] = {}
+        for node in g.postorder(result):
+            memo2[node] = _simplify_node(node, [memo2[a] for a in node.args])
+        result = memo2[result]
+    return result
+
+
+def _simplify_node(node: g.Node, args: list[g.Node]) -> g.Node:
+    if isinstance(node, g.Contract):
+        return normal_contract(args, node.labels, node.out, node.coeff)
+    if isinstance(node, g.Add):
+        return normal_sum(args)
+    if isinstance(node, g.Power):
+        return fold_power(args[0], args[1])
+    if isinstance(node, g.Compare):
+        return g.compare(node.op, args[0], args[1])
+    if isinstance(node, g.Function):
+        return g.apply(node.name, args[0])
+    return node
+
+
+# ------------------------------------------------------------------------------ contractions
+
+
+def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels, coeff: Fraction) -> g.Node:
+    ops, labels, coeff = flatten(list(ops), [tuple(lab) for lab in labels], coeff)
+    if coeff == 0 or any(g.is_zero(op) for op in ops):
+        return g.zeros(g.Contract.shape_rule(tuple(ops), (coeff, tuple(labels), out)))
+    changed = True
+    while changed:
+        changed = False
+        for rule in (eliminate_delta, drop_ones, merge_powers):
+            result = rule(ops, labels, out)
+            if result is not None:
+                ops, labels, out = result
+                changed = True
+    labels = symmetric_labels(ops, labels, out)
+    pushed = transpose_of_sum(ops, labels, out, coeff)
+    if pushed is not None:
+        return pushed
+    return g.contract(ops, labels, out, coeff)
+
+
+def flatten(ops: list[g.Node], labels: list[Labels], coeff: Fraction) -> tuple[list[g.Node], list[Labels], Fraction]:
+    """Inline operands that are contractions, renaming their summed labels apart."""
+    top = 1 + max((lab for labs in labels for lab in labs), default=-1)
+    new_ops: list[g.Node] = []
+    new_labels: list[Labels] = []
+    for op, labs in zip(ops, labels, strict=True):
+        if isinstance(op, g.Const):
+            coeff *= op.value
+            continue
+        if not isinstance(op, g.Contract):
+            new_ops.append(op)
+            new_labels.append(labs)
+            continue
+        coeff *= op.coeff
+        rename = dict(zip(op.out, labs, strict=True))
+        for inner in op.labels:
+            for lab in inner:
+                if lab not in rename:
+                    rename[lab] = top
+                    top += 1
+        for inner_op, inner_labs in zip(op.args, op.labels, strict=True):
+            new_ops.append(inner_op)
+            new_labels.append(tuple(rename[lab] for lab in inner_labs))
+    return new_ops, new_labels, coeff
+
+
+def _substitute(labels: list[Labels], out: Labels, old: int, new: int) -> tuple[list[Labels], Labels]:
+    def sub(labs: Labels) -> Labels:
+        return tuple(new if lab == old else lab for lab in labs)
+
+    return [sub(labs) for labs in labels], sub(out)
+
+
+Rewrite = tuple[list[g.Node], list[Labels], Labels] | None
+
+
+def eliminate_delta(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``A[i,j] delta[j,k] -> A[i,k]``: a delta with a summed index renames it away."""
+    for k, (op, labs) in enumerate(zip(ops, labels, strict=True)):
+        if not isinstance(op, g.Delta) or labs[0] == labs[1]:
+            continue
+        i, j = labs
+        rest_ops = ops[:k] + ops[k + 1:]
+        rest_labels = labels[:k] + labels[k + 1:]
+        if j not in out:
+            rest_labels, new_out = _substitute(rest_labels, out, j, i)
+        elif i not in out:
+            rest_labels, new_out = _substitute(rest_labels, out, i, j)
+        else:
+            continue
+        if not rest_ops:
+            continue
+        return rest_ops, rest_labels, new_out
+    return None
+
+
+def drop_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """A ``ones`` factor is redundant where every one of its indices is carried by another factor."""
+    for k, (op, labs) in enumerate(zip(ops, labels, strict=True)):
+        if not isinstance(op, g.Ones) or len(ops) == 1:
+            continue
+        others = {lab for j, other in enumerate(labels) if j != k for lab in other}
+        if all(lab in others for lab in labs):
+            return ops[:k] + ops[k + 1:], labels[:k] + labels[k + 1:], out
+    return None
+
+
+def _base_exponent(op: g.Node) -> tuple[g.Node, Fraction] | None:
+    if isinstance(op, g.Power) and isinstance(op.args[1], g.Const):
+        return op.args[0], op.args[1].value
+    return op, Fraction(1)
+
+
+def merge_powers(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """Scalar factors with one base multiply by adding exponents: ``u * u^-1 = 1``."""
+    seen: dict[g.Node, int] = {}
+    for k, op in enumerate(ops):
+        if op.rank:
+            continue
+        be = _base_exponent(op)
+        assert be is not None
+        base, _ = be
+        if base in seen:
+            j = seen[base]
+            total = _base_exponent(ops[j])[1] + be[1]  # type: ignore[index]
+            merged = fold_power(base, g.const(total))
+            new_ops = list(ops)
+            new_labels = list(labels)
+            new_ops[j] = merged
+            del new_ops[k], new_labels[k]
+            if isinstance(merged, g.Const):
+                # u^0 = 1 leaves nothing to multiply by.
+                del new_ops[j], new_labels[j]
+            return new_ops, new_labels, out
+        seen[base] = k
+    return None
+
+
+def symmetric_labels(ops: list[g.Node], labels: list[Labels], out: Labels) -> list[Labels]:
+    """Write each symmetric matrix with its labels in order of appearance (``S'`` is ``S``)."""
+    labels = list(labels)
+    for _ in range(3):
+        canon, _ = g.canonical_labels(labels, out)
+        changed = False
+        for k, op in enumerate(ops):
+            if isinstance(op, g.Var) and op.kind == "symmetric" and canon[k][0] > canon[k][1]:
+                labels[k] = labels[k][::-1]
+                changed = True
+        if not changed:
+            break
+    return labels
+
+
+def transpose_of_sum(ops: list[g.Node], labels: list[Labels], out: Labels, coeff: Fraction) -> g.Node | None:
+    """``c * (A + B)'`` -> ``c*A' + c*B'``: a lone sum under a relabelling is distributed."""
+    if len(ops) != 1 or not isinstance(ops[0], g.Add):
+        return None
+    (labs,) = labels
+    if len(set(labs)) != len(labs) or set(labs) != set(out) or labs == out:
+        return None
+    return normal_sum([normal_contract([t], [labs], out, coeff) for t in ops[0].args])
+
+
+# ------------------------------------------------------------------------------ sums
+
+
+def _split_coeff(term: g.Node) -> tuple[Fraction, g.Node]:
+    if isinstance(term, g.Contract) and term.coeff != 1:
+        return term.coeff, g.contract(term.args, term.labels, term.out)
+    if isinstance(term, g.Const):
+        return term.value, g.const(1)
+    return Fraction(1), term
+
+
+def canonical_key(node: g.Node) -> object:
+    """A key equal for contractions that differ only in the order of their operands."""
+    if not isinstance(node, g.Contract):
+        return node
+    order = sorted(range(len(node.args)), key=lambda k: (node.args[k].digest, _pattern(node, k)))
+    labels, out = g.canonical_labels([node.labels[k] for k in order], node.out)
+    return ("contract", tuple(node.args[k] for k in order), labels, out)
+
+
+def _pattern(node: g.Contract, k: int) -> tuple:
+    """Where operand k's labels go (free position or summed), independent of label numbers."""
+    return tuple(node.out.index(lab) if lab in node.out else -1 for lab in node.labels[k])
+
+
+def normal_sum(terms: Sequence[g.Node]) -> g.Node:
+    flat: list[g.Node] = []
+    for term in terms:
+        flat.extend(term.args if isinstance(term, g.Add) else (term,))
+    shape = flat[0].shape
+    merged = merge_like_terms(flat)
+    if not merged:
+        return g.zeros(shape)
+    merged = factor_common(merged)
+    return g.add(merged) if len(merged) > 1 else merged[0]
+
+
+def merge_like_terms(terms: list[g.Node]) -> list[g.Node]:
+    """Add the coefficients of terms that are the same up to a factor; drop zeros."""
+    order: list[object] = []
+    total: dict[object, Fraction] = {}
+    body_of: dict[object, g.Node] = {}
+    for term in terms:
+        if g.is_zero(term):
+            continue
+        c, body = _split_coeff(term)
+        key = canonical_key(body)
+        if key not in total:
+            order.append(key)
+            total[key] = Fraction(0)
+            body_of[key] = body
+        total[key] += c
+    result = []
+    for key in order:
+        c = total[key]
+        if c == 0:
+            continue
+        body = body_of[key]
+        result.append(body if c == 1 else normal_contract([body], [tuple(range(body.rank))],
+                                                          tuple(range(body.rank)), c))
+    return result
+
+
+def factor_common(terms: list[g.Node]) -> list[g.Node]:
+    """``A*x + B*x -> (A + B)*x``: two contractions that differ in one operand share the rest."""
+    terms = list(terms)
+    changed = True
+    while changed and len(terms) > 1:
+        changed = False
+        for a in range(len(terms)):
+            for b in range(a + 1, len(terms)):
+                factored = _factor_pair(terms[a], terms[b])
+                if factored is not None:
+                    terms[a] = factored
+                    del terms[b]
+                    changed = True
+                    break
+            if changed:
+                break
+    return terms
+
+
+def _factor_pair(t1: g.Node, t2: g.Node) -> g.Node | None:
+    if not (isinstance(t1, g.Contract) and isinstance(t2, g.Contract)):
+        return None
+    if len(t1.args) != len(t2.args) or len(t1.args) < 2 or t1.out != t2.out:
+        return None
+    rest1 = list(t1.args)
+    p = q = None
+    # Find the one operand of each that the other lacks.
+    pool = list(t2.args)
+    leftover1 = []
+    for k, op in enumerate(t1.args):
+        if op in pool:
+            pool.remove(op)
+        else:
+            leftover1.append(k)
+    if len(leftover1) == 1:
+        p = leftover1[0]
+        q = next(k for k, op in enumerate(t2.args) if op is pool[0]) if len(pool) == 1 else None
+        if q is not None and t2.args.count(pool[0]) > 1:
+            q = None
+    elif not leftover1:
+        # Same operands (e.g. A*x and A'*x): the differing operand is where the labels differ.
+        return _factor_same_operands(t1, t2)
+    if p is None or q is None:
+        return None
+    del rest1
+    return _factor_at(t1, t2, p, q)
+
+
+def _align(t: g.Contract, first: int) -> tuple[list[g.Node], list[Labels]]:
+    """Operands of ``t`` with the one at ``first`` moved last, the rest sorted canonically."""
+    idx = [k for k in range(len(t.args)) if k != first]
+    idx.sort(key=lambda k: (t.args[k].digest, _pattern(t, k)))
+    idx.append(first)
+    labels, _ = g.canonical_labels([t.labels[k] for k in idx], t.out)
+    return [t.args[k] for k in idx], list(labels)
+
+
+def _factor_at(t1: g.Contract, t2: g.Contract, p: int, q: int) -> g.Node | None:
+    ops1, lab1 = _align(t1, p)
+    ops2, lab2 = _align(t2, q)
+    if ops1[:-1] != ops2[:-1] or lab1[:-1] != lab2[:-1]:
+        return None
+    a_labs, b_labs = lab1[-1], lab2[-1]
+    if sorted(a_labs) != sorted(b_labs) or len(set(a_labs)) != len(a_labs):
+        return None
+    a, b = ops1[-1], ops2[-1]
+    # Express b with a's label order: a permutation of its axes.
+    perm_out = a_labs
+    b_aligned = normal_contract([b], [b_labs], perm_out, t2.coeff / t1.coeff)
+    inner = normal_sum([a, b_aligned])
+    # Keep the first term's operand order so the printed product reads as it was built, and
+    # write the sum untransposed where its terms allow: (A + A')*x, not (A' + A)'*x.
+    labs = t1.labels[p]
+    if len(labs) == 2 and isinstance(inner, g.Add) and _transposed_terms(inner) * 2 > len(inner.args):
+        inner = normal_sum([normal_contract([t], [(0, 1)], (1, 0), Fraction(1)) for t in inner.args])
+        labs = labs[::-1]
+    new_ops = [t1.args[k] if k != p else inner for k in range(len(t1.args))]
+    new_labels = [t1.labels[k] if k != p else labs for k in range(len(t1.args))]
+    return normal_contract(new_ops, new_labels, t1.out, t1.coeff)
+
+
+def _transposed_terms(node: g.Add) -> int:
+    return sum(1 for t in node.args if isinstance(t, g.Contract) and len(t.args) == 1 and t.out == (1, 0))
+
+
+def _factor_same_operands(t1: g.Contract, t2: g.Contract) -> g.Node | None:
+    # Try each operand of t1 as the differing one (same node, permuted labels in t2).
+    for p in range(len(t1.args)):
+        for q in range(len(t2.args)):
+            if t2.args[q] is not t1.args[p]:
+                continue
+            result = _factor_at(t1, t2, p, q)
+            if result is not None and not _is_trivial_factor(result):
+                return result
+    return None
+
+
+def _is_trivial_factor(node: g.Node) -> bool:
+    return False
+
+
+# ------------------------------------------------------------------------------ powers
+
+
+def fold_power(base: g.Node, exponent: g.Node) -> g.Node:
+    if isinstance(exponent, g.Const):
+        p = exponent.value
+        if isinstance(base, g.Const) and p.denominator == 1 and (base.value != 0 or p > 0):
+            return g.const(base.value ** int(p))
+        if isinstance(base, g.Ones):
+            return base
+        if isinstance(base, g.Power) and isinstance(base.args[1], g.Const) and p.denominator == 1:
+            return fold_power(base.args[0], g.const(base.args[1].value * p))
+    return g.power(base, exponent)
