@@ -9,6 +9,7 @@ prints back in matrix notation or LaTeX and evaluates with NumPy.
 "x'*A*x"
 """
 
+from .calculus import derivative, gradient, hessian, jacobian, jvp, vjp
 from .errors import (
     DerivativeError,
     EvaluationError,
@@ -17,7 +18,6 @@ from .errors import (
     ParseError,
     ShapeError,
 )
-from .calculus import derivative, gradient, hessian, jacobian, jvp, vjp
 from .expression import Expression, Variable, matrix, parse, scalar, vector
 
 __all__ = [

@@ -78,7 +78,10 @@ def _result(node: g.Node, expr: Expression, extra: Sequence[g.Var] = ()) -> Expr
     # Keep only the variables the result still mentions, in the original order.
     present = {n for n in g.postorder(node) if isinstance(n, g.Var)}
     kept = {name: v for name, v in variables.items() if v in present}
-    return Expression(node, kept, result=True)
+    result = Expression(node, kept, result=True)
+    # The function's variables stay as context: their values size the result's dimensions.
+    result._context = {name: Variable(v) for name, v in variables.items()}
+    return result
 
 
 def derivative(

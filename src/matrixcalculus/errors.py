@@ -11,12 +11,12 @@ point into the input text carry the text and a column, and render a caret under 
 from __future__ import annotations
 
 __all__ = [
+    "DerivativeError",
+    "EvaluationError",
+    "InferenceError",
     "MatrixCalculusError",
     "ParseError",
     "ShapeError",
-    "InferenceError",
-    "EvaluationError",
-    "DerivativeError",
 ]
 
 

@@ -20,16 +20,30 @@ from .errors import EvaluationError, MatrixCalculusError
 def bind(variables: Mapping[str, g.Var], values: Mapping[str, Any], dims: Mapping[str, int] | None = None,
          xp: Any = np) -> tuple[dict[str, Any], dict[g.Dim, int]]:
     """Check ``values`` against the variables' types; return the arrays and the size of each dimension."""
-    sizes: dict[g.Dim, int] = dict(dims or {})
+    if not isinstance(values, Mapping):
+        raise EvaluationError(f"values are a mapping from variable names to arrays, not {type(values).__name__}")
+    if dims is not None and not isinstance(dims, Mapping):
+        raise EvaluationError(f"dims is a mapping from dimension names to sizes, not {type(dims).__name__}")
+    for dim, size in (dims or {}).items():
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise EvaluationError(f"dims: the size of {dim} must be a positive whole number, not {size!r}")
+    sizes: dict[g.Dim, int] = {d: int(s) for d, s in (dims or {}).items()}
     source: dict[g.Dim, str] = {d: "dims=" for d in sizes}
     arrays: dict[str, Any] = {}
     for name, var in variables.items():
         if name not in values:
             raise EvaluationError(f"no value given for {name} ({_kind_text(var)})")
+        raw = values[name]
+        if raw is None or isinstance(raw, str | bytes | Mapping):
+            raise EvaluationError(f"the value of {name} is not a real numeric array: {type(raw).__name__}")
         try:
-            array = xp.asarray(values[name], dtype=xp.float64) if xp is np else xp.asarray(values[name])
+            array = xp.asarray(raw)
+            if xp is np:
+                if array.dtype.kind not in "biuf":
+                    raise TypeError(f"its entries are of type {array.dtype}")
+                array = array.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise EvaluationError(f"value of {name} is not a numeric array: {exc}") from None
+            raise EvaluationError(f"the value of {name} is not a real numeric array: {exc}") from None
         if array.ndim != var.rank:
             raise EvaluationError(
                 f"{name} is {_kind_text(var)} and needs a {var.rank}-d array, but the value given has shape "
@@ -78,7 +92,8 @@ def evaluate(root: g.Node, values: Mapping[str, Any], dims: Mapping[str, int] | 
         if isinstance(dim, int):
             return dim
         if dim not in sizes:
-            raise EvaluationError(f"the size of dimension {dim} is unknown: no value fixes it; pass dims={{{dim!r}: ...}}")
+            raise EvaluationError(
+                f"the size of dimension {dim} is unknown: no value fixes it; pass dims={{{dim!r}: ...}}")
         return sizes[dim]
 
     cache: dict[g.Node, Any] = {}

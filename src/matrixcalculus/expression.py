@@ -17,7 +17,8 @@ from numbers import Real
 from typing import Any
 
 from . import graph as g
-from .errors import InferenceError, MatrixCalculusError
+from .errors import EvaluationError, InferenceError, MatrixCalculusError
+from .evaluate import bind
 from .evaluate import evaluate as _evaluate
 from .infer import Declared, declare, infer
 from .printing import index_notation, to_latex, to_text
@@ -66,7 +67,7 @@ class Expression:
     in LaTeX, ``e.evaluate({...})`` computes it with NumPy.
     """
 
-    __slots__ = ("_result", "_source", "_types", "node", "variables")
+    __slots__ = ("_context", "_result", "_source", "_types", "node", "variables")
 
     def __init__(self, node: g.Node, variables: Mapping[str, g.Var], source: str | None = None,
                  types: Mapping[str, Declared] | None = None, *, result: bool = False):
@@ -76,8 +77,13 @@ class Expression:
         self._types = dict(types or {})
         # A derived expression prints its products in whichever order reads best.
         self._result = result
+        self._context = dict(self.variables)
 
     # ------------------------------------------------------------------ views
+
+    def node_variables(self) -> dict[str, g.Var]:
+        """The variables as graph nodes, by name."""
+        return {name: v.node for name, v in self.variables.items()}
 
     @property
     def shape(self) -> g.Shape:
@@ -85,21 +91,34 @@ class Expression:
         return self.node.shape
 
     def __str__(self) -> str:
-        return to_text(self.node, result=self._result)
+        return to_text(self.node, result=self._result, scalars=self._declared_scalars())
+
+    def _declared_scalars(self) -> frozenset[str]:
+        return frozenset(n for n, d in self._types.items() if d.kind == "scalar")
 
     def __repr__(self) -> str:
         return f"Expression({str(self)!r})"
 
     def latex(self) -> str:
         """The expression in LaTeX: ``x'*A*x`` -> ``x^\\top A x``."""
-        return to_latex(self.node, result=self._result)
+        return to_latex(self.node, result=self._result, scalars=self._declared_scalars())
 
     def index_notation(self) -> str:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
         return index_notation(self.node)
 
     def evaluate(self, values: Mapping[str, Any], dims: Mapping[str, int] | None = None) -> Any:
-        """The value for the given arrays (NumPy), e.g. ``{"x": np.ones(3), "A": np.eye(3)}`` -> 3.0."""
+        """The value for the given arrays (NumPy), e.g. ``{"x": np.ones(3), "A": np.eye(3)}`` -> 3.0.
+
+        Values of variables the expression does not mention are allowed; they fix the sizes of
+        dimensions (a derivative such as ``eye(n)`` keeps its function's variables for that).
+        """
+        if not isinstance(values, Mapping):
+            raise EvaluationError(f"values are a mapping from variable names to arrays, not {type(values).__name__}")
+        context = {n: v.node for n, v in self._context.items() if n in values and n not in self.variables}
+        if context:
+            _, sizes = bind(context, values, dims)
+            dims = {d: s for d, s in sizes.items() if isinstance(d, str)}
         return _evaluate(self.node, values, dims)
 
     def __eq__(self, other: object) -> bool:
@@ -114,7 +133,7 @@ class Expression:
         if self._source is None:
             if self.node.rank > 2:
                 raise MatrixCalculusError("a tensor of order three or more cannot be combined in matrix notation")
-            self._source = to_text(self.node, result=self._result)
+            self._source = str(self)
         return self._source
 
     def _declared(self) -> dict[str, Declared]:

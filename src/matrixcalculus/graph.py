@@ -51,7 +51,7 @@ def _intern(cls: type[Node], args: tuple[Node, ...], params: tuple) -> Any:
 class Node:
     """A node of the expression graph. Build nodes with the module's constructor functions."""
 
-    __slots__ = ("args", "digest", "params", "shape", "_hash", "__weakref__")
+    __slots__ = ("__weakref__", "_hash", "args", "digest", "params", "shape")
     args: tuple[Node, ...]
     params: tuple
     shape: Shape
@@ -370,6 +370,13 @@ def contract(
         ops.append(operand)
         labs.append(lab)
     out = tuple(out)
+    if len(ops) == 1 and isinstance(ops[0], Contract) and _is_relabelling(labs[0], out):
+        # Scaling or transposing a contraction is that contraction with other free labels:
+        # (A*x)/2 and A*(x/2) are one node, as are tr(A)/2 and tr(A/2).
+        inner = ops[0]
+        position = {lab: k for k, lab in enumerate(labs[0])}
+        permuted = tuple(inner.out[position[lab]] for lab in out)
+        return contract(inner.args, inner.labels, permuted, coeff * inner.coeff)
     if coeff == 0 or any(is_zero(op) for op in ops):
         shape = Contract.shape_rule(tuple(ops), (coeff, tuple(labs), out))
         return zeros(shape)
@@ -379,6 +386,10 @@ def contract(
         return const(coeff)
     canon_labels, canon_out = canonical_labels(labs, out)
     return _unwrap(_intern(Contract, tuple(ops), (coeff, canon_labels, canon_out)))
+
+
+def _is_relabelling(labels: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    return len(set(labels)) == len(labels) and sorted(labels) == sorted(out)
 
 
 def _unwrap(node: Node) -> Node:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from . import graph as g
@@ -183,7 +182,8 @@ class _Checker:
     def src(self, ast: Ast) -> str:
         if self.text is None:
             return "operand"
-        return self.text[ast.start:ast.end].strip()
+        text = self.text[ast.start:ast.end].strip()
+        return text if len(text) <= 40 else f"{text[:20]} ... {text[-15:]}"
 
     def named_dim(self, d: g.Dim) -> int:
         key = str(d) if isinstance(d, str) else f"#{d}"
@@ -245,7 +245,8 @@ class _Checker:
                 rows = self.named_dim(shape[0]) if shape else self.dims.new()
                 cols = self.named_dim(shape[1]) if shape else self.dims.new()
                 if kind == "symmetric":
-                    self.unify(rows, cols, node, f"{name} is declared symmetric but its shape is not square")
+                    given = "x".join(map(str, shape)) if shape else "not square"
+                    self.unify(rows, cols, node, f"{name} is declared symmetric but its shape {given} is not square")
                 var_dims[name] = (rows, cols)
         d = var_dims[name]
         return {"scalar": ("s",), "vector": ("c",) + d}.get(kind, ("m",) + d)
@@ -400,6 +401,8 @@ def _deviation(name: str, kind: str) -> int:
 
 def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) -> tuple[g.Node, dict[str, g.Var]]:
     """Type ``ast`` and build its graph; returns the root node and the variables by name."""
+    if types is not None and not isinstance(types, Mapping):
+        raise InferenceError(f"types is a mapping such as {{'A': 'symmetric matrix'}}, not {type(types).__name__}")
     declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
     order = _dim_walk(ast)
     names: list[str] = []
@@ -520,8 +523,8 @@ def _build(order: list[Ast], kinds: Mapping[str, str], checked: _Checked, declar
         if ast.op == "call" and ast.value in DIMENSION_FUNCTIONS:
             t = mt[id(ast)]
             shape = tuple(dimname[d] for d in t[1:])
-            nodes[id(ast)] = {"eye": lambda: g.delta(shape[0]), "ones": lambda: g.ones(shape),
-                              "zeros": lambda: g.zeros(shape)}[ast.value]()
+            maker = {"eye": lambda s: g.delta(s[0]), "ones": g.ones, "zeros": g.zeros}[ast.value]
+            nodes[id(ast)] = maker(shape)
             continue
         kids = [nodes[id(c)] for c in ast.args]
         if ast.op == "num":
@@ -624,5 +627,3 @@ def call(name: str, x: g.Node, shape: g.Shape) -> g.Node:
         return broadcast(x, shape)
     return g.apply(name, x)
 
-
-_ = Fraction  # exact numbers flow through g.const

@@ -222,6 +222,10 @@ def transposed(p: Piece, style: Style) -> Piece:
         return p.plain
     if p.sym:
         return p
+    if style.latex and p.text.endswith("^{-1}"):
+        return Piece(p.text[:-5] + "^{-\\top}", POSTFIX, not p.row, p)
+    if style.latex and p.prec == POSTFIX and "^" in p.text:
+        return Piece(style.transpose(f"\\left({p.text}\\right)"), POSTFIX, not p.row, p)
     return Piece(style.transpose(paren(p, POSTFIX, style)), POSTFIX, not p.row, p)
 
 
@@ -240,18 +244,20 @@ class NotMatrixNotation(Exception):
     """The value needs index notation (a tensor of order three or more, a Kronecker product)."""
 
 
-def to_text(node: g.Node, *, result: bool = False) -> str:
+def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset()) -> str:
     """The expression in the input syntax; parsing it gives the same values.
 
     ``result=True`` is for derived expressions: products may be printed in any operand
     order, choosing the one with the fewest transposes (an expression the user typed keeps its
-    order, so that its text parses back to the very same graph).
+    order, so that its text parses back to the very same graph). ``scalars``: names declared
+    scalars, which may print bare where they are broadcast (``x + a``); another scalar variable
+    prints as ``vector(c)`` there, which is what makes it a scalar when parsed again.
     """
-    return _Printer(TEXT, result).piece(node).text
+    return _Printer(TEXT, result, scalars).piece(node).text
 
 
-def to_latex(node: g.Node, *, result: bool = False) -> str:
-    return _Printer(LATEX, result).piece(node).text
+def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset()) -> str:
+    return _Printer(LATEX, result, scalars).piece(node).text
 
 
 _BINDING_NAMES = ("r", "s", "u", "v", "h", "q", "z", "e", "c", "d")
@@ -263,7 +269,8 @@ def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TE
 
     Returns the texts and the ``where`` bindings ``[(name, text), ...]`` in dependency order:
     a subexpression is named when it is used at least twice and its text is at least
-    ``min_length`` characters, so that naming it shortens the result.
+    ``min_length`` characters, so that naming it shortens the result. Outer subexpressions
+    get the first names (``r`` for the residual of a loss).
     """
     uses: dict[g.Node, int] = {}
     order = g.postorder(*roots)
@@ -272,26 +279,37 @@ def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TE
             uses[arg] = uses.get(arg, 0) + 1
     for root in roots:
         uses[root] = uses.get(root, 0) + 1
-    printer = _Printer(style, True)
+    plain = _Printer(style, True)
+    plain.piece_all(order)
+    chosen = [node for node in order
+              if uses.get(node, 0) >= 2 and node.args and len(plain.memo[node].text) >= min_length]
     names = (n for n in _BINDING_NAMES + tuple(f"r{i}" for i in range(1, 1000)) if n not in reserved)
+    # The most used (then the outermost) subexpression gets the first name.
+    position = {node: k for k, node in enumerate(order)}
+    chosen.sort(key=lambda node: (-uses[node], -position[node]))
+    name_of = {node: next(names) for node in chosen}
+    printer = _Printer(style, True)
     bindings: list[tuple[str, str]] = []
     for node in order:
-        if node not in printer.memo:
-            printer.memo[node] = printer.render(node)
-        piece = printer.memo[node]
-        if (uses.get(node, 0) >= 2 and node.args and len(piece.text) >= min_length
-                and node not in roots):
-            name = next(names)
-            bindings.append((name, piece.text))
-            printer.memo[node] = Piece(style.name(name), ATOM, piece.row)
+        piece = printer.render(node)
+        if node in name_of:
+            bindings.append((name_of[node], piece.text))
+            piece = Piece(style.name(name_of[node]), ATOM, piece.row)
+        printer.memo[node] = piece
     return [printer.memo[r].text for r in roots], bindings
 
 
 class _Printer:
-    def __init__(self, style: Style, result: bool = False):
+    def __init__(self, style: Style, result: bool = False, scalars: frozenset[str] = frozenset()):
         self.style = style
         self.result = result
+        self.scalars = scalars
         self.memo: dict[g.Node, Piece] = {}
+
+    def piece_all(self, order: Sequence[g.Node]) -> None:
+        for node in order:
+            if node not in self.memo:
+                self.memo[node] = self.render(node)
 
     def piece(self, root: g.Node) -> Piece:
         for node in g.postorder(root):
@@ -337,12 +355,19 @@ class _Printer:
 
     def broadcast_scalar(self, node: g.Node) -> Piece | None:
         """The scalar printed for a term that repeats a scalar over a tensor (``x + a``)."""
+        # Only over symbolic dimensions: ones(3) fixes a size that "1" would lose.
+        if isinstance(node, g.Ones | g.Contract) and not all(isinstance(d, str) for d in node.shape):
+            return None
         if isinstance(node, g.Ones):
             return Piece("1", ATOM)
         if isinstance(node, g.Contract) and len(node.args) in (1, 2) and isinstance(node.args[-1], g.Ones):
             if len(node.args) == 2 and node.args[0].rank != 0:
                 return None
             if node.labels[-1] != node.out:
+                return None
+            lone = node.args[0] if len(node.args) == 2 else None
+            if (isinstance(lone, g.Var) and not self.result and lone.name not in self.scalars
+                    and node.rank in (1, 2)):
                 return None
             body = self.memo[node.args[0]] if len(node.args) == 2 else Piece("1", ATOM)
             if node.coeff == 1:
@@ -399,14 +424,15 @@ class _Printer:
         elementwise = base.rank > 0
         bp = self.broadcast_scalar(base) if base.rank and exponent.rank else None
         bpiece = bp if bp is not None else self.memo[base]
-        if isinstance(exponent, g.Const) and exponent.value == -1 and bp is None:
+        if isinstance(exponent, g.Const) and exponent.value == -1 and bp is None and not isinstance(base, g.Const):
             one = "1"
             text = st.hdivide(one, paren(bpiece, POW, st)) if elementwise else st.divide(one, paren(bpiece, POW, st))
             return Piece(text, MUL, bpiece.row)
         epiece = self.memo[exponent]
         if st.latex:
             etext = epiece.text
-        elif epiece.prec >= POSTFIX or (isinstance(exponent, g.Const) and epiece.prec >= UNARY and "/" not in epiece.text):
+        elif epiece.prec >= POSTFIX or (
+                isinstance(exponent, g.Const) and epiece.prec >= UNARY and "/" not in epiece.text):
             etext = epiece.text
         else:
             etext = f"({epiece.text})"
@@ -440,7 +466,7 @@ class _Printer:
         candidates: list[Piece] = []
         for k, candidate in enumerate(orders):
             try:
-                piece, labels = _best_split(candidate, out, st)
+                piece, labels = _best_split(candidate, out, st, self.result)
             except NotMatrixNotation:
                 if k == 0 and not self.result:
                     orders.append(_chain_order(items, out))
@@ -527,7 +553,8 @@ class _Item:
     node: g.Node | None
 
 
-def _best_split(items: list[_Item], out: tuple[int, ...], st: Style) -> tuple[Piece, tuple[int, ...]]:
+def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
+                identity: bool = False) -> tuple[Piece, tuple[int, ...]]:
     """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only)."""
     n = len(items)
     where: dict[int, list[int]] = {}
@@ -551,7 +578,7 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style) -> tuple[Pi
         # Long products: fold left to right.
         acc: Best | None = (items[0].piece, items[0].labels, items[0].node)
         for k in range(1, n):
-            acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st)
+            acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity)
             if acc is None:
                 raise NotMatrixNotation("no matrix-notation order")
         assert acc is not None
@@ -570,7 +597,7 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style) -> tuple[Pi
                 left, right = best.get((a, split)), best.get((split + 1, b))
                 if left is None or right is None:
                     continue
-                merged = _combine(left, right, set(keep), st)
+                merged = _combine(left, right, set(keep), st, identity)
                 if merged is not None and (choice is None or len(merged[0].text) < len(choice[0].text)):
                     choice = merged
             if choice is not None:
@@ -582,7 +609,8 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style) -> tuple[Pi
 
 
 def _is_reciprocal(node: g.Node | None) -> bool:
-    return isinstance(node, g.Power) and isinstance(node.args[1], g.Const) and node.args[1].value == -1
+    return (isinstance(node, g.Power) and isinstance(node.args[1], g.Const) and node.args[1].value == -1
+            and not isinstance(node.args[0], g.Const))
 
 
 def _combine(
@@ -590,8 +618,13 @@ def _combine(
     right: tuple[Piece, tuple[int, ...], g.Node | None],
     keep: set[int],
     st: Style,
+    identity: bool = False,
 ) -> tuple[Piece, tuple[int, ...], None] | None:
-    """One matrix-notation operation merging two adjacent groups, or None if there is none."""
+    """One matrix-notation operation merging two adjacent groups, or None if there is none.
+
+    ``identity``: drop identity factors (``A*eye(n)`` prints ``A``), for derived expressions;
+    an expression the user typed keeps them, so that it parses back to the same graph.
+    """
     P, lp, np_ = left
     Q, lq, nq = right
     shared = [lab for lab in lp if lab in lq]
@@ -658,9 +691,9 @@ def _combine(
         po = lp[1] if lp[0] == s else lp[0]
         qo = lq[1] if lq[0] == s else lq[0]
         Pm, Qm = orient(P, lp, (po, s)), orient(Q, lq, (s, qo))
-        if isinstance(nq, g.Delta):
+        if identity and isinstance(nq, g.Delta):
             return Pm, (po, qo), None
-        if isinstance(np_, g.Delta):
+        if identity and isinstance(np_, g.Delta):
             return Qm, (po, qo), None
         return Piece(mul(Pm, Qm), MUL, op="mul"), (po, qo), None
     if len(shared) == 2:
@@ -703,14 +736,17 @@ def index_notation(node: g.Node, style: Style = TEXT) -> str:
 
 
 class _IndexPrinter:
+    """Index notation, rendered top-down (each node with the indices its parent gives it) by an
+    explicit work stack, so that deep expressions need no recursion."""
+
     def __init__(self, style: Style):
         self.style = style
         self.counter = 0
 
     def fresh(self, avoid: set[str]) -> str:
         while True:
-            name = _LETTERS[self.counter % len(_LETTERS)] + ("" if self.counter < len(_LETTERS) else str(
-                self.counter // len(_LETTERS)))
+            k = self.counter
+            name = _LETTERS[k % len(_LETTERS)] + ("" if k < len(_LETTERS) else str(k // len(_LETTERS)))
             self.counter += 1
             if name not in avoid:
                 return name
@@ -722,35 +758,70 @@ class _IndexPrinter:
             return f"{text}_{{{''.join(idx)}}}"
         return f"{text}[{','.join(idx)}]"
 
-    def render(self, node: g.Node, idx: tuple[str, ...]) -> str:
+    def render(self, root: g.Node, idx: tuple[str, ...]) -> str:
+        # A frame: [task (node, indices, names in use), child tasks, how to combine, child texts].
+        stack: list[list] = [[(root, idx, set(idx)), None, None, []]]
+        result = ""
+
+        def deliver(text: str) -> None:
+            nonlocal result
+            if stack:
+                stack[-1][3].append(text)
+            else:
+                result = text
+
+        while stack:
+            frame = stack[-1]
+            if frame[1] is None:
+                leaf, kids, how = self.expand(*frame[0])
+                if leaf is not None:
+                    stack.pop()
+                    deliver(leaf)
+                    continue
+                frame[1], frame[2] = kids, how
+            if len(frame[3]) < len(frame[1]):
+                stack.append([frame[1][len(frame[3])], None, None, []])
+                continue
+            stack.pop()
+            deliver(frame[2](frame[3]))
+        return result
+
+    def expand(self, node: g.Node, idx: tuple[str, ...], used: set[str]
+               ) -> tuple[str | None, list, Callable[[list[str]], str] | None]:
         st = self.style
         if isinstance(node, g.Delta):
-            return f"\\delta_{{{''.join(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"
+            return (f"\\delta_{{{''.join(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"), [], None
         if isinstance(node, g.Contract):
             names: dict[int, str] = dict(zip(node.out, idx, strict=True))
-            used = set(idx)
+            inner_used = set(used)
             summed: list[str] = []
             for labs in node.labels:
                 for lab in labs:
                     if lab not in names:
-                        names[lab] = self.fresh(used)
-                        used.add(names[lab])
+                        names[lab] = self.fresh(inner_used)
+                        inner_used.add(names[lab])
                         summed.append(names[lab])
-            factors = [self.render(arg, tuple(names[lab] for lab in labs))
-                       for arg, labs in zip(node.args, node.labels, strict=True)]
-            body = ("\\," if st.latex else "*").join(factors)
-            if node.coeff != 1:
-                body = st.scaled(node.coeff, Piece(body, MUL)).text
-            if summed:
-                body = (f"\\sum_{{{''.join(summed)}}} {body}" if st.latex else f"sum_{''.join(summed)} {body}")
-            return f"({body})" if summed or node.coeff != 1 else body
+            kids = [(arg, tuple(names[lab] for lab in labs), inner_used)
+                    for arg, labs in zip(node.args, node.labels, strict=True)]
+            coeff = node.coeff
+
+            def contraction(texts: list[str]) -> str:
+                body = ("\\," if st.latex else "*").join(texts)
+                if coeff != 1:
+                    body = st.scaled(coeff, Piece(body, MUL)).text
+                if summed:
+                    body = (f"\\sum_{{{''.join(summed)}}} {body}" if st.latex else f"sum_{''.join(summed)} {body}")
+                return f"({body})" if summed else body
+
+            return None, kids, contraction
         if isinstance(node, g.Add):
-            return "(" + " + ".join(self.render(t, idx) for t in node.args) + ")"
-        if isinstance(node, g.Var | g.Ones | g.Zeros | g.Const):
-            text = to_latex(node) if st.latex else to_text(node)
-            return self.entry(text, idx) if node.rank else text
+            kids = [(t, idx, used) for t in node.args]
+            return None, kids, lambda texts: "(" + " + ".join(texts) + ")"
         text = to_latex(node) if st.latex else to_text(node)
-        return self.entry(f"({text})" if not text.isidentifier() else text, idx)
+        if not node.rank:
+            return text, [], None
+        simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier()
+        return self.entry(text if simple else f"({text})", idx), [], None
 
 
 Renderer = Callable[[g.Node], str]

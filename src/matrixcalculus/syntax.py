@@ -31,6 +31,13 @@ DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
 KNOWN_FUNCTIONS = tuple(RULES) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
 
+# Names people use elsewhere for our functions (MATLAB, NumPy, the Matrix Cookbook).
+_SYNONYMS = {
+    "trace": "tr", "inverse": "inv", "norm": "norm2", "fro": "norm2", "frobenius": "norm2",
+    "asin": "arcsin", "acos": "arccos", "atan": "arctan", "ln": "log", "log_det": "logdet", "logsum": "logsumexp",
+    "soft_max": "softmax", "sigm": "sigmoid", "logistic": "sigmoid", "identity": "eye", "diagonal": "diag",
+}
+
 _GRAMMAR = r"""
 ?start: cmp
 ?cmp: sum
@@ -105,7 +112,9 @@ class _Build(Transformer):
         name, _, args, rpar = items
         fname = str(name)
         if fname not in KNOWN_FUNCTIONS:
-            close = difflib.get_close_matches(fname, KNOWN_FUNCTIONS, n=1)
+            close = ([_SYNONYMS[fname.lower()]] if fname.lower() in _SYNONYMS else
+                     [fname.lower()] if fname.lower() in KNOWN_FUNCTIONS else
+                     difflib.get_close_matches(fname.lower(), KNOWN_FUNCTIONS, n=1, cutoff=0.5))
             hint = f"; did you mean '{close[0]}'?" if close else f"; known functions: {', '.join(KNOWN_FUNCTIONS)}"
             raise ParseError(f"unknown function '{fname}' at column {name.column}{hint}", text=self.text,
                              column=name.column)
@@ -158,6 +167,8 @@ def parse_syntax(text: str) -> Ast:
         raise ParseError(f"an expression is text, not {type(text).__name__}")
     if not text.strip():
         raise ParseError("empty expression")
+    # Line breaks are blanks in this language; flattening them keeps columns and carets simple.
+    text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
     try:
         with _LOCK:
             _BUILD.text = text

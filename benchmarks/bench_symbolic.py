@@ -1,0 +1,208 @@
+"""Time symbolic differentiation: matrixcalculus against SymPy on cookbook-sized expressions.
+
+Run:  .venv/bin/python benchmarks/bench_symbolic.py [--repeats 7]
+
+For each expression it reports the median wall time (time.perf_counter) of
+
+* ``ours``: ``mc.derivative(text, wrt, types=...)`` from a freshly built string -- parsing, type
+  inference, differentiation and simplification -- repeated with the same variable names. Graph
+  nodes are hash-consed (interned in a weak table), so a repeat may reuse nodes that an earlier,
+  still-alive result holds; results are dropped between repeats, but see the next column.
+* ``ours*``: the same with distinct variable names on every repeat (``X`` -> ``X_3``), so no node
+  can be shared with an earlier repeat: the cold-cache time.
+* ``sympy``: building the ``MatrixSymbol`` expression and calling ``.diff`` (one call per variable),
+  with distinct symbol names on every repeat so that SymPy's own cache does not help either.
+  Symbolic dimensions (``n``, ``m``), like ours. "n/a": SymPy leaves the derivative unevaluated or
+  gets it wrong (``Determinant(X).diff(X)`` is unevaluated, ``log(Determinant(X)).diff(X)`` is 0
+  in SymPy 1.14), so there is nothing to time.
+
+``ratio`` is sympy / ours* (cold against cold). The script takes well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+import matrixcalculus as mc
+
+_n, _m = sp.Symbol("n", integer=True, positive=True), sp.Symbol("m", integer=True, positive=True)
+S = dict[str, Any]  # SymPy symbols by our names
+
+
+def _relu(e: Any) -> Any:
+    return e.applyfunc(lambda u: sp.Max(u, 0))
+
+
+@dataclass(frozen=True)
+class Bench:
+    text: str
+    wrt: tuple[str, ...]
+    types: dict[str, str]
+    # SymPy: symbol shapes ("X:n,n a:n,1") and the expression from them; None where SymPy cannot.
+    sympy_shapes: str | None = None
+    sympy_build: Callable[[S], Any] | None = None
+    repeats: int | None = None  # fewer for the slow ones
+
+
+SYM = "symmetric matrix"
+MLP = "0.5*norm2(W4*relu(W3*relu(W2*relu(W1*x + b1) + b2) + b3) + b4 - t)^2"
+MLP_PARAMS = ("W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4")
+
+
+def _mlp_sympy(s: S) -> Any:
+    h1 = _relu(s["W1"] * s["x"] + s["b1"])
+    h2 = _relu(s["W2"] * h1 + s["b2"])
+    h3 = _relu(s["W3"] * h2 + s["b3"])
+    r = s["W4"] * h3 + s["b4"] - s["t"]
+    return (r.T * r) / 2
+
+
+BENCHES: list[Bench] = [
+    Bench("a'*x", ("x",), {}, "a:n,1 x:n,1", lambda s: s["a"].T * s["x"]),
+    Bench("a'*X*b", ("X",), {}, "a:n,1 X:n,m b:m,1", lambda s: s["a"].T * s["X"] * s["b"]),
+    Bench("a'*X'*b", ("X",), {}, "a:m,1 X:n,m b:n,1", lambda s: s["a"].T * s["X"].T * s["b"]),
+    Bench("x'*B*x", ("x",), {}, "x:n,1 B:n,n", lambda s: s["x"].T * s["B"] * s["x"]),
+    Bench("b'*X'*X*c", ("X",), {}, "b:n,1 X:m,n c:n,1", lambda s: s["b"].T * s["X"].T * s["X"] * s["c"]),
+    Bench("b'*X'*D*X*c", ("X",), {}, "b:n,1 X:m,n D:m,m c:n,1",
+          lambda s: s["b"].T * s["X"].T * s["D"] * s["X"] * s["c"]),
+    Bench("(x - A*s)'*W*(x - A*s)", ("s",), {"W": SYM}, "x:n,1 A:n,m s:m,1 W:n,n",
+          lambda s: (s["x"] - s["A"] * s["s"]).T * s["W"] * (s["x"] - s["A"] * s["s"])),
+    Bench("tr(A*X*B)", ("X",), {}, "A:n,n X:n,n B:n,n", lambda s: sp.Trace(s["A"] * s["X"] * s["B"])),
+    Bench("tr(X'*B*X)", ("X",), {}, "X:n,m B:n,n", lambda s: sp.Trace(s["X"].T * s["B"] * s["X"])),
+    Bench("tr(A*X*B*X)", ("X",), {}, "A:n,n X:n,n B:n,n",
+          lambda s: sp.Trace(s["A"] * s["X"] * s["B"] * s["X"])),
+    Bench("tr(A*X*B*X'*C)", ("X",), {}, "A:n,n X:n,m B:m,m C:n,n",
+          lambda s: sp.Trace(s["A"] * s["X"] * s["B"] * s["X"].T * s["C"])),
+    Bench("tr((A*X*B + C)*(A*X*B + C)')", ("X",), {}, "A:n,n X:n,n B:n,n C:n,n",
+          lambda s: sp.Trace((s["A"] * s["X"] * s["B"] + s["C"]) * (s["A"] * s["X"] * s["B"] + s["C"]).T)),
+    Bench("tr(X*X*X*X)", ("X",), {}, "X:n,n", lambda s: sp.Trace(s["X"] * s["X"] * s["X"] * s["X"])),
+    Bench("tr(X)*tr(X)", ("X",), {}, "X:n,n", lambda s: sp.Trace(s["X"]) * sp.Trace(s["X"])),
+    Bench("tr(B'*X'*C*X*X'*C*X*B)", ("X",), {}, "B:n,n X:m,n C:m,m",
+          lambda s: sp.Trace(s["B"].T * s["X"].T * s["C"] * s["X"] * s["X"].T * s["C"] * s["X"] * s["B"])),
+    Bench("a'*inv(X)*b", ("X",), {}, "a:n,1 X:n,n b:n,1", lambda s: s["a"].T * s["X"].I * s["b"]),
+    Bench("tr(A*inv(X)*B)", ("X",), {}, "A:n,n X:n,n B:n,n", lambda s: sp.Trace(s["A"] * s["X"].I * s["B"])),
+    Bench("tr(inv(X'*C*X)*A)", ("X",), {"C": SYM}, "X:m,n C:m,m A:n,n",
+          lambda s: sp.Trace((s["X"].T * s["C"] * s["X"]).I * s["A"])),
+    Bench("inv(X)", ("X",), {}, "X:n,n", lambda s: s["X"].I),
+    Bench("det(X)", ("X",), {}),
+    Bench("logdet(X)", ("X",), {}),
+    Bench("det(inv(X))", ("X",), {}),
+    Bench("norm2(x - a)", ("x",), {}, "x:n,1 a:n,1",
+          lambda s: sp.sqrt(((s["x"] - s["a"]).T * (s["x"] - s["a"]))[0, 0])),
+    Bench("0.5*norm2(W*x - t)^2", ("W",), {}, "W:m,n x:n,1 t:m,1",
+          lambda s: (s["W"] * s["x"] - s["t"]).T * (s["W"] * s["x"] - s["t"]) / 2),
+    Bench("a'*sin(X)*b", ("X",), {}, "a:n,1 X:n,m b:m,1",
+          lambda s: s["a"].T * s["X"].applyfunc(sp.sin) * s["b"]),
+    Bench("a'*log(sin(X))*b", ("X",), {}, "a:n,1 X:n,m b:m,1",
+          lambda s: s["a"].T * s["X"].applyfunc(sp.sin).applyfunc(sp.log) * s["b"]),
+    Bench("x'*A*x + c*sin(y)'*x", ("x",), {"A": SYM, "c": "scalar"}, "x:n,1 A:n,n y:n,1",
+          lambda s: s["x"].T * s["A"] * s["x"] + s["y"].applyfunc(sp.sin).T * s["x"] * sp.Symbol("c" + s["_"])),
+    Bench(MLP, MLP_PARAMS, {}, "W1:m,n x:n,1 b1:m,1 W2:m,m b2:m,1 W3:m,m b3:m,1 W4:m,m b4:m,1 t:m,1",
+          _mlp_sympy, repeats=3),
+]
+
+_fresh = itertools.count()
+
+
+def _rename(text: str, names: list[str], suffix: str) -> str:
+    for name in sorted(names, key=len, reverse=True):
+        text = re.sub(rf"\b{re.escape(name)}\b(?!\()", name + suffix, text)
+    return text
+
+
+def _time_ours(b: Bench, repeats: int, distinct: bool) -> float:
+    names = list(mc.parse(b.text, types=b.types).variables)
+    times = []
+    for _ in range(repeats):
+        suffix = f"_{next(_fresh)}" if distinct else ""
+        # A new string object every time (never the literal itself), renamed when asked.
+        text = _rename("".join(list(b.text)), names, suffix)
+        types = {k + suffix: v for k, v in b.types.items()}
+        wrt = [w + suffix for w in b.wrt]
+        gc.collect()
+        start = time.perf_counter()
+        result = mc.derivative(text, wrt if len(wrt) > 1 else wrt[0], types=types)
+        times.append(time.perf_counter() - start)
+        del result
+    return statistics.median(times)
+
+
+def _symbols(spec: str, suffix: str) -> S:
+    dims = {"n": _n, "m": _m}
+    out: S = {"_": suffix}
+    for item in spec.split():
+        name, shape = item.split(":")
+        r, c = (dims.get(d, sp.Integer(1) if d == "1" else None) for d in shape.split(","))
+        out[name] = sp.MatrixSymbol(name + suffix, r, c)
+    return out
+
+
+def _time_sympy(b: Bench, repeats: int) -> float | None:
+    if b.sympy_build is None or b.sympy_shapes is None:
+        return None
+    times = []
+    for _ in range(repeats):
+        suffix = f"_{next(_fresh)}"
+        gc.collect()
+        start = time.perf_counter()
+        s = _symbols(b.sympy_shapes, suffix)
+        f = b.sympy_build(s)
+        results = [f.diff(s[w]) for w in b.wrt]
+        times.append(time.perf_counter() - start)
+        if any(getattr(r, "has", lambda *_: False)(sp.Derivative) for r in results):
+            return None  # unevaluated: SymPy cannot
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+
+    for b in BENCHES:  # warm up: imports, the parser's tables, SymPy's modules
+        mc.derivative(b.text, b.wrt if len(b.wrt) > 1 else b.wrt[0], types=b.types)
+    _time_sympy(BENCHES[0], 1)
+
+    rows = []
+    total = time.perf_counter()
+    for b in BENCHES:
+        repeats = b.repeats or args.repeats
+        ours = _time_ours(b, repeats, distinct=False)
+        cold = _time_ours(b, repeats, distinct=True)
+        theirs = _time_sympy(b, repeats)
+        label = b.text if len(b.wrt) == 1 else f"{b.text}  [8 params]" if b.text == MLP else b.text
+        rows.append((f"d/d{','.join(b.wrt) if len(b.wrt) < 3 else 'all'}  {label}", ours, cold, theirs))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'expression':<{width}}  {'ours ms':>8}  {'ours* ms':>8}  {'sympy ms':>9}  {'ratio':>7}")
+    print("-" * (width + 40))
+    ratios = []
+    for label, ours, cold, theirs in rows:
+        ratio = theirs / cold if theirs is not None else None
+        if ratio is not None:
+            ratios.append(ratio)
+        t = f"{theirs * 1e3:9.2f}" if theirs is not None else f"{'n/a':>9}"
+        q = f"{ratio:6.1f}x" if ratio is not None else f"{'':>7}"
+        print(f"{label:<{width}}  {ours * 1e3:8.2f}  {cold * 1e3:8.2f}  {t}  {q}")
+    print("-" * (width + 40))
+    print(f"median ours (ms): {statistics.median(r[1] for r in rows) * 1e3:.2f};  "
+          f"median ours* (ms): {statistics.median(r[2] for r in rows) * 1e3:.2f};  "
+          f"median ratio sympy/ours* over {len(ratios)} expressions SymPy handles: {statistics.median(ratios):.1f}x")
+    print(f"ours* = distinct variable names each repeat (no shared nodes); ratio = sympy / ours*. "
+          f"total {time.perf_counter() - total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
