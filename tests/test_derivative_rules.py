@@ -244,6 +244,11 @@ MATRIX_FUNCTION_RULES = [
     Rule("sum(A*x)", ("A", "x")),
     Rule("sum(x .* y)", ("x", "y")),
     Rule("sum(a*x)", ("a", "x")),
+    Rule("sum(x)^2", ("x",)),
+    Rule("sum(A)^2", ("A",)),
+    Rule("sin(sum(A))", ("A",)),
+    Rule("sum(C)*sum(C)", ("C",)),
+    Rule("(x'*A*ones(3))^2", ("x", "A")),
 ]
 
 OPERATOR_RULES = [
@@ -303,6 +308,9 @@ OPERATOR_RULES = [
     Rule("2^a", ("a",)),
     Rule("(a^2 + 1)^b", ("a", "b")),
     Rule("(x'*x)^0.5", ("x",)),
+    Rule("(a*5^0.5)^2", ("a",)),
+    Rule("2^0.5*2^0.5*a", ("a",)),
+    Rule("sin(a*5^0.5)", ("a",)),
     Rule("(x'*y)^2", ("x", "y")),
     Rule("(x'*x)^a", ("x", "a")),
     Rule("x.^3", ("x",)),

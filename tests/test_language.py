@@ -319,6 +319,13 @@ CASES = [
     case("eye(n)*A", ("n", "m"), {"A": mat("n", "m")}, lambda v: v["A"]),
     case("A*eye(n)", ("m", "n"), {"A": mat()}, lambda v: v["A"]),
     case("x + vector(c)", ("n",), {"x": vec(), "c": sc()}, lambda v: v["x"] + v["c"]),
+    case("vector(a) + ones(n)", ("n",), {"a": sc()}, lambda v: v["a"] + np.ones(v["n"])),
+    case("eye(n)'", ("n", "n"), {}, lambda v: np.eye(v["n"])),
+    case("A + eye(n)'", ("n", "n"), {"A": mat("n", "n")}, lambda v: v["A"] + np.eye(v["n"])),
+    case("2 .^ (x'*A)", (3,), {"x": vec(3), "A": mat(3, 3)}, lambda v: 2.0 ** (v["x"] @ v["A"]),
+         types={"x": (3,), "A": (3, 3)}),
+    case("a + x'*A", (3,), {"a": sc(), "x": vec(3), "A": mat(3, 3)}, lambda v: v["a"] + v["x"] @ v["A"],
+         types={"a": "scalar", "x": (3,), "A": (3, 3)}),
     # ------------------------------------------------------------ type inference
     case("x^3 + 2*x + 1", (), {"x": sc()}, lambda v: v["x"] ** 3 + 2 * v["x"] + 1),
     case("relu(w'*x + b)", (), {"w": vec(), "x": vec(), "b": sc()},

@@ -79,6 +79,11 @@ def _square(shape: Shape) -> bool:
     return len(shape) == 2 and shape[0] == shape[1]
 
 
+def _inner_dims(m: int | None, n: int | None) -> list[int]:
+    """The k for which an (m, k) and a (k, n) matrix are among the generated shapes."""
+    return [k for k in (3, 2) if (m is None or (m, k) in ALL_SHAPES) and (n is None or (k, n) in ALL_SHAPES)]
+
+
 @st.composite
 def expressions(draw: st.DrawFn, shape: Shape, depth: int) -> Expr:
     """A random expression of ``shape``, at most ``depth`` operators deep."""
@@ -192,14 +197,14 @@ def expressions(draw: st.DrawFn, shape: Shape, depth: int) -> Expr:
         (n,) = shape
 
         def matvec() -> Expr:
-            k = draw(st.sampled_from([3, 2]))
+            k = draw(st.sampled_from(_inner_dims(n, None)))
             M, v = sub((n, k)), sub((k,))
             return _make(f"{M.text}*{v.text}", shape, M, v)
 
         def vecmat() -> Expr:
-            k = draw(st.sampled_from([3, 2]))
+            k = draw(st.sampled_from(_inner_dims(None, n)))
             v, M = sub((k,)), sub((k, n))
-            return _make(f"{v.text}'*{M.text}", shape, v, M)
+            return _make(f"({v.text}'*{M.text})'", shape, v, M)  # a row vector, transposed back
 
         def softmax() -> Expr:
             v = sub(shape)
@@ -224,7 +229,7 @@ def expressions(draw: st.DrawFn, shape: Shape, depth: int) -> Expr:
         m, n = shape
 
         def matmul() -> Expr:
-            k = draw(st.sampled_from([3, 2]))
+            k = draw(st.sampled_from(_inner_dims(m, n)))
             M, N = sub((m, k)), sub((k, n))
             return _make(f"{M.text}*{N.text}", shape, M, N)
 

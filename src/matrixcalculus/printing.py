@@ -414,7 +414,7 @@ class _Printer:
             else:
                 parts.append((" - " if negative else " + ") + text)
         text = "".join(parts)
-        return Piece(text, ADD, row)
+        return Piece(text, ADD, row, sym=node.rank == 2 and _closed_under_transpose(node))
 
     # --------------------------------------------------------------------------- powers
 
@@ -526,6 +526,12 @@ class _Printer:
         return items
 
 
+def _closed_under_transpose(node: g.Add) -> bool:
+    """A sum such as A + A' is symmetric: its terms are the transposes of its terms."""
+    terms = set(node.args)
+    return all(g.transpose(t) in terms for t in node.args)
+
+
 def _transposes(text: str) -> int:
     return text.count("'") + text.count("\\top")
 
@@ -574,11 +580,17 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
         return tuple(labs)
 
     Best = tuple[Piece, tuple[int, ...], g.Node | None]
+
+    def cost(p: Piece) -> tuple[int, int]:
+        # Derived expressions: fewest transposes, then shortest. Typed ones: shortest.
+        return (_transposes(p.text), len(p.text)) if identity else (0, len(p.text))
+
     if n > 24:
         # Long products: fold left to right.
         acc: Best | None = (items[0].piece, items[0].labels, items[0].node)
         for k in range(1, n):
-            acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity)
+            acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity,
+                           out)
             if acc is None:
                 raise NotMatrixNotation("no matrix-notation order")
         assert acc is not None
@@ -597,8 +609,8 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
                 left, right = best.get((a, split)), best.get((split + 1, b))
                 if left is None or right is None:
                     continue
-                merged = _combine(left, right, set(keep), st, identity)
-                if merged is not None and (choice is None or len(merged[0].text) < len(choice[0].text)):
+                merged = _combine(left, right, set(keep), st, identity, out)
+                if merged is not None and (choice is None or cost(merged[0]) < cost(choice[0])):
                     choice = merged
             if choice is not None:
                 best[(a, b)] = choice
@@ -619,6 +631,7 @@ def _combine(
     keep: set[int],
     st: Style,
     identity: bool = False,
+    out: tuple[int, ...] | None = None,
 ) -> tuple[Piece, tuple[int, ...], None] | None:
     """One matrix-notation operation merging two adjacent groups, or None if there is none.
 
@@ -643,6 +656,12 @@ def _combine(
         return p if labs == want else transposed(p, st)
 
     if rp == 0 or rq == 0:
+        if identity and out is not None and len(lp if rp else lq) == 2 and (lp if rp else lq) == tuple(out[::-1]):
+            # c*M' rather than (c*M)': transpose the matrix factor, not the product.
+            if rp:
+                P, lp = transposed(P, st), lp[::-1]
+            else:
+                Q, lq = transposed(Q, st), lq[::-1]
         if rq == 0 and _is_reciprocal(nq):
             base = _base_piece(nq, st)
             text = st.divide(P.text, base.text) if st.latex else st.divide(paren(P, MUL, st), paren(base, POW, st))
@@ -695,7 +714,13 @@ def _combine(
             return Pm, (po, qo), None
         if identity and isinstance(np_, g.Delta):
             return Qm, (po, qo), None
-        return Piece(mul(Pm, Qm), MUL, op="mul"), (po, qo), None
+        direct = Piece(mul(Pm, Qm), MUL, op="mul")
+        if identity:
+            # (Q*P)' may need fewer transposes than P'*Q' for the same value.
+            swapped = transposed(Piece(mul(orient(Q, lq, (qo, s)), orient(P, lp, (s, po))), MUL, op="mul"), st)
+            if _transposes(swapped.text) < _transposes(direct.text):
+                return swapped, (po, qo), None
+        return direct, (po, qo), None
     if len(shared) == 2:
         Qp = orient(Q, lq, lp)
         if len(summed) == 2:

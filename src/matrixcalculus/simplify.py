@@ -52,8 +52,17 @@ def _simplify_node(node: g.Node, args: list[g.Node]) -> g.Node:
     if isinstance(node, g.Compare):
         return g.compare(node.op, args[0], args[1])
     if isinstance(node, g.Function):
-        return g.apply(node.name, args[0])
+        return simplify_function(node.name, args[0])
     return node
+
+
+def simplify_function(name: str, x: g.Node) -> g.Node:
+    """``inv(inv(X)) -> X``; ``log(exp(x)) -> x``."""
+    if name == "inv" and isinstance(x, g.Function) and x.name == "inv":
+        return x.args[0]
+    if name == "log" and isinstance(x, g.Function) and x.name == "exp":
+        return x.args[0]
+    return g.apply(name, x)
 
 
 # ------------------------------------------------------------------------------ contractions
@@ -66,7 +75,7 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
     changed = True
     while changed:
         changed = False
-        for rule in (eliminate_delta, drop_ones, merge_powers):
+        for rule in (eliminate_delta, drop_ones, merge_powers, cancel_inverse, sigmoid_of_ratio):
             result = rule(ops, labels, out)
             if result is not None:
                 ops, labels, out = result
@@ -174,6 +183,54 @@ def merge_powers(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrit
             return new_ops, new_labels, out
         seen[base] = k
     return None
+
+
+def cancel_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``X*inv(X) = inv(X)*X = I``: a matrix times its inverse over an index only they carry."""
+    for k, op in enumerate(ops):
+        if not (isinstance(op, g.Function) and op.name == "inv"):
+            continue
+        x = op.args[0]
+        for j, other in enumerate(ops):
+            if other is not x or j == k:
+                continue
+            shared = [lab for lab in labels[j] if lab in labels[k]]
+            if len(shared) != 1:
+                continue
+            (s,) = shared
+            if s in out or sum(lab == s for labs in labels for lab in labs) != 2:
+                continue
+            pj, pk = labels[j].index(s), labels[k].index(s)
+            if pj == pk:
+                continue  # X'*inv(X) is no identity
+            a = labels[j][1 - pj]
+            b = labels[k][1 - pk]
+            keep = [i for i in range(len(ops)) if i not in (j, k)]
+            return ([ops[i] for i in keep] + [g.delta(x.shape[0])],
+                    [labels[i] for i in keep] + [(a, b)], out)
+    return None
+
+
+def sigmoid_of_ratio(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``exp(u) ./ (1 + exp(u)) = sigmoid(u)``, entry-wise: the logistic function, and its stable form."""
+    for k, op in enumerate(ops):
+        if not (isinstance(op, g.Function) and op.name == "exp"):
+            continue
+        u = op.args[0]
+        for j, other in enumerate(ops):
+            if (isinstance(other, g.Power) and isinstance(other.args[1], g.Const) and other.args[1].value == -1
+                    and labels[j] == labels[k] and _is_one_plus(other.args[0], op)):
+                keep = [i for i in range(len(ops)) if i not in (j, k)]
+                return ([ops[i] for i in keep] + [g.apply("sigmoid", u)], [labels[i] for i in keep] + [labels[k]],
+                        out)
+    return None
+
+
+def _is_one_plus(node: g.Node, term: g.Node) -> bool:
+    if not isinstance(node, g.Add) or len(node.args) != 2:
+        return False
+    one = g.ones(term.shape)
+    return (node.args[0] is one and node.args[1] is term) or (node.args[1] is one and node.args[0] is term)
 
 
 def symmetric_labels(ops: list[g.Node], labels: list[Labels], out: Labels) -> list[Labels]:
@@ -288,7 +345,6 @@ def _factor_pair(t1: g.Node, t2: g.Node) -> g.Node | None:
         return None
     if len(t1.args) != len(t2.args) or len(t1.args) < 2 or t1.out != t2.out:
         return None
-    rest1 = list(t1.args)
     p = q = None
     # Find the one operand of each that the other lacks.
     pool = list(t2.args)
@@ -308,7 +364,6 @@ def _factor_pair(t1: g.Node, t2: g.Node) -> g.Node | None:
         return _factor_same_operands(t1, t2)
     if p is None or q is None:
         return None
-    del rest1
     return _factor_at(t1, t2, p, q)
 
 
@@ -356,13 +411,9 @@ def _factor_same_operands(t1: g.Contract, t2: g.Contract) -> g.Node | None:
             if t2.args[q] is not t1.args[p]:
                 continue
             result = _factor_at(t1, t2, p, q)
-            if result is not None and not _is_trivial_factor(result):
+            if result is not None:
                 return result
     return None
-
-
-def _is_trivial_factor(node: g.Node) -> bool:
-    return False
 
 
 # ------------------------------------------------------------------------------ powers
