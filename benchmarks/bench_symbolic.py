@@ -12,9 +12,11 @@ For each expression it reports the median wall time (time.perf_counter) of
   can be shared with an earlier repeat: the cold-cache time.
 * ``sympy``: building the ``MatrixSymbol`` expression and calling ``.diff`` (one call per variable),
   with distinct symbol names on every repeat so that SymPy's own cache does not help either.
-  Symbolic dimensions (``n``, ``m``), like ours. "n/a": SymPy leaves the derivative unevaluated or
-  gets it wrong (``Determinant(X).diff(X)`` is unevaluated, ``log(Determinant(X)).diff(X)`` is 0
-  in SymPy 1.14), so there is nothing to time.
+  Symbolic dimensions (``n``, ``m``), like ours; ``relu`` is ``applyfunc(Max(u, 0))``. "n/a": SymPy
+  leaves the derivative unevaluated, gets it wrong or raises (``Determinant(X).diff(X)`` is
+  unevaluated, ``log(Determinant(X)).diff(X)`` is 0, the 4-layer MLP raises for its inner layers,
+  in SymPy 1.14), so there is nothing to time; the reason is printed. SymPy's values are not
+  checked here (tests/test_sympy_reference.py does that).
 
 ``ratio`` is sympy / ours* (cold against cold). The script takes well under a minute.
 """
@@ -53,6 +55,7 @@ class Bench:
     sympy_shapes: str | None = None
     sympy_build: Callable[[S], Any] | None = None
     repeats: int | None = None  # fewer for the slow ones
+    sympy_note: str = ""  # why SymPy is not timed, where it is not
 
 
 SYM = "symmetric matrix"
@@ -95,9 +98,9 @@ BENCHES: list[Bench] = [
     Bench("tr(inv(X'*C*X)*A)", ("X",), {"C": SYM}, "X:m,n C:m,m A:n,n",
           lambda s: sp.Trace((s["X"].T * s["C"] * s["X"]).I * s["A"])),
     Bench("inv(X)", ("X",), {}, "X:n,n", lambda s: s["X"].I),
-    Bench("det(X)", ("X",), {}),
-    Bench("logdet(X)", ("X",), {}),
-    Bench("det(inv(X))", ("X",), {}),
+    Bench("det(X)", ("X",), {}, sympy_note="unevaluated"),
+    Bench("logdet(X)", ("X",), {}, sympy_note="wrong (0)"),
+    Bench("det(inv(X))", ("X",), {}, sympy_note="unevaluated"),
     Bench("norm2(x - a)", ("x",), {}, "x:n,1 a:n,1",
           lambda s: sp.sqrt((s["x"] - s["a"]).T * (s["x"] - s["a"]))),
     Bench("0.5*norm2(W*x - t)^2", ("W",), {}, "W:m,n x:n,1 t:m,1",
@@ -108,7 +111,10 @@ BENCHES: list[Bench] = [
           lambda s: s["a"].T * s["X"].applyfunc(sp.sin).applyfunc(sp.log) * s["b"]),
     Bench("x'*A*x + c*sin(y)'*x", ("x",), {"A": SYM, "c": "scalar"}, "x:n,1 A:n,n y:n,1",
           lambda s: s["x"].T * s["A"] * s["x"] + s["y"].applyfunc(sp.sin).T * s["x"] * sp.Symbol("c" + s["_"])),
+    # SymPy 1.14 raises on W1, b1, W2, b2 and W3 of the 4-layer MLP; it manages the last layer.
     Bench(MLP, MLP_PARAMS, {}, "W1:m,n x:n,1 b1:m,1 W2:m,m b2:m,1 W3:m,m b3:m,1 W4:m,m b4:m,1 t:m,1",
+          _mlp_sympy, repeats=3),
+    Bench(MLP, ("W4", "b4"), {}, "W1:m,n x:n,1 b1:m,1 W2:m,m b2:m,1 W3:m,m b3:m,1 W4:m,m b4:m,1 t:m,1",
           _mlp_sympy, repeats=3),
 ]
 
@@ -130,10 +136,11 @@ def _time_ours(b: Bench, repeats: int, distinct: bool) -> float:
         text = _rename("".join(list(b.text)), names, suffix)
         types = {k + suffix: v for k, v in b.types.items()}
         wrt = [w + suffix for w in b.wrt]
-        gc.collect()
+        gc.disable()  # as timeit does: no collector pauses inside the timed call
         start = time.perf_counter()
         result = mc.derivative(text, wrt if len(wrt) > 1 else wrt[0], types=types)
         times.append(time.perf_counter() - start)
+        gc.enable()
         del result
     return statistics.median(times)
 
@@ -148,24 +155,27 @@ def _symbols(spec: str, suffix: str) -> S:
     return out
 
 
-def _time_sympy(b: Bench, repeats: int) -> float | None:
+def _time_sympy(b: Bench, repeats: int) -> tuple[float | None, str]:
+    """SymPy's median time, or None and why not."""
     if b.sympy_build is None or b.sympy_shapes is None:
-        return None
+        return None, b.sympy_note or "n/a"
     times = []
     for _ in range(repeats):
         suffix = f"_{next(_fresh)}"
-        gc.collect()
+        gc.disable()
         start = time.perf_counter()
         try:
             s = _symbols(b.sympy_shapes, suffix)
             f = b.sympy_build(s)
             results = [f.diff(s[w]) for w in b.wrt]
-        except Exception:  # SymPy raises: it cannot
-            return None
+        except Exception as exc:  # SymPy raises: it cannot
+            return None, f"raises {type(exc).__name__}"
+        finally:
+            gc.enable()
         times.append(time.perf_counter() - start)
         if any(getattr(r, "has", lambda *_: False)(sp.Derivative) for r in results):
-            return None  # unevaluated: SymPy cannot
-    return statistics.median(times)
+            return None, "unevaluated"
+    return statistics.median(times), ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,25 +193,27 @@ def main(argv: list[str] | None = None) -> int:
         repeats = b.repeats or args.repeats
         ours = _time_ours(b, repeats, distinct=False)
         cold = _time_ours(b, repeats, distinct=True)
-        theirs = _time_sympy(b, repeats)
-        label = b.text if len(b.wrt) == 1 else f"{b.text}  [8 params]" if b.text == MLP else b.text
-        rows.append((f"d/d{','.join(b.wrt) if len(b.wrt) < 3 else 'all'}  {label}", ours, cold, theirs))
+        theirs, why = _time_sympy(b, repeats)
+        wrt = ",".join(b.wrt) if len(b.wrt) < 3 else f"all {len(b.wrt)}"
+        label = "MLP loss (4 layers)" if b.text == MLP else b.text
+        rows.append((f"d/d{wrt}  {label}", ours, cold, theirs, why))
 
     width = max(len(r[0]) for r in rows)
     print(f"{'expression':<{width}}  {'ours ms':>8}  {'ours* ms':>8}  {'sympy ms':>9}  {'ratio':>7}")
     print("-" * (width + 40))
     ratios = []
-    for label, ours, cold, theirs in rows:
+    for label, ours, cold, theirs, why in rows:
         ratio = theirs / cold if theirs is not None else None
         if ratio is not None:
             ratios.append(ratio)
         t = f"{theirs * 1e3:9.2f}" if theirs is not None else f"{'n/a':>9}"
         q = f"{ratio:6.1f}x" if ratio is not None else f"{'':>7}"
-        print(f"{label:<{width}}  {ours * 1e3:8.2f}  {cold * 1e3:8.2f}  {t}  {q}")
+        print(f"{label:<{width}}  {ours * 1e3:8.2f}  {cold * 1e3:8.2f}  {t}  {q}  {why}".rstrip())
     print("-" * (width + 40))
     print(f"median ours (ms): {statistics.median(r[1] for r in rows) * 1e3:.2f};  "
           f"median ours* (ms): {statistics.median(r[2] for r in rows) * 1e3:.2f};  "
           f"median ratio sympy/ours* over {len(ratios)} expressions SymPy handles: {statistics.median(ratios):.1f}x")
+    print(f"MLP loss = {MLP}")
     print(f"ours* = distinct variable names each repeat (no shared nodes); ratio = sympy / ours*. "
           f"total {time.perf_counter() - total:.1f} s")
     return 0

@@ -318,7 +318,6 @@ BAD_INPUT = [
     (["__import__('os')"], "unexpected"),
     ([""], "empty"),
     (["A*x", "--types", "A=3x4", "x=5"], "4 columns"),
-    (["x*y", "--types", "x=vector", "y=vector"], "inner product"),
     (["x", "--types", "x=tensor"], "unknown type 'tensor'"),
     (["x", "--types", "x"], "NAME=TYPE"),
     (["inv(A)", "--evaluate", "--size", "0"], "--size"),
@@ -327,8 +326,7 @@ BAD_INPUT = [
 ]
 
 GOOD_INPUT = [
-    (["x'*A*x", "--types", "A=symmetric", "--evaluate"], "A: symmetric matrix"),
-    (["x'*A*x", "--latex", "--index"], r"x^\top A x"),
+    (["x'*A*x", "--types", "A=symmetric", "--latex", "--index", "--evaluate"], "A: symmetric matrix"),
     (["(" * 5_000 + "x" + ")" * 5_000, "--latex", "--index", "--evaluate"], "x: vector"),
     (["exp(" * 2_000 + "x" + ")" * 2_000, "--types", "x=scalar", "--latex", "--index", "--evaluate"], r"\exp"),
     (["A*" * 2_000 + "x", "--index", "--evaluate"], "A: matrix"),

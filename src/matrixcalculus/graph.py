@@ -413,7 +413,7 @@ def transpose(node: Node) -> Node:
     """The transpose of a matrix; vectors and scalars are their own transpose in the core."""
     if node.rank != 2:
         return node
-    if isinstance(node, Var) and node.kind == "symmetric":
+    if (isinstance(node, Var) and node.kind == "symmetric") or isinstance(node, Delta):
         return node
     if isinstance(node, Contract):
         # Transposing a contraction permutes its free indices; no new level of nesting.

@@ -489,8 +489,7 @@ def _forced_kinds(ast: Ast, declared: Mapping[str, Declared]) -> dict[str, str]:
 def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict[int, g.Dim]:
     dims = checked.dims
     taken = {v for v in dims.fixed if isinstance(v, str)} | var_names
-    pool = iter([d for d in _DIM_POOL if d not in taken] +
-                [f"n{i}" for i in range(1, 10_000) if f"n{i}" not in taken])
+    pool = (d for d in itertools.chain(_DIM_POOL, (f"n{i}" for i in itertools.count(1))) if d not in taken)
     resolved: dict[int, g.Dim] = {}
 
     def name_of(d: int) -> g.Dim:
@@ -519,7 +518,14 @@ def _build(order: list[Ast], kinds: Mapping[str, str], checked: _Checked, declar
         variables[name] = g.var(name, kinds[name], shape)
     nodes: dict[int, g.Node] = {}
     mt = checked.mtypes
+    # A chain a + b - c + ... is built once at its top as one sum: linear in its length.
+    inner_sums = {id(a.args[0]) for a in order if _is_sum(a) and _is_sum(a.args[0])}
     for ast in order:
+        if id(ast) in inner_sums:
+            continue
+        if _is_sum(ast):
+            nodes[id(ast)] = _build_sum(ast, nodes, mt, inner_sums)
+            continue
         if ast.op == "call" and ast.value in DIMENSION_FUNCTIONS:
             t = mt[id(ast)]
             shape = tuple(dimname[d] for d in t[1:])
@@ -543,6 +549,29 @@ def _build(order: list[Ast], kinds: Mapping[str, str], checked: _Checked, declar
             node = call(ast.value, kids[0], tuple(dimname[d] for d in t[1:]))
         nodes[id(ast)] = node
     return nodes[id(order[-1])], variables
+
+
+def _is_sum(ast: Ast) -> bool:
+    return ast.op == "binary" and ast.value in ("+", "-")
+
+
+def _build_sum(top: Ast, nodes: dict[int, g.Node], mt: dict[int, MType], inner: set[int]) -> g.Node:
+    terms: list[tuple[str, Ast]] = []
+    node = top
+    while id(node) in inner or node is top:
+        terms.append((node.value, node.args[1]))
+        node = node.args[0]
+        if not _is_sum(node):
+            break
+    terms.append(("+", node))
+    terms.reverse()
+    shape_ref = [nodes[id(a)] for _, a in terms if mt[id(a)][0] != "s"]
+    shape = shape_ref[0].shape if shape_ref else ()
+    parts = []
+    for op, a in terms:
+        term = broadcast(nodes[id(a)], shape) if mt[id(a)][0] == "s" else nodes[id(a)]
+        parts.append(g.scale(-1, term) if op == "-" else term)
+    return g.add(parts)
 
 
 def broadcast(scalar: g.Node, shape: g.Shape) -> g.Node:

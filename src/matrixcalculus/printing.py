@@ -89,7 +89,11 @@ class Style:
         return Piece(f"{value.numerator}/{value.denominator}", MUL)
 
     def scaled(self, coeff: Fraction, body: Piece) -> Piece:
-        """``coeff * body`` for a coefficient other than 1."""
+        """``coeff * body`` for a coefficient other than 1 (a vector keeps its orientation)."""
+        piece = self._scaled(coeff, body)
+        return Piece(piece.text, piece.prec, body.row, sym=body.sym)
+
+    def _scaled(self, coeff: Fraction, body: Piece) -> Piece:
         if coeff == -1:
             if body.prec >= MUL:
                 return Piece("-" + body.text, min(UNARY, body.prec))
@@ -176,9 +180,9 @@ class LatexStyle(Style):
         sign = "-" if value < 0 else ""
         return Piece(f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}", ATOM if not sign else UNARY)
 
-    def scaled(self, coeff: Fraction, body: Piece) -> Piece:
+    def _scaled(self, coeff: Fraction, body: Piece) -> Piece:
         if coeff == -1:
-            return super().scaled(coeff, body)
+            return super()._scaled(coeff, body)
         inner = paren(body, MUL, self)
         return Piece(self.mul(self.number(coeff).text, inner), MUL)
 
@@ -329,6 +333,9 @@ class _Printer:
             return Piece(st.ones(node.shape), ATOM)
         if isinstance(node, g.Zeros):
             return Piece(st.zeros(node.shape), ATOM)
+        if node.rank > 2 and isinstance(node, g.Add | g.Contract):
+            # No matrix notation for tensors of order three or more.
+            return Piece(index_notation(node, st), ADD)
         if isinstance(node, g.Add):
             return self.render_add(node)
         if isinstance(node, g.Contract):
@@ -398,7 +405,9 @@ class _Printer:
 
     def render_add(self, node: g.Add) -> Piece:
         st = self.style
-        terms = [self.term(t, node.shape) for t in node.args]
+        # The scalar shorthand (x + a) needs a term that is not a broadcast to fix the shape.
+        fixed = any(self.broadcast_scalar(t) is None for t in node.args)
+        terms = [self.term(t, node.shape if fixed else ()) for t in node.args]
         row = False
         if node.rank == 1:
             vector_terms = [p for t, (_, p) in zip(node.args, terms, strict=True) if t.rank == 1]
@@ -414,7 +423,7 @@ class _Printer:
             else:
                 parts.append((" - " if negative else " + ") + text)
         text = "".join(parts)
-        return Piece(text, ADD, row, sym=node.rank == 2 and _closed_under_transpose(node))
+        return Piece(text, ADD, row, sym=self.result and node.rank == 2 and _closed_under_transpose(node))
 
     # --------------------------------------------------------------------------- powers
 
@@ -424,6 +433,8 @@ class _Printer:
         elementwise = base.rank > 0
         bp = self.broadcast_scalar(base) if base.rank and exponent.rank else None
         bpiece = bp if bp is not None else self.memo[base]
+        if bp is None and base.rank == 1 and exponent.rank == 1 and bpiece.row != self.memo[exponent].row:
+            bpiece = transposed(bpiece, st)
         if isinstance(exponent, g.Const) and exponent.value == -1 and bp is None and not isinstance(base, g.Const):
             one = "1"
             text = st.hdivide(one, paren(bpiece, POW, st)) if elementwise else st.divide(one, paren(bpiece, POW, st))
@@ -767,6 +778,7 @@ class _IndexPrinter:
     def __init__(self, style: Style):
         self.style = style
         self.counter = 0
+        self.leaves: set[g.Node] = set()  # parts printed as one matrix-notation entry
 
     def fresh(self, avoid: set[str]) -> str:
         while True:
@@ -785,7 +797,7 @@ class _IndexPrinter:
 
     def render(self, root: g.Node, idx: tuple[str, ...]) -> str:
         # A frame: [task (node, indices, names in use), child tasks, how to combine, child texts].
-        stack: list[list] = [[(root, idx, set(idx)), None, None, []]]
+        stack: list[list] = [[(root, idx, set(idx), True), None, None, []]]
         result = ""
 
         def deliver(text: str) -> None:
@@ -811,23 +823,27 @@ class _IndexPrinter:
             deliver(frame[2](frame[3]))
         return result
 
-    def expand(self, node: g.Node, idx: tuple[str, ...], used: set[str]
+    def expand(self, node: g.Node, idx: tuple[str, ...], used: set[str], top: bool = True
                ) -> tuple[str | None, list, Callable[[list[str]], str] | None]:
         st = self.style
         if isinstance(node, g.Delta):
             return (f"\\delta_{{{''.join(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"), [], None
-        if isinstance(node, g.Contract):
+        if isinstance(node, g.Contract) and node not in self.leaves:
+            grouped = self.group_matrix_part(node, idx)
+            if grouped is not None:
+                node = grouped
             names: dict[int, str] = dict(zip(node.out, idx, strict=True))
             inner_used = set(used)
             summed: list[str] = []
-            for labs in node.labels:
-                for lab in labs:
+            # Scalars first, as in matrix notation.
+            order = sorted(range(len(node.args)), key=lambda k: node.args[k].rank != 0)
+            for k in order:
+                for lab in node.labels[k]:
                     if lab not in names:
                         names[lab] = self.fresh(inner_used)
                         inner_used.add(names[lab])
                         summed.append(names[lab])
-            kids = [(arg, tuple(names[lab] for lab in labs), inner_used)
-                    for arg, labs in zip(node.args, node.labels, strict=True)]
+            kids = [(node.args[k], tuple(names[lab] for lab in node.labels[k]), inner_used, False) for k in order]
             coeff = node.coeff
 
             def contraction(texts: list[str]) -> str:
@@ -836,17 +852,68 @@ class _IndexPrinter:
                     body = st.scaled(coeff, Piece(body, MUL)).text
                 if summed:
                     body = (f"\\sum_{{{''.join(summed)}}} {body}" if st.latex else f"sum_{''.join(summed)} {body}")
-                return f"({body})" if summed else body
+                return f"({body})" if summed and not top else body
 
             return None, kids, contraction
-        if isinstance(node, g.Add):
-            kids = [(t, idx, used) for t in node.args]
-            return None, kids, lambda texts: "(" + " + ".join(texts) + ")"
-        text = to_latex(node) if st.latex else to_text(node)
+        if isinstance(node, g.Add) and top:
+            kids = [(t, idx, used, False) for t in node.args]
+
+            def total(texts: list[str]) -> str:
+                out = texts[0]
+                for text in texts[1:]:
+                    out += f" - {text[1:]}" if text.startswith("-") else f" + {text}"
+                return out
+
+            return None, kids, total
+        text = to_latex(node, result=True) if st.latex else to_text(node, result=True)
         if not node.rank:
             return text, [], None
-        simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier()
+        simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
         return self.entry(text if simple else f"({text})", idx), [], None
+
+    def group_matrix_part(self, node: g.Contract, idx: tuple[str, ...]) -> g.Contract | None:
+        """``delta(i,k)*sum_a V[a,j]*V[a,l]`` -> ``delta(i,k)*(V'*V)[j,l]``: the factors beside the
+        deltas, when they make a scalar, vector or matrix, print as one matrix-notation entry."""
+        deltas = [k for k, a in enumerate(node.args) if isinstance(a, g.Delta)]
+        rest = [k for k in range(len(node.args)) if k not in deltas]
+        if not deltas or len(rest) < 2:
+            return None
+        outside = set(node.out) | {lab for k in deltas for lab in node.labels[k]}
+        free: list[int] = []
+        for k in rest:
+            for lab in node.labels[k]:
+                if lab in outside and lab not in free:
+                    free.append(lab)
+        if len(free) > 2:
+            return None
+        part = g.contract([node.args[k] for k in rest], [node.labels[k] for k in rest], tuple(free))
+        if isinstance(part, g.Contract):
+            printer = _Printer(self.style, True)
+            printer.piece_all(g.postorder(*part.args))
+            try:
+                printer.contraction_body(part)
+            except NotMatrixNotation:
+                return None
+        self.leaves.add(part)
+        labels = [node.labels[k] for k in deltas] + [tuple(free)]
+        ops = [node.args[k] for k in deltas] + [part]
+        # Build without canonical relabelling surprises: the coefficient stays outside.
+        grouped = g.contract(ops, labels, node.out, node.coeff)
+        return grouped if isinstance(grouped, g.Contract) else None
+
+
+def _is_call(text: str) -> bool:
+    """``inv(X)`` or ``exp(A*x)``: a name applied to one balanced parenthesis."""
+    head, paren_, _ = text.partition("(")
+    if not paren_ or not head.isidentifier() or not text.endswith(")"):
+        return False
+    depth = 0
+    for k, ch in enumerate(text[len(head):]):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and k != len(text) - len(head) - 1:
+            return False
+    return True
 
 
 Renderer = Callable[[g.Node], str]

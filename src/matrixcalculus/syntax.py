@@ -140,7 +140,9 @@ class _Build(Transformer):
         return [item for item in items if isinstance(item, Ast)]
 
     def group(self, items: list) -> Ast:
-        return items[1]
+        lpar, inner, rpar = items
+        # The same node, its text widened to the parentheses (messages quote balanced text).
+        return Ast(inner.op, inner.value, inner.args, lpar.start_pos, rpar.end_pos, inner.column)
 
     def unary(self, items: list) -> Ast:
         op, x = items
