@@ -353,6 +353,9 @@ OPERATOR_RULES = [
     Rule("zeros(3,2) + C", ("C",)),
     Rule("x .* vector(c)", ("x", "c")),
     Rule("C + matrix(c)", ("C", "c")),
+    Rule("sum(eye(3))*x", ("x",)),
+    Rule("tr(eye(3))*x", ("x",)),
+    Rule("sum(ones(3))*A*C", ("A", "C")),
 ]
 
 JACOBIAN_RULES = [

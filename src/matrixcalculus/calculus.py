@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import graph as g
-from .derivative import jacobian_nodes, jvp_node, to_denominator, vjp_nodes
+from .differentiation import jacobian_nodes, jvp_node, to_denominator, vjp_nodes
 from .errors import DerivativeError
 from .expression import Expression, Variable, parse
 from .infer import declare

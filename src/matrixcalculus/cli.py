@@ -144,7 +144,7 @@ def run(argv: Sequence[str] | None = None) -> tuple[str, int]:
 def check(expr: Expression, name: str, result: Expression, values: dict[str, np.ndarray], order: int,
           layout: str, types: dict[str, Any]) -> CheckResult:
     """Finite-difference check of one printed derivative (numerator layout internally)."""
-    from .derivative import to_denominator
+    from .differentiation import to_denominator
 
     variables = expr.node_variables()
     if name not in variables:

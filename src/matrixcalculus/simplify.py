@@ -131,6 +131,11 @@ def eliminate_delta(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rew
         i, j = labs
         rest_ops = ops[:k] + ops[k + 1:]
         rest_labels = labels[:k] + labels[k + 1:]
+        carried = {lab for other in rest_labels for lab in other}
+        for a, b in ((i, j), (j, i)):
+            if b not in out and b not in carried:
+                # sum_b delta[a,b] = 1 for every a: the delta is a ones vector over a.
+                return rest_ops + [g.ones((op.params[0],))], rest_labels + [(a,)], out
         if j not in out:
             rest_labels, new_out = _substitute(rest_labels, out, j, i)
         elif i not in out:
@@ -177,8 +182,8 @@ def merge_powers(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrit
             new_labels = list(labels)
             new_ops[j] = merged
             del new_ops[k], new_labels[k]
-            if isinstance(merged, g.Const):
-                # u^0 = 1 leaves nothing to multiply by.
+            if isinstance(merged, g.Const) and merged.value == 1:
+                # u^0 = 1 leaves nothing to multiply by (another number is folded by contract()).
                 del new_ops[j], new_labels[j]
             return new_ops, new_labels, out
         seen[base] = k
