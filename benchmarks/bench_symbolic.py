@@ -12,7 +12,8 @@ For each expression it reports the median wall time (time.perf_counter) of
   can be shared with an earlier repeat: the cold-cache time.
 * ``sympy``: building the ``MatrixSymbol`` expression and calling ``.diff`` (one call per variable),
   with distinct symbol names on every repeat so that SymPy's own cache does not help either.
-  Symbolic dimensions (``n``, ``m``), like ours; ``relu`` is ``applyfunc(Max(u, 0))``. "n/a": SymPy
+  Symbolic dimensions (``n``, ``m``), like ours; ``relu`` is ``applyfunc(Max(u, 0))``; matrices we
+  declare symmetric are plain ``MatrixSymbol``s for SymPy. "n/a": SymPy
   leaves the derivative unevaluated, gets it wrong or raises (``Determinant(X).diff(X)`` is
   unevaluated, ``log(Determinant(X)).diff(X)`` is 0, the 4-layer MLP raises for its inner layers,
   in SymPy 1.14), so there is nothing to time; the reason is printed. SymPy's values are not
@@ -39,7 +40,7 @@ import sympy as sp
 import matrixcalculus as mc
 
 _n, _m = sp.Symbol("n", integer=True, positive=True), sp.Symbol("m", integer=True, positive=True)
-S = dict[str, Any]  # SymPy symbols by our names
+S = dict[str, Any]  # SymPy symbols by our names; "_" holds this repeat's name suffix (for scalar symbols)
 
 
 def _relu(e: Any) -> Any:

@@ -74,7 +74,7 @@ def test_worked_example(f: str, wrt: str, types: dict | None, expected: str) -> 
     assert d.latex()
 
 
-def test_jacobian_of_Ax_wrt_A_is_a_third_order_tensor_in_index_notation() -> None:
+def test_jacobian_of_ax_wrt_a_is_a_third_order_tensor_in_index_notation() -> None:
     d = mc.derivative("A*x", "A")
     assert d.shape == ("m", "m", "n")
     # d y_i / d A_jk = delta_ij x_k
@@ -88,7 +88,7 @@ def test_vjp_collapses_the_tensor() -> None:
     assert _same(str(mc.jvp("A*x", "A", tangent="V")), "V*x")
 
 
-def test_RtR_is_a_fourth_order_tensor() -> None:
+def test_rtr_is_a_fourth_order_tensor() -> None:
     d = mc.derivative("R'*R", "R")
     assert d.node.rank == 4
     assert "delta" in d.index_notation()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from . import graph as g
+from .simplify import is_symmetric
 
 # Binding strength, loose to tight.
 CMP, ADD, MUL, UNARY, POW, POSTFIX, ATOM = 1, 2, 3, 4, 5, 6, 7
@@ -322,6 +323,13 @@ class _Printer:
         return self.memo[root]
 
     def render(self, node: g.Node) -> Piece:
+        piece = self.render_node(node)
+        if self.result and node.rank == 2 and not piece.sym and is_symmetric(node):
+            # A derived expression may drop the transpose of a symmetric matrix: inv(X'*X)' is inv(X'*X).
+            piece = Piece(piece.text, piece.prec, piece.row, piece.plain, True, piece.op)
+        return piece
+
+    def render_node(self, node: g.Node) -> Piece:
         st = self.style
         if isinstance(node, g.Var):
             return Piece(st.name(node.name), ATOM, sym=node.kind == "symmetric")
@@ -522,10 +530,15 @@ class _Printer:
         for arg, labs, p in zip(node.args, node.labels, pieces, strict=True):
             if arg.rank > 2:
                 raise NotMatrixNotation("operand of order three or more")
+            alone = all(count[lab] == 1 and lab not in node.out for lab in labs)
+            if arg.rank and alone and len(set(labs)) == len(labs):
+                # Summed over all its entries and sharing none: the scalar sum(X).
+                items.append(_Item(Piece(st.call("sum", p.text), ATOM), (), None))
+                continue
             if arg.rank == 2 and labs[0] == labs[1]:
                 lab = labs[0]
                 if count[lab] == 1 and lab not in node.out:
-                    items.append(_Item(Piece(st.call("tr", p.text), ATOM), (), arg))
+                    items.append(_Item(Piece(st.call("tr", p.text), ATOM), (), None))
                 else:
                     items.append(_Item(Piece(st.call("diag", p.text), ATOM), (lab,), None))
                 continue
@@ -624,6 +637,14 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
                 if merged is not None and (choice is None or cost(merged[0]) < cost(choice[0])):
                     choice = merged
             if choice is not None:
+                if identity and len(choice[1]) == 2 and width < n and all(items[k].node is not None
+                                                                          for k in range(a, b + 1)):
+                    # A symmetric partial product needs no transpose: (S*B*S)' is S*B*S.
+                    sub = g.contract([items[k].node for k in range(a, b + 1)],  # type: ignore[misc]
+                                     [items[k].labels for k in range(a, b + 1)], choice[1])
+                    if is_symmetric(sub):
+                        p = choice[0]
+                        choice = (Piece(p.text, p.prec, p.row, p.plain, True, p.op), choice[1], choice[2])
                 best[(a, b)] = choice
     if (0, n - 1) not in best:
         raise NotMatrixNotation("no matrix-notation order")

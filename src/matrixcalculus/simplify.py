@@ -19,6 +19,8 @@ so the result shares every subexpression the input shared.
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -75,7 +77,8 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
     changed = True
     while changed:
         changed = False
-        for rule in (eliminate_delta, drop_ones, merge_powers, cancel_inverse, sigmoid_of_ratio):
+        for rule in (eliminate_delta, drop_ones, merge_ones, merge_powers, sign_times_self, cancel_inverse,
+                     expand_inverse, sigmoid_of_ratio):
             result = rule(ops, labels, out)
             if result is not None:
                 ops, labels, out = result
@@ -159,6 +162,30 @@ def drop_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
     return None
 
 
+def merge_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``ones(m)*ones(n)'`` is ``ones(m,n)``: ones factors over free indices no one else carries."""
+    carried = {lab for op, labs in zip(ops, labels, strict=True) if not isinstance(op, g.Ones) for lab in labs}
+    lone = [k for k, (op, labs) in enumerate(zip(ops, labels, strict=True))
+            if isinstance(op, g.Ones) and all(lab in out and lab not in carried for lab in labs)]
+    if len(lone) < 2:
+        return None
+    merged_labels = tuple(lab for lab in out if any(lab in labels[k] for k in lone))
+    dims = {lab: d for k in lone for lab, d in zip(labels[k], ops[k].shape, strict=True)}
+    keep = [k for k in range(len(ops)) if k not in lone]
+    return ([ops[k] for k in keep] + [g.ones(tuple(dims[lab] for lab in merged_labels))],
+            [labels[k] for k in keep] + [merged_labels], out)
+
+
+def sign_times_self(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``u*sign(u) = abs(u)`` for scalar factors (then ``abs(u)/abs(u)`` cancels)."""
+    for k, op in enumerate(ops):
+        if op.rank == 0 and isinstance(op, g.Function) and op.name == "sign" and op.args[0] in ops:
+            j = ops.index(op.args[0])
+            keep = [i for i in range(len(ops)) if i not in (j, k)]
+            return [ops[i] for i in keep] + [g.apply("abs", op.args[0])], [labels[i] for i in keep] + [()], out
+    return None
+
+
 def _base_exponent(op: g.Node) -> tuple[g.Node, Fraction] | None:
     if isinstance(op, g.Power) and isinstance(op.args[1], g.Const):
         return op.args[0], op.args[1].value
@@ -216,6 +243,62 @@ def cancel_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewr
     return None
 
 
+def _chain(node: g.Node) -> list[tuple[g.Node, bool]] | None:
+    """``P = F1*F2*...*Fk`` of square matrices as [(F, transposed?)], or None."""
+    if not isinstance(node, g.Contract) or node.coeff != 1 or node.rank != 2 or len(node.args) < 2:
+        return None
+    if any(op.rank != 2 or op.shape[0] != op.shape[1] for op in node.args):
+        return None
+    label = node.out[0]
+    remaining = list(range(len(node.args)))
+    chain: list[tuple[g.Node, bool]] = []
+    while remaining:
+        step = next((k for k in remaining if label in node.labels[k]), None)
+        if step is None:
+            return None
+        labs = node.labels[step]
+        if labs[0] == labs[1]:
+            return None
+        transposed = labs[1] == label
+        chain.append((node.args[step], transposed))
+        label = labs[0] if transposed else labs[1]
+        remaining.remove(step)
+    return chain if label == node.out[1] else None
+
+
+def expand_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``X*inv(X*Y) -> inv(Y)``: the inverse of a product of square matrices is the product of the
+    inverses in reverse order; expanded only where a factor then meets its own inverse."""
+    for k, op in enumerate(ops):
+        if not (isinstance(op, g.Function) and op.name == "inv"):
+            continue
+        chain = _chain(op.args[0])
+        if chain is None:
+            continue
+        a, b = labels[k]
+        # inv(P)[a,b]: its first index meets P's last factor, its second P's first factor.
+        ends = {a: chain[-1], b: chain[0]}
+        meets = any(lab in other_labels and other is factor
+                    for lab, (factor, _) in ends.items()
+                    for j, (other, other_labels) in enumerate(zip(ops, labels, strict=True)) if j != k)
+        if not meets:
+            continue
+        top = 1 + max(lab for labs in labels for lab in labs)
+        # inv(F1 F2 ... Fk)[a,b] = inv(Fk)[a,c1] inv(F(k-1))[c1,c2] ... inv(F1)[c(k-1),b]
+        new_ops: list[g.Node] = []
+        new_labels: list[Labels] = []
+        left = a
+        for step, (factor, transposed) in enumerate(reversed(chain)):
+            right = b if step == len(chain) - 1 else top + step
+            inverse = g.apply("inv", factor)
+            new_ops.append(inverse)
+            new_labels.append((right, left) if transposed else (left, right))
+            left = right
+        keep = [j for j in range(len(ops)) if j != k]
+        return [ops[j] for j in keep] + new_ops, [labels[j] for j in keep] + new_labels, out
+    return None
+
+
 def sigmoid_of_ratio(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
     """``exp(u) ./ (1 + exp(u)) = sigmoid(u)``, entry-wise: the logistic function, and its stable form."""
     for k, op in enumerate(ops):
@@ -238,6 +321,45 @@ def _is_one_plus(node: g.Node, term: g.Node) -> bool:
     return (node.args[0] is one and node.args[1] is term) or (node.args[1] is one and node.args[0] is term)
 
 
+_SYMMETRIC: weakref.WeakKeyDictionary[g.Node, bool] = weakref.WeakKeyDictionary()
+
+
+def is_symmetric(node: g.Node) -> bool:
+    """Is this square matrix its own transpose? Declared symmetric variables, identities, ``X'*X``,
+    ``X'*S*X``, ``A + A'``, and inverses and entry-wise functions of symmetric matrices are."""
+    if node.rank != 2 or node.shape[0] != node.shape[1]:
+        return False
+    known = _SYMMETRIC.get(node)
+    if known is not None:
+        return known
+    for sub in g.postorder(node):  # children first, so the recursion below is one level deep
+        if sub not in _SYMMETRIC and sub.rank == 2:
+            _SYMMETRIC[sub] = _symmetric_here(sub)
+    return _SYMMETRIC[node]
+
+
+def _symmetric_here(node: g.Node) -> bool:
+    if node.rank != 2 or node.shape[0] != node.shape[1]:
+        return False
+    if isinstance(node, g.Var):
+        return node.kind == "symmetric"
+    if isinstance(node, g.Delta | g.Ones | g.Zeros):
+        return True
+    if isinstance(node, g.Function):
+        # Entry-wise functions and the inverse keep symmetry; they do not make it.
+        return (node.rule.kind == "elementwise" or node.name == "inv") and _SYMMETRIC.get(node.args[0], False)
+    if isinstance(node, g.Power):
+        return _SYMMETRIC.get(node.args[0], False) and (node.args[1].rank == 0 or _SYMMETRIC.get(node.args[1], False))
+    if isinstance(node, g.Add):
+        terms = set(node.args)
+        return all(_SYMMETRIC.get(t, False) or g.transpose(t) in terms for t in node.args)
+    if isinstance(node, g.Contract):
+        a, b = node.out
+        swapped = g.contract(node.args, node.labels, (b, a), node.coeff)
+        return canonical_key(swapped) == canonical_key(node)
+    return False
+
+
 def symmetric_labels(ops: list[g.Node], labels: list[Labels], out: Labels) -> list[Labels]:
     """Write each symmetric matrix with its labels in order of appearance (``S'`` is ``S``)."""
     labels = list(labels)
@@ -245,7 +367,7 @@ def symmetric_labels(ops: list[g.Node], labels: list[Labels], out: Labels) -> li
         canon, _ = g.canonical_labels(labels, out)
         changed = False
         for k, op in enumerate(ops):
-            if isinstance(op, g.Var) and op.kind == "symmetric" and canon[k][0] > canon[k][1]:
+            if op.rank == 2 and canon[k][0] > canon[k][1] and is_symmetric(op):
                 labels[k] = labels[k][::-1]
                 changed = True
         if not changed:
@@ -275,12 +397,38 @@ def _split_coeff(term: g.Node) -> tuple[Fraction, g.Node]:
 
 
 def canonical_key(node: g.Node) -> object:
-    """A key equal for contractions that differ only in the order of their operands."""
+    """A key equal for contractions that differ only in the order of their operands (and in the
+    order of a symmetric operand's two labels)."""
     if not isinstance(node, g.Contract):
         return node
-    order = sorted(range(len(node.args)), key=lambda k: (node.args[k].digest, _pattern(node, k)))
-    labels, out = g.canonical_labels([node.labels[k] for k in order], node.out)
-    return ("contract", tuple(node.args[k] for k in order), labels, out)
+    base = sorted(range(len(node.args)), key=lambda k: (node.args[k].digest, _pattern(node, k)))
+    # Operands that tie (the same node with the same pattern, e.g. the three X in X'*C*X*X') can
+    # be taken in any order: try them all (up to a bound) and keep the smallest labelling.
+    groups: list[list[int]] = []
+    for k in base:
+        if groups and (node.args[groups[-1][0]], _pattern(node, groups[-1][0])) == (node.args[k], _pattern(node, k)):
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    candidates = [[]]
+    for group in groups:
+        perms = list(itertools.permutations(group)) if len(group) > 1 else [tuple(group)]
+        if len(candidates) * len(perms) > 720:
+            perms = [tuple(group)]
+        candidates = [c + list(p) for c in candidates for p in perms]
+    symmetric = [k for k, op in enumerate(node.args) if op.rank == 2 and is_symmetric(op)]
+    flips = list(itertools.product((False, True), repeat=len(symmetric))) if len(symmetric) <= 6 else [()]
+    best = None
+    for order in candidates:
+        for flip in flips:
+            turned = {k for k, f in zip(symmetric, flip, strict=False) if f}
+            raw = [node.labels[k][::-1] if k in turned else node.labels[k] for k in order]
+            labels, out = g.canonical_labels(raw, node.out)
+            key = (labels, out)
+            if best is None or key < best:
+                best = key
+    assert best is not None
+    return ("contract", tuple(node.args[k] for k in base), best[0], best[1])
 
 
 def _pattern(node: g.Contract, k: int) -> tuple:
@@ -297,7 +445,46 @@ def normal_sum(terms: Sequence[g.Node]) -> g.Node:
     if not merged:
         return g.zeros(shape)
     merged = factor_common(merged)
-    return g.add(merged) if len(merged) > 1 else merged[0]
+    if len(merged) == 1:
+        return merged[0]
+    pulled = common_scalar_factor(merged)
+    if pulled is not None:
+        return pulled
+    return common_coefficient(merged)
+
+
+def common_scalar_factor(terms: list[g.Node]) -> g.Node | None:
+    """``s*A + s*B -> s*(A + B)`` for a scalar factor ``s`` (an expression, not a number) of every term."""
+    if not all(isinstance(t, g.Contract) for t in terms):
+        return None
+    first = terms[0]
+    assert isinstance(first, g.Contract)
+    for op, labs in zip(first.args, first.labels, strict=True):
+        if labs or isinstance(op, g.Const):
+            continue
+        if not all(any(o is op and not l for o, l in zip(t.args, t.labels, strict=True)) for t in terms):
+            continue
+        rest = []
+        for t in terms:
+            assert isinstance(t, g.Contract)
+            k = next(k for k, (o, l) in enumerate(zip(t.args, t.labels, strict=True)) if o is op and not l)
+            rest.append(normal_contract(t.args[:k] + t.args[k + 1:], t.labels[:k] + t.labels[k + 1:], t.out,
+                                        t.coeff))
+        inner = normal_sum(rest)
+        idx = tuple(range(inner.rank))
+        return g.contract([op, inner], [(), idx], idx)
+    return None
+
+
+def common_coefficient(terms: list[g.Node]) -> g.Node:
+    """``2*a + 2*b -> 2*(a + b)``: a coefficient every term shares comes out of the sum."""
+    coeffs = [_split_coeff(t)[0] for t in terms]
+    c = coeffs[0]
+    if abs(c) == 1 or any(other != c for other in coeffs):
+        return g.add(terms)
+    inner = g.add([_split_coeff(t)[1] if _split_coeff(t)[1].rank == t.rank else t for t in terms])
+    idx = tuple(range(inner.rank))
+    return g.contract([inner], [idx], idx, c)
 
 
 def merge_like_terms(terms: list[g.Node]) -> list[g.Node]:
