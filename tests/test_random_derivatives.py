@@ -260,7 +260,7 @@ def expressions(draw: st.DrawFn, shape: Shape, depth: int, top: bool = False) ->
 @st.composite
 def problems(draw: st.DrawFn) -> tuple[Expr, int]:
     shape = draw(st.sampled_from((*ALL_SHAPES, (), ())))  # scalar-valued more often: they get Hessians
-    e = draw(expressions(shape, draw(st.integers(1, 4)), top=True))
+    e = draw(expressions(shape, draw(st.integers(1, 5)), top=True))
     seed = draw(st.integers(0, 2**32 - 1))
     return e, seed
 
