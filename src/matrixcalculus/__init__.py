@@ -10,6 +10,7 @@ prints back in matrix notation or LaTeX and evaluates with NumPy.
 """
 
 from .calculus import derivative, gradient, hessian, jacobian, jvp, vjp
+from .compiled import codegen, compile
 from .errors import (
     DerivativeError,
     EvaluationError,
@@ -29,6 +30,8 @@ __all__ = [
     "ParseError",
     "ShapeError",
     "Variable",
+    "codegen",
+    "compile",
     "derivative",
     "gradient",
     "hessian",
