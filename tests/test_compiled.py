@@ -10,6 +10,7 @@ import pytest
 
 import matrixcalculus as mc
 from matrixcalculus.check import random_values
+from matrixcalculus.structured import Factored
 
 CASES = [
     # (function, wrt, types)
@@ -217,3 +218,23 @@ def test_auto_backend_follows_the_arrays() -> None:
     da = pytest.importorskip("dask.array")
     value, _grad = fn({"x": da.ones(3), "A": da.eye(3)})
     assert backend_of([da.ones(3)]) == "dask" and float(value.compute()) == 3.0
+
+
+def test_kronecker_structured_hessian_stays_structured() -> None:
+    # d2/dU2 norm2(T - U*V')^2 = 2*delta(i,k)*(V'*V)[j,l]: an identity times an r x r matrix.
+    f = "norm2(T - U*V')^2"
+    rng = np.random.default_rng(0)
+    values = {"T": rng.standard_normal((6, 5)), "U": rng.standard_normal((6, 2)), "V": rng.standard_normal((5, 2))}
+    (hess,) = mc.compile(f, wrt="U", derivatives=("hessian",))(values)
+    assert isinstance(hess, Factored) and hess.shape == (6, 2, 6, 2)
+    kinds = [factor[0] if isinstance(factor, tuple) else "array" for factor, _ in hess.factors]
+    assert sorted(kinds) == ["array", "eye"]  # the identity is never formed
+    dense = mc.hessian(f, "U").evaluate(values)
+    np.testing.assert_allclose(np.asarray(hess), dense, rtol=1e-12)
+    direction = rng.standard_normal((6, 2))
+    np.testing.assert_allclose(hess.contract(direction), np.einsum("ijkl,kl->ij", dense, direction), rtol=1e-12)
+    (dense_again,) = mc.compile(f, wrt="U", derivatives=("hessian",), dense=True)(values)
+    assert isinstance(dense_again, np.ndarray)
+    np.testing.assert_allclose(dense_again, dense, rtol=1e-12)
+    source = mc.codegen(f, "U", ("hessian",), dense=False)
+    assert "xp.eye" not in source and "V.T @ V" in source and "Kronecker" in source

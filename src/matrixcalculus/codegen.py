@@ -20,6 +20,7 @@ The source depends only on the backend's array library (a :class:`Dialect` spell
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -309,6 +310,7 @@ class Program:
     arguments: list[str]
     backend: str
     lines: list[str] = field(default_factory=list)
+    structures: list[Structure | None] = field(default_factory=list)
 
 
 class _Emitter:
@@ -357,8 +359,13 @@ def _number(value: Fraction) -> str:
 
 
 def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str = "numpy",
-             sizes: dict[g.Dim, int] | None = None, name: str = "derivatives") -> Program:
-    """Python source computing ``roots`` from ``variables`` with ``backend``'s array library."""
+             sizes: dict[g.Dim, int] | None = None, name: str = "derivatives", dense: bool = True) -> Program:
+    """Python source computing ``roots`` from ``variables`` with ``backend``'s array library.
+
+    ``dense=False``: an output of order three or more that is a product of factors over disjoint
+    axes (a Kronecker-structured Hessian) is returned as ``("factored", coeff, ((factor, axes), ...))``
+    with ``("eye", n)`` for an identity factor, never formed.
+    """
     if backend not in DIALECTS:
         raise MatrixCalculusError(f"unknown backend {backend!r}; choose one of {', '.join(DIALECTS)}")
     dialect = DIALECTS[backend]
@@ -378,7 +385,13 @@ def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str =
     for node in order:
         for a in node.args:
             uses[a] = uses.get(a, 0) + 1
+    factored = {} if dense else {r: parts for r in roots if (parts := _components(r)) is not None}
+    structures: dict[g.Node, Structure] = {}
     for node in order:
+        if node in factored:
+            text, structures[node] = _emit_factored(node, factored[node], em)  # type: ignore[arg-type]
+            code[node] = _Array(text, ())
+            continue
         code[node] = _emit(node, [code[a] for a in node.args], em)
         # Every computed value gets a name: equal computations (equal text) are then done once,
         # also when they sit inside different flattened contractions.
@@ -389,7 +402,9 @@ def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str =
                 or (negated_term and node not in roots)):
             code[node] = _Array(em.bind(text), code[node].labels)
     outputs = [code[r].code for r in roots]
-    body = em.lines + [f"    return ({', '.join(outputs)},)"]
+    notes = [f"    # output {k} is {structures[r].describe(_names_in(code[r].code))}: a Kronecker-structured"
+             " tensor, returned as its factors" for k, r in enumerate(roots) if r in structures]
+    body = _live(em.lines + notes + [f"    return ({', '.join(outputs)},)"])
     lines = dialect.header()
     helpers = dialect.helpers()
     uses_helpers = any("_logsumexp(" in line or "_softmax(" in line for line in body)
@@ -400,7 +415,87 @@ def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str =
         lines += [*helpers, "", ""]
     lines.append(f"def {name}({', '.join(args)}):")
     lines += body
-    return Program("\n".join(lines) + "\n", name, args, backend, body)
+    return Program("\n".join(lines) + "\n", name, args, backend, body,
+                   [structures.get(r) for r in roots])
+
+
+def _names_in(tuple_code: str) -> list[str]:
+    return [part.strip() for part in tuple_code.strip("(),").split(",") if part.strip()]
+
+
+def _live(lines: list[str]) -> list[str]:
+    """Drop assignments nothing reads (e.g. an identity that a structured result keeps symbolic)."""
+    kept: list[str] = []
+    needed: set[str] = set()
+    for line in reversed(lines):
+        if line.strip().startswith("#"):
+            kept.append(line)
+            continue
+        target, sep, expr = line.strip().partition(" = ")
+        if sep and target.isidentifier() and target not in needed and target.startswith("t"):
+            continue
+        kept.append(line)
+        needed |= set(re.findall(r"[A-Za-z_]\w*", expr if sep else line))
+    return kept[::-1]
+
+
+def _components(node: g.Node) -> list[list[int]] | None:
+    """The operands of a contraction of order >= 3 grouped into parts that share no index."""
+    if not isinstance(node, g.Contract) or node.rank < 3:
+        return None
+    parent = list(range(len(node.args)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first: dict[int, int] = {}
+    for k, labs in enumerate(node.labels):
+        for lab in labs:
+            if lab in first:
+                parent[find(k)] = find(first[lab])
+            else:
+                first[lab] = k
+    groups: dict[int, list[int]] = {}
+    for k in range(len(node.args)):
+        groups.setdefault(find(k), []).append(k)
+    parts = list(groups.values())
+    return parts if len(parts) > 1 else None
+
+
+@dataclass(frozen=True)
+class Structure:
+    """How an output returned as factors makes the tensor: ``coeff * prod factor[axes]``; a factor
+    is ``("eye", dimension)`` or ``("array", k)``, the k-th array returned for that output."""
+
+    coeff: float
+    factors: tuple[tuple[tuple[str, g.Dim | int], tuple[int, ...]], ...]
+
+    def describe(self, names: Sequence[str]) -> str:
+        parts = []
+        for (kind, ref), axes in self.factors:
+            base = f"eye({ref})" if kind == "eye" else names[int(ref)]
+            parts.append(f"{base}[{','.join(map(str, axes))}]")
+        return f"{self.coeff} * " + " * ".join(parts)
+
+
+def _emit_factored(node: g.Contract, parts: list[list[int]], em: _Emitter) -> tuple[str, Structure]:
+    factors: list[tuple[tuple[str, g.Dim | int], tuple[int, ...]]] = []
+    arrays: list[str] = []
+    for part in parts:
+        free = tuple(lab for lab in node.out if any(lab in node.labels[k] for k in part))
+        axes = tuple(node.out.index(lab) for lab in free)
+        if len(part) == 1 and isinstance(node.args[part[0]], g.Delta) and len(set(node.labels[part[0]])) == 2:
+            factors.append((("eye", node.args[part[0]].params[0]), axes))
+            continue
+        sub = g.contract([node.args[k] for k in part], [node.labels[k] for k in part], free)
+        # The part's value has its free indices in the order of the result's axes.
+        arr = _emit(sub, [em.code[a] for a in sub.args], em) if isinstance(sub, g.Contract) else em.code[sub]
+        factors.append((("array", len(arrays)), axes))
+        arrays.append(em.bind(arr.code))
+    return f"({', '.join(arrays)},)", Structure(float(node.coeff), tuple(factors))
 
 
 def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:

@@ -15,9 +15,10 @@ from typing import Any
 
 from . import graph as g
 from .calculus import Wrt, _expression, _names, _variable, derivative
-from .codegen import DIALECTS, Program, generate
+from .codegen import DIALECTS, Program, Structure, generate
 from .errors import EvaluationError, MatrixCalculusError
 from .evaluate import bind
+from .structured import Factored
 
 _KINDS = ("value", "gradient", "jacobian", "hessian")
 
@@ -54,14 +55,14 @@ def _plan(f: Any, wrt: Wrt, derivatives: Sequence[str] | str, types: Mapping[str
 
 def codegen(f: Any, wrt: Wrt, derivatives: Sequence[str] | str = ("value", "gradient"), *,
             backend: str = "numpy", types: Mapping[str, Any] | None = None,
-            sizes: Mapping[str, int] | None = None) -> str:
+            sizes: Mapping[str, int] | None = None, dense: bool = True) -> str:
     """Readable standalone Python source computing the derivatives (needs only the array library).
 
     ``sizes`` (e.g. ``{"n": 1000}``) guides the order of products; without it every symbolic
     dimension is taken as 1000.
     """
     roots, _groups, variables, _ = _plan(f, wrt, derivatives, types)
-    return generate(roots, variables, backend, dict(sizes or {})).source
+    return generate(roots, variables, backend, dict(sizes or {}), dense=dense).source
 
 
 class CompiledDerivatives:
@@ -72,7 +73,8 @@ class CompiledDerivatives:
     """
 
     def __init__(self, roots: list[g.Node], groups: list[tuple[str, int]], variables: list[g.Var],
-                 single: bool, backend: str):
+                 single: bool, backend: str, dense: bool = False):
+        self.dense = dense
         if backend not in DIALECTS and backend != "auto":
             raise MatrixCalculusError(
                 f"unknown backend {backend!r}; choose one of {', '.join(DIALECTS)}, or 'auto'")
@@ -84,12 +86,29 @@ class CompiledDerivatives:
         self.backend = backend
         self._cache: dict[tuple, tuple[Program, Any]] = {}
 
+    def _structured(self, item: Any, structure: Structure | None, sizes: Mapping[g.Dim, int]) -> Any:
+        if structure is None:
+            return item
+        xp = _namespace(self.backend)
+        factors = []
+        shape: dict[int, int] = {}
+        for (kind, ref), axes in structure.factors:
+            if kind == "eye":
+                n = ref if isinstance(ref, int) else sizes[ref]
+                factors.append((("eye", n), axes))
+                shape.update({a: n for a in axes})
+            else:
+                array = item[int(ref)]
+                factors.append((array, axes))
+                shape.update(zip(axes, tuple(array.shape), strict=True))
+        return Factored(structure.coeff, factors, tuple(shape[k] for k in range(len(shape))), xp)
+
     def _for(self, values: Mapping[str, Any]) -> CompiledDerivatives:
         """The compiled function for the library the arrays come from (array-api-compat tells)."""
         backend = backend_of(list(values.values()))
         if backend not in self._by_backend:
             self._by_backend[backend] = CompiledDerivatives(self.roots, self.groups, self.variables, self.single,
-                                                            backend)
+                                                            backend, self.dense)
         return self._by_backend[backend]
 
     def source(self, values: Mapping[str, Any] | None = None) -> str:
@@ -112,7 +131,7 @@ class CompiledDerivatives:
 
             shaped = {v.name: np.zeros(k) for v, k in zip(self.variables, key, strict=True)}
             _, sizes = bind({v.name: v for v in self.variables}, shaped)
-            program = generate(self.roots, self.variables, self.backend, sizes)
+            program = generate(self.roots, self.variables, self.backend, sizes, dense=self.dense)
             namespace: dict[str, Any] = {}
             # The source is generated from our own graph (names are checked identifiers), not user text.
             code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")
@@ -130,6 +149,10 @@ class CompiledDerivatives:
             return self._for(values)(values)
         program, fn = self._compiled(values)
         flat = fn(*(values[name] for name in program.arguments))
+        if any(program.structures):
+            _, sizes = bind({v.name: v for v in self.variables},
+                            {name: _zeros_like(values[name]) for name in program.arguments})
+            flat = [self._structured(item, st, sizes) for item, st in zip(flat, program.structures, strict=True)]
         result: list[Any] = []
         k = 0
         for _, count in self.groups:
@@ -137,6 +160,18 @@ class CompiledDerivatives:
             k += count
             result.append(part[0] if (self.single or count == 1) else part)
         return tuple(result)
+
+
+def _zeros_like(array: Any) -> Any:
+    import numpy as np
+
+    return np.zeros(tuple(getattr(array, "shape", ())))
+
+
+def _namespace(backend: str) -> Any:
+    import importlib
+
+    return importlib.import_module({"jax": "jax.numpy", "dask": "dask.array"}.get(backend, backend))
 
 
 def backend_of(arrays: Sequence[Any]) -> str:
@@ -152,13 +187,18 @@ def backend_of(arrays: Sequence[Any]) -> str:
 
 
 def compile(f: Any, wrt: Wrt, derivatives: Sequence[str] | str = ("value", "gradient"), *,
-            backend: str = "numpy", types: Mapping[str, Any] | None = None) -> CompiledDerivatives:
+            backend: str = "numpy", types: Mapping[str, Any] | None = None,
+            dense: bool = False) -> CompiledDerivatives:
     """Compile the value and derivatives of ``f`` into one function on ``backend`` arrays.
 
     ``derivatives`` lists what to return, in order: ``"value"``, ``"gradient"`` (the Jacobian for
     a non-scalar function), ``"hessian"``. With several ``wrt`` each derivative is a tuple over them.
     Backends: ``numpy`` (default), ``torch``, ``jax`` (jit-compiled), ``cupy``, ``dask``, or ``auto``:
     the library the arrays of each call come from (found with array-api-compat).
+
+    A derivative of order three or more with Kronecker structure (the Hessian of a function of a
+    matrix, e.g. ``2*delta(i,k)*(V'*V)[j,l]``) comes back as a :class:`~matrixcalculus.structured.Factored`
+    that never forms the identity; ``dense=True`` returns plain arrays.
     """
     roots, groups, variables, single = _plan(f, wrt, derivatives, types)
-    return CompiledDerivatives(roots, groups, variables, single, backend)
+    return CompiledDerivatives(roots, groups, variables, single, backend, dense)
