@@ -495,7 +495,7 @@ def _emit_factored(node: g.Contract, parts: list[list[int]], em: _Emitter) -> tu
         arr = _emit(sub, [em.code[a] for a in sub.args], em) if isinstance(sub, g.Contract) else em.code[sub]
         factors.append((("array", len(arrays)), axes))
         arrays.append(em.bind(arr.code))
-    return f"({', '.join(arrays)},)", Structure(float(node.coeff), tuple(factors))
+    return (f"({', '.join(arrays)},)" if arrays else "()"), Structure(float(node.coeff), tuple(factors))
 
 
 def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
@@ -571,7 +571,12 @@ def _emit_sum(node: g.Add, args: list[_Array], em: _Emitter) -> str:
             parts.append(f"-{text}" if negative else text)
         else:
             parts.append(f" - {text}" if negative else f" + {text}")
-    return "(" + "".join(parts) + ")"
+    total = "(" + "".join(parts) + ")"
+    if node.rank and all(_broadcast_scalar(t) is not None for t in node.args):
+        # Only scalars: nothing to broadcast against, so the array is built.
+        shape = "(" + ", ".join(em.dim(x) for x in node.shape) + ",)"
+        return em.d.full(shape, total)
+    return total
 
 
 def _emit_contract(node: g.Contract, args: list[_Array], em: _Emitter, coeff: Fraction | None = None) -> _Array:
@@ -588,12 +593,12 @@ def _emit_contract(node: g.Contract, args: list[_Array], em: _Emitter, coeff: Fr
     out = node.out
     coeff = node.coeff if coeff is None else coeff
     # Ones over an index that another factor carries: an axis sum (einsum semantics).
-    carried = lambda k: {lab for j, (_, labs, _) in enumerate(ops) if j != k for lab in labs}  # noqa: E731
-    ops = [op for k, op in enumerate(ops)
-           if not (isinstance(op[2], g.Ones) and all(lab in carried(k) for lab in op[1]))]
+    # (A ones factor is dropped only where a factor that is not ones carries its index: sum(ones .* ones) is n.)
+    carried = {lab for _, labs, arg in ops if not isinstance(arg, g.Ones) for lab in labs}
+    ops = [op for op in ops if not (isinstance(op[2], g.Ones) and all(lab in carried for lab in op[1]))]
     if not ops:
         shape = "(" + ", ".join(em.dim(dims[lab]) for lab in out) + ",)"
-        value = " * ".join([_number(coeff), *scalars]) if scalars or coeff != 1 else "1.0"
+        value = " * ".join(([_number(coeff)] if coeff != 1 else []) + scalars) or "1.0"
         return _Array(d.full(shape, value) if out else value, out)
     factors = ([] if coeff == 1 else [_number(coeff)]) + scalars
     # Scale the smallest array on the way: an operand smaller than the result takes the factor.

@@ -98,7 +98,7 @@ class CompiledDerivatives:
                 factors.append((("eye", n), axes))
                 shape.update({a: n for a in axes})
             else:
-                array = item[int(ref)]
+                array = xp.asarray(item[int(ref)])
                 factors.append((array, axes))
                 shape.update(zip(axes, tuple(array.shape), strict=True))
         return Factored(structure.coeff, factors, tuple(shape[k] for k in range(len(shape))), xp)
