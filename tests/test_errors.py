@@ -306,7 +306,7 @@ def _code_lines(text: str) -> dict[int, str]:
 # identifiers the parser checked; no user text is ever spliced in): compiled.py, these two lines.
 GENERATED_CODE_EXEC = {
     ("compiled.py", 'code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")'),
-    ("compiled.py", "exec(code, namespace)  # noqa: S102"),
+    ("compiled.py", "exec(code, namespace)"),
 }
 
 
