@@ -313,7 +313,8 @@ GENERATED_CODE_EXEC = {
 def test_source_never_calls_eval_or_exec():
     files = sorted(SRC.rglob("*.py"))
     assert files
-    pattern = re.compile(r"(?<![\w.])(eval|exec|compile|__import__)\s*\(")
+    # (A definition, such as the public mc.compile, is not a call.)
+    pattern = re.compile(r"(?<![\w.])(?<!def )(eval|exec|compile|__import__)\s*\(")
     allowed_lines: set[int] = set()
     for path in files:
         text = path.read_text(encoding="utf-8")
