@@ -196,6 +196,8 @@ MATRIX_FUNCTION_RULES = [
     Rule("logdet(A)", ("A",), {"A": "wellcond"}),
     Rule("logdet(C'*C + eye(2))", ("C",)),
     Rule("logdet(S + x*x')", ("S", "x"), {"S": "spd"}),
+    Rule("logdet((C + exp(a))'*(C + exp(a)))", ("a", "C")),
+    Rule("sum(inv((C + a^2)'*(C + a^2)))", ("a", "C")),
     # inv
     Rule("inv(A)", ("A",), {"A": "wellcond"}),
     Rule("inv(S)", ("S",), {"S": "spd"}),

@@ -580,6 +580,8 @@ def _factor_at(t1: g.Contract, t2: g.Contract, p: int, q: int) -> g.Node | None:
     # Express b with a's label order: a permutation of its axes.
     perm_out = a_labs
     b_aligned = normal_contract([b], [b_labs], perm_out, t2.coeff / t1.coeff)
+    if b_aligned.shape != a.shape:
+        return None  # the same labels over different dimensions (each summed alone): no common factor
     inner = normal_sum([a, b_aligned])
     # Keep the first term's operand order so the printed product reads as it was built, and
     # write the sum untransposed where its terms allow: (A + A')*x, not (A' + A)'*x.
