@@ -101,7 +101,8 @@ class CompiledDerivatives:
                 array = xp.asarray(item[int(ref)])
                 factors.append((array, axes))
                 shape.update(zip(axes, tuple(array.shape), strict=True))
-        return Factored(structure.coeff, factors, tuple(shape[k] for k in range(len(shape))), xp)
+        result = Factored(structure.coeff, factors, tuple(shape[k] for k in range(len(shape))), xp)
+        return result.dense() if self.dense else result
 
     def _for(self, values: Mapping[str, Any]) -> CompiledDerivatives:
         """The compiled function for the library the arrays come from (array-api-compat tells)."""
@@ -131,7 +132,8 @@ class CompiledDerivatives:
 
             shaped = {v.name: np.zeros(k) for v, k in zip(self.variables, key, strict=True)}
             _, sizes = bind({v.name: v for v in self.variables}, shaped)
-            program = generate(self.roots, self.variables, self.backend, sizes, dense=self.dense)
+            # Dense results are built from the factors too: that writes only the nonzero blocks.
+            program = generate(self.roots, self.variables, self.backend, sizes, dense=False)
             namespace: dict[str, Any] = {}
             # The source is generated from our own graph (names are checked identifiers), not user text.
             code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")

@@ -47,10 +47,29 @@ class Factored:
         return arrays, specs
 
     def dense(self) -> Any:
-        """The full array."""
+        """The full array. With one identity factor (NumPy, PyTorch) only its nonzero blocks are
+        written: zeros, then the rest of the product on the identity's diagonal."""
+        eyes = [k for k, (f, _) in enumerate(self.factors) if _is_eye(f)]
+        name = getattr(self.xp, "__name__", "")
+        if len(eyes) == 1 and (name.startswith("numpy") or name.startswith("torch")):
+            return self._dense_on_diagonal(eyes[0])
         arrays, specs = self._operands()
         out = _LETTERS[: self.ndim]
         return self.coeff * self.xp.einsum(",".join(specs) + "->" + out, *arrays)
+
+    def _dense_on_diagonal(self, k: int) -> Any:
+        xp = self.xp
+        (_, n), (p, q) = self.factors[k]
+        rest = [(f, axes) for j, (f, axes) in enumerate(self.factors) if j != k]
+        others = [a for a in range(self.ndim) if a not in (p, q)]
+        letters = {a: _LETTERS[i] for i, a in enumerate(others)}
+        block = self.coeff * xp.einsum(",".join("".join(letters[a] for a in axes) for _, axes in rest) + "->"
+                                       + "".join(letters[a] for a in others), *(f for f, _ in rest))
+        result = xp.zeros(self.shape, dtype=block.dtype)
+        moved = xp.moveaxis(result, (p, q), (0, 1)) if hasattr(xp, "moveaxis") else result.movedim((p, q), (0, 1))
+        index = xp.arange(n)
+        moved[index, index] = block  # a view: this writes the diagonal blocks of result
+        return result
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         import numpy as np

@@ -1,0 +1,822 @@
+"""Time compiled derivatives: ``mc.compile`` against hand-written NumPy, ``jax.jit`` and ``torch.func``.
+
+Run:  .venv/bin/python benchmarks/bench_compiled.py [--quick] [--sizes 100,1000,3000]
+          [--backends numpy,torch,jax,dask] [--problems quad,logreg,mf,mlp] [--plot PATH] [--markdown]
+
+The problems of Laue et al. (NeurIPS 2018), each at every size n, on the same float64 inputs
+(one process, one seed):
+
+* ``quad``: ``x'*A*x`` with A n x n (not symmetric), wrt x.
+* ``logreg``: ``sum(log(1 + exp(-y .* (X*w))))`` with X 2n x n, y in {-1, +1}, wrt w.
+* ``mf``: ``norm2(T - U*V')^2`` with T n x n, U and V n x 10, wrt U. Its Hessian is the 4-d
+  array ``2*delta(i,k)*(V'*V)[j,l]`` of shape n x 10 x n x 10: dense it has 100 n^2 entries.
+* ``mlp``: ``0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2``, input n, hidden n, output 10, wrt W1;
+  gradient only (its Hessian is n^4 entries).
+
+For each problem the gradient and the Hessian (wrt the same variable) are timed for
+
+* ``ours``: ``fn = mc.compile(expr, wrt=..., derivatives=("gradient",) or ("hessian",),
+  backend="numpy", types=...)``, called as ``fn(values)``; the compile step is not timed (its time
+  is printed in the table of one-off costs). ``--backends numpy,torch,jax,dask`` adds a column
+  ``ours-<backend>`` per backend, fed arrays of that library (dask: the data matrix A, X, T or W1
+  chunked by rows into ``--dask-chunks`` blocks, the rest one chunk; the timed call includes
+  ``dask.compute``; jax results are ``block_until_ready``). A compile or call that fails shows
+  ``error`` in its cell and the message below the table. Where ours returns a structured result
+  (a Kronecker ``Factored`` for the mf Hessian) it is timed as returned, and compiled again with
+  ``dense=True`` into a column ``ours(dense)`` (``ours-<backend>(dense)``): the like-for-like one.
+* ``numpy``: the closed form an expert writes by hand (two mat-vecs for ``(A + A')*x``, a stable
+  sigmoid and ``(X.T * s) @ X`` for logistic regression, manual backprop for the MLP). For the mf
+  Hessian it builds the *dense* 4-d array ``2*delta(i,k)*(V'V)[j,l]`` -- the array that jax and
+  torch return -- as ``np.zeros`` plus the n diagonal 10 x 10 blocks (5x faster than
+  ``2*einsum('ik,jl->ijkl', eye(n), V'V)``); the structured form (just ``2*V'V``) would cost next
+  to nothing, and a structured result from ours is densified (its ``dense()``) to check it.
+* ``jax.jit``: ``jax.jit(jax.grad(f))`` / ``jax.jit(jax.hessian(f))`` in float64
+  (``jax_enable_x64``), all inputs passed as arguments (no baked-in constants), compiled by the
+  warm-up call (its time is in the one-off table), timed with ``block_until_ready``.
+* ``torch.func``: ``torch.func.grad(f)`` / ``torch.func.hessian(f)`` on float64 CPU tensors,
+  eager, default thread count (``--threads N`` restarts the script with BLAS, torch and XLA
+  limited to N threads: steadier figures on a shared machine).
+
+f is the loss written as an expert would in each library (``softplus`` for the logistic loss,
+``sum((T - U@V.T)**2)`` for the Frobenius norm squared). For torch, ``x @ A @ x`` and
+``w @ X.T`` rather than ``x @ (A @ x)`` and ``X @ w``: ``torch.func.hessian`` (jacfwd over jacrev)
+through a matrix-vector product is 10x-25x slower than through a vector-matrix one (torch 2.13,
+n = 1000: 9 s against 0.4 s for the logistic Hessian); jax is indifferent.
+
+Timing: one warm-up call, then repeats timed with ``time.perf_counter`` until ``--budget``
+seconds are spent in the cell (at least 3 repeats unless that takes 3 budgets) or
+``--max-repeats`` are done; the median is reported in milliseconds. Every result is compared with
+the hand-written NumPy one (``np.allclose``, rtol 1e-6, atol 1e-8 * max|ref|); a ``!`` after a
+time marks a disagreement (details below the table).
+
+Skipped cells: a Hessian whose dense array exceeds ``--max-hessian-entries`` (2e8: 1.6 GB) is
+``skip(size)`` for every method; an autodiff Hessian whose batched (vmapped) intermediates
+would need more than ``--max-autodiff-gb`` is ``skip(mem)`` for that method only (jax and torch
+build ``jacfwd(jacrev(f))``: for mf that is 10 n tangents of n x n each, 80 GB at n = 1000); a
+method whose call, extrapolated as n^3 from the previous size, would take over ``--max-call``
+seconds is ``skip(time)``.
+
+Ratios: time / baseline, where the baseline is the fastest of (numpy, jax.jit) for gradients and
+numpy for Hessians -- the issue's targets (ours <= 1.2 at n >= 1000).
+
+Output: the table on stdout (``--markdown`` for a Markdown table, e.g. for docs/performance.md),
+a PNG of time against n per problem and derivative (``--plot``, default benchmarks/compiled.png),
+and optionally the raw figures as JSON (``--json``). At the default sizes on a 2-core CPU the
+script takes a few minutes; ``--quick`` (n = 100, 300, short budgets) under a minute on an idle
+machine. The run reports when other processes took a noticeable share of the CPU meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import matrixcalculus as mc
+
+try:
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+except ImportError:  # pragma: no cover - optional reference
+    jax = jnp = None
+
+try:
+    import torch
+    import torch.func
+except ImportError:  # pragma: no cover - optional reference
+    torch = None
+
+try:
+    import dask
+    import dask.array as da
+except ImportError:  # pragma: no cover - optional backend
+    dask = da = None
+
+Values = dict[str, np.ndarray]
+RANK = 10  # matrix factorisation rank
+OUT = 10  # MLP output size
+
+
+# --------------------------------------------------------------------------- hand-written NumPy
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """Stable logistic sigmoid: never exp of a large positive number."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _quad_grad(v: Values) -> np.ndarray:
+    A, x = v["A"], v["x"]
+    return A @ x + A.T @ x  # two mat-vecs, never the n x n sum A + A'
+
+
+def _quad_hess(v: Values) -> np.ndarray:
+    A = v["A"]
+    return A + A.T
+
+
+def _logreg_grad(v: Values) -> np.ndarray:
+    X, y, w = v["X"], v["y"], v["w"]
+    return -(X.T @ (y * _sigmoid(-y * (X @ w))))  # negate the n-vector, not X
+
+
+def _logreg_hess(v: Values) -> np.ndarray:
+    X, y, w = v["X"], v["y"], v["w"]
+    p = _sigmoid(-y * (X @ w))
+    s = p * (1.0 - p)  # y^2 = 1
+    return (X.T * s) @ X
+
+
+def _mf_grad(v: Values) -> np.ndarray:
+    T, U, V = v["T"], v["U"], v["V"]
+    return -2.0 * ((T - U @ V.T) @ V)
+
+
+def _mf_hess(v: Values) -> np.ndarray:
+    # Dense n x k x n x k: H[i,j,k,l] = 2 delta(i,k) (V'V)[j,l], written as zeros plus the n
+    # diagonal k x k blocks: 5x faster than 2*einsum('ik,jl->ijkl', eye(n), V'V) at n = 300..1000.
+    V = v["V"]
+    n, k = V.shape
+    H = np.zeros((n, k, n, k))
+    i = np.arange(n)
+    H[i, :, i, :] = 2.0 * (V.T @ V)
+    return H
+
+
+def _mlp_grad(v: Values) -> np.ndarray:
+    W1, x, b1, W2, b2, t = v["W1"], v["x"], v["b1"], v["W2"], v["b2"], v["t"]
+    a = W1 @ x + b1
+    r = W2 @ np.maximum(a, 0.0) + b2 - t
+    delta = (W2.T @ r) * (a > 0)
+    return np.outer(delta, x)
+
+
+# --------------------------------------------------------------------------- jax and torch losses
+
+
+def _jax_losses() -> dict[str, Callable[..., Any]]:
+    return {
+        "quad": lambda x, A: x @ A @ x,
+        "logreg": lambda w, X, y: jnp.sum(jax.nn.softplus(-y * (X @ w))),
+        "mf": lambda U, T, V: jnp.sum((T - U @ V.T) ** 2),
+        "mlp": lambda W1, x, b1, W2, b2, t: 0.5 * jnp.sum((W2 @ jax.nn.relu(W1 @ x + b1) + b2 - t) ** 2),
+    }
+
+
+def _torch_losses() -> dict[str, Callable[..., Any]]:
+    F = torch.nn.functional
+    return {
+        # x @ A @ x and w @ X.T, not x @ (A @ x) and X @ w: torch.func.hessian (jacfwd over jacrev)
+        # of a matrix-vector product is 10x-25x slower than of a vector-matrix one (n = 1000).
+        "quad": lambda x, A: x @ A @ x,
+        "logreg": lambda w, X, y: F.softplus(-y * (w @ X.T)).sum(),
+        "mf": lambda U, T, V: ((T - U @ V.T) ** 2).sum(),
+        "mlp": lambda W1, x, b1, W2, b2, t: 0.5 * ((W2 @ torch.relu(W1 @ x + b1) + b2 - t) ** 2).sum(),
+    }
+
+
+# --------------------------------------------------------------------------- problems
+
+
+def _make_quad(n: int, rng: np.random.Generator) -> Values:
+    return {"A": rng.standard_normal((n, n)), "x": rng.standard_normal(n)}
+
+
+def _make_logreg(n: int, rng: np.random.Generator) -> Values:
+    X = rng.standard_normal((2 * n, n)) / math.sqrt(n)
+    w = rng.standard_normal(n)
+    y = np.where(rng.random(2 * n) < 0.5, -1.0, 1.0)
+    return {"X": X, "y": y, "w": w}
+
+
+def _make_mf(n: int, rng: np.random.Generator) -> Values:
+    return {"T": rng.standard_normal((n, n)), "U": rng.standard_normal((n, RANK)),
+            "V": rng.standard_normal((n, RANK))}
+
+
+def _make_mlp(n: int, rng: np.random.Generator) -> Values:
+    return {"W1": rng.standard_normal((n, n)) / math.sqrt(n), "x": rng.standard_normal(n),
+            "b1": rng.standard_normal(n), "W2": rng.standard_normal((OUT, n)) / math.sqrt(n),
+            "b2": rng.standard_normal(OUT), "t": rng.standard_normal(OUT)}
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    expr: str
+    wrt: str
+    types: dict[str, str]
+    order: tuple[str, ...]  # argument order of the jax/torch loss; order[0] == wrt
+    chunked: str  # the data matrix that dask chunks by rows
+    make: Callable[[int, np.random.Generator], Values]
+    grad: Callable[[Values], np.ndarray]
+    hess: Callable[[Values], np.ndarray] | None
+    hess_entries: Callable[[int], int]
+    # Rough peak bytes of jacfwd(jacrev(f)) per library: (number of tangents) x (largest batched
+    # intermediate) x (how many such buffers live at once, measured: mf at n = 300 peaks at
+    # 2.5 GB in jax, 11 GB in torch).
+    autodiff_bytes: Callable[[int], dict[str, float]] = field(default=lambda n: {})
+
+
+PROBLEMS = [
+    Problem("quad", "x'*A*x", "x", {"A": "matrix", "x": "vector"}, ("x", "A"), "A",
+            _make_quad, _quad_grad, _quad_hess, lambda n: n * n,
+            lambda n: {"jax": 4 * 8 * n * n, "torch": 6 * 8 * n * n}),
+    Problem("logreg", "sum(log(1 + exp(-y .* (X*w))))", "w", {"X": "matrix", "y": "vector", "w": "vector"},
+            ("w", "X", "y"), "X", _make_logreg, _logreg_grad, _logreg_hess, lambda n: n * n,
+            lambda n: {"jax": 6 * 8 * 2 * n * n, "torch": 8 * 8 * 2 * n * n}),
+    Problem("mf", "norm2(T - U*V')^2", "U", {"T": "matrix", "U": "matrix", "V": "matrix"}, ("U", "T", "V"), "T",
+            _make_mf, _mf_grad, _mf_hess, lambda n: (RANK * n) ** 2,
+            lambda n: {"jax": 1.2 * 8 * RANK * n**3, "torch": 5.0 * 8 * RANK * n**3}),
+    Problem("mlp", "0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2", "W1",
+            {"W1": "matrix", "x": "vector", "b1": "vector", "W2": "matrix", "b2": "vector", "t": "vector"},
+            ("W1", "x", "b1", "W2", "b2", "t"), "W1", _make_mlp, _mlp_grad, None, lambda n: n**4),
+]
+
+
+# --------------------------------------------------------------------------- timing and checking
+
+
+@dataclass
+class Cell:
+    ms: float | None = None  # median
+    status: str = ""  # "", "error", "skip(size)", "skip(mem)", "n/a", "missing"
+    mismatch: str = ""  # why the result disagrees with numpy
+    error: str = ""
+    repeats: int = 0
+    setup_ms: float | None = None  # ours: mc.compile; jax: first call (trace + XLA compile)
+    result_type: str = ""  # ours: the type of the result
+
+
+def _sync(out: Any) -> Any:
+    """Finish lazy or asynchronous work inside the timed region."""
+    if dask is not None and any(isinstance(o, da.Array) for o in _leaves(out)):
+        out = dask.compute(*out) if isinstance(out, tuple) else dask.compute(out)[0]
+    if jax is not None:
+        out = jax.block_until_ready(out)
+    return out
+
+
+def _leaves(out: Any) -> list[Any]:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _is_structured(r: Any) -> bool:
+    """A result that is not an array of any library but can make one (e.g. a Kronecker ``Factored``)."""
+    if isinstance(r, np.ndarray) or (torch is not None and isinstance(r, torch.Tensor)):
+        return False
+    if (jax is not None and isinstance(r, jax.Array)) or (da is not None and isinstance(r, da.Array)):
+        return False
+    return any(callable(getattr(r, a, None)) for a in ("dense", "todense", "toarray"))
+
+
+def _to_numpy(r: Any) -> np.ndarray:
+    if _is_structured(r):
+        r = next(getattr(r, a) for a in ("dense", "todense", "toarray") if callable(getattr(r, a, None)))()
+    if torch is not None and isinstance(r, torch.Tensor):
+        return r.detach().cpu().numpy()
+    if da is not None and isinstance(r, da.Array):
+        r = r.compute()
+    if type(r).__module__.startswith("cupy"):
+        r = r.get()
+    return np.asarray(r, dtype=np.float64)
+
+
+def _compare(result: Any, ref: np.ndarray) -> str:
+    try:
+        got = _to_numpy(result)
+    except Exception as exc:  # a result we cannot read is a disagreement
+        return f"cannot convert {type(result).__name__}: {exc}"
+    if got.shape != ref.shape:
+        return f"shape {got.shape}, expected {ref.shape}"
+    scale = float(np.max(np.abs(ref))) if ref.size else 1.0
+    if not np.allclose(got, ref, rtol=1e-6, atol=1e-8 * max(scale, 1.0)):
+        err = float(np.max(np.abs(got - ref))) / max(scale, 1e-300)
+        return f"max |diff| / max |ref| = {err:.2e}"
+    return ""
+
+
+def _time(call: Callable[[], Any], budget: float, max_repeats: int) -> tuple[float, int, Any, float]:
+    """Warm up once, then repeat; returns (median s, repeats, warm-up result, warm-up s)."""
+    gc.collect()
+    t0 = time.perf_counter()
+    first = call()
+    warm = time.perf_counter() - t0
+    times: list[float] = []
+    total = 0.0
+    while len(times) < max_repeats:
+        t0 = time.perf_counter()
+        call()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        total += dt
+        if total >= budget and (len(times) >= 3 or total >= 3 * budget):
+            break
+    return statistics.median(times), len(times), first, warm
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+# --------------------------------------------------------------------------- backends for ours
+
+
+def _convert(values: Values, backend: str, chunked: str, dask_chunks: int) -> dict[str, Any]:
+    if backend == "numpy":
+        return dict(values)
+    if backend == "torch":
+        if torch is None:
+            raise ImportError("torch is not installed")
+        return {k: torch.from_numpy(v) for k, v in values.items()}
+    if backend == "jax":
+        if jax is None:
+            raise ImportError("jax is not installed")
+        return {k: jnp.asarray(v) for k, v in values.items()}
+    if backend == "dask":
+        if da is None:
+            raise ImportError("dask is not installed")
+        out = {}
+        for k, v in values.items():
+            if k == chunked:
+                rows = max(1, math.ceil(v.shape[0] / dask_chunks))
+                out[k] = da.from_array(v, chunks=(rows,) + v.shape[1:])
+            else:
+                out[k] = da.from_array(v, chunks=v.shape)
+        return out
+    if backend == "cupy":
+        import cupy
+
+        return {k: cupy.asarray(v) for k, v in values.items()}
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+REF_METHODS = ("numpy", "jax.jit", "torch.func")
+
+
+def _method_names(backends: list[str]) -> list[str]:
+    ours = ["ours" if b == "numpy" else f"ours-{b}" for b in backends]
+    return ours + list(REF_METHODS)
+
+
+def _columns(rows: list[dict[str, Any]], backends: list[str]) -> list[str]:
+    """The methods of the table: ours per backend, each followed by its (dense) variant where one ran."""
+    out = []
+    for m in _method_names(backends):
+        out.append(m)
+        if m.startswith("ours") and any(f"{m}(dense)" in r["cells"] for r in rows):
+            out.append(f"{m}(dense)")
+    return out
+
+
+def _cell(row: dict[str, Any], method: str) -> Cell:
+    return row["cells"].get(method) or Cell()
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    backends = args.backends
+    methods = _method_names(backends)
+    jax_f = _jax_losses() if jax is not None else {}
+    torch_f = _torch_losses() if torch is not None else {}
+    rows: list[dict[str, Any]] = []
+    problems = [p for p in PROBLEMS if p.key in args.problems]
+    for p in problems:
+        for deriv in ("gradient", "hessian"):
+            for n in args.sizes:
+                cells = {m: Cell() for m in methods}
+                row = {"problem": p.key, "expr": p.expr, "wrt": p.wrt, "derivative": deriv, "n": n, "cells": cells}
+                rows.append(row)
+                ref_fn = p.grad if deriv == "gradient" else p.hess
+                if ref_fn is None:
+                    for c in cells.values():
+                        c.status = "n/a"
+                    _progress(row, args)
+                    continue
+                if deriv == "hessian" and p.hess_entries(n) > args.max_hessian_entries:
+                    for c in cells.values():
+                        c.status = "skip(size)"
+                    _progress(row, args)
+                    continue
+                values = p.make(n, np.random.default_rng(args.seed))
+                ref_call = lambda f=ref_fn, v=values: f(v)  # noqa: E731
+                med, reps, ref, _ = _time(ref_call, args.budget, args.max_repeats)
+                cells["numpy"].ms, cells["numpy"].repeats = med * 1e3, reps
+
+                # the autodiff references
+                mem = p.autodiff_bytes(n) if deriv == "hessian" else {}
+                for name, lib, fs in (("jax.jit", jax, jax_f), ("torch.func", torch, torch_f)):
+                    cell = cells[name]
+                    if lib is None:
+                        cell.status = "missing"
+                        continue
+                    key = "jax" if name == "jax.jit" else "torch"
+                    if mem.get(key, 0.0) > args.max_autodiff_gb * 1e9:
+                        cell.status = "skip(mem)"
+                        continue
+                    if _too_slow(rows, name, args):
+                        cell.status = "skip(time)"
+                        continue
+                    args_ = [jnp.asarray(values[k]) if key == "jax" else torch.from_numpy(values[k]) for k in p.order]
+                    f = fs[p.key]
+                    try:
+                        if key == "jax":
+                            d = jax.jit(jax.grad(f) if deriv == "gradient" else jax.hessian(f))
+                            call = lambda d=d, a=args_: d(*a).block_until_ready()  # noqa: E731
+                        else:
+                            d = torch.func.grad(f) if deriv == "gradient" else torch.func.hessian(f)
+                            call = lambda d=d, a=args_: d(*a)  # noqa: E731
+                        med, reps, out, warm = _time(call, args.budget, args.max_repeats)
+                        cell.ms, cell.repeats = med * 1e3, reps
+                        if key == "jax":
+                            cell.setup_ms = warm * 1e3
+                        cell.mismatch = _compare(out, ref)
+                        del out
+                    except Exception as exc:
+                        cell.status, cell.error = "error", _short(exc)
+                    del args_
+
+                # ours, per backend; a structured result (Factored) is timed again compiled with
+                # dense=True, in the column "<ours>(dense)"
+                for b in backends:
+                    name = "ours" if b == "numpy" else f"ours-{b}"
+                    if _too_slow(rows, name, args):
+                        cells[name].status = "skip(time)"
+                        continue
+                    structured = _time_ours(p, deriv, b, values, ref, cells[name], args, dense=False)
+                    if structured:
+                        cells[f"{name}(dense)"] = dense_cell = Cell()
+                        if _too_slow(rows, f"{name}(dense)", args):
+                            dense_cell.status = "skip(time)"
+                        else:
+                            _time_ours(p, deriv, b, values, ref, dense_cell, args, dense=True)
+                del values, ref
+                _progress(row, args)
+    return rows
+
+
+def _too_slow(rows: list[dict[str, Any]], method: str, args: argparse.Namespace) -> bool:
+    """Whether ``method`` on the last row would take over ``--max-call`` seconds a call, extrapolated
+    as n^3 from its time at the largest smaller n of the same problem and derivative, where that
+    took at least 0.1 s (below, fixed overheads and scheduling noise would make the guess wild)."""
+    row = rows[-1]
+    prev = [(r["n"], _cell(r, method).ms) for r in rows[:-1]
+            if (r["problem"], r["derivative"]) == (row["problem"], row["derivative"]) and r["n"] < row["n"]
+            and _cell(r, method).ms is not None]
+    if not prev:
+        return False
+    n0, ms = max(prev)
+    return ms >= 100 and ms / 1e3 * (row["n"] / n0) ** 3 > args.max_call
+
+
+def _time_ours(p: Problem, deriv: str, backend: str, values: Values, ref: np.ndarray, cell: Cell,
+               args: argparse.Namespace, dense: bool) -> bool:
+    """Compile and time ours into ``cell``; returns whether the result came back structured."""
+    structured = False
+    try:
+        inputs = _convert(values, backend, p.chunked, args.dask_chunks)
+        extra = {"dense": True} if dense else {}
+        t0 = time.perf_counter()
+        fn = mc.compile(p.expr, wrt=p.wrt, derivatives=(deriv,), backend=backend, types=p.types, **extra)
+        cell.setup_ms = (time.perf_counter() - t0) * 1e3
+        call = lambda: _sync(fn(inputs))  # noqa: E731
+        med, reps, out, _ = _time(call, args.budget, args.max_repeats)
+        cell.ms, cell.repeats = med * 1e3, reps
+        if not isinstance(out, (tuple, list)) or len(out) != 1:
+            cell.mismatch = f"expected a 1-tuple, got {type(out).__name__}"
+        else:
+            structured = _is_structured(out[0])
+            cell.result_type = type(out[0]).__name__
+            cell.mismatch = _compare(out[0], ref)
+    except Exception as exc:
+        cell.status, cell.error = "error", _short(exc)
+        if args.verbose:
+            traceback.print_exc()
+    return structured
+
+
+def _progress(row: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.quiet:
+        return
+    bits = []
+    for m, c in row["cells"].items():
+        bits.append(f"{m}={_fmt_cell(c)}")
+    print(f"  [{row['problem']} {row['derivative']} n={row['n']}] " + " ".join(bits), file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt_ms(ms: float) -> str:
+    if ms >= 100:
+        return f"{ms:.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    if ms >= 1:
+        return f"{ms:.2f}"
+    return f"{ms:.3f}"
+
+
+def _fmt_cell(c: Cell) -> str:
+    if c.ms is None:
+        return c.status or "-"
+    return _fmt_ms(c.ms) + ("!" if c.mismatch else "")
+
+
+def _baseline(row: dict[str, Any]) -> tuple[str, float | None]:
+    cells = row["cells"]
+    if row["derivative"] == "gradient":
+        cands = [(m, cells[m].ms) for m in ("numpy", "jax.jit") if cells[m].ms is not None and not cells[m].mismatch]
+        if cands:
+            m, ms = min(cands, key=lambda t: t[1])
+            return m, ms
+        return "-", None
+    return "numpy", cells["numpy"].ms
+
+
+def _tables(rows: list[dict[str, Any]], methods: list[str], markdown: bool) -> list[str]:
+    """Median ms per method, the baseline, and each method's time / baseline: one table, or two
+    (times, then ratios) when there are more than five methods."""
+    ms_head = [f"{m} ms" for m in methods]
+    ratio_methods = [m for m in methods if m != "numpy"]
+    ratio_head = [f"{m}/base" for m in ratio_methods]
+    ms_lines, ratio_lines = [], []
+    for row in rows:
+        base_name, base = _baseline(row)
+        key = [row["problem"], row["derivative"], str(row["n"])]
+        ms_lines.append(key + [_fmt_cell(_cell(row, m)) for m in methods])
+        ratios = []
+        for m in ratio_methods:
+            c = _cell(row, m)
+            ratios.append(f"{c.ms / base:.2f}" if c.ms is not None and base else "")
+        ratio_lines.append(key + [base_name if base is not None else "-"] + ratios)
+    key_head = ["problem", "derivative", "n"]
+    if len(methods) <= 5:
+        head = key_head + ms_head + ["baseline"] + ratio_head
+        lines = [m + r[3:] for m, r in zip(ms_lines, ratio_lines, strict=True)]
+        return [_render(head, lines, markdown)]
+    return [_render(key_head + ms_head, ms_lines, markdown),
+            _render(key_head + ["baseline"] + ratio_head, ratio_lines, markdown)]
+
+
+def _render(head: list[str], lines: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        rule = ["---" if i < 2 else "---:" for i in range(len(head))]
+        return "\n".join("| " + " | ".join(line) + " |" for line in [head, rule, *lines])
+    return _align(head, lines)
+
+
+def _align(head: list[str], lines: list[list[str]]) -> str:
+    """Plain-text columns: the first two left-aligned, the rest right-aligned."""
+    widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(head)]
+
+    def fmt(cols: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths, strict=True)))
+
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
+
+
+def _setup_table(rows: list[dict[str, Any]], methods: list[str]) -> str:
+    cols = [m for m in methods if m.startswith("ours")] + ["jax.jit"]
+    head = ["problem", "derivative", "n"] + [f"{m} setup ms" for m in cols]
+    lines = []
+    for row in rows:
+        setups = [_cell(row, m).setup_ms for m in cols]
+        if all(ms is None for ms in setups):
+            continue
+        lines.append([row["problem"], row["derivative"], str(row["n"])]
+                     + [_fmt_ms(ms) if ms is not None else "-" for ms in setups])
+    if not lines:
+        return ""
+    return _align(head, lines)
+
+
+def _is_structured_name(type_name: str) -> bool:
+    return type_name not in ("ndarray", "Tensor", "ArrayImpl", "Array")
+
+
+def _notes(rows: list[dict[str, Any]]) -> list[str]:
+    notes: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    seen_types: set[tuple[str, str, str]] = set()
+    for row in rows:
+        tag = f"{row['problem']} {row['derivative']} n={row['n']}"
+        for m, c in row["cells"].items():
+            if m.startswith("ours") and c.result_type and _is_structured_name(c.result_type) and (
+                    (row["problem"], row["derivative"], c.result_type) not in seen_types):
+                seen_types.add((row["problem"], row["derivative"], c.result_type))
+                notes.append(f"note {row['problem']} {row['derivative']}: ours returns a structured {c.result_type},"
+                             " timed as returned and checked densified; the (dense) columns time"
+                             " mc.compile(..., dense=True)")
+            if c.mismatch:
+                notes.append(f"! {tag} {m}: disagrees with numpy: {c.mismatch}")
+            if c.error:
+                key = (m, c.error)
+                if key in seen:
+                    continue
+                seen.add(key)
+                notes.append(f"error {tag} {m}: {c.error}")
+    return notes
+
+
+def _plot(rows: list[dict[str, Any]], methods: list[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for row in rows:
+        key = (row["problem"], row["derivative"])
+        if key not in panels:
+            panels.append(key)
+    panels = [k for k in panels if any(_cell(r, m).ms is not None for r in rows
+                                       if (r["problem"], r["derivative"]) == k for m in methods)]
+    if not panels:
+        return
+    cols = 2
+    nrows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(11, 3.4 * nrows), squeeze=False)
+    styles = {"numpy": ("k", "o", "-"), "jax.jit": ("tab:blue", "s", "-"), "torch.func": ("tab:orange", "^", "-")}
+    ours_colors = ["tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+    base_ours = [m for m in methods if m.startswith("ours") and not m.endswith("(dense)")]
+    for i, m in enumerate(base_ours):
+        styles[m] = (ours_colors[i % len(ours_colors)], "D", "-")
+        styles[f"{m}(dense)"] = (ours_colors[i % len(ours_colors)], "d", "--")
+    for ax, (prob, deriv) in zip(axes.flat, panels, strict=False):
+        sub = [r for r in rows if r["problem"] == prob and r["derivative"] == deriv]
+        for m in methods:
+            pts = [(r["n"], _cell(r, m).ms) for r in sub if _cell(r, m).ms is not None]
+            if pts:
+                color, marker, line = styles[m]
+                ax.plot(*zip(*pts, strict=True), marker=marker, linestyle=line, color=color, label=m)
+        expr = sub[0]["expr"]
+        ax.set_title(f"{prob}: {deriv} of {expr} wrt {sub[0]['wrt']}", fontsize=9)
+        ax.set_xscale("log")
+        ns = sorted({r["n"] for r in sub})
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.minorticks_off()
+        ax.set_yscale("log")
+        ax.set_xlabel("n")
+        ax.set_ylabel("median ms")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Compiled derivatives, float64, {platform.processor() or platform.machine()}, "
+                 f"{os.cpu_count()} cores", fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall s, busy CPU s of the whole machine, CPU s of this process), Linux only."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(f[:3]) + sum(f[5:8])  # user nice system irq softirq steal (not idle, iowait)
+    t = os.times()
+    return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), t.user + t.system
+
+
+def _others_share(a: tuple[float, float, float] | None, b: tuple[float, float, float] | None) -> float | None:
+    """Fraction of the machine's CPU capacity that other processes used between two snapshots."""
+    if a is None or b is None or b[0] - a[0] <= 0:
+        return None
+    others = (b[1] - a[1]) - (b[2] - a[2])
+    return max(0.0, others) / ((b[0] - a[0]) * (os.cpu_count() or 1))
+
+
+def _versions() -> str:
+    bits = [f"python {platform.python_version()}", f"numpy {np.__version__}", f"matrixcalculus {mc.__version__}"]
+    if jax is not None:
+        bits.append(f"jax {jax.__version__}")
+    if torch is not None:
+        bits.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    if os.environ.get("BENCH_COMPILED_THREADS"):
+        bits.append(f"--threads {os.environ['BENCH_COMPILED_THREADS']} (BLAS, torch, XLA)")
+    if dask is not None:
+        bits.append(f"dask {dask.__version__}")
+    return ", ".join(bits)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", help="comma-separated n (default 100,1000,3000; --quick: 100,300)")
+    ap.add_argument("--quick", action="store_true", help="n = 100, 300 and short budgets")
+    ap.add_argument("--backends", default="numpy", help="backends for ours, comma-separated: numpy,torch,jax,dask,cupy")
+    ap.add_argument("--problems", default=",".join(p.key for p in PROBLEMS), help="comma-separated subset")
+    ap.add_argument("--budget", type=float, help="seconds of repeats per cell (default 1.5; --quick 0.3)")
+    ap.add_argument("--max-repeats", type=int, help="most repeats per cell (default 25; --quick 5)")
+    ap.add_argument("--max-hessian-entries", type=float, default=2e8, help="skip dense Hessians larger than this")
+    ap.add_argument("--max-autodiff-gb", type=float, default=8.0,
+                    help="skip jax/torch Hessians whose estimated peak memory is larger")
+    ap.add_argument("--max-call", type=float, default=20.0,
+                    help="skip a method whose call, extrapolated (n^3) from the previous size, exceeds this (s)")
+    ap.add_argument("--dask-chunks", type=int, default=4, help="row blocks of the data matrix for ours-dask")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for BLAS, torch and XLA (restarts the script with OMP_NUM_THREADS etc. set);"
+                         " default: each library's own (all cores)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--plot", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "compiled.png"),
+                    help="PNG path, '' for none (default: compiled.png beside this script)")
+    ap.add_argument("--json", default="", help="also write the raw figures here")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--quiet", action="store_true", help="no per-cell progress on stderr")
+    ap.add_argument("--verbose", action="store_true", help="print tracebacks of failures")
+    args = ap.parse_args(argv)
+    if args.sizes:
+        args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    else:
+        args.sizes = [100, 300] if args.quick else [100, 1000, 3000]
+    if args.budget is None:
+        args.budget = 0.3 if args.quick else 1.5
+    if args.max_repeats is None:
+        args.max_repeats = 5 if args.quick else 25
+    args.sizes = sorted(set(args.sizes))
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.problems = [s.strip() for s in args.problems.split(",") if s.strip()]
+    unknown = set(args.problems) - {p.key for p in PROBLEMS}
+    if unknown:
+        ap.error(f"unknown problems: {', '.join(sorted(unknown))}")
+    return args
+
+
+def _restart_with_threads(threads: int) -> None:
+    """Thread counts of OpenBLAS/MKL, torch and XLA are fixed when they start: set them in the
+    environment and run this script again (once)."""
+    if os.environ.get("BENCH_COMPILED_THREADS") == str(threads):
+        return
+    env = dict(os.environ, BENCH_COMPILED_THREADS=str(threads))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    xla = [f for f in env.get("XLA_FLAGS", "").split() if "multi_thread_eigen" not in f]
+    if threads == 1:
+        xla += ["--xla_cpu_multi_thread_eigen=false"]
+    env["XLA_FLAGS"] = " ".join(xla)
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    if args.threads and argv is None:
+        _restart_with_threads(args.threads)
+    t_start = time.perf_counter()
+    cpu0 = _cpu_snapshot()
+    rows = run(args)
+    others = _others_share(cpu0, _cpu_snapshot())
+    methods = _columns(rows, args.backends)
+    print(f"# {_versions()}; {os.cpu_count()} cores; sizes {args.sizes}; budget {args.budget} s/cell, "
+          f"at most {args.max_repeats} repeats")
+    print("\n\n".join(_tables(rows, methods, args.markdown)))
+    print("\nms: median per call; '!': disagrees with numpy; baseline: fastest of (numpy, jax.jit) for gradients,"
+          " numpy for Hessians (mf: the dense n x 10 x n x 10 array);\nskip(size): dense Hessian over"
+          f" {args.max_hessian_entries:.0e} entries; skip(mem): jacfwd(jacrev) estimated over"
+          f" {args.max_autodiff_gb} GB; skip(time): a call extrapolated (n^3) over {args.max_call} s.")
+    setup = _setup_table(rows, methods)
+    if setup:
+        print("\nOne-off costs (ms): mc.compile for ours, the first call (trace + XLA compile) for jax.jit\n" + setup)
+    notes = _notes(rows)
+    if others is not None and others > 0.1:
+        notes.append(f"warning: other processes used {100 * others:.0f}% of the machine's CPU time during the run, "
+                     "so timings are noisy (rerun on an idle machine)")
+    if notes:
+        print("\n" + "\n".join(notes))
+    if args.plot:
+        _plot(rows, methods, args.plot)
+        print(f"\nplot: {args.plot}")
+    if args.json:
+        data = [{**{k: v for k, v in r.items() if k != "cells"},
+                 "cells": {m: vars(c) for m, c in r["cells"].items()}} for r in rows]
+        with open(args.json, "w") as fh:
+            json.dump({"versions": _versions(), "args": vars(args), "rows": data}, fh, indent=1)
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
