@@ -84,7 +84,7 @@ class CompiledDerivatives:
         self.variables = variables
         self.single = single
         self.backend = backend
-        self._cache: dict[tuple, tuple[Program, Any]] = {}
+        self._cache: dict[tuple, tuple[Program, Any, dict[g.Dim, int]]] = {}
 
     def _structured(self, item: Any, structure: Structure | None, sizes: Mapping[g.Dim, int]) -> Any:
         if structure is None:
@@ -120,17 +120,22 @@ class CompiledDerivatives:
             return generate(self.roots, self.variables, self.backend).source
         return next(reversed(self._cache.values()))[0].source
 
-    def _compiled(self, values: Mapping[str, Any]) -> tuple[Program, Any]:
-        if not isinstance(values, Mapping):
-            raise EvaluationError(f"values are a mapping from variable names to arrays, not {type(values).__name__}")
-        missing = [v.name for v in self.variables if v.name not in values]
-        if missing:
-            raise EvaluationError(f"no value given for {', '.join(missing)}")
-        key = tuple(tuple(getattr(values[v.name], "shape", ())) for v in self.variables)
+    def _compiled(self, values: Mapping[str, Any]) -> tuple[Program, Any, dict[g.Dim, int]]:
+        try:
+            key = tuple(tuple(getattr(values[v.name], "shape", ())) for v in self.variables)
+        except (KeyError, TypeError):
+            if not isinstance(values, Mapping):
+                raise EvaluationError(
+                    f"values are a mapping from variable names to arrays, not {type(values).__name__}") from None
+            missing = [v.name for v in self.variables if v.name not in values]
+            raise EvaluationError(f"no value given for {', '.join(missing)}") from None
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         if key not in self._cache:
             import numpy as np
 
-            shaped = {v.name: np.zeros(k) for v, k in zip(self.variables, key, strict=True)}
+            shaped = {v.name: np.broadcast_to(0.0, k) for v, k in zip(self.variables, key, strict=True)}
             _, sizes = bind({v.name: v for v in self.variables}, shaped)
             # Dense results are built from the factors too: that writes only the nonzero blocks.
             program = generate(self.roots, self.variables, self.backend, sizes, dense=False)
@@ -143,17 +148,15 @@ class CompiledDerivatives:
                 import jax
 
                 fn = jax.jit(fn)
-            self._cache[key] = (program, fn)
+            self._cache[key] = (program, fn, sizes)
         return self._cache[key]
 
     def __call__(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         if self.backend == "auto":
             return self._for(values)(values)
-        program, fn = self._compiled(values)
+        program, fn, sizes = self._compiled(values)
         flat = fn(*(values[name] for name in program.arguments))
-        if any(program.structures):
-            _, sizes = bind({v.name: v for v in self.variables},
-                            {name: _zeros_like(values[name]) for name in program.arguments})
+        if program.structures and any(program.structures):
             flat = [self._structured(item, st, sizes) for item, st in zip(flat, program.structures, strict=True)]
         result: list[Any] = []
         k = 0
@@ -162,12 +165,6 @@ class CompiledDerivatives:
             k += count
             result.append(part[0] if (self.single or count == 1) else part)
         return tuple(result)
-
-
-def _zeros_like(array: Any) -> Any:
-    import numpy as np
-
-    return np.zeros(tuple(getattr(array, "shape", ())))
 
 
 def _namespace(backend: str) -> Any:
