@@ -20,7 +20,7 @@ from .calculus import derivative
 from .check import CheckResult, check_derivative, random_values
 from .errors import MatrixCalculusError
 from .expression import Expression, parse
-from .printing import LATEX, TEXT, with_bindings
+from .printing import LATEX, TEXT, free_indices, with_bindings
 
 
 def _types(items: Sequence[str]) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def run(argv: Sequence[str] | None = None) -> tuple[str, int]:
     for name, result in zip(wrt, results, strict=True):
         label = f"d{mark}f/d{name}{mark}" if args.order > 1 else f"df/d{name}"
         if result.node.rank > 2:
-            free = ",".join("ijklabcd"[: result.node.rank])
+            free = ",".join(free_indices(result.node))
             lines.append(f"{label}[{free}] = {result.index_notation() if not args.latex else result.latex()}")
         else:
             lines.append(f"{label} = {printed[id(result)]}")

@@ -789,22 +789,36 @@ _LETTERS = "ijklabcdefghpqrstuvw"
 
 def index_notation(node: g.Node, style: Style = TEXT) -> str:
     """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i)."""
-    return _IndexPrinter(style).render(node, tuple(_LETTERS[: node.rank]))
+    printer = _IndexPrinter(style, _index_letters(node))
+    return printer.render(node, free_indices(node))
+
+
+def _index_letters(node: g.Node) -> str:
+    """Index names that no variable of ``node`` is called (so ``b[i]`` never meets an index ``b``)."""
+    names = {n.name for n in g.postorder(node) if isinstance(n, g.Var)}
+    return "".join(ch for ch in _LETTERS if ch not in names)
+
+
+def free_indices(node: g.Node) -> tuple[str, ...]:
+    """The names of the free indices of ``node`` in index notation, one per axis (``i, j, k, ...``)."""
+    return tuple(_index_letters(node)[: node.rank])
 
 
 class _IndexPrinter:
     """Index notation, rendered top-down (each node with the indices its parent gives it) by an
     explicit work stack, so that deep expressions need no recursion."""
 
-    def __init__(self, style: Style):
+    def __init__(self, style: Style, letters: str = _LETTERS):
         self.style = style
+        self.letters = letters
         self.counter = 0
         self.leaves: set[g.Node] = set()  # parts printed as one matrix-notation entry
 
     def fresh(self, avoid: set[str]) -> str:
         while True:
             k = self.counter
-            name = _LETTERS[k % len(_LETTERS)] + ("" if k < len(_LETTERS) else str(k // len(_LETTERS)))
+            letters = self.letters
+            name = letters[k % len(letters)] + ("" if k < len(letters) else str(k // len(letters)))
             self.counter += 1
             if name not in avoid:
                 return name

@@ -20,6 +20,7 @@ so the result shares every subexpression the input shared.
 from __future__ import annotations
 
 import itertools
+import math
 import weakref
 from collections.abc import Sequence
 from fractions import Fraction
@@ -412,8 +413,10 @@ def canonical_key(node: g.Node) -> object:
             groups.append([k])
     candidates = [[]]
     for group in groups:
-        perms = list(itertools.permutations(group)) if len(group) > 1 else [tuple(group)]
-        if len(candidates) * len(perms) > 720:
+        # Bounded: the permutations are only generated when there are few of them.
+        if len(group) > 1 and len(candidates) * math.factorial(len(group)) <= 720:
+            perms = list(itertools.permutations(group))
+        else:
             perms = [tuple(group)]
         candidates = [c + list(p) for c in candidates for p in perms]
     symmetric = [k for k, op in enumerate(node.args) if op.rank == 2 and is_symmetric(op)]
