@@ -194,16 +194,21 @@ def _base_exponent(op: g.Node) -> tuple[g.Node, Fraction] | None:
 
 
 def merge_powers(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
-    """Scalar factors with one base multiply by adding exponents: ``u * u^-1 = 1``."""
-    seen: dict[g.Node, int] = {}
+    """Factors with one base and the same indices multiply by adding exponents: ``u * u^-1 = 1``
+    for scalars, ``y .* y = y.^2`` entry-wise. (Not an inner product: ``x'*x`` stays, since there
+    the indices are summed between the two alone.)"""
+    seen: dict[tuple[g.Node, Labels], int] = {}
     for k, op in enumerate(ops):
-        if op.rank:
-            continue
         be = _base_exponent(op)
         assert be is not None
         base, _ = be
-        if base in seen:
-            j = seen[base]
+        key = (base, labels[k])
+        if op.rank:
+            others = {lab for j, labs in enumerate(labels) if j != k and labels[j] != labels[k] for lab in labs}
+            if len(set(labels[k])) != len(labels[k]) or not all(lab in out or lab in others for lab in labels[k]):
+                continue
+        if key in seen:
+            j = seen[key]
             total = _base_exponent(ops[j])[1] + be[1]  # type: ignore[index]
             merged = fold_power(base, g.const(total))
             new_ops = list(ops)
@@ -214,7 +219,7 @@ def merge_powers(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrit
                 # u^0 = 1 leaves nothing to multiply by (another number is folded by contract()).
                 del new_ops[j], new_labels[j]
             return new_ops, new_labels, out
-        seen[base] = k
+        seen[key] = k
     return None
 
 
