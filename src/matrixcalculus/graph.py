@@ -385,7 +385,19 @@ def contract(
             raise ShapeError("contraction: free indices without operands")
         return const(coeff)
     canon_labels, canon_out = canonical_labels(labs, out)
+    # An identity or a symmetric matrix is its own transpose: its labels in increasing order, so
+    # that (-S)'*x and -S*x are one node (and print alike).
+    for _ in range(2):
+        fixed = [lab[::-1] if _self_transpose(op) and lab[0] > lab[1] else lab
+                 for op, lab in zip(ops, canon_labels, strict=True)]
+        if fixed == list(canon_labels):
+            break
+        canon_labels, canon_out = canonical_labels(fixed, canon_out)
     return _unwrap(_intern(Contract, tuple(ops), (coeff, canon_labels, canon_out)))
+
+
+def _self_transpose(op: Node) -> bool:
+    return isinstance(op, Delta) or (isinstance(op, Var) and op.kind == "symmetric")
 
 
 def _is_relabelling(labels: tuple[int, ...], out: tuple[int, ...]) -> bool:
