@@ -526,7 +526,7 @@ def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
             if p == Fraction(-1, 2):
                 return _Array(f"(1.0 / {d.call('sqrt', base.code)})", rank_labels)
             return _Array(f"({base.code} ** {_number(p)})", rank_labels)
-        return _Array(f"({base.code} ** {exponent.code})", rank_labels)
+        return _Array(f"({base.code} ** ({exponent.code}))", rank_labels)
     if isinstance(node, g.Compare):
         a, b = args
         return _Array(d.indicator(f"{a.code} {node.op} {b.code}"), rank_labels)
@@ -598,7 +598,8 @@ def _emit_contract(node: g.Contract, args: list[_Array], em: _Emitter, coeff: Fr
     ops = [op for op in ops if not (isinstance(op[2], g.Ones) and all(lab in carried for lab in op[1]))]
     if not ops:
         shape = "(" + ", ".join(em.dim(dims[lab]) for lab in out) + ",)"
-        value = " * ".join(([_number(coeff)] if coeff != 1 else []) + scalars) or "1.0"
+        factors = ([_number(coeff)] if coeff != 1 else []) + scalars
+        value = (factors[0] if len(factors) == 1 else f"({' * '.join(factors)})") if factors else "1.0"
         return _Array(d.full(shape, value) if out else value, out)
     factors = ([] if coeff == 1 else [_number(coeff)]) + scalars
     # Scale the smallest array on the way: an operand smaller than the result takes the factor.

@@ -377,7 +377,9 @@ def contract(
         position = {lab: k for k, lab in enumerate(labs[0])}
         permuted = tuple(inner.out[position[lab]] for lab in out)
         return contract(inner.args, inner.labels, permuted, coeff * inner.coeff)
-    if coeff == 0 or any(is_zero(op) for op in ops):
+    # A zero coefficient folds here; a zeros(m,n) operand is left to simplification, so that an
+    # expression as typed (sum(zeros(n,m)), with its named dimensions) prints back as typed.
+    if coeff == 0:
         shape = Contract.shape_rule(tuple(ops), (coeff, tuple(labs), out))
         return zeros(shape)
     if not ops:
@@ -394,6 +396,16 @@ def contract(
             break
         canon_labels, canon_out = canonical_labels(fixed, canon_out)
     return _unwrap(_intern(Contract, tuple(ops), (coeff, canon_labels, canon_out)))
+
+
+def _is_diag(node: Contract) -> bool:
+    """``diag(v)``: a vector times the identity over the vector's index, both indices free."""
+    if len(node.args) != 2 or node.rank != 2:
+        return False
+    (v, d), (lv, ld) = node.args, node.labels
+    if isinstance(v, Delta):
+        (v, d), (lv, ld) = (d, v), (ld, lv)
+    return isinstance(d, Delta) and v.rank == 1 and lv[0] in ld and set(ld) == set(node.out)
 
 
 def _self_transpose(op: Node) -> bool:
@@ -428,6 +440,8 @@ def transpose(node: Node) -> Node:
     if (isinstance(node, Var) and node.kind == "symmetric") or isinstance(node, Delta):
         return node
     if isinstance(node, Contract):
+        if _is_diag(node):
+            return node  # diag(v) is symmetric
         # Transposing a contraction permutes its free indices; no new level of nesting.
         a, b = node.out
         return contract(node.args, node.labels, (b, a), node.coeff)
