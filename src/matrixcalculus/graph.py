@@ -387,14 +387,6 @@ def contract(
             raise ShapeError("contraction: free indices without operands")
         return const(coeff)
     canon_labels, canon_out = canonical_labels(labs, out)
-    # An identity or a symmetric matrix is its own transpose: its labels in increasing order, so
-    # that (-S)'*x and -S*x are one node (and print alike).
-    for _ in range(2):
-        fixed = [lab[::-1] if _self_transpose(op) and lab[0] > lab[1] else lab
-                 for op, lab in zip(ops, canon_labels, strict=True)]
-        if fixed == list(canon_labels):
-            break
-        canon_labels, canon_out = canonical_labels(fixed, canon_out)
     return _unwrap(_intern(Contract, tuple(ops), (coeff, canon_labels, canon_out)))
 
 
@@ -408,8 +400,11 @@ def _is_diag(node: Contract) -> bool:
     return isinstance(d, Delta) and v.rank == 1 and lv[0] in ld and set(ld) == set(node.out)
 
 
-def _self_transpose(op: Node) -> bool:
-    return isinstance(op, Delta) or (isinstance(op, Var) and op.kind == "symmetric")
+def _is_scaled_symmetric(node: Contract) -> bool:
+    """``c*S`` for an identity or a symmetric variable ``S``."""
+    (op,) = node.args if len(node.args) == 1 else (None,)
+    symmetric = isinstance(op, Delta) or (isinstance(op, Var) and op.kind == "symmetric")
+    return symmetric and node.labels[0] == node.out
 
 
 def _is_relabelling(labels: tuple[int, ...], out: tuple[int, ...]) -> bool:
@@ -440,8 +435,8 @@ def transpose(node: Node) -> Node:
     if (isinstance(node, Var) and node.kind == "symmetric") or isinstance(node, Delta):
         return node
     if isinstance(node, Contract):
-        if _is_diag(node):
-            return node  # diag(v) is symmetric
+        if _is_diag(node) or _is_scaled_symmetric(node):
+            return node  # diag(v), -S and 2*eye(n) are their own transposes
         # Transposing a contraction permutes its free indices; no new level of nesting.
         a, b = node.out
         return contract(node.args, node.labels, (b, a), node.coeff)

@@ -950,5 +950,3 @@ def _is_call(text: str) -> bool:
             return False
     return True
 
-
-Renderer = Callable[[g.Node], str]
