@@ -40,6 +40,7 @@ class FunctionRule:
     kind: str  # "elementwise" or "matrix"
     shape: Callable[[Shape], Shape]
     evaluate: Callable[[Any, Any], Any]
+    # LaTeX: "{}" is the argument as printed, "{p}" the argument in parentheses unless it is atomic.
     latex: str
     # Element-wise: x -> f'(x) as an expression. Matrix functions: (x, f(x), g, batch) -> x_bar,
     # the vector-Jacobian product for a cotangent g of shape batch + f(x).shape.
@@ -53,14 +54,16 @@ Function.rules = RULES
 
 
 def _elementwise(name: str, evaluate: Callable[[Any, Any], Any], latex: str, derivative: Any) -> None:
-    RULES[name] = FunctionRule(name, "elementwise", lambda s: s, evaluate, latex, derivative)
+    template = latex if ("{}" in latex or "{p}" in latex) else latex + r"\left({}\right)"
+    RULES[name] = FunctionRule(name, "elementwise", lambda s: s, evaluate, template, derivative)
 
 
 def _matrix(
     name: str, shape: Callable[[Shape], Shape], evaluate: Callable[[Any, Any], Any], latex: str,
     derivative: Any, argument: str,
 ) -> None:
-    RULES[name] = FunctionRule(name, "matrix", shape, evaluate, latex, derivative, argument=argument)
+    template = latex if ("{}" in latex or "{p}" in latex) else latex + r"\left({}\right)"
+    RULES[name] = FunctionRule(name, "matrix", shape, evaluate, template, derivative, argument=argument)
 
 
 # ---------------------------------------------------------------- expression helpers
@@ -97,9 +100,10 @@ _elementwise("sin", lambda xp, x: xp.sin(x), r"\sin", lambda x: apply("cos", x))
 _elementwise("cos", lambda xp, x: xp.cos(x), r"\cos", lambda x: scale(-1, apply("sin", x)))
 _elementwise("tan", lambda xp, x: xp.tan(x), r"\tan", lambda x: one_plus(_pow(apply("tan", x), 2)))
 _elementwise("tanh", lambda xp, x: xp.tanh(x), r"\tanh", lambda x: one_minus(_pow(apply("tanh", x), 2)))
-_elementwise("sqrt", lambda xp, x: xp.sqrt(x), r"\sqrt", lambda x: scale(Fraction(1, 2), _pow(apply("sqrt", x), -1)))
+_elementwise("sqrt", lambda xp, x: xp.sqrt(x), r"\sqrt{{}}",
+             lambda x: scale(Fraction(1, 2), _pow(apply("sqrt", x), -1)))
 # |x|' = sign(x), with abs'(0) = 0 as in the field's autodiff systems.
-_elementwise("abs", lambda xp, x: xp.abs(x), r"\operatorname{abs}", lambda x: apply("sign", x))
+_elementwise("abs", lambda xp, x: xp.abs(x), r"\left|{}\right|", lambda x: apply("sign", x))
 _elementwise("sign", lambda xp, x: xp.sign(x), r"\operatorname{sign}", lambda x: zeros(x.shape))
 # relu'(0) = 0: the derivative is the indicator x > 0.
 _elementwise(
@@ -242,11 +246,13 @@ def _vjp_softmax(x: Node, y: Node, g: Node, batch: int) -> Node:
 _matrix("det", _square("det"), lambda xp, x: _linalg(xp, "det", xp.linalg.det, x), r"\det", _vjp_det,
         "a square matrix")
 _matrix("logdet", _square("logdet"), _logdet, r"\log\det", _vjp_logdet, "a square matrix")
-_matrix("inv", _square_same, lambda xp, x: _linalg(xp, "inv", xp.linalg.inv, x), "", _vjp_inv,
+_matrix("inv", _square_same, lambda xp, x: _linalg(xp, "inv", xp.linalg.inv, x), "{p}^{-1}", _vjp_inv,
         "a square matrix")
-_matrix("norm1", _any_to_scalar, lambda xp, x: xp.sum(xp.abs(x)), "", _vjp_norm1, "a vector or matrix")
+_matrix("norm1", _any_to_scalar, lambda xp, x: xp.sum(xp.abs(x)), r"\left\| {} \right\|_1", _vjp_norm1,
+        "a vector or matrix")
 # norm2 is Euclidean for vectors and Frobenius for matrices: the root of the sum of squares.
-_matrix("norm2", _any_to_scalar, lambda xp, x: xp.sqrt(xp.sum(x * x)), "", _vjp_norm2, "a vector or matrix")
+_matrix("norm2", _any_to_scalar, lambda xp, x: xp.sqrt(xp.sum(x * x)), r"\left\| {} \right\|_2",
+        _vjp_norm2, "a vector or matrix")
 _matrix("softmax", _vector("softmax", lambda s: s), _softmax, r"\operatorname{softmax}", _vjp_softmax,
         "a vector")
 _matrix("logsumexp", _vector("logsumexp", lambda s: ()), _logsumexp, r"\operatorname{logsumexp}",

@@ -136,23 +136,10 @@ class LatexStyle(Style):
     def function(self, name: str, piece: Piece) -> Piece:
         from .functions import RULES
 
-        arg = piece.text
-        if name == "inv" and piece.prec >= POSTFIX:
-            return Piece(f"{arg}^{{-1}}", POSTFIX)
-        if name == "norm2":
-            return Piece(f"\\left\\| {arg} \\right\\|_2", ATOM)
-        if name == "norm1":
-            return Piece(f"\\left\\| {arg} \\right\\|_1", ATOM)
-        if name == "inv":
-            return Piece(f"\\left({arg}\\right)^{{-1}}", POSTFIX)
-        if name == "sqrt":
-            return Piece(f"\\sqrt{{{arg}}}", ATOM)
-        if name == "abs":
-            return Piece(f"\\left|{arg}\\right|", ATOM)
-        latex = RULES[name].latex if name in RULES else ""
-        if latex:
-            return Piece(f"{latex}\\left({arg}\\right)", ATOM)
-        return Piece(self.call(name, arg), ATOM)
+        template = RULES[name].latex
+        bare = piece.text if piece.prec >= POSTFIX else f"\\left({piece.text}\\right)"
+        text = template.replace("{p}", bare).replace("{}", piece.text)
+        return Piece(text, POSTFIX if template.startswith("{p}") else ATOM)
 
     def eye(self, n: g.Dim) -> str:
         return "I"
