@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 
 import matrixcalculus as mc
 
+from .test_derivative_rules import _directions
+
 Shape = tuple[int, ...]
 
 TYPES: dict[str, Any] = {
@@ -287,14 +289,7 @@ def finite_difference(fn: Callable[[dict[str, Any]], np.ndarray], values: Mappin
 
     out: np.ndarray | None = None
     gap = 0.0
-    for idx in np.ndindex(*x0.shape):
-        direction = np.zeros(x0.shape)
-        if symmetric:
-            i, j = idx
-            direction[i, j] += 0.5
-            direction[j, i] += 0.5
-        else:
-            direction[idx] = 1.0
+    for idx, direction in _directions(x0.shape, symmetric):
         coarse, fine = central(direction, h), central(direction, h / 2)
         column = (4 * fine - coarse) / 3
         gap = max(gap, float(np.max(np.abs(fine - coarse), initial=0.0)))
