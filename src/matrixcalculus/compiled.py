@@ -150,7 +150,8 @@ class CompiledDerivatives:
             # Dense results are built from the factors too: that writes only the nonzero blocks.
             program = generate(self.roots, self.variables, self.backend, sizes, dense=False)
             namespace: dict[str, Any] = {}
-            # The source is generated from our own graph (names are checked identifiers), not user text.
+            # The source is generated from our own graph, not user text; every identifier in it comes from
+            # codegen._Names (user names that are not safe ASCII non-keywords are renamed).
             code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")
             exec(code, namespace)
             fn = namespace[program.function]
