@@ -20,13 +20,15 @@ The source depends only on the backend's array library (a :class:`Dialect` spell
 from __future__ import annotations
 
 import itertools
+import keyword
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from . import graph as g
-from .errors import MatrixCalculusError
+from .errors import EvaluationError, MatrixCalculusError
 
 Labels = tuple[int, ...]
 
@@ -93,7 +95,9 @@ class Dialect:
         if name == "det":
             return f"xp.linalg.det({x})"
         if name == "logdet":
-            return f"xp.linalg.slogdet({x})[1]"
+            # log|det| alone would be a wrong number for a negative determinant: + log(sign) makes
+            # it nan (and -inf for a singular matrix), which the finite check then reports.
+            return f"_logdet({x})"
         if name == "inv":
             return f"xp.linalg.inv({x})"
         if name == "norm1":
@@ -106,16 +110,30 @@ class Dialect:
             return f"_softmax({x})"
         raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
 
-    def helpers(self) -> list[str]:
-        return [
-            "def _logsumexp(x):",
-            "    top = xp.max(x)",
-            "    return top + xp.log(xp.sum(xp.exp(x - top)))",
-            "",
-            "def _softmax(x):",
-            "    e = xp.exp(x - xp.max(x))",
-            "    return e / xp.sum(e)",
-        ]
+    def scalar(self, value: str) -> str:
+        """A number literal as a 0-d array: arithmetic on two Python floats raises (``1.0 / 0.0``,
+        ``10.0 ** 400.0``) or goes complex (``(-1.0) ** 0.5``) where arrays give IEEE values."""
+        return f"xp.asarray({value}, dtype=xp.float64)"
+
+    def helpers(self) -> dict[str, list[str]]:
+        """Module-level helper functions by name (emitted only when the body calls them)."""
+        return {
+            "_logdet": [
+                "def _logdet(x):",
+                "    sign, logabs = xp.linalg.slogdet(x)",
+                "    return logabs + xp.log(sign)",
+            ],
+            "_logsumexp": [
+                "def _logsumexp(x):",
+                "    top = xp.max(x)",
+                "    return top + xp.log(xp.sum(xp.exp(x - top)))",
+            ],
+            "_softmax": [
+                "def _softmax(x):",
+                "    e = xp.exp(x - xp.max(x))",
+                "    return e / xp.sum(e)",
+            ],
+        }
 
 
 class CupyDialect(Dialect):
@@ -137,8 +155,16 @@ class DaskDialect(Dialect):
         if name in ("det", "logdet"):
             # dask has no determinant: the factorisation runs in memory (a small square matrix).
             inner = f"np.asarray({x})"
-            return f"np.linalg.det({inner})" if name == "det" else f"np.linalg.slogdet({inner})[1]"
+            return f"np.linalg.det({inner})" if name == "det" else f"_logdet({inner})"
         return super().call(name, x)
+
+    def helpers(self) -> dict[str, list[str]]:
+        # The factorisation runs in NumPy: its sign and logarithm are NumPy numbers.
+        return {**super().helpers(), "_logdet": [
+            "def _logdet(x):",
+            "    sign, logabs = np.linalg.slogdet(x)",
+            "    return logabs + np.log(sign)",
+        ]}
 
 
 class JaxDialect(Dialect):
@@ -210,8 +236,15 @@ class TorchDialect(Dialect):
             return f"torch.sum(torch.abs({x}))"
         return super().call(name, x)
 
-    def helpers(self) -> list[str]:
-        return []
+    def scalar(self, value: str) -> str:
+        return f"torch.tensor({value}, dtype=torch.float64, device=_device)"
+
+    def helpers(self) -> dict[str, list[str]]:
+        return {"_logdet": [
+            "def _logdet(x):",
+            "    sign, logabs = torch.linalg.slogdet(x)",
+            "    return logabs + torch.log(sign)",
+        ]}
 
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (Dialect(), CupyDialect(), DaskDialect(), JaxDialect(),
@@ -313,17 +346,63 @@ class Program:
     structures: list[Structure | None] = field(default_factory=list)
 
 
+# Identifiers the generated module defines or imports: a user's variable never takes one of them.
+_INTERNAL = frozenset({"xp", "np", "jax", "torch", "_device", "_logdet", "_logsumexp", "_softmax"})
+
+
+def _safe_identifier(name: str) -> bool:
+    """A name Python reads as itself: ASCII (no NFKC folding, ``ｘ`` would be ``x``), not a keyword."""
+    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name) and name != "__debug__"
+
+
+def _ascii(name: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c == "_") else f"u{ord(c):x}" for c in name)
+
+
+class _Names:
+    """Every identifier of a generated module comes from here, so no two values share one.
+
+    The module's own names are taken first; a user's variable keeps its name when it is a safe
+    identifier that is still free (``x``, ``W1``, even ``t0``: temporaries then skip ``t0``), else
+    it gets a readable free one (``lambda_``, ``xp_``, ``uff58_`` for ``ｘ``).
+    """
+
+    def __init__(self, reserved: Sequence[str]):
+        self.taken: set[str] = set(reserved)
+
+    def claim(self, wanted: str) -> str:
+        name = wanted
+        while name in self.taken or not _safe_identifier(name):
+            name += "_"
+        self.taken.add(name)
+        return name
+
+    def variables(self, names: Sequence[str]) -> dict[str, str]:
+        # Safe names first: a mangled name must not take the name of a later variable.
+        kept = {n: n for n in names if _safe_identifier(n) and n not in self.taken}
+        self.taken |= set(kept)
+        return {n: kept[n] if n in kept else self.claim(_ascii(n) + "_") for n in names}
+
+
 class _Emitter:
-    def __init__(self, dialect: Dialect, sizes: dict[g.Dim, int]):
+    def __init__(self, dialect: Dialect, sizes: dict[g.Dim, int], names: _Names | None = None):
         self.d = dialect
         self.sizes = sizes
         self.lines: list[str] = []
         self.counter = itertools.count()
         self.code: dict[g.Node, _Array] = {}
         self.bound: dict[str, str] = {}
+        self.names = names or _Names(_INTERNAL)
+        self.variables: dict[str, str] = {}
+        self.dims: dict[str, str] = {}
+        self.temporaries: set[str] = set()
 
     def fresh(self) -> str:
-        return f"t{next(self.counter)}"
+        while (name := f"t{next(self.counter)}") in self.names.taken:
+            pass
+        self.names.taken.add(name)
+        self.temporaries.add(name)
+        return name
 
     def bind(self, expr: str) -> str:
         """A name for the value of ``expr``; the same expression twice is computed once (the code is
@@ -336,6 +415,10 @@ class _Emitter:
             self.bound[expr] = name
         return self.bound[expr]
 
+    def array(self, code: str) -> str:
+        """``code`` as an array operand: a number literal becomes a 0-d array (see Dialect.scalar)."""
+        return self.d.scalar(code) if _is_number(code) else code
+
     def size(self, dims: Sequence[g.Dim]) -> int:
         total = 1
         for d in dims:
@@ -343,7 +426,11 @@ class _Emitter:
         return total
 
     def dim(self, d: g.Dim) -> str:
-        return str(d) if isinstance(d, int) else f"_{d}"
+        if isinstance(d, int):
+            return str(d)
+        if d not in self.dims:
+            raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
+        return self.dims[d]
 
 
 def _is_number(text: str) -> bool:
@@ -355,7 +442,19 @@ def _is_number(text: str) -> bool:
 
 
 def _number(value: Fraction) -> str:
-    return repr(float(value)) if value.denominator != 1 else f"{value.numerator}.0"
+    """A float literal for an exact constant; a constant beyond float64 is an error, not ``inf``
+    (a long integer literal would silently read as inf; ``float`` of a huge fraction overflows)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        magnitude = math.log10(abs(value.numerator)) - math.log10(value.denominator)
+        raise EvaluationError(f"a constant of about {'-' if value < 0 else ''}1e{int(magnitude)} is beyond the "
+                              "range of float64 numbers (at most about 1.8e308)")
+    if value.denominator == 1 and abs(value.numerator) < 10**15:
+        return f"{value.numerator}.0"
+    return repr(number)
 
 
 def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str = "numpy",
@@ -372,13 +471,17 @@ def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str =
     roots = lower(roots)
     em = _Emitter(dialect, dict(sizes or {}))
     args = [v.name for v in variables]
+    # User names first (they read as typed where they can), then sizes, then temporaries.
+    em.variables = em.names.variables(args)
+    params = [em.variables[a] for a in args]
     # Symbolic dimensions are read off the arguments' shapes.
     dims_needed = {d for node in g.postorder(*roots) for d in node.shape if isinstance(d, str)}
     for d in sorted(dims_needed):
         source = next(((v, axis) for v in variables for axis, vd in enumerate(v.shape) if vd == d), None)
         if source is None:
             raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
-        em.lines.append(f"    _{d} = {source[0].name}.shape[{source[1]}]")
+        em.dims[d] = em.names.claim(f"_{_ascii(d)}")
+        em.lines.append(f"    {em.dims[d]} = {em.variables[source[0].name]}.shape[{source[1]}]")
     code = em.code
     uses: dict[g.Node, int] = {}
     order = g.postorder(*roots)
@@ -387,11 +490,13 @@ def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str =
             uses[a] = uses.get(a, 0) + 1
     factored = {} if dense else {r: parts for r in roots if (parts := _components(r)) is not None}
     structures: dict[g.Node, Structure] = {}
+    # An output returned as its factors is a tuple of arrays: never an operand. When another
+    # derivative also uses that node (dF/dB contains dF/dA), it is computed densely too; when
+    # nothing does, the dense statements are dead and _live drops them.
+    factored_code: dict[g.Node, str] = {}
     for node in order:
-        if node in factored:
-            text, structures[node] = _emit_factored(node, factored[node], em)  # type: ignore[arg-type]
-            code[node] = _Array(text, ())
-            continue
+        if node in factored and node not in factored_code:
+            factored_code[node], structures[node] = _emit_factored(node, factored[node], em)  # type: ignore[arg-type]
         code[node] = _emit(node, [code[a] for a in node.args], em)
         # Every computed value gets a name: equal computations (equal text) are then done once,
         # also when they sit inside different flattened contractions.
@@ -401,19 +506,18 @@ def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str =
         if not (isinstance(node, g.Var | g.Const) or (text.endswith(".T") and text[:-2].isidentifier())
                 or (negated_term and node not in roots)):
             code[node] = _Array(em.bind(text), code[node].labels)
-    outputs = [code[r].code for r in roots]
-    notes = [f"    # output {k} is {structures[r].describe(_names_in(code[r].code))}: a Kronecker-structured"
+    outputs = [factored_code.get(r, code[r].code) for r in roots]
+    notes = [f"    # output {k} is {structures[r].describe(_names_in(factored_code[r]))}: a Kronecker-structured"
              " tensor, returned as its factors" for k, r in enumerate(roots) if r in structures]
-    body = _live(em.lines + notes + [f"    return ({', '.join(outputs)},)"])
+    body = _live(em.lines + notes + [f"    return ({', '.join(outputs)},)"], em.temporaries)
     lines = dialect.header()
-    helpers = dialect.helpers()
-    uses_helpers = any("_logsumexp(" in line or "_softmax(" in line for line in body)
     if backend == "torch":
-        body.insert(0, f"    _device = {args[0]}.device" if args else "    _device = 'cpu'")
+        body.insert(0, f"    _device = {params[0]}.device" if params else "    _device = 'cpu'")
     lines += ["", ""]
-    if helpers and uses_helpers:
-        lines += [*helpers, "", ""]
-    lines.append(f"def {name}({', '.join(args)}):")
+    for helper, text_lines in dialect.helpers().items():
+        if any(f"{helper}(" in line for line in body):
+            lines += [*text_lines, "", ""]
+    lines.append(f"def {name}({', '.join(params)}):")
     lines += body
     return Program("\n".join(lines) + "\n", name, args, backend, body,
                    [structures.get(r) for r in roots])
@@ -423,7 +527,7 @@ def _names_in(tuple_code: str) -> list[str]:
     return [part.strip() for part in tuple_code.strip("(),").split(",") if part.strip()]
 
 
-def _live(lines: list[str]) -> list[str]:
+def _live(lines: list[str], temporaries: set[str]) -> list[str]:
     """Drop assignments nothing reads (e.g. an identity that a structured result keeps symbolic)."""
     kept: list[str] = []
     needed: set[str] = set()
@@ -432,7 +536,7 @@ def _live(lines: list[str]) -> list[str]:
             kept.append(line)
             continue
         target, sep, expr = line.strip().partition(" = ")
-        if sep and target.isidentifier() and target not in needed and target.startswith("t"):
+        if sep and target in temporaries and target not in needed:
             continue
         kept.append(line)
         needed |= set(re.findall(r"[A-Za-z_]\w*", expr if sep else line))
@@ -502,7 +606,9 @@ def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
     d = em.d
     rank_labels = tuple(range(node.rank))
     if isinstance(node, g.Var):
-        return _Array(node.name, rank_labels)
+        if node.name not in em.variables:
+            raise MatrixCalculusError(f"no argument for variable {node.name}")  # pragma: no cover - internal
+        return _Array(em.variables[node.name], rank_labels)
     if isinstance(node, g.Const):
         return _Array(_number(node.value), ())
     if isinstance(node, g.Delta):
@@ -513,25 +619,27 @@ def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
     if isinstance(node, g.Add):
         return _Array(_emit_sum(node, args, em), rank_labels)
     if isinstance(node, g.Power):
-        base, exponent = args
+        base_code = em.array(args[0].code)
+        exponent = args[1]
         if isinstance(node.args[1], g.Const):
             p = node.args[1].value
             if p == 2:
-                name = em.bind(base.code)
+                name = em.bind(base_code)
                 return _Array(f"({name} * {name})", rank_labels)
             if p == -1:
-                return _Array(f"(1.0 / {base.code})", rank_labels)
+                return _Array(f"(1.0 / {base_code})", rank_labels)
             if p == Fraction(1, 2):
-                return _Array(d.call("sqrt", base.code), rank_labels)
+                return _Array(d.call("sqrt", base_code), rank_labels)
             if p == Fraction(-1, 2):
-                return _Array(f"(1.0 / {d.call('sqrt', base.code)})", rank_labels)
-            return _Array(f"({base.code} ** {_number(p)})", rank_labels)
-        return _Array(f"({base.code} ** ({exponent.code}))", rank_labels)
+                return _Array(f"(1.0 / {d.call('sqrt', base_code)})", rank_labels)
+            return _Array(f"({base_code} ** {_number(p)})", rank_labels)
+        return _Array(f"({base_code} ** ({exponent.code}))", rank_labels)
     if isinstance(node, g.Compare):
         a, b = args
-        return _Array(d.indicator(f"{a.code} {node.op} {b.code}"), rank_labels)
+        return _Array(d.indicator(f"{em.array(a.code)} {node.op} {b.code}"), rank_labels)
     if isinstance(node, g.Function):
-        arg = args[0].code if node.name not in ("norm2", "softmax") else em.bind(args[0].code)
+        arg = em.array(args[0].code)
+        arg = arg if node.name not in ("norm2", "softmax") else em.bind(arg)
         return _Array(d.call(node.name, arg), rank_labels)
     if isinstance(node, g.Contract):
         return _emit_contract(node, args, em)

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,15 +19,16 @@ from . import graph as g
 from .calculus import Wrt, _expression, _names, _variable, derivative
 from .codegen import DIALECTS, Program, Structure, generate
 from .errors import EvaluationError, MatrixCalculusError
-from .evaluate import bind
+from .evaluate import bind, evaluate
 from .structured import Factored
 
 _KINDS = ("value", "gradient", "jacobian", "hessian")
 
 
 def _plan(f: Any, wrt: Wrt, derivatives: Sequence[str] | str, types: Mapping[str, Any] | None
-          ) -> tuple[list[g.Node], list[tuple[str, int]], list[g.Var], bool]:
-    """The nodes to compute, how to group them into the result tuple, and the arguments."""
+          ) -> tuple[list[g.Node], list[tuple[str, int]], list[g.Var], bool, list[str]]:
+    """The nodes to compute, how to group them into the result tuple, the arguments, and what each
+    node is in words (for errors: "the gradient w.r.t. x")."""
     if isinstance(derivatives, str):
         derivatives = (derivatives,)
     for kind in derivatives:
@@ -35,10 +38,12 @@ def _plan(f: Any, wrt: Wrt, derivatives: Sequence[str] | str, types: Mapping[str
     names, single = _names(wrt)
     roots: list[g.Node] = []
     groups: list[tuple[str, int]] = []
+    labels: list[str] = []
     for kind in derivatives:
         if kind == "value":
             roots.append(expr.node)
             groups.append(("value", 1))
+            labels.append("the value")
             continue
         if kind == "hessian" and expr.shape:
             raise MatrixCalculusError(f"a Hessian is of a scalar function; {expr} has shape {expr.shape}")
@@ -47,10 +52,12 @@ def _plan(f: Any, wrt: Wrt, derivatives: Sequence[str] | str, types: Mapping[str
         assert isinstance(results, tuple)
         roots += [r.node for r in results]
         groups.append((kind, len(results)))
+        word = {"hessian": "Hessian", "gradient": "Jacobian" if expr.shape else "gradient"}.get(kind, kind)
+        labels += [f"the {word} w.r.t. {n}" for n in names]
     variables = dict(expr.node_variables())
     for n in names:
         variables.setdefault(n, _variable(expr, n, types))
-    return roots, groups, list(variables.values()), single
+    return roots, groups, list(variables.values()), single, labels
 
 
 def codegen(f: Any, wrt: Wrt, derivatives: Sequence[str] | str = ("value", "gradient"), *,
@@ -61,7 +68,7 @@ def codegen(f: Any, wrt: Wrt, derivatives: Sequence[str] | str = ("value", "grad
     ``sizes`` (e.g. ``{"n": 1000}``) guides the order of products; without it every symbolic
     dimension is taken as 1000.
     """
-    roots, _groups, variables, _ = _plan(f, wrt, derivatives, types)
+    roots, _groups, variables, _, _labels = _plan(f, wrt, derivatives, types)
     return generate(roots, variables, backend, dict(sizes or {}), dense=dense).source
 
 
@@ -73,8 +80,11 @@ class CompiledDerivatives:
     """
 
     def __init__(self, roots: list[g.Node], groups: list[tuple[str, int]], variables: list[g.Var],
-                 single: bool, backend: str, dense: bool = False):
+                 single: bool, backend: str, dense: bool = False, check_finite: bool = True,
+                 labels: Sequence[str] | None = None):
         self.dense = dense
+        self.check_finite = check_finite
+        self.labels = list(labels) if labels is not None else [f"output {k}" for k in range(len(roots))]
         if backend not in DIALECTS and backend != "auto":
             raise MatrixCalculusError(
                 f"unknown backend {backend!r}; choose one of {', '.join(DIALECTS)}, or 'auto'")
@@ -109,7 +119,7 @@ class CompiledDerivatives:
         backend = backend_of(list(values.values()))
         if backend not in self._by_backend:
             self._by_backend[backend] = CompiledDerivatives(self.roots, self.groups, self.variables, self.single,
-                                                            backend, self.dense)
+                                                            backend, self.dense, self.check_finite, self.labels)
         return self._by_backend[backend]
 
     def source(self, values: Mapping[str, Any] | None = None) -> str:
@@ -140,7 +150,8 @@ class CompiledDerivatives:
             # Dense results are built from the factors too: that writes only the nonzero blocks.
             program = generate(self.roots, self.variables, self.backend, sizes, dense=False)
             namespace: dict[str, Any] = {}
-            # The source is generated from our own graph (names are checked identifiers), not user text.
+            # The source is generated from our own graph, not user text; every identifier in it comes from
+            # codegen._Names (user names that are not safe ASCII non-keywords are renamed).
             code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")
             exec(code, namespace)
             fn = namespace[program.function]
@@ -155,7 +166,21 @@ class CompiledDerivatives:
         if self.backend == "auto":
             return self._for(values)(values)
         program, fn, sizes = self._compiled(values)
-        flat = fn(*(values[name] for name in program.arguments))
+        arguments = [values[name] for name in program.arguments]
+        import numpy as np
+
+        try:
+            # With the check on, IEEE warnings are noise: a non-finite output raises below instead.
+            with np.errstate(all="ignore") if self.check_finite else contextlib.nullcontext():
+                flat = fn(*arguments)
+        except _linalg_errors(self.backend) as exc:
+            # A factorisation failed (numpy.linalg.inv of a singular matrix): the interpreter names it.
+            self._diagnose(values, sizes, None)
+            names = sorted({n.name for n in g.postorder(*self.roots)
+                            if isinstance(n, g.Function) and n.name in ("inv", "det", "logdet")})
+            raise EvaluationError(f"{' or '.join(names) or 'a matrix function'} of a singular matrix: {exc}") from None
+        if self.check_finite:
+            flat = self._checked(list(flat), values, sizes)
         if program.structures and any(program.structures):
             flat = [self._structured(item, st, sizes) for item, st in zip(flat, program.structures, strict=True)]
         result: list[Any] = []
@@ -165,6 +190,96 @@ class CompiledDerivatives:
             k += count
             result.append(part[0] if (self.single or count == 1) else part)
         return tuple(result)
+
+
+    def _checked(self, flat: list[Any], values: Mapping[str, Any], sizes: Mapping[g.Dim, int]) -> list[Any]:
+        """The outputs, after making sure each is finite (the policy: a non-finite result is an error).
+
+        Eager backends are checked here, one ``isfinite(...).all()`` per array. Dask is lazy: checking
+        now would compute everything twice, so each dask output carries the check into its graph
+        (``map_blocks``) and raises when it is computed.
+        """
+        if self.backend == "dask":
+            return [self._lazily_checked(item, values, sizes, k) for k, item in enumerate(flat)]
+        xp = _namespace(self.backend)
+        for k, item in enumerate(flat):
+            if not all(_finite(a, xp) for a in (item if isinstance(item, tuple) else (item,))):
+                self._diagnose(values, sizes, k)
+        return flat
+
+    def _lazily_checked(self, item: Any, values: Mapping[str, Any], sizes: Mapping[g.Dim, int], k: int) -> Any:
+        import dask.array as da
+        import numpy as np
+
+        def check(block: Any) -> Any:
+            if not np.isfinite(block).all():
+                self._diagnose(values, sizes, k)
+            return block
+
+        def one(a: Any) -> Any:
+            if isinstance(a, da.Array):
+                return a.map_blocks(check, dtype=a.dtype)
+            if not _finite(a, np):
+                self._diagnose(values, sizes, k)
+            return a
+
+        return tuple(one(a) for a in item) if isinstance(item, tuple) else one(item)
+
+    def _diagnose(self, values: Mapping[str, Any], sizes: Mapping[g.Dim, int], k: int | None) -> None:
+        """Rerun the interpreter on the same inputs: it raises an EvaluationError naming the function
+        whose value went wrong (``logdet``, ``inv``, a division by zero). When it does not, output
+        ``k`` is named instead. Raises always when ``k`` is given."""
+        arrays = {name: _to_numpy(a) for name, a in values.items()}
+        dims = {d: int(s) for d, s in sizes.items() if isinstance(d, str)}
+        for j in range(len(self.roots)) if k is None else [k]:
+            try:
+                result = evaluate(self.roots[j], arrays, dims)
+            except MatrixCalculusError as exc:
+                raise EvaluationError(f"{exc.message} (computing {self.labels[j]})") from None
+            if k is not None and not _finite(result, _np()):
+                raise EvaluationError(f"{self.labels[k]} is not finite (it has inf or nan entries)")
+        if k is not None:
+            raise EvaluationError(f"{self.labels[k]} is not finite in the compiled code (the interpreter "
+                                  "finds a finite value: an overflow in a faster form)")
+
+
+def _np() -> Any:
+    import numpy as np
+
+    return np
+
+
+def _finite(a: Any, xp: Any) -> bool:
+    if isinstance(a, int | float):
+        return math.isfinite(a)
+    return bool(xp.all(xp.isfinite(a)))
+
+
+def _to_numpy(a: Any) -> Any:
+    """A NumPy copy of an array of any backend (for the interpreter, on the error path only)."""
+    import numpy as np
+
+    if hasattr(a, "detach"):  # torch
+        return a.detach().cpu().numpy()
+    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
+def _linalg_errors(backend: str) -> tuple[type[BaseException], ...]:
+    """The exceptions a failed factorisation raises in generated code for ``backend``."""
+    import numpy as np
+
+    errors: list[type[BaseException]] = [np.linalg.LinAlgError]
+    if backend == "torch":
+        import torch
+
+        errors.append(torch.linalg.LinAlgError)
+    if backend == "cupy":
+        import cupy
+
+        errors.append(cupy.linalg.LinAlgError)
+    return tuple(errors)
 
 
 def _namespace(backend: str) -> Any:
@@ -187,7 +302,7 @@ def backend_of(arrays: Sequence[Any]) -> str:
 
 def compile(f: Any, wrt: Wrt, derivatives: Sequence[str] | str = ("value", "gradient"), *,
             backend: str = "numpy", types: Mapping[str, Any] | None = None,
-            dense: bool = False) -> CompiledDerivatives:
+            dense: bool = False, check_finite: bool = True) -> CompiledDerivatives:
     """Compile the value and derivatives of ``f`` into one function on ``backend`` arrays.
 
     ``derivatives`` lists what to return, in order: ``"value"``, ``"gradient"`` (the Jacobian for
@@ -198,6 +313,12 @@ def compile(f: Any, wrt: Wrt, derivatives: Sequence[str] | str = ("value", "grad
     A derivative of order three or more with Kronecker structure (the Hessian of a function of a
     matrix, e.g. ``2*delta(i,k)*(V'*V)[j,l]``) comes back as a :class:`~matrixcalculus.structured.Factored`
     that never forms the identity; ``dense=True`` returns plain arrays.
+
+    A non-finite result is an error (as in ``evaluate``): each call checks its outputs and, when
+    one has an inf or nan, reruns the interpreter to name the function that produced it, raising
+    :class:`~matrixcalculus.errors.EvaluationError`. A dask output carries the check into its
+    graph and raises when computed. ``check_finite=False`` skips the check and returns the IEEE
+    values.
     """
-    roots, groups, variables, single = _plan(f, wrt, derivatives, types)
-    return CompiledDerivatives(roots, groups, variables, single, backend, dense)
+    roots, groups, variables, single, labels = _plan(f, wrt, derivatives, types)
+    return CompiledDerivatives(roots, groups, variables, single, backend, dense, check_finite, labels)
