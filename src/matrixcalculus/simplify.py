@@ -402,30 +402,54 @@ def _split_coeff(term: g.Node) -> tuple[Fraction, g.Node]:
     return Fraction(1), term
 
 
+_KEYS: weakref.WeakKeyDictionary[g.Node, object] = weakref.WeakKeyDictionary()
+
+
 def canonical_key(node: g.Node) -> object:
     """A key equal for contractions that differ only in the order of their operands (and in the
-    order of a symmetric operand's two labels)."""
+    order of a symmetric operand's two labels).
+
+    The key is the operands in some order with the labels renumbered canonically for that
+    order, so equal keys always mean the same value; the work is in making the order
+    canonical, so that equal values get equal keys as often as possible. Memoised per node
+    (nodes are interned and immutable).
+    """
     if not isinstance(node, g.Contract):
         return node
-    base = sorted(range(len(node.args)), key=lambda k: (node.args[k].digest, _pattern(node, k)))
-    # Operands that tie (the same node with the same pattern, e.g. the three X in X'*C*X*X') can
-    # be taken in any order: try them all (up to a bound) and keep the smallest labelling.
+    known = _KEYS.get(node)
+    if known is None:
+        known = _KEYS[node] = _canonical_key(node)
+    return known
+
+
+# Above this many labellings the search stops trying permutations of operands that tie.
+_MAX_LABELLINGS = 720
+
+
+def _canonical_key(node: g.Contract) -> object:
+    symmetric = [k for k, op in enumerate(node.args) if op.rank == 2 and is_symmetric(op)]
+    colour = _refined_colours(node, set(symmetric))
+    base = sorted(range(len(node.args)), key=lambda k: colour[k])
+    # Operands that still tie after refinement (the same node, placed alike in the index
+    # structure, e.g. the two X in X'*X) can be taken in any order: try them all (up to a
+    # bound) and keep the smallest labelling.
     groups: list[list[int]] = []
     for k in base:
-        if groups and (node.args[groups[-1][0]], _pattern(node, groups[-1][0])) == (node.args[k], _pattern(node, k)):
+        if groups and colour[groups[-1][0]] == colour[k]:
             groups[-1].append(k)
         else:
             groups.append([k])
     candidates = [[]]
     for group in groups:
         # Bounded: the permutations are only generated when there are few of them.
-        if len(group) > 1 and len(candidates) * math.factorial(len(group)) <= 720:
+        if len(group) > 1 and len(candidates) * math.factorial(len(group)) <= _MAX_LABELLINGS:
             perms = list(itertools.permutations(group))
         else:
             perms = [tuple(group)]
         candidates = [c + list(p) for c in candidates for p in perms]
-    symmetric = [k for k, op in enumerate(node.args) if op.rank == 2 and is_symmetric(op)]
     flips = list(itertools.product((False, True), repeat=len(symmetric))) if len(symmetric) <= 6 else [()]
+    if len(candidates) * len(flips) > _MAX_LABELLINGS:
+        flips = [()]
     best = None
     for order in candidates:
         for flip in flips:
@@ -437,6 +461,52 @@ def canonical_key(node: g.Node) -> object:
                 best = key
     assert best is not None
     return ("contract", tuple(node.args[k] for k in base), best[0], best[1])
+
+
+def _refined_colours(node: g.Contract, symmetric: set[int]) -> list[int]:
+    """A colour per operand, equal for operands that the index structure does not tell apart.
+
+    Colour refinement (as in Weisfeiler-Lehman): start from the operand itself and where its
+    labels go (free position, or summed); then repeatedly give each label the colours of the
+    operands and positions it joins, and each operand the colours of its labels, until the
+    number of colours stops growing. The colours depend only on the structure, never on the
+    label numbers or operand order, so isomorphic contractions get the same colours. Without
+    this, a product of k equal factors (the terms of d tr(A^k)/dA) ties all k factors, and
+    the permutation search above cannot tell which labellings to try. A ``symmetric``
+    operand's two labels are not told apart (its labels may be swapped), so the colours do not
+    depend on which way round it is written either.
+    """
+    n = len(node.args)
+    out_pos = {lab: p for p, lab in enumerate(node.out)}
+
+    def position(k: int, pos: int) -> int:
+        return 0 if k in symmetric else pos
+
+    colour = _ranks([(node.args[k].digest, tuple(sorted(_pattern(node, k))) if k in symmetric else _pattern(node, k))
+                     for k in range(n)])
+    count = len(set(colour))
+    while True:
+        joins: dict[int, list[tuple[int, int]]] = {}
+        for k, labs in enumerate(node.labels):
+            for pos, lab in enumerate(labs):
+                joins.setdefault(lab, []).append((colour[k], position(k, pos)))
+        label_colour = {lab: (out_pos.get(lab, -1), tuple(sorted(j))) for lab, j in joins.items()}
+        colour = _ranks([(colour[k], _in_order([label_colour[lab] for lab in node.labels[k]], k in symmetric))
+                         for k in range(n)])
+        new_count = len(set(colour))
+        if new_count == count:
+            return colour
+        count = new_count
+
+
+def _in_order(items: list, unordered: bool) -> tuple:
+    return tuple(sorted(items)) if unordered else tuple(items)
+
+
+def _ranks(signatures: list) -> list[int]:
+    """Each signature replaced by its rank among the distinct signatures (a stable, small colour)."""
+    rank = {sig: r for r, sig in enumerate(sorted(set(signatures)))}
+    return [rank[sig] for sig in signatures]
 
 
 def _pattern(node: g.Contract, k: int) -> tuple:
