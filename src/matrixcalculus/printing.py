@@ -297,6 +297,27 @@ class _Printer:
         self.result = result
         self.scalars = scalars
         self.memo: dict[g.Node, Piece] = {}
+        # Nodes printed by a `where` name (set by _shared_text): the name's text, by node.
+        self.names: dict[g.Node, str] = {}
+        self._bases: _Printer | None = None
+        self._leaves: _Printer | None = None
+
+    def base_printer(self) -> _Printer:
+        """The printer of reciprocal bases (``a/b``): a typed-expression printer, as ever, kept
+        for the whole call; with ``where`` names, this printer itself (a base may be named)."""
+        if self.names:
+            return self
+        if self._bases is None:
+            self._bases = _Printer(self.style)
+        return self._bases
+
+    def leaf_printer(self) -> _Printer:
+        """The derived-expression printer of the matrix-notation parts of index notation."""
+        if self.names or (self.result and not self.scalars):
+            return self
+        if self._leaves is None:
+            self._leaves = _Printer(self.style, True)
+        return self._leaves
 
     def piece_all(self, order: Sequence[g.Node]) -> None:
         for node in order:
@@ -330,14 +351,14 @@ class _Printer:
             return Piece(st.zeros(node.shape), ATOM)
         if node.rank > 2 and isinstance(node, g.Add | g.Contract):
             # No matrix notation for tensors of order three or more.
-            return Piece(index_notation(node, st), ADD)
+            return Piece(index_notation(node, st, self.leaf_printer()), ADD)
         if isinstance(node, g.Add):
             return self.render_add(node)
         if isinstance(node, g.Contract):
             try:
                 return self.render_contract(node, node.coeff)
             except NotMatrixNotation:
-                return Piece(index_notation(node, st), ATOM)
+                return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
         if isinstance(node, g.Power):
             return self.render_power(node)
         if isinstance(node, g.Compare):
@@ -472,7 +493,7 @@ class _Printer:
         candidates: list[Piece] = []
         for k, candidate in enumerate(orders):
             try:
-                piece, labels = _best_split(candidate, out, st, self.result)
+                piece, labels = _best_split(candidate, out, st, self.result, self.base_printer())
             except NotMatrixNotation:
                 if k == 0 and not self.result:
                     orders.append(_chain_order(items, out))
@@ -571,7 +592,7 @@ class _Item:
 
 
 def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
-                identity: bool = False) -> tuple[Piece, tuple[int, ...]]:
+                identity: bool = False, bases: _Printer | None = None) -> tuple[Piece, tuple[int, ...]]:
     """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only)."""
     n = len(items)
     where: dict[int, list[int]] = {}
@@ -601,7 +622,7 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
         acc: Best | None = (items[0].piece, items[0].labels, items[0].node)
         for k in range(1, n):
             acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity,
-                           out)
+                           out, bases)
             if acc is None:
                 raise NotMatrixNotation("no matrix-notation order")
         assert acc is not None
@@ -620,7 +641,7 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
                 left, right = best.get((a, split)), best.get((split + 1, b))
                 if left is None or right is None:
                     continue
-                merged = _combine(left, right, set(keep), st, identity, out)
+                merged = _combine(left, right, set(keep), st, identity, out, bases)
                 if merged is not None and (choice is None or cost(merged[0]) < cost(choice[0])):
                     choice = merged
             if choice is not None:
@@ -651,6 +672,7 @@ def _combine(
     st: Style,
     identity: bool = False,
     out: tuple[int, ...] | None = None,
+    bases: _Printer | None = None,
 ) -> tuple[Piece, tuple[int, ...], None] | None:
     """One matrix-notation operation merging two adjacent groups, or None if there is none.
 
@@ -682,7 +704,7 @@ def _combine(
             else:
                 Q, lq = transposed(Q, st), lq[::-1]
         if rq == 0 and _is_reciprocal(nq):
-            base = _base_piece(nq, st)
+            base = _base_piece(nq, st, bases=bases)
             text = st.divide(P.text, base.text) if st.latex else st.divide(paren(P, MUL, st), paren(base, POW, st))
         else:
             text = mul(P, Q)
@@ -694,7 +716,7 @@ def _combine(
                 return Piece(mul(as_row(P, st), as_col(Q, st)), MUL, op="mul"), (), None
             Pc, Qc = (P, Q if Q.row == P.row else transposed(Q, st))
             if _is_reciprocal(nq):
-                text = st.hdivide(paren(Pc, MUL, st), paren(_base_piece(nq, st, Pc.row), POW, st))
+                text = st.hdivide(paren(Pc, MUL, st), paren(_base_piece(nq, st, Pc.row, bases), POW, st))
             else:
                 text = had(Pc, Qc)
             return Piece(text, MUL, Pc.row, op="had"), (i,), None
@@ -748,7 +770,7 @@ def _combine(
             return Piece(st.call("tr", mul(P, Q)), ATOM), (), None
         if not summed:
             if _is_reciprocal(nq) and lq == lp:
-                text = st.hdivide(paren(P, MUL, st), paren(_base_piece(nq, st), POW, st))
+                text = st.hdivide(paren(P, MUL, st), paren(_base_piece(nq, st, bases=bases), POW, st))
             else:
                 text = had(P, Qp)
             return Piece(text, MUL, op="had"), lp, None
@@ -760,10 +782,11 @@ def _combine(
     return None
 
 
-def _base_piece(node: g.Node | None, st: Style, row: bool = False) -> Piece:
-    """The printed base of a reciprocal ``b^-1``, for ``a/b`` and ``a ./ b``."""
+def _base_piece(node: g.Node | None, st: Style, row: bool = False, bases: _Printer | None = None) -> Piece:
+    """The printed base of a reciprocal ``b^-1``, for ``a/b`` and ``a ./ b`` (by ``bases``, a
+    printer whose memo is kept, so that a base is printed once however often it is met)."""
     assert isinstance(node, g.Power)
-    p = _Printer(st).piece(node.args[0])
+    p = (bases if bases is not None else _Printer(st)).piece(node.args[0])
     if node.args[0].rank == 1 and p.row != row:
         p = transposed(p, st)
     return p
@@ -774,9 +797,14 @@ def _base_piece(node: g.Node | None, st: Style, row: bool = False) -> Piece:
 _LETTERS = "ijklabcdefghpqrstuvw"
 
 
-def index_notation(node: g.Node, style: Style = TEXT) -> str:
-    """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i)."""
-    printer = _IndexPrinter(style, _index_letters(node))
+def index_notation(node: g.Node, style: Style = TEXT, leaves: _Printer | None = None) -> str:
+    """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i).
+
+    ``leaves``: the printer (derived-expression mode) for the parts printed in matrix notation;
+    one printer for the whole call, so that each part is printed once. A printer with ``where``
+    names (:func:`with_bindings`) makes a named part a leaf printed by its name.
+    """
+    printer = _IndexPrinter(style, _index_letters(node), leaves)
     return printer.render(node, free_indices(node))
 
 
@@ -795,9 +823,10 @@ class _IndexPrinter:
     """Index notation, rendered top-down (each node with the indices its parent gives it) by an
     explicit work stack, so that deep expressions need no recursion."""
 
-    def __init__(self, style: Style, letters: str = _LETTERS):
+    def __init__(self, style: Style, letters: str = _LETTERS, leaves: _Printer | None = None):
         self.style = style
         self.letters = letters
+        self.matrix = leaves if leaves is not None else _Printer(style, True)
         self.counter = 0
         self.leaves: set[g.Node] = set()  # parts printed as one matrix-notation entry
 
@@ -850,6 +879,8 @@ class _IndexPrinter:
         st = self.style
         if isinstance(node, g.Delta):
             return (f"\\delta_{{{''.join(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"), [], None
+        if node in self.matrix.names:
+            return self.entry(self.matrix.names[node], idx), [], None
         if isinstance(node, g.Contract) and node not in self.leaves:
             grouped = self.group_matrix_part(node, idx)
             if grouped is not None:
@@ -887,7 +918,7 @@ class _IndexPrinter:
                 return out
 
             return None, kids, total
-        text = to_latex(node, result=True) if st.latex else to_text(node, result=True)
+        text = self.matrix.piece(node).text
         if not node.rank:
             return text, [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
@@ -910,7 +941,7 @@ class _IndexPrinter:
             return None
         part = g.contract([node.args[k] for k in rest], [node.labels[k] for k in rest], tuple(free))
         if isinstance(part, g.Contract):
-            printer = _Printer(self.style, True)
+            printer = self.matrix
             printer.piece_all(g.postorder(*part.args))
             try:
                 printer.contraction_body(part)
