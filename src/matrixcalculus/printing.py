@@ -14,6 +14,7 @@ index notation.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -236,7 +237,8 @@ class NotMatrixNotation(Exception):
     """The value needs index notation (a tensor of order three or more, a Kronecker product)."""
 
 
-def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset()) -> str:
+def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(),
+            share: bool = False) -> str:
     """The expression in the input syntax; parsing it gives the same values.
 
     ``result=True`` is for derived expressions: products may be printed in any operand
@@ -244,15 +246,57 @@ def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = fro
     order, so that its text parses back to the very same graph). ``scalars``: names declared
     scalars, which may print bare where they are broadcast (``x + a``); another scalar variable
     prints as ``vector(c)`` there, which is what makes it a scalar when parsed again.
+
+    ``share=True`` (with ``result``): a derived expression whose text, written out in full,
+    would repeat its shared subexpressions many times over (:func:`needs_bindings`) names them
+    instead, ``text`` then ``where`` and one ``  name = text`` line per name, so that the text
+    stays linear in the size of the graph. (That form does not parse back; the full form does.)
     """
+    if share and result and needs_bindings([node]):
+        body, bindings = _shared_text([node], _taken_names(node), TEXT, scalars)
+        return "\n".join([body[0], "where", *(f"  {name} = {text}" for name, text in bindings)])
     return _Printer(TEXT, result, scalars).piece(node).text
 
 
-def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset()) -> str:
+def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(),
+             share: bool = False) -> str:
+    """The expression in LaTeX; ``share`` as in :func:`to_text` (``body, \\text{where } r = ...``)."""
+    if share and result and needs_bindings([node]):
+        body, bindings = _shared_text([node], _taken_names(node), LATEX, scalars)
+        where = ", \\; ".join(f"{LATEX.name(name)} = {text}" for name, text in bindings)
+        return f"{body[0]}, \\quad \\text{{where }} {where}"
     return _Printer(LATEX, result, scalars).piece(node).text
 
 
 _BINDING_NAMES = ("r", "s", "u", "v", "h", "q", "z", "e", "c", "d")
+
+# Written out in full, a derived expression repeats each shared subexpression at every use: its
+# text grows with the number of nodes of the graph unfolded into a tree, which is exponential in
+# depth for nested softmax or Hessians of deep compositions. Up to this many unfolded nodes (or
+# four times the graph's own size, whichever is more) the full text is printed, as it always
+# was; above, shared subexpressions are named in a ``where`` clause.
+SHARE_TREE_LIMIT = 1000
+
+
+def needs_bindings(roots: Sequence[g.Node]) -> bool:
+    """Would the full text of ``roots`` repeat shared subexpressions too often (see above)?"""
+    order = g.postorder(*roots)
+    limit = max(SHARE_TREE_LIMIT, 4 * len(order))
+    size: dict[g.Node, int] = {}
+    for node in order:
+        # Capped: only "more than the limit" matters, and the uncapped count can be huge.
+        size[node] = min(limit + 1, 1 + sum(size[a] for a in node.args))
+    return sum(size[r] for r in roots) > limit
+
+
+def _taken_names(node: g.Node) -> set[str]:
+    """Names a ``where`` name must not be: the variables and the named dimensions."""
+    taken: set[str] = set()
+    for sub in g.postorder(node):
+        if isinstance(sub, g.Var):
+            taken.add(sub.name)
+        taken.update(d for d in sub.shape if isinstance(d, str))
+    return taken
 
 
 def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TEXT,
@@ -263,14 +307,14 @@ def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TE
     a subexpression is named when it is used at least twice and its text is at least
     ``min_length`` characters, so that naming it shortens the result. Outer subexpressions
     get the first names (``r`` for the residual of a loss).
+
+    Where the full texts would be long (:func:`needs_bindings`), the length that decides is that
+    of the text with the names already chosen inside it (:func:`_shared_text`): linear time.
     """
-    uses: dict[g.Node, int] = {}
+    if needs_bindings(roots):
+        return _shared_text(roots, reserved, style, frozenset(), min_length)
+    uses = _uses(roots)
     order = g.postorder(*roots)
-    for node in order:
-        for arg in node.args:
-            uses[arg] = uses.get(arg, 0) + 1
-    for root in roots:
-        uses[root] = uses.get(root, 0) + 1
     plain = _Printer(style, True)
     plain.piece_all(order)
     chosen = [node for node in order
@@ -291,13 +335,63 @@ def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TE
     return [printer.memo[r].text for r in roots], bindings
 
 
+def _uses(roots: Sequence[g.Node]) -> dict[g.Node, int]:
+    """How often each node is used: as an argument (counted per use) or as a root."""
+    uses: dict[g.Node, int] = {}
+    for node in g.postorder(*roots):
+        for arg in node.args:
+            uses[arg] = uses.get(arg, 0) + 1
+    for root in roots:
+        uses[root] = uses.get(root, 0) + 1
+    return uses
+
+
+def _shared_text(roots: Sequence[g.Node], reserved: set[str], style: Style, scalars: frozenset[str],
+                 min_length: int = 12) -> tuple[list[str], list[tuple[str, str]]]:
+    """:func:`with_bindings` in time linear in the graph: each node is printed with the nodes
+    named before it (children first) printed by their names, so no text repeats a shared part.
+
+    Two passes: the first decides which nodes to name (used at least twice, of order at most
+    two, and a text of at least ``min_length`` characters with the names inside it), the second
+    prints with the final names, the most used (then outermost) node getting the first name.
+    """
+    uses = _uses(roots)
+    order = g.postorder(*roots)
+    probe = _Printer(style, True, scalars, share=True)
+    chosen: list[g.Node] = []
+    for node in order:
+        piece = probe.render(node)
+        if uses.get(node, 0) >= 2 and node.args and node.rank <= 2 and len(piece.text) >= min_length:
+            chosen.append(node)
+            probe.names[node] = "r0"  # a stand-in as long as most names
+            piece = Piece(style.name("r0"), ATOM, piece.row, sym=piece.sym)
+        probe.memo[node] = piece
+    spare = (n for n in itertools.chain(_BINDING_NAMES, (f"r{i}" for i in itertools.count(1))) if n not in reserved)
+    position = {node: k for k, node in enumerate(order)}
+    chosen.sort(key=lambda node: (-uses[node], -position[node]))
+    printer = _Printer(style, True, scalars, share=True)
+    printer.names = {node: next(spare) for node in chosen}
+    bindings: list[tuple[str, str]] = []
+    for node in order:
+        piece = printer.render(node)
+        if node in printer.names:
+            name = printer.names[node]
+            bindings.append((name, piece.text))
+            piece = Piece(style.name(name), ATOM, piece.row, sym=piece.sym)
+        printer.memo[node] = piece
+    return [printer.memo[r].text for r in roots], bindings
+
+
 class _Printer:
-    def __init__(self, style: Style, result: bool = False, scalars: frozenset[str] = frozenset()):
+    def __init__(self, style: Style, result: bool = False, scalars: frozenset[str] = frozenset(),
+                 share: bool = False):
         self.style = style
         self.result = result
         self.scalars = scalars
         self.memo: dict[g.Node, Piece] = {}
-        # Nodes printed by a `where` name (set by _shared_text): the name's text, by node.
+        # With `where` names (_shared_text): this printer prints every part itself, so that a
+        # named part is printed by its name everywhere; `names` holds the names, by node.
+        self.share = share
         self.names: dict[g.Node, str] = {}
         self._bases: _Printer | None = None
         self._leaves: _Printer | None = None
@@ -305,7 +399,7 @@ class _Printer:
     def base_printer(self) -> _Printer:
         """The printer of reciprocal bases (``a/b``): a typed-expression printer, as ever, kept
         for the whole call; with ``where`` names, this printer itself (a base may be named)."""
-        if self.names:
+        if self.share:
             return self
         if self._bases is None:
             self._bases = _Printer(self.style)
@@ -313,7 +407,7 @@ class _Printer:
 
     def leaf_printer(self) -> _Printer:
         """The derived-expression printer of the matrix-notation parts of index notation."""
-        if self.names or (self.result and not self.scalars):
+        if self.share or (self.result and not self.scalars):
             return self
         if self._leaves is None:
             self._leaves = _Printer(self.style, True)
@@ -804,8 +898,13 @@ def index_notation(node: g.Node, style: Style = TEXT, leaves: _Printer | None = 
     one printer for the whole call, so that each part is printed once. A printer with ``where``
     names (:func:`with_bindings`) makes a named part a leaf printed by its name.
     """
-    printer = _IndexPrinter(style, _index_letters(node), leaves)
-    return printer.render(node, free_indices(node))
+    letters = _index_letters(node)
+    if leaves is not None and leaves.names:
+        # No index is called like a `where` name.
+        taken = set(leaves.names.values())
+        letters = "".join(ch for ch in letters if ch not in taken)
+    printer = _IndexPrinter(style, letters, leaves)
+    return printer.render(node, tuple(letters[: node.rank]))
 
 
 def _index_letters(node: g.Node) -> str:
@@ -880,7 +979,7 @@ class _IndexPrinter:
         if isinstance(node, g.Delta):
             return (f"\\delta_{{{''.join(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"), [], None
         if node in self.matrix.names:
-            return self.entry(self.matrix.names[node], idx), [], None
+            return self.entry(st.name(self.matrix.names[node]), idx), [], None
         if isinstance(node, g.Contract) and node not in self.leaves:
             grouped = self.group_matrix_part(node, idx)
             if grouped is not None:
