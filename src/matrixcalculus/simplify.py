@@ -494,7 +494,7 @@ def _refined_colours(node: g.Contract, symmetric: set[int]) -> list[int]:
         colour = _ranks([(colour[k], _in_order([label_colour[lab] for lab in node.labels[k]], k in symmetric))
                          for k in range(n)])
         new_count = len(set(colour))
-        if new_count == count:
+        if new_count == count or new_count == n:
             return colour
         count = new_count
 
