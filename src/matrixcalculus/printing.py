@@ -685,6 +685,11 @@ class _Item:
     node: g.Node | None
 
 
+# The most operands for which _best_split searches all split points (O(n^3) merges of texts);
+# longer products are associated left to right.
+_DP_WIDTH = 12
+
+
 def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
                 identity: bool = False, bases: _Printer | None = None) -> tuple[Piece, tuple[int, ...]]:
     """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only)."""
@@ -711,8 +716,8 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
         # Derived expressions: fewest transposes, then shortest. Typed ones: shortest.
         return (_transposes(p.text), len(p.text)) if identity else (0, len(p.text))
 
-    if n > 24:
-        # Long products: fold left to right.
+    if n > _DP_WIDTH:
+        # Long products: fold left to right (the search over all splits is cubic in n).
         acc: Best | None = (items[0].piece, items[0].labels, items[0].node)
         for k in range(1, n):
             acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity,
