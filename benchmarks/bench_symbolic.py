@@ -20,6 +20,12 @@ For each expression it reports the median wall time (time.perf_counter) of
   checked here (tests/test_sympy_reference.py does that).
 
 ``ratio`` is sympy / ours* (cold against cold). The script takes well under a minute.
+
+A second table (``--scaling``, or ``--only-scaling`` for it alone) times derivation and printing
+(``str`` of the result) against the size of families of expressions -- ``tr(A*...*A)`` with k
+factors, a sum of k quadratic forms, nested softmax of depth k, and its second derivative --
+and prints the exponent fitted to the last sizes (the slope of log time against log k; about 1
+is linear). Each time is the median of a few runs with fresh variable names.
 """
 
 from __future__ import annotations
@@ -179,10 +185,65 @@ def _time_sympy(b: Bench, repeats: int) -> tuple[float | None, str]:
     return statistics.median(times), ""
 
 
+# Families of expressions by size k: (name, sizes, text of size k, wrt, order).
+SCALING: list[tuple[str, tuple[int, ...], Callable[[int, str], str], str, int]] = [
+    ("d tr(A^k)/dA", (5, 10, 20, 40), lambda k, s: "tr(" + "*".join([f"A{s}"] * k) + ")", "A", 1),
+    ("d/dx sum of k x'*A_i*x", (25, 50, 100, 200), lambda k, s: " + ".join(f"x{s}'*A{i}{s}*x{s}" for i in range(k)),
+     "x", 1),
+    ("d/dx sum(softmax^k(x))", (4, 8, 16, 32), lambda k, s: "sum(" + "softmax(" * k + f"x{s}" + ")" * (k + 1), "x", 1),
+    ("d2/dx2 sum(softmax^k(x))", (2, 4, 8, 16), lambda k, s: "sum(" + "softmax(" * k + f"x{s}" + ")" * (k + 1),
+     "x", 2),
+]
+
+
+def _fit(sizes: list[int], times: list[float]) -> float:
+    """The least-squares slope of log(time) against log(size)."""
+    import math
+
+    xs = [math.log(k) for k in sizes]
+    ys = [math.log(max(t, 1e-7)) for t in times]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def scaling_table(repeats: int = 3) -> None:
+    print(f"{'family':<26} {'k':>5}  {'derive ms':>10}  {'print ms':>9}  {'chars':>7}")
+    print("-" * 64)
+    for name, sizes, build, wrt, order in SCALING:
+        derive_times, print_times = [], []
+        for k in sizes:
+            d_runs, p_runs, chars = [], [], 0
+            for _ in range(repeats):
+                suffix = f"_{next(_fresh)}"
+                text = build(k, suffix)
+                gc.disable()
+                start = time.perf_counter()
+                result = mc.derivative(text, wrt + suffix, order=order)
+                middle = time.perf_counter()
+                printed = str(result)
+                end = time.perf_counter()
+                gc.enable()
+                d_runs.append(middle - start)
+                p_runs.append(end - middle)
+                chars = len(printed)
+            derive_times.append(statistics.median(d_runs))
+            print_times.append(statistics.median(p_runs))
+            print(f"{name:<26} {k:>5}  {derive_times[-1] * 1e3:10.2f}  {print_times[-1] * 1e3:9.2f}  {chars:>7}")
+        # Fitted on the larger sizes, where the constant costs no longer dominate.
+        print(f"{'':<26} {'fit':>5}  {'k^' + format(_fit(list(sizes[1:]), derive_times[1:]), '.2f'):>10}  "
+              f"{'k^' + format(_fit(list(sizes[1:]), print_times[1:]), '.2f'):>9}")
+    print("fit = exponent of k fitted to the last three sizes (1 is linear).")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--scaling", action="store_true", help="also time derivation and printing against size")
+    parser.add_argument("--only-scaling", action="store_true", help="only the scaling table")
     args = parser.parse_args(argv)
+    if args.only_scaling:
+        scaling_table()
+        return 0
 
     for b in BENCHES:  # warm up: imports, the parser's tables, SymPy's modules
         mc.derivative(b.text, b.wrt if len(b.wrt) > 1 else b.wrt[0], types=b.types)
@@ -217,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MLP loss = {MLP}")
     print(f"ours* = distinct variable names each repeat (no shared nodes); ratio = sympy / ours*. "
           f"total {time.perf_counter() - total:.1f} s")
+    if args.scaling:
+        print()
+        scaling_table()
     return 0
 
 

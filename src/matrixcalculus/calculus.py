@@ -22,7 +22,7 @@ Wrt = str | Expression | Variable | Sequence[str | Expression | Variable]
 def _expression(f: str | Expression, types: Mapping[str, Any] | None) -> Expression:
     if isinstance(f, Expression):
         if types:
-            return parse(str(f), types={**f._declared(), **types})
+            return parse(f._text(), types={**f._declared(), **types})
         return f
     if isinstance(f, str):
         return parse(f, types=types)

@@ -91,7 +91,8 @@ class Expression:
         return self.node.shape
 
     def __str__(self) -> str:
-        return to_text(self.node, result=self._result, scalars=self._declared_scalars())
+        # A large derived expression names its shared parts in a `where` clause (linear text).
+        return to_text(self.node, result=self._result, scalars=self._declared_scalars(), share=True)
 
     def _declared_scalars(self) -> frozenset[str]:
         return frozenset(n for n, d in self._types.items() if d.kind == "scalar")
@@ -101,7 +102,7 @@ class Expression:
 
     def latex(self) -> str:
         """The expression in LaTeX: ``x'*A*x`` -> ``x^\\top A x``."""
-        return to_latex(self.node, result=self._result, scalars=self._declared_scalars())
+        return to_latex(self.node, result=self._result, scalars=self._declared_scalars(), share=True)
 
     def index_notation(self) -> str:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
@@ -133,7 +134,8 @@ class Expression:
         if self._source is None:
             if self.node.rank > 2:
                 raise MatrixCalculusError("a tensor of order three or more cannot be combined in matrix notation")
-            self._source = str(self)
+            # The full text (never `where` names): it is parsed again to build on it.
+            self._source = to_text(self.node, result=self._result, scalars=self._declared_scalars())
         return self._source
 
     def _declared(self) -> dict[str, Declared]:

@@ -14,6 +14,7 @@ index notation.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -236,7 +237,8 @@ class NotMatrixNotation(Exception):
     """The value needs index notation (a tensor of order three or more, a Kronecker product)."""
 
 
-def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset()) -> str:
+def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(),
+            share: bool = False) -> str:
     """The expression in the input syntax; parsing it gives the same values.
 
     ``result=True`` is for derived expressions: products may be printed in any operand
@@ -244,15 +246,57 @@ def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = fro
     order, so that its text parses back to the very same graph). ``scalars``: names declared
     scalars, which may print bare where they are broadcast (``x + a``); another scalar variable
     prints as ``vector(c)`` there, which is what makes it a scalar when parsed again.
+
+    ``share=True`` (with ``result``): a derived expression whose text, written out in full,
+    would repeat its shared subexpressions many times over (:func:`needs_bindings`) names them
+    instead, ``text`` then ``where`` and one ``  name = text`` line per name, so that the text
+    stays linear in the size of the graph. (That form does not parse back; the full form does.)
     """
+    if share and result and needs_bindings([node]):
+        body, bindings = _shared_text([node], _taken_names(node), TEXT, scalars)
+        return "\n".join([body[0], "where", *(f"  {name} = {text}" for name, text in bindings)])
     return _Printer(TEXT, result, scalars).piece(node).text
 
 
-def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset()) -> str:
+def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(),
+             share: bool = False) -> str:
+    """The expression in LaTeX; ``share`` as in :func:`to_text` (``body, \\text{where } r = ...``)."""
+    if share and result and needs_bindings([node]):
+        body, bindings = _shared_text([node], _taken_names(node), LATEX, scalars)
+        where = ", \\; ".join(f"{LATEX.name(name)} = {text}" for name, text in bindings)
+        return f"{body[0]}, \\quad \\text{{where }} {where}"
     return _Printer(LATEX, result, scalars).piece(node).text
 
 
 _BINDING_NAMES = ("r", "s", "u", "v", "h", "q", "z", "e", "c", "d")
+
+# Written out in full, a derived expression repeats each shared subexpression at every use: its
+# text grows with the number of nodes of the graph unfolded into a tree, which is exponential in
+# depth for nested softmax or Hessians of deep compositions. Up to this many unfolded nodes (or
+# four times the graph's own size, whichever is more) the full text is printed, as it always
+# was; above, shared subexpressions are named in a ``where`` clause.
+SHARE_TREE_LIMIT = 1000
+
+
+def needs_bindings(roots: Sequence[g.Node]) -> bool:
+    """Would the full text of ``roots`` repeat shared subexpressions too often (see above)?"""
+    order = g.postorder(*roots)
+    limit = max(SHARE_TREE_LIMIT, 4 * len(order))
+    size: dict[g.Node, int] = {}
+    for node in order:
+        # Capped: only "more than the limit" matters, and the uncapped count can be huge.
+        size[node] = min(limit + 1, 1 + sum(size[a] for a in node.args))
+    return sum(size[r] for r in roots) > limit
+
+
+def _taken_names(node: g.Node) -> set[str]:
+    """Names a ``where`` name must not be: the variables and the named dimensions."""
+    taken: set[str] = set()
+    for sub in g.postorder(node):
+        if isinstance(sub, g.Var):
+            taken.add(sub.name)
+        taken.update(d for d in sub.shape if isinstance(d, str))
+    return taken
 
 
 def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TEXT,
@@ -263,14 +307,14 @@ def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TE
     a subexpression is named when it is used at least twice and its text is at least
     ``min_length`` characters, so that naming it shortens the result. Outer subexpressions
     get the first names (``r`` for the residual of a loss).
+
+    Where the full texts would be long (:func:`needs_bindings`), the length that decides is that
+    of the text with the names already chosen inside it (:func:`_shared_text`): linear time.
     """
-    uses: dict[g.Node, int] = {}
+    if needs_bindings(roots):
+        return _shared_text(roots, reserved, style, frozenset(), min_length)
+    uses = _uses(roots)
     order = g.postorder(*roots)
-    for node in order:
-        for arg in node.args:
-            uses[arg] = uses.get(arg, 0) + 1
-    for root in roots:
-        uses[root] = uses.get(root, 0) + 1
     plain = _Printer(style, True)
     plain.piece_all(order)
     chosen = [node for node in order
@@ -291,12 +335,83 @@ def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TE
     return [printer.memo[r].text for r in roots], bindings
 
 
+def _uses(roots: Sequence[g.Node]) -> dict[g.Node, int]:
+    """How often each node is used: as an argument (counted per use) or as a root."""
+    uses: dict[g.Node, int] = {}
+    for node in g.postorder(*roots):
+        for arg in node.args:
+            uses[arg] = uses.get(arg, 0) + 1
+    for root in roots:
+        uses[root] = uses.get(root, 0) + 1
+    return uses
+
+
+def _shared_text(roots: Sequence[g.Node], reserved: set[str], style: Style, scalars: frozenset[str],
+                 min_length: int = 12) -> tuple[list[str], list[tuple[str, str]]]:
+    """:func:`with_bindings` in time linear in the graph: each node is printed with the nodes
+    named before it (children first) printed by their names, so no text repeats a shared part.
+
+    Two passes: the first decides which nodes to name (used at least twice, of order at most
+    two, and a text of at least ``min_length`` characters with the names inside it), the second
+    prints with the final names, the most used (then outermost) node getting the first name.
+    """
+    uses = _uses(roots)
+    order = g.postorder(*roots)
+    probe = _Printer(style, True, scalars, share=True)
+    chosen: list[g.Node] = []
+    for node in order:
+        piece = probe.render(node)
+        if uses.get(node, 0) >= 2 and node.args and node.rank <= 2 and len(piece.text) >= min_length:
+            chosen.append(node)
+            probe.names[node] = "r0"  # a stand-in as long as most names
+            piece = Piece(style.name("r0"), ATOM, piece.row, sym=piece.sym)
+        probe.memo[node] = piece
+    spare = (n for n in itertools.chain(_BINDING_NAMES, (f"r{i}" for i in itertools.count(1))) if n not in reserved)
+    position = {node: k for k, node in enumerate(order)}
+    chosen.sort(key=lambda node: (-uses[node], -position[node]))
+    printer = _Printer(style, True, scalars, share=True)
+    printer.names = {node: next(spare) for node in chosen}
+    bindings: list[tuple[str, str]] = []
+    for node in order:
+        piece = printer.render(node)
+        if node in printer.names:
+            name = printer.names[node]
+            bindings.append((name, piece.text))
+            piece = Piece(style.name(name), ATOM, piece.row, sym=piece.sym)
+        printer.memo[node] = piece
+    return [printer.memo[r].text for r in roots], bindings
+
+
 class _Printer:
-    def __init__(self, style: Style, result: bool = False, scalars: frozenset[str] = frozenset()):
+    def __init__(self, style: Style, result: bool = False, scalars: frozenset[str] = frozenset(),
+                 share: bool = False):
         self.style = style
         self.result = result
         self.scalars = scalars
         self.memo: dict[g.Node, Piece] = {}
+        # With `where` names (_shared_text): this printer prints every part itself, so that a
+        # named part is printed by its name everywhere; `names` holds the names, by node.
+        self.share = share
+        self.names: dict[g.Node, str] = {}
+        self._bases: _Printer | None = None
+        self._leaves: _Printer | None = None
+
+    def base_printer(self) -> _Printer:
+        """The printer of reciprocal bases (``a/b``): a typed-expression printer, as ever, kept
+        for the whole call; with ``where`` names, this printer itself (a base may be named)."""
+        if self.share:
+            return self
+        if self._bases is None:
+            self._bases = _Printer(self.style)
+        return self._bases
+
+    def leaf_printer(self) -> _Printer:
+        """The derived-expression printer of the matrix-notation parts of index notation."""
+        if self.share or (self.result and not self.scalars):
+            return self
+        if self._leaves is None:
+            self._leaves = _Printer(self.style, True)
+        return self._leaves
 
     def piece_all(self, order: Sequence[g.Node]) -> None:
         for node in order:
@@ -330,14 +445,14 @@ class _Printer:
             return Piece(st.zeros(node.shape), ATOM)
         if node.rank > 2 and isinstance(node, g.Add | g.Contract):
             # No matrix notation for tensors of order three or more.
-            return Piece(index_notation(node, st), ADD)
+            return Piece(index_notation(node, st, self.leaf_printer()), ADD)
         if isinstance(node, g.Add):
             return self.render_add(node)
         if isinstance(node, g.Contract):
             try:
                 return self.render_contract(node, node.coeff)
             except NotMatrixNotation:
-                return Piece(index_notation(node, st), ATOM)
+                return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
         if isinstance(node, g.Power):
             return self.render_power(node)
         if isinstance(node, g.Compare):
@@ -472,7 +587,7 @@ class _Printer:
         candidates: list[Piece] = []
         for k, candidate in enumerate(orders):
             try:
-                piece, labels = _best_split(candidate, out, st, self.result)
+                piece, labels = _best_split(candidate, out, st, self.result, self.base_printer())
             except NotMatrixNotation:
                 if k == 0 and not self.result:
                     orders.append(_chain_order(items, out))
@@ -570,8 +685,13 @@ class _Item:
     node: g.Node | None
 
 
+# The most operands for which _best_split searches all split points (O(n^3) merges of texts);
+# longer products are associated left to right.
+_DP_WIDTH = 12
+
+
 def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
-                identity: bool = False) -> tuple[Piece, tuple[int, ...]]:
+                identity: bool = False, bases: _Printer | None = None) -> tuple[Piece, tuple[int, ...]]:
     """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only)."""
     n = len(items)
     where: dict[int, list[int]] = {}
@@ -596,12 +716,12 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
         # Derived expressions: fewest transposes, then shortest. Typed ones: shortest.
         return (_transposes(p.text), len(p.text)) if identity else (0, len(p.text))
 
-    if n > 24:
-        # Long products: fold left to right.
+    if n > _DP_WIDTH:
+        # Long products: fold left to right (the search over all splits is cubic in n).
         acc: Best | None = (items[0].piece, items[0].labels, items[0].node)
         for k in range(1, n):
             acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity,
-                           out)
+                           out, bases)
             if acc is None:
                 raise NotMatrixNotation("no matrix-notation order")
         assert acc is not None
@@ -620,7 +740,7 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
                 left, right = best.get((a, split)), best.get((split + 1, b))
                 if left is None or right is None:
                     continue
-                merged = _combine(left, right, set(keep), st, identity, out)
+                merged = _combine(left, right, set(keep), st, identity, out, bases)
                 if merged is not None and (choice is None or cost(merged[0]) < cost(choice[0])):
                     choice = merged
             if choice is not None:
@@ -651,6 +771,7 @@ def _combine(
     st: Style,
     identity: bool = False,
     out: tuple[int, ...] | None = None,
+    bases: _Printer | None = None,
 ) -> tuple[Piece, tuple[int, ...], None] | None:
     """One matrix-notation operation merging two adjacent groups, or None if there is none.
 
@@ -682,7 +803,7 @@ def _combine(
             else:
                 Q, lq = transposed(Q, st), lq[::-1]
         if rq == 0 and _is_reciprocal(nq):
-            base = _base_piece(nq, st)
+            base = _base_piece(nq, st, bases=bases)
             text = st.divide(P.text, base.text) if st.latex else st.divide(paren(P, MUL, st), paren(base, POW, st))
         else:
             text = mul(P, Q)
@@ -694,7 +815,7 @@ def _combine(
                 return Piece(mul(as_row(P, st), as_col(Q, st)), MUL, op="mul"), (), None
             Pc, Qc = (P, Q if Q.row == P.row else transposed(Q, st))
             if _is_reciprocal(nq):
-                text = st.hdivide(paren(Pc, MUL, st), paren(_base_piece(nq, st, Pc.row), POW, st))
+                text = st.hdivide(paren(Pc, MUL, st), paren(_base_piece(nq, st, Pc.row, bases), POW, st))
             else:
                 text = had(Pc, Qc)
             return Piece(text, MUL, Pc.row, op="had"), (i,), None
@@ -748,7 +869,7 @@ def _combine(
             return Piece(st.call("tr", mul(P, Q)), ATOM), (), None
         if not summed:
             if _is_reciprocal(nq) and lq == lp:
-                text = st.hdivide(paren(P, MUL, st), paren(_base_piece(nq, st), POW, st))
+                text = st.hdivide(paren(P, MUL, st), paren(_base_piece(nq, st, bases=bases), POW, st))
             else:
                 text = had(P, Qp)
             return Piece(text, MUL, op="had"), lp, None
@@ -760,10 +881,11 @@ def _combine(
     return None
 
 
-def _base_piece(node: g.Node | None, st: Style, row: bool = False) -> Piece:
-    """The printed base of a reciprocal ``b^-1``, for ``a/b`` and ``a ./ b``."""
+def _base_piece(node: g.Node | None, st: Style, row: bool = False, bases: _Printer | None = None) -> Piece:
+    """The printed base of a reciprocal ``b^-1``, for ``a/b`` and ``a ./ b`` (by ``bases``, a
+    printer whose memo is kept, so that a base is printed once however often it is met)."""
     assert isinstance(node, g.Power)
-    p = _Printer(st).piece(node.args[0])
+    p = (bases if bases is not None else _Printer(st)).piece(node.args[0])
     if node.args[0].rank == 1 and p.row != row:
         p = transposed(p, st)
     return p
@@ -774,10 +896,20 @@ def _base_piece(node: g.Node | None, st: Style, row: bool = False) -> Piece:
 _LETTERS = "ijklabcdefghpqrstuvw"
 
 
-def index_notation(node: g.Node, style: Style = TEXT) -> str:
-    """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i)."""
-    printer = _IndexPrinter(style, _index_letters(node))
-    return printer.render(node, free_indices(node))
+def index_notation(node: g.Node, style: Style = TEXT, leaves: _Printer | None = None) -> str:
+    """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i).
+
+    ``leaves``: the printer (derived-expression mode) for the parts printed in matrix notation;
+    one printer for the whole call, so that each part is printed once. A printer with ``where``
+    names (:func:`with_bindings`) makes a named part a leaf printed by its name.
+    """
+    letters = _index_letters(node)
+    if leaves is not None and leaves.names:
+        # No index is called like a `where` name.
+        taken = set(leaves.names.values())
+        letters = "".join(ch for ch in letters if ch not in taken)
+    printer = _IndexPrinter(style, letters, leaves)
+    return printer.render(node, tuple(letters[: node.rank]))
 
 
 def _index_letters(node: g.Node) -> str:
@@ -795,9 +927,10 @@ class _IndexPrinter:
     """Index notation, rendered top-down (each node with the indices its parent gives it) by an
     explicit work stack, so that deep expressions need no recursion."""
 
-    def __init__(self, style: Style, letters: str = _LETTERS):
+    def __init__(self, style: Style, letters: str = _LETTERS, leaves: _Printer | None = None):
         self.style = style
         self.letters = letters
+        self.matrix = leaves if leaves is not None else _Printer(style, True)
         self.counter = 0
         self.leaves: set[g.Node] = set()  # parts printed as one matrix-notation entry
 
@@ -850,6 +983,8 @@ class _IndexPrinter:
         st = self.style
         if isinstance(node, g.Delta):
             return (f"\\delta_{{{''.join(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"), [], None
+        if node in self.matrix.names:
+            return self.entry(st.name(self.matrix.names[node]), idx), [], None
         if isinstance(node, g.Contract) and node not in self.leaves:
             grouped = self.group_matrix_part(node, idx)
             if grouped is not None:
@@ -887,7 +1022,7 @@ class _IndexPrinter:
                 return out
 
             return None, kids, total
-        text = to_latex(node, result=True) if st.latex else to_text(node, result=True)
+        text = self.matrix.piece(node).text
         if not node.rank:
             return text, [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
@@ -910,7 +1045,7 @@ class _IndexPrinter:
             return None
         part = g.contract([node.args[k] for k in rest], [node.labels[k] for k in rest], tuple(free))
         if isinstance(part, g.Contract):
-            printer = _Printer(self.style, True)
+            printer = self.matrix
             printer.piece_all(g.postorder(*part.args))
             try:
                 printer.contraction_body(part)

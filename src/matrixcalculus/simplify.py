@@ -402,30 +402,54 @@ def _split_coeff(term: g.Node) -> tuple[Fraction, g.Node]:
     return Fraction(1), term
 
 
+_KEYS: weakref.WeakKeyDictionary[g.Node, object] = weakref.WeakKeyDictionary()
+
+
 def canonical_key(node: g.Node) -> object:
     """A key equal for contractions that differ only in the order of their operands (and in the
-    order of a symmetric operand's two labels)."""
+    order of a symmetric operand's two labels).
+
+    The key is the operands in some order with the labels renumbered canonically for that
+    order, so equal keys always mean the same value; the work is in making the order
+    canonical, so that equal values get equal keys as often as possible. Memoised per node
+    (nodes are interned and immutable).
+    """
     if not isinstance(node, g.Contract):
         return node
-    base = sorted(range(len(node.args)), key=lambda k: (node.args[k].digest, _pattern(node, k)))
-    # Operands that tie (the same node with the same pattern, e.g. the three X in X'*C*X*X') can
-    # be taken in any order: try them all (up to a bound) and keep the smallest labelling.
+    known = _KEYS.get(node)
+    if known is None:
+        known = _KEYS[node] = _canonical_key(node)
+    return known
+
+
+# Above this many labellings the search stops trying permutations of operands that tie.
+_MAX_LABELLINGS = 720
+
+
+def _canonical_key(node: g.Contract) -> object:
+    symmetric = [k for k, op in enumerate(node.args) if op.rank == 2 and is_symmetric(op)]
+    colour = _refined_colours(node, set(symmetric))
+    base = sorted(range(len(node.args)), key=lambda k: colour[k])
+    # Operands that still tie after refinement (the same node, placed alike in the index
+    # structure, e.g. the two X in X'*X) can be taken in any order: try them all (up to a
+    # bound) and keep the smallest labelling.
     groups: list[list[int]] = []
     for k in base:
-        if groups and (node.args[groups[-1][0]], _pattern(node, groups[-1][0])) == (node.args[k], _pattern(node, k)):
+        if groups and colour[groups[-1][0]] == colour[k]:
             groups[-1].append(k)
         else:
             groups.append([k])
     candidates = [[]]
     for group in groups:
         # Bounded: the permutations are only generated when there are few of them.
-        if len(group) > 1 and len(candidates) * math.factorial(len(group)) <= 720:
+        if len(group) > 1 and len(candidates) * math.factorial(len(group)) <= _MAX_LABELLINGS:
             perms = list(itertools.permutations(group))
         else:
             perms = [tuple(group)]
         candidates = [c + list(p) for c in candidates for p in perms]
-    symmetric = [k for k, op in enumerate(node.args) if op.rank == 2 and is_symmetric(op)]
     flips = list(itertools.product((False, True), repeat=len(symmetric))) if len(symmetric) <= 6 else [()]
+    if len(candidates) * len(flips) > _MAX_LABELLINGS:
+        flips = [()]
     best = None
     for order in candidates:
         for flip in flips:
@@ -437,6 +461,52 @@ def canonical_key(node: g.Node) -> object:
                 best = key
     assert best is not None
     return ("contract", tuple(node.args[k] for k in base), best[0], best[1])
+
+
+def _refined_colours(node: g.Contract, symmetric: set[int]) -> list[int]:
+    """A colour per operand, equal for operands that the index structure does not tell apart.
+
+    Colour refinement (as in Weisfeiler-Lehman): start from the operand itself and where its
+    labels go (free position, or summed); then repeatedly give each label the colours of the
+    operands and positions it joins, and each operand the colours of its labels, until the
+    number of colours stops growing. The colours depend only on the structure, never on the
+    label numbers or operand order, so isomorphic contractions get the same colours. Without
+    this, a product of k equal factors (the terms of d tr(A^k)/dA) ties all k factors, and
+    the permutation search above cannot tell which labellings to try. A ``symmetric``
+    operand's two labels are not told apart (its labels may be swapped), so the colours do not
+    depend on which way round it is written either.
+    """
+    n = len(node.args)
+    out_pos = {lab: p for p, lab in enumerate(node.out)}
+
+    def position(k: int, pos: int) -> int:
+        return 0 if k in symmetric else pos
+
+    colour = _ranks([(node.args[k].digest, tuple(sorted(_pattern(node, k))) if k in symmetric else _pattern(node, k))
+                     for k in range(n)])
+    count = len(set(colour))
+    while True:
+        joins: dict[int, list[tuple[int, int]]] = {}
+        for k, labs in enumerate(node.labels):
+            for pos, lab in enumerate(labs):
+                joins.setdefault(lab, []).append((colour[k], position(k, pos)))
+        label_colour = {lab: (out_pos.get(lab, -1), tuple(sorted(j))) for lab, j in joins.items()}
+        colour = _ranks([(colour[k], _in_order([label_colour[lab] for lab in node.labels[k]], k in symmetric))
+                         for k in range(n)])
+        new_count = len(set(colour))
+        if new_count == count or new_count == n:
+            return colour
+        count = new_count
+
+
+def _in_order(items: list, unordered: bool) -> tuple:
+    return tuple(sorted(items)) if unordered else tuple(items)
+
+
+def _ranks(signatures: list) -> list[int]:
+    """Each signature replaced by its rank among the distinct signatures (a stable, small colour)."""
+    rank = {sig: r for r, sig in enumerate(sorted(set(signatures)))}
+    return [rank[sig] for sig in signatures]
 
 
 def _pattern(node: g.Contract, k: int) -> tuple:
@@ -495,24 +565,34 @@ def common_coefficient(terms: list[g.Node]) -> g.Node:
     return g.contract([inner], [idx], idx, c)
 
 
+_TERM_KEYS: weakref.WeakKeyDictionary[g.Node, tuple[Fraction, g.Node, object]] = weakref.WeakKeyDictionary()
+
+
+def _term_key(term: g.Node) -> tuple[Fraction, g.Node, object]:
+    """``(coefficient, body, canonical_key(body))`` of a term, memoised: a sum that grows one
+    term at a time (factoring ``A1*x + A2*x + ...``) meets the same terms again and again."""
+    known = _TERM_KEYS.get(term)
+    if known is None:
+        c, body = _split_coeff(term)
+        known = _TERM_KEYS[term] = (c, body, canonical_key(body))
+    return known
+
+
 def merge_like_terms(terms: list[g.Node]) -> list[g.Node]:
     """Add the coefficients of terms that are the same up to a factor; drop zeros."""
-    order: list[object] = []
-    total: dict[object, Fraction] = {}
+    total: dict[object, Fraction] = {}  # in order of first appearance
     body_of: dict[object, g.Node] = {}
     for term in terms:
         if g.is_zero(term):
             continue
-        c, body = _split_coeff(term)
-        key = canonical_key(body)
-        if key not in total:
-            order.append(key)
-            total[key] = Fraction(0)
+        c, body, key = _term_key(term)
+        if key in total:
+            total[key] += c
+        else:
+            total[key] = c
             body_of[key] = body
-        total[key] += c
     result = []
-    for key in order:
-        c = total[key]
+    for key, c in total.items():
         if c == 0:
             continue
         body = body_of[key]
@@ -521,23 +601,112 @@ def merge_like_terms(terms: list[g.Node]) -> list[g.Node]:
     return result
 
 
+# Up to this many terms, factor_common merges pairs greedily in term order, as a person would
+# (the printed forms of small results are the pairwise ones). Above it, each term absorbs every
+# later term it shares a key with in one step: the same value, and linear rather than quadratic
+# in the number of terms, because the pairwise way rebuilds the growing common sum at each step.
+_PAIRWISE_TERMS = 16
+
+
 def factor_common(terms: list[g.Node]) -> list[g.Node]:
-    """``A*x + B*x -> (A + B)*x``: two contractions that differ in one operand share the rest."""
+    """``A*x + B*x -> (A + B)*x``: two contractions that differ in one operand share the rest.
+
+    Up to ``_PAIRWISE_TERMS`` terms, greedy as written: the first pair (in term order) that
+    factors is merged, then the search starts again. Only pairs that share a
+    :func:`_factor_keys` key can factor, so each term is compared with those alone (an index,
+    not all pairs), and a pair that failed is not tried again. Above, :func:`_factor_groups`.
+    """
     terms = list(terms)
+    if len(terms) > _PAIRWISE_TERMS:
+        return _factor_groups(terms)
+    failed: set[tuple[g.Node, g.Node]] = set()
+    while len(terms) > 1:
+        keys = [_factor_keys(t) for t in terms]
+        index: dict[tuple, list[int]] = {}
+        for k, term_keys in enumerate(keys):
+            for _, key in term_keys:
+                index.setdefault(key, []).append(k)
+        found = None
+        for a in range(len(terms)):
+            partners = sorted({b for _, key in keys[a] for b in index[key] if b > a})
+            for b in partners:
+                pair = (terms[a], terms[b])
+                if pair in failed:
+                    continue
+                factored = _factor_pair(*pair)
+                if factored is None:
+                    failed.add(pair)
+                    continue
+                found = (a, b, factored)
+                break
+            if found is not None:
+                break
+        if found is None:
+            break
+        a, b, factored = found
+        terms[a] = factored
+        del terms[b]
+    return terms
+
+
+def _factor_groups(terms: list[g.Node]) -> list[g.Node]:
+    """Factoring for long sums: in term order, each term takes every later term that shares one
+    of its keys (its first key with any partner) into one common sum, in one rebuild; repeated
+    until nothing changes (a factored term has new keys)."""
     changed = True
     while changed and len(terms) > 1:
         changed = False
-        for a in range(len(terms)):
-            for b in range(a + 1, len(terms)):
-                factored = _factor_pair(terms[a], terms[b])
-                if factored is not None:
-                    terms[a] = factored
-                    del terms[b]
-                    changed = True
-                    break
-            if changed:
+        index: dict[tuple, list[tuple[int, int]]] = {}
+        for k, t in enumerate(terms):
+            for q, key in _factor_keys(t):
+                index.setdefault(key, []).append((k, q))
+        consumed = [False] * len(terms)
+        result: list[g.Node] = []
+        for a, t in enumerate(terms):
+            if consumed[a]:
+                continue
+            consumed[a] = True
+            for p, key in _factor_keys(t):
+                partners: dict[int, int] = {}
+                for b, q in index[key]:
+                    if b > a and not consumed[b] and b not in partners:
+                        partners[b] = q
+                if not partners:
+                    continue
+                assert isinstance(t, g.Contract)
+                factored = _factor_group(t, p, [(terms[b], q) for b, q in partners.items()])  # type: ignore[misc]
+                if factored is None:
+                    continue
+                node, used = factored
+                for b, k in zip(partners, used, strict=True):
+                    consumed[b] = consumed[b] or k
+                t = node
+                changed = True
                 break
+            result.append(t)
+        terms = result
     return terms
+
+
+_FACTOR_KEYS: weakref.WeakKeyDictionary[g.Node, tuple] = weakref.WeakKeyDictionary()
+
+
+def _factor_keys(t: g.Node) -> tuple[tuple[int, tuple], ...]:
+    """What a term shares with every term it can factor with (:func:`_factor_at`): for each
+    operand ``p``, the other operands and their labels (aligned as ``_factor_at`` aligns them),
+    the operand's label set and the output. Two terms factor only if they have a key in common.
+    Pairs ``(p, key)``, one per distinct key, in operand order; memoised per node."""
+    if not isinstance(t, g.Contract) or len(t.args) < 2:
+        return ()
+    known = _FACTOR_KEYS.get(t)
+    if known is None:
+        keys: dict[tuple, int] = {}
+        for p in range(len(t.args)):
+            ops, labels = _align(t, p)
+            key = (len(t.args), t.out, tuple(ops[:-1]), tuple(labels[:-1]), tuple(sorted(labels[-1])))
+            keys.setdefault(key, p)
+        known = _FACTOR_KEYS[t] = tuple((p, key) for key, p in keys.items())
+    return known
 
 
 def _factor_pair(t1: g.Node, t2: g.Node) -> g.Node | None:
@@ -577,20 +746,36 @@ def _align(t: g.Contract, first: int) -> tuple[list[g.Node], list[Labels]]:
 
 
 def _factor_at(t1: g.Contract, t2: g.Contract, p: int, q: int) -> g.Node | None:
+    factored = _factor_group(t1, p, [(t2, q)])
+    return None if factored is None else factored[0]
+
+
+def _factor_group(t1: g.Contract, p: int, others: list[tuple[g.Contract, int]]) -> tuple[g.Node, list[bool]] | None:
+    """``t1`` with the terms ``others`` added by factoring: each agrees with ``t1`` except in
+    its operand ``q``, which goes into a common sum with ``t1``'s operand ``p``. Returns the new
+    term and which of ``others`` it took, or None if it took none."""
     ops1, lab1 = _align(t1, p)
-    ops2, lab2 = _align(t2, q)
-    if ops1[:-1] != ops2[:-1] or lab1[:-1] != lab2[:-1]:
+    a_labs = lab1[-1]
+    a = ops1[-1]
+    if len(set(a_labs)) != len(a_labs):
         return None
-    a_labs, b_labs = lab1[-1], lab2[-1]
-    if sorted(a_labs) != sorted(b_labs) or len(set(a_labs)) != len(a_labs):
+    summands = [a]
+    used = []
+    for t2, q in others:
+        ops2, lab2 = _align(t2, q)
+        b_labs = lab2[-1]
+        ok = ops1[:-1] == ops2[:-1] and lab1[:-1] == lab2[:-1] and sorted(a_labs) == sorted(b_labs)
+        if ok:
+            # Express b with a's label order: a permutation of its axes.
+            b_aligned = normal_contract([ops2[-1]], [b_labs], a_labs, t2.coeff / t1.coeff)
+            # The same labels over different dimensions (each summed alone): no common factor.
+            ok = b_aligned.shape == a.shape
+        if ok:
+            summands.append(b_aligned)
+        used.append(ok)
+    if len(summands) == 1:
         return None
-    a, b = ops1[-1], ops2[-1]
-    # Express b with a's label order: a permutation of its axes.
-    perm_out = a_labs
-    b_aligned = normal_contract([b], [b_labs], perm_out, t2.coeff / t1.coeff)
-    if b_aligned.shape != a.shape:
-        return None  # the same labels over different dimensions (each summed alone): no common factor
-    inner = normal_sum([a, b_aligned])
+    inner = normal_sum(summands)
     # Keep the first term's operand order so the printed product reads as it was built, and
     # write the sum untransposed where its terms allow: (A + A')*x, not (A' + A)'*x.
     labs = t1.labels[p]
@@ -599,7 +784,7 @@ def _factor_at(t1: g.Contract, t2: g.Contract, p: int, q: int) -> g.Node | None:
         labs = labs[::-1]
     new_ops = [t1.args[k] if k != p else inner for k in range(len(t1.args))]
     new_labels = [t1.labels[k] if k != p else labs for k in range(len(t1.args))]
-    return normal_contract(new_ops, new_labels, t1.out, t1.coeff)
+    return normal_contract(new_ops, new_labels, t1.out, t1.coeff), used
 
 
 def _transposed_terms(node: g.Add) -> int:
