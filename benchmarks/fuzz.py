@@ -26,6 +26,7 @@ Exit status: 0 when nothing failed, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import multiprocessing as mp
 import os
@@ -40,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import fuzzing as fz  # noqa: E402 - after the path is set
+from tests import fuzzing as fz  # after the path is set
 
 
 def case_for(target: str, seed: int, index: int) -> fz.Case:
@@ -188,7 +189,7 @@ def campaign(args: argparse.Namespace) -> int:
                     yield target, i, case_for(target, args.seed, i).as_json()
 
     stats = {t: Stats() for t, _ in plan}
-    failures = open(args.failures, "w") if args.failures else None  # noqa: SIM115 - kept open for the run
+    failures = open(args.failures, "w") if args.failures else None  # kept open for the whole run
     pool = Pool(args.jobs, args.kill_after, args.memory_mb)
     start = time.perf_counter()
     done = 0
@@ -230,7 +231,8 @@ def print_table(stats: dict[str, Stats], args: argparse.Namespace, elapsed: floa
                      repr(s.slowest_text[:60])))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(str(v).rjust(w) if isinstance(v, int) else str(v).ljust(w) for v, w in zip(r, widths)))
+        cells = (str(v).rjust(w) if isinstance(v, int) else str(v).ljust(w) for v, w in zip(r, widths, strict=True))
+        print("  ".join(cells))
 
 
 def run_atheris(target: str, argv: list[str]) -> None:
@@ -261,6 +263,14 @@ def run_atheris(target: str, argv: list[str]) -> None:
         if out.failed:
             raise AssertionError(f"{out.status}: {out.detail}\ninput: {case.as_json()}")
 
+    # Coverage guidance needs the library instrumented as it is imported: import it afresh (tests/fuzzing.py
+    # imported it already), then reload the targets so they use the instrumented modules.
+    global fz
+    for name in [m for m in sys.modules if m == "matrixcalculus" or m.startswith("matrixcalculus.")]:
+        del sys.modules[name]
+    with atheris.instrument_imports(include=["matrixcalculus"]):
+        import matrixcalculus  # noqa: F401
+    fz = importlib.reload(fz)
     atheris.Setup([sys.argv[0], *argv], one_input)
     atheris.Fuzz()
 

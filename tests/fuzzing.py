@@ -713,7 +713,11 @@ def run_derive(case: Case, orders: Sequence[int] = (1, 2)) -> Outcome:
 
 
 def _dense(a: Any) -> np.ndarray:
-    return np.asarray(a.dense() if isinstance(a, Factored) else a, dtype=np.float64)
+    """A compiled result as a real float64 array; a complex one is a wrong result (a real function)."""
+    out = np.asarray(a.dense() if isinstance(a, Factored) else a)
+    if np.iscomplexobj(out):
+        raise Failure("wrong", f"compiled code returns a complex value: {out.ravel()[:2]}")
+    return out.astype(np.float64)
 
 
 def run_compile(case: Case, hessian: bool = True) -> Outcome:
