@@ -15,7 +15,7 @@ from .differentiation import jacobian_nodes, jvp_node, to_denominator, vjp_nodes
 from .errors import DerivativeError
 from .expression import Expression, Variable, parse
 from .infer import declare
-from .limits import check_nodes, current_limits, exceeded
+from .limits import check_nodes, current_limits, limit_error
 
 Wrt = str | Expression | Variable | Sequence[str | Expression | Variable]
 
@@ -107,7 +107,7 @@ def derivative(
         raise DerivativeError(f"order is a whole number of at least 1, not {order!r}")
     if order > current_limits().max_order:
         # Each order multiplies the work; a huge order would run for ever instead of failing.
-        raise DerivativeError(exceeded("max_order", f"a derivative of order {order:,} was asked for"))
+        raise limit_error(DerivativeError, "max_order", f"a derivative of order {order:,} was asked for")
     expr = _expression(f, types)
     names, single = _names(wrt)
     wrts = [_variable(expr, n, types) for n in names]

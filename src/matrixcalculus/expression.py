@@ -21,7 +21,7 @@ from .errors import EvaluationError, InferenceError, MatrixCalculusError, ParseE
 from .evaluate import bind
 from .evaluate import evaluate as _evaluate
 from .infer import Declared, declare, infer
-from .limits import check_nodes, current_limits, exceeded
+from .limits import check_nodes, current_limits, limit_error
 from .printing import index_notation, to_latex, to_text
 from .syntax import parse_syntax
 
@@ -229,8 +229,8 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
     limit = current_limits().max_length
     if isinstance(text, str) and len(text) > limit:
         # The column points at the first character past the limit.
-        raise ParseError(exceeded("max_length", f"the expression is {len(text):,} characters long"),
-                         text=text, column=limit + 1)
+        raise limit_error(ParseError, "max_length", f"the expression is {len(text):,} characters long",
+                          text=text, column=limit + 1)
     ast = parse_syntax(text)
     node, variables = infer(ast, text, types)
     check_nodes([node], "the expression", ParseError)

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import EvaluationError, MatrixCalculusError
 
@@ -86,10 +86,22 @@ def resource_limits(**overrides: int) -> Iterator[Limits]:
 
 
 def exceeded(name: str, what: str) -> str:
-    """The tail of a message for an exceeded limit: its value and how to raise it."""
+    """The message for an exceeded limit: what, the limit's value, and how to raise it."""
     value = getattr(current_limits(), name)
-    return (f"{what}; the limit is {value:,} ({name}; raise it with "
+    unit = " bytes" if name == "max_array_bytes" else ""
+    return (f"{what}; the limit is {value:,}{unit} ({name}; raise it with "
             f"matrixcalculus.resource_limits({name}=...) or --limit {name}=...)")
+
+
+E = TypeVar("E", bound=MatrixCalculusError)
+
+
+def limit_error(error: type[E], name: str, what: str, **where: Any) -> E:
+    """An error of class ``error`` for the exceeded limit ``name``; ``.limit`` names it (the command
+    line tells these apart from errors of the input itself)."""
+    exc = error(exceeded(name, what), **where)
+    exc.limit = name  # type: ignore[attr-defined]
+    return exc
 
 
 def check_array(shape: tuple[int, ...], what: str) -> None:
@@ -100,7 +112,7 @@ def check_array(shape: tuple[int, ...], what: str) -> None:
     nbytes = 8 * entries
     if nbytes > current_limits().max_array_bytes:
         dims = " x ".join(str(s) for s in shape)
-        raise EvaluationError(exceeded("max_array_bytes", f"{what} would be a {dims} array of {_bytes(nbytes)}"))
+        raise limit_error(EvaluationError, "max_array_bytes", f"{what} would be a {dims} array of {_bytes(nbytes)}")
 
 
 def _bytes(n: int) -> str:
@@ -116,4 +128,4 @@ def check_nodes(roots: Sequence[Any], what: str, error: type[MatrixCalculusError
 
     count = len(postorder(*roots))
     if count > current_limits().max_nodes:
-        raise error(exceeded("max_nodes", f"{what} has {count:,} nodes"))
+        raise limit_error(error, "max_nodes", f"{what} has {count:,} nodes")
