@@ -154,15 +154,16 @@ def evaluate(root: g.Node, values: Mapping[str, Any], dims: Mapping[str, int] | 
 
 # Lowering is linear in the graph but evaluate is called in loops (finite differences): keep
 # the lowered form per root while the root lives (nodes are interned and weakly referenceable).
-_LOWERED: weakref.WeakKeyDictionary[g.Node, tuple[g.Node]] = weakref.WeakKeyDictionary()
+# A root that lowers to itself is stored as None: a value that held its key would keep it alive.
+_LOWERED: weakref.WeakKeyDictionary[g.Node, g.Node | None] = weakref.WeakKeyDictionary()
 
 
 def _lowered(root: g.Node) -> tuple[g.Node]:
-    cached = _LOWERED.get(root)
-    if cached is None:
-        cached = (lower([root])[0],)
-        _LOWERED[root] = cached
-    return cached
+    if root not in _LOWERED:
+        new = lower([root])[0]
+        _LOWERED[root] = None if new is root else new
+    cached = _LOWERED[root]
+    return (root if cached is None else cached,)
 
 
 def _product(shape: tuple[int, ...]) -> int:
