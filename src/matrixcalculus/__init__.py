@@ -20,18 +20,21 @@ from .errors import (
     ShapeError,
 )
 from .expression import Expression, Variable, matrix, parse, scalar, vector
+from .limits import Limits, current_limits, resource_limits
 
 __all__ = [
     "DerivativeError",
     "EvaluationError",
     "Expression",
     "InferenceError",
+    "Limits",
     "MatrixCalculusError",
     "ParseError",
     "ShapeError",
     "Variable",
     "codegen",
     "compile",
+    "current_limits",
     "derivative",
     "gradient",
     "hessian",
@@ -39,6 +42,7 @@ __all__ = [
     "jvp",
     "matrix",
     "parse",
+    "resource_limits",
     "scalar",
     "vector",
     "vjp",

@@ -15,6 +15,7 @@ from .differentiation import jacobian_nodes, jvp_node, to_denominator, vjp_nodes
 from .errors import DerivativeError
 from .expression import Expression, Variable, parse
 from .infer import declare
+from .limits import check_nodes, current_limits, limit_error
 
 Wrt = str | Expression | Variable | Sequence[str | Expression | Variable]
 
@@ -104,12 +105,17 @@ def derivative(
         raise DerivativeError(f"layout is 'numerator' or 'denominator', not {layout!r}")
     if not isinstance(order, int) or isinstance(order, bool) or order < 1:
         raise DerivativeError(f"order is a whole number of at least 1, not {order!r}")
+    if order > current_limits().max_order:
+        # Each order multiplies the work; a huge order would run for ever instead of failing.
+        raise limit_error(DerivativeError, "max_order", f"a derivative of order {order:,} was asked for")
     expr = _expression(f, types)
     names, single = _names(wrt)
     wrts = [_variable(expr, n, types) for n in names]
     nodes = jacobian_nodes(expr.node, wrts)
+    check_nodes(nodes, "the derivative", DerivativeError)
     for _ in range(order - 1):
         nodes = [jacobian_nodes(node, [w])[0] for node, w in zip(nodes, wrts, strict=True)]
+        check_nodes(nodes, "the derivative", DerivativeError)
     if layout == "denominator":
         nodes = [to_denominator(node, expr.node.rank) for node in nodes]
     results = tuple(_result(node, expr, wrts) for node in nodes)
@@ -175,6 +181,7 @@ def vjp(f: str | Expression, wrt: Wrt, cotangent: str | Expression = "g", *,
     wrts = [_variable(expr, n, types) for n in names]
     seed = _named_like(cotangent, expr.shape, expr, "cotangent")
     nodes = vjp_nodes(expr.node, wrts, seed)
+    check_nodes(nodes, "the vector-Jacobian product", DerivativeError)
     extra = [seed] if isinstance(seed, g.Var) else []
     results = tuple(_result(node, expr, [*wrts, *extra]) for node in nodes)
     return results[0] if single else results
@@ -194,4 +201,5 @@ def jvp(f: str | Expression, wrt: str | Expression | Variable, tangent: str | Ex
     w = _variable(expr, names[0], types)
     seed = _named_like(tangent, w.shape, expr, "tangent")
     node = jvp_node(expr.node, w, seed)
+    check_nodes([node], "the Jacobian-vector product", DerivativeError)
     return _result(node, expr, [w] + ([seed] if isinstance(seed, g.Var) else []))

@@ -15,17 +15,27 @@ from typing import Any
 import numpy as np
 
 from . import graph as g
+from .errors import EvaluationError
 from .evaluate import bind, evaluate
+from .limits import check_array, current_limits, limit_error
 
 
 def random_values(variables: Mapping[str, g.Var], size: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
     """Well-conditioned random values: normal entries; square matrices shifted by ``size*I``
     (so inverses and determinants are tame), symmetric ones symmetrised. Symbolic dimensions
     all get ``size``."""
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+        raise EvaluationError(f"the size of the random inputs must be a positive whole number, not {size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise EvaluationError(f"the random seed must be a whole number of at least 0, not {seed!r}")
+    shapes = {name: tuple(d if isinstance(d, int) else size for d in var.shape) for name, var in variables.items()}
+    # Before drawing any: a size such as 10^6 would ask for terabytes.
+    for name, shape in shapes.items():
+        check_array(shape, f"the random value of {name}")
     rng = np.random.default_rng(seed)
     values: dict[str, np.ndarray] = {}
     for name, var in variables.items():
-        shape = tuple(d if isinstance(d, int) else size for d in var.shape)
+        shape = shapes[name]
         value = rng.standard_normal(shape)
         if var.rank == 2 and var.shape[0] == var.shape[1]:
             if var.kind == "symmetric":
@@ -91,6 +101,13 @@ def check_derivative(f: g.Node, derivative: g.Node, wrt: g.Var, values: Mapping[
         return evaluate(target, {**values, wrt.name: x}, dims)
 
     x0 = np.asarray(values[wrt.name], dtype=np.float64)
+    # Two evaluations per entry of the variable, and a result of f.shape + x.shape: refuse
+    # before starting what would not finish.
+    if x0.size > current_limits().max_check_entries:
+        raise limit_error(EvaluationError, "max_check_entries",
+                          f"a finite-difference check perturbs each of the {x0.size:,} entries of {wrt.name}")
+    f_shape = tuple(d if isinstance(d, int) else sizes.get(d, 1) for d in target.shape)
+    check_array(f_shape + x0.shape, "the finite-difference derivative")
     numeric = finite_difference(fn, x0, symmetric=wrt.kind == "symmetric")
     symbolic = np.asarray(evaluate(derivative, values, dims), dtype=np.float64)
     symbolic = np.broadcast_to(symbolic, numeric.shape) if symbolic.shape != numeric.shape else symbolic

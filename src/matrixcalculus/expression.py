@@ -17,10 +17,11 @@ from numbers import Real
 from typing import Any
 
 from . import graph as g
-from .errors import EvaluationError, InferenceError, MatrixCalculusError
+from .errors import EvaluationError, InferenceError, MatrixCalculusError, ParseError
 from .evaluate import bind
 from .evaluate import evaluate as _evaluate
 from .infer import Declared, declare, infer
+from .limits import check_nodes, current_limits, limit_error
 from .printing import index_notation, to_latex, to_text
 from .syntax import parse_syntax
 
@@ -108,19 +109,23 @@ class Expression:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
         return index_notation(self.node)
 
-    def evaluate(self, values: Mapping[str, Any], dims: Mapping[str, int] | None = None) -> Any:
+    def evaluate(self, values: Mapping[str, Any], dims: Mapping[str, int] | None = None, *,
+                 check_finite: bool = True) -> Any:
         """The value for the given arrays (NumPy), e.g. ``{"x": np.ones(3), "A": np.eye(3)}`` -> 3.0.
 
         Values of variables the expression does not mention are allowed; they fix the sizes of
         dimensions (a derivative such as ``eye(n)`` keeps its function's variables for that).
+        A non-finite input or result raises :class:`EvaluationError` naming where it happened
+        (``log of a non-positive entry: x[2] = -1 in log(x)``); ``check_finite=False`` returns
+        IEEE values (nan, inf) instead.
         """
         if not isinstance(values, Mapping):
             raise EvaluationError(f"values are a mapping from variable names to arrays, not {type(values).__name__}")
         context = {n: v.node for n, v in self._context.items() if n in values and n not in self.variables}
         if context:
-            _, sizes = bind(context, values, dims)
+            _, sizes = bind(context, values, dims, check_finite=check_finite)
             dims = {d: s for d, s in sizes.items() if isinstance(d, str)}
-        return _evaluate(self.node, values, dims)
+        return _evaluate(self.node, values, dims, check_finite=check_finite)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Expression) and other.node is self.node
@@ -223,8 +228,14 @@ def _lift(value: Any) -> Expression:
 
 
 def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
+    limit = current_limits().max_length
+    if isinstance(text, str) and len(text) > limit:
+        # The column points at the first character past the limit.
+        raise limit_error(ParseError, "max_length", f"the expression is {len(text):,} characters long",
+                          text=text, column=limit + 1)
     ast = parse_syntax(text)
     node, variables = infer(ast, text, types)
+    check_nodes([node], "the expression", ParseError)
     return Expression(node, variables, text, {k: declare(k, v) for k, v in types.items()})
 
 

@@ -167,14 +167,16 @@ def _linalg(xp: Any, what: str, fn: Callable[[Any], Any], x: Any) -> Any:
     try:
         return fn(x)
     except np.linalg.LinAlgError as exc:
-        raise EvaluationError(f"{what}: {exc}") from None
+        # NumPy says "Singular matrix"; the message names our function (evaluate adds where).
+        reason = "a singular matrix" if "singular" in str(exc).lower() else f"a matrix it cannot factor ({exc})"
+        raise EvaluationError(f"{what} of {reason}") from None
 
 
 def _logdet(xp: Any, x: Any) -> Any:
+    # IEEE values: log of a negative determinant is nan, of a zero one -inf. evaluate turns a
+    # non-finite result into an error naming logdet (docs/conventions.md, domain errors).
     sign, logabs = xp.linalg.slogdet(x)
-    if sign <= 0:
-        raise EvaluationError("logdet: the matrix has a non-positive determinant")
-    return logabs
+    return xp.where(sign > 0, logabs, xp.where(sign < 0, xp.nan, -xp.inf))
 
 
 def _logsumexp(xp: Any, x: Any) -> Any:
