@@ -270,10 +270,10 @@ def test_singular_inverse_is_a_library_error_naming_inv() -> None:
         fn({"A": np.zeros((3, 3)), "x": np.ones(3)})
 
 
-def test_non_finite_output_names_the_output_when_the_interpreter_is_finite() -> None:
-    # exp overflows in both paths; with the check off the compiled value is inf, with it an error.
+def test_non_finite_output_names_the_operation_as_evaluate_does() -> None:
+    # exp overflows in both paths; the compiled call reruns the interpreter to name the operation.
     fn = mc.compile("sum(exp(x))", wrt="x")
-    with pytest.raises(EvaluationError, match="not finite"):
+    with pytest.raises(EvaluationError, match=r"exp overflows: x\[0\] = 1000 in exp\(x\) \(computing the value\)"):
         fn({"x": np.array([1000.0, 0.0])})
 
 
@@ -287,7 +287,7 @@ def test_other_backends_apply_the_policy(backend: str) -> None:
         value, grad = fn({"x": x_ok})
         assert float(value.compute()) == 2.0
         value, grad = fn({"x": x_bad})  # lazy: the check runs when computed
-        with pytest.raises(EvaluationError, match="not finite"):
+        with pytest.raises(EvaluationError, match="exp overflows"):
             grad.compute()
         with pytest.raises(EvaluationError, match="logdet"):
             mc.compile("logdet(X)", wrt="X", backend="dask")({"X": da.from_array(-np.eye(3))})[0].compute()
@@ -301,9 +301,9 @@ def test_other_backends_apply_the_policy(backend: str) -> None:
             return lib.tensor(a, dtype=lib.float64)
     with pytest.raises(EvaluationError, match="logdet"):
         mc.compile("logdet(X)", wrt="X", backend=backend)({"X": arr(-np.eye(3))})
-    with pytest.raises(EvaluationError, match="not finite"):
+    with pytest.raises(EvaluationError, match="exp overflows"):
         mc.compile("sum(exp(x))", wrt="x", backend=backend)({"x": arr(np.array([1000.0, 0.0]))})
-    with pytest.raises(EvaluationError, match="inv|not finite"):
+    with pytest.raises(EvaluationError, match="inv of a singular matrix|inv: "):
         mc.compile("sum(inv(A)*x)", wrt="x", backend=backend)({"A": arr(np.zeros((3, 3))), "x": arr(np.ones(3))})
     value, _ = mc.compile("(-1)^0.5*sum(x)", wrt="x", backend=backend, check_finite=False)({"x": arr(np.ones(2))})
     assert np.isnan(float(value))
