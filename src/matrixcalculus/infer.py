@@ -360,8 +360,8 @@ class _Checker:
             return ("s",)
         if name == "tr":
             need(a[0] == "m", "a square matrix")
-            self.unify(a[1], a[2], node, lambda: f"tr at column {node.column} needs a square matrix, but {self.src(arg)} "
-                       f"is {_describe(a, self.dims)}")
+            self.unify(a[1], a[2], node, lambda: f"tr at column {node.column} needs a square matrix, but "
+                       f"{self.src(arg)} is {_describe(a, self.dims)}")
             return ("s",)
         if name == "diag":
             need(a[0] != "s", "a vector or a square matrix")
