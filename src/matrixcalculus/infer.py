@@ -430,7 +430,7 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     for node in order:
         if node.op == "name" and node.value not in names:
             names.append(node.value)
-    forced = _forced_kinds(ast, declared)
+    forced = _forced_kinds(order, declared)
     undeclared = [n for n in names if n not in declared]
     free = [n for n in undeclared if n not in forced]
     base = {n: declared[n].kind for n in names if n in declared}
@@ -491,10 +491,11 @@ def _kind_error(exc: _Mismatch) -> bool:
     return "cannot" in exc.message or "needs" in exc.message or "'^'" in exc.message
 
 
-def _forced_kinds(ast: Ast, declared: Mapping[str, Declared]) -> dict[str, str]:
-    """Kinds that the expression forces on bare names (the base of ^ is a scalar, ...)."""
+def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[str, str]:
+    """Kinds that the expression forces on bare names (the base of ^ is a scalar, ...); ``order``
+    is the tree's :func:`_dim_walk`, walked once for all of inference."""
     forced: dict[str, str] = {}
-    for node in _dim_walk(ast):
+    for node in order:
         wanted: list[tuple[Ast, str]] = []
         if node.op == "binary" and node.value == "^":
             wanted = [(node.args[0], "scalar"), (node.args[1], "scalar")]
