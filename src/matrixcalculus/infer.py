@@ -25,14 +25,15 @@ appearance, a matrix's columns before its rows (so ``A*x`` has ``x`` of length `
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import graph as g
-from .errors import InferenceError, ShapeError
+from .errors import InferenceError, ParseError, ShapeError
 from .functions import RULES
-from .syntax import DIMENSION_FUNCTIONS, Ast
+from .syntax import DIMENSION_FUNCTIONS, Ast, flatten
 
 TypeSpec = str | tuple
 
@@ -182,8 +183,7 @@ class _Checker:
     def src(self, ast: Ast) -> str:
         if self.text is None:
             return "operand"
-        text = self.text[ast.start:ast.end].strip()
-        return text if len(text) <= 40 else f"{text[:20]} ... {text[-15:]}"
+        return quote(self.text, ast)
 
     def named_dim(self, d: g.Dim) -> int:
         key = str(d) if isinstance(d, str) else f"#{d}"
@@ -191,9 +191,11 @@ class _Checker:
             self.named[key] = self.dims.new(d)
         return self.named[key]
 
-    def unify(self, a: int, b: int, ast: Ast, message: str) -> None:
+    def unify(self, a: int, b: int, ast: Ast, message: Callable[[], str]) -> None:
+        # The message is built only on failure: building it quotes operand text, and doing that
+        # for every node of a long sum would cost time quadratic in the text's length.
         if not self.dims.unify(a, b):
-            raise _Mismatch(message, ast)
+            raise _Mismatch(message(), ast)
 
     def run(self) -> _Checked:
         mt: dict[int, MType] = {}
@@ -246,7 +248,8 @@ class _Checker:
                 cols = self.named_dim(shape[1]) if shape else self.dims.new()
                 if kind == "symmetric":
                     given = "x".join(map(str, shape)) if shape else "not square"
-                    self.unify(rows, cols, node, f"{name} is declared symmetric but its shape {given} is not square")
+                    self.unify(rows, cols, node,
+                               lambda: f"{name} is declared symmetric but its shape {given} is not square")
                 var_dims[name] = (rows, cols)
         d = var_dims[name]
         return {"scalar": ("s",), "vector": ("c",) + d}.get(kind, ("m",) + d)
@@ -270,7 +273,7 @@ class _Checker:
                     f"shape mismatch at column {col}: cannot {verb} {self.src(la)} ({_describe(a, self.dims)}) "
                     f"and {self.src(lb)} ({_describe(b, self.dims)}){hint}", node)
             for da, db in zip(a[1:], b[1:], strict=True):
-                self.unify(da, db, node, self.size_message(node, a, b, "have different shapes"))
+                self.unify(da, db, node, lambda: self.size_message(node, a, b, "have different shapes"))
             return a, None
         if op == "*":
             return self.product(node, a, b), None
@@ -357,14 +360,14 @@ class _Checker:
             return ("s",)
         if name == "tr":
             need(a[0] == "m", "a square matrix")
-            self.unify(a[1], a[2], node, f"tr at column {node.column} needs a square matrix, but {self.src(arg)} "
-                       f"is {_describe(a, self.dims)}")
+            self.unify(a[1], a[2], node, lambda: f"tr at column {node.column} needs a square matrix, but "
+                       f"{self.src(arg)} is {_describe(a, self.dims)}")
             return ("s",)
         if name == "diag":
             need(a[0] != "s", "a vector or a square matrix")
             if a[0] in "cr":
                 return ("m", a[1], a[1])
-            self.unify(a[1], a[2], node, f"diag at column {node.column} needs a vector or a square matrix, "
+            self.unify(a[1], a[2], node, lambda: f"diag at column {node.column} needs a vector or a square matrix, "
                        f"but {self.src(arg)} is {_describe(a, self.dims)}")
             return ("c", a[1])
         rule = RULES[name]
@@ -372,7 +375,7 @@ class _Checker:
             return a
         if name in ("det", "logdet", "inv"):
             need(a[0] == "m", "a square matrix")
-            self.unify(a[1], a[2], node, f"{name} at column {node.column} needs a square matrix, but "
+            self.unify(a[1], a[2], node, lambda: f"{name} at column {node.column} needs a square matrix, but "
                        f"{self.src(arg)} is {_describe(a, self.dims)}")
             return a if name == "inv" else ("s",)
         if name in ("norm1", "norm2"):
@@ -381,6 +384,22 @@ class _Checker:
             need(a[0] in "cr", "a vector")
             return a if name == "softmax" else ("s",)
         raise AssertionError(name)  # pragma: no cover
+
+
+def quote(text: str, ast: Ast, width: int = 40) -> str:
+    """The text of ``ast``, shortened to its two ends when longer than ``width``.
+
+    Only the ends are sliced, so quoting a node that spans most of a long text costs O(width).
+    """
+    start, end = ast.start, ast.end
+    if end - start <= width + 2 * 64:
+        piece = text[start:end].strip()
+        if len(piece) <= width:
+            return piece
+        return f"{piece[:20]} ... {piece[-15:]}"
+    head = text[start:start + 64].lstrip()
+    tail = text[end - 64:end].rstrip()
+    return f"{head[:20]} ... {tail[-15:]}"
 
 
 def _default_kind(name: str) -> str:
@@ -404,12 +423,14 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     if types is not None and not isinstance(types, Mapping):
         raise InferenceError(f"types is a mapping such as {{'A': 'symmetric matrix'}}, not {type(types).__name__}")
     declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
+    if text is not None:
+        text = flatten(text)  # the columns stay; carets line up under one line
     order = _dim_walk(ast)
     names: list[str] = []
     for node in order:
         if node.op == "name" and node.value not in names:
             names.append(node.value)
-    forced = _forced_kinds(ast, declared)
+    forced = _forced_kinds(order, declared)
     undeclared = [n for n in names if n not in declared]
     free = [n for n in undeclared if n not in forced]
     base = {n: declared[n].kind for n in names if n in declared}
@@ -456,20 +477,25 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
         options = "; ".join(
             ", ".join(f"{n} {kinds[n]}" for n in differing) for kinds in [best_kinds, *rivals]
         )
+        # Point at the first occurrence of the first undecided name.
+        first = min((node for node in order if node.op == "name" and node.value == differing[0]),
+                    key=lambda node: node.start)
         raise InferenceError(
-            f"ambiguous types for {', '.join(differing)}: the expression type-checks with {options}. "
-            f"Declare them, e.g. types={{{differing[0]!r}: {best_kinds[differing[0]]!r}}}", text=text)
-    return _build(order, best_kinds, best, declared, names)
+            f"ambiguous types for {', '.join(differing)} (column {first.column}): the expression type-checks "
+            f"with {options}. Declare them, e.g. types={{{differing[0]!r}: {best_kinds[differing[0]]!r}}}",
+            text=text, column=first.column if text else None)
+    return _build(order, best_kinds, best, declared, names, text)
 
 
 def _kind_error(exc: _Mismatch) -> bool:
     return "cannot" in exc.message or "needs" in exc.message or "'^'" in exc.message
 
 
-def _forced_kinds(ast: Ast, declared: Mapping[str, Declared]) -> dict[str, str]:
-    """Kinds that the expression forces on bare names (the base of ^ is a scalar, ...)."""
+def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[str, str]:
+    """Kinds that the expression forces on bare names (the base of ^ is a scalar, ...); ``order``
+    is the tree's :func:`_dim_walk`, walked once for all of inference."""
     forced: dict[str, str] = {}
-    for node in _dim_walk(ast):
+    for node in order:
         wanted: list[tuple[Ast, str]] = []
         if node.op == "binary" and node.value == "^":
             wanted = [(node.args[0], "scalar"), (node.args[1], "scalar")]
@@ -510,7 +536,7 @@ def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict
 
 
 def _build(order: list[Ast], kinds: Mapping[str, str], checked: _Checked, declared: Mapping[str, Declared],
-           names: list[str]) -> tuple[g.Node, dict[str, g.Var]]:
+           names: list[str], text: str | None = None) -> tuple[g.Node, dict[str, g.Var]]:
     dimname = _name_dims(checked, names, set(names))
     variables: dict[str, g.Var] = {}
     for name in names:
@@ -543,12 +569,61 @@ def _build(order: list[Ast], kinds: Mapping[str, str], checked: _Checked, declar
             node = g.scale(-1, kids[0]) if ast.value == "-" else kids[0]
         elif ast.op == "binary":
             a, b = ast.args
+            _check_division(ast, kids[0], kids[1], text)
             node = binary(ast.value, kids[0], kids[1], mt[id(a)], mt[id(b)])
+            _check_constant(ast, node, text)
         else:
             t = mt[id(ast)]
             node = call(ast.value, kids[0], tuple(dimname[d] for d in t[1:]))
         nodes[id(ast)] = node
     return nodes[id(order[-1])], variables
+
+
+def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
+    """A division by a constant zero (``x/0``, ``x./(0*y)``, ``0^-1``) is an error at its column,
+    not a ``ZeroDivisionError`` from folding the constant or an ``inf`` at evaluation."""
+    if ast.value in ("/", "./") and g.is_zero(b):
+        divisor = ast.args[1]
+        column = divisor.start + 1
+        what = "" if divisor.op == "num" or text is None else f": {quote(text, divisor)} is 0"
+        raise ParseError(f"division by zero at column {column}{what}", text=text, column=column if text else None)
+    if (ast.value in ("^", ".^") and g.is_zero(a) and isinstance(b, g.Const) and b.value < 0):
+        column = ast.column
+        where = f": {quote(text, ast)}" if text is not None else ""
+        raise ParseError(f"division by zero at column {column}{where} is 0 to a negative power", text=text,
+                         column=column if text else None)
+
+
+# Folded constants stay within the doubles that evaluation uses (and far from the size where
+# exact arithmetic on them gets slow): 1e200*1e200 is an error, not a 401-digit coefficient.
+_MAX_CONSTANT_BITS = 8000
+
+
+def _check_constant(ast: Ast, node: g.Node, text: str | None) -> None:
+    if isinstance(node, g.Const):
+        value = node.value
+    elif isinstance(node, g.Contract):
+        value = node.coeff
+    else:
+        return
+    top, bottom = value.numerator.bit_length(), value.denominator.bit_length()
+    if top < 900 and bottom < 900:
+        return  # the common case: well inside the range of doubles
+    column = ast.column
+    what = f"the constant factor of {quote(text, ast)}" if text is not None else "a constant factor"
+    try:
+        approx = float(value)
+    except OverflowError:
+        approx = math.inf
+    if math.isinf(approx):
+        problem = "is too large (over 1.8e308)"
+    elif approx == 0:
+        problem = "is too small (under 4.9e-324, it would be 0)"
+    elif top + bottom > _MAX_CONSTANT_BITS:
+        problem = f"has too many digits (over {_MAX_CONSTANT_BITS * 3 // 10} in exact arithmetic)"
+    else:
+        return
+    raise ParseError(f"{what} at column {column} {problem}", text=text, column=column if text else None)
 
 
 def _is_sum(ast: Ast) -> bool:

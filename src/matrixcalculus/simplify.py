@@ -809,10 +809,20 @@ def _factor_same_operands(t1: g.Contract, t2: g.Contract) -> g.Node | None:
 def fold_power(base: g.Node, exponent: g.Node) -> g.Node:
     if isinstance(exponent, g.Const):
         p = exponent.value
-        if isinstance(base, g.Const) and p.denominator == 1 and (base.value != 0 or p > 0):
+        if isinstance(base, g.Const) and p.denominator == 1 and (base.value != 0 or p > 0) and _small_power(base, p):
             return g.const(base.value ** int(p))
         if isinstance(base, g.Ones):
             return base
         if isinstance(base, g.Power) and isinstance(base.args[1], g.Const) and p.denominator == 1:
             return fold_power(base.args[0], g.const(base.args[1].value * p))
     return g.power(base, exponent)
+
+
+def _small_power(base: g.Const, p: Fraction) -> bool:
+    """Whether ``base ** p`` is cheap to fold exactly: at most about 2,000 bits (600 digits).
+
+    Larger powers (``2^99999``) stay powers: folding them would build integers of millions of
+    digits, slowly, for a value that no double holds anyway.
+    """
+    bits = max(base.value.numerator.bit_length(), base.value.denominator.bit_length())
+    return bits * abs(p) <= 2048

@@ -15,6 +15,8 @@ precedence follows MATLAB, from loose to tight::
 from __future__ import annotations
 
 import difflib
+import math
+import re
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -95,6 +97,43 @@ class Ast:
     column: int
 
 
+_NUMBER_PARTS = r"(\d*)\.?(\d*)(?:[eE]([+-]?)(\d+))?"  # re caches it compiled
+# Literals with more significant digits than this are read as the nearest double: exact
+# arithmetic on them costs more than it is worth, and a double is what evaluation uses anyway.
+EXACT_DIGITS = 400
+
+
+def number_value(literal: str, column: int, text: str | None = None) -> Fraction:
+    """The value of a number literal: exact when cheap, else the nearest double.
+
+    A literal in the range of doubles with at most ``EXACT_DIGITS`` significant digits is kept
+    exact (``0.1`` is 1/10); a longer one becomes the shortest decimal of its nearest double.
+    The range is checked with ``float()``, which is correctly rounded and never builds the huge
+    integer that ``Fraction("1e9999999")`` would. A literal beyond the largest double, or a
+    nonzero one below the smallest, is an error rather than a silent ``inf`` or 0.
+    """
+    approx = float(literal)
+    shown = literal if len(literal) <= 30 else f"{literal[:12]}...{literal[-12:]}"
+    if math.isinf(approx):
+        raise ParseError(f"number {shown} at column {column} is too large (over 1.8e308)",
+                         text=text, column=column)
+    whole, fraction, sign, exponent = re.fullmatch(_NUMBER_PARTS, literal).groups()
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return Fraction(0)
+    if approx == 0:
+        raise ParseError(f"number {shown} at column {column} is too small (under 4.9e-324, it would be 0)",
+                         text=text, column=column)
+    significant = digits.rstrip("0")
+    if len(significant) > EXACT_DIGITS:
+        return Fraction(repr(approx))
+    # The value is in the range of doubles and has few digits, so this power of ten is small.
+    shift = (int((exponent or "0").lstrip("0") or "0") * (-1 if sign == "-" else 1)
+             - len(fraction) + len(digits) - len(significant))
+    mantissa = int(significant)
+    return Fraction(mantissa * 10**shift) if shift >= 0 else Fraction(mantissa, 10**-shift)
+
+
 class _Build(Transformer):
     def __init__(self, text: str):
         super().__init__()
@@ -102,7 +141,7 @@ class _Build(Transformer):
 
     def number(self, items: list[Token]) -> Ast:
         (tok,) = items
-        return Ast("num", Fraction(str(tok)), (), tok.start_pos, tok.end_pos, tok.column)
+        return Ast("num", number_value(str(tok), tok.column, self.text), (), tok.start_pos, tok.end_pos, tok.column)
 
     def name(self, items: list[Token]) -> Ast:
         (tok,) = items
@@ -167,10 +206,10 @@ def parse_syntax(text: str) -> Ast:
     """Parse ``text`` into a syntax tree, or raise :class:`ParseError` pointing at the column."""
     if not isinstance(text, str):
         raise ParseError(f"an expression is text, not {type(text).__name__}")
-    if not text.strip():
-        raise ParseError("empty expression")
     # Line breaks are blanks in this language; flattening them keeps columns and carets simple.
-    text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    text = flatten(text)
+    if not text.strip():
+        raise ParseError("empty expression", text=text, column=1)
     try:
         with _LOCK:
             _BUILD.text = text
@@ -197,6 +236,11 @@ def parse_syntax(text: str) -> Ast:
     except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
         raise ParseError(f"cannot parse the input at column {exc.column}", text=text,
                          column=exc.column) from None
+
+
+def flatten(text: str) -> str:
+    """``text`` with line breaks and tabs as spaces: one line, the same columns."""
+    return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
 def _expected(names: set[str] | list[str]) -> str:
