@@ -575,7 +575,10 @@ def _reparse_equal(expr: Any, types: Mapping[str, str], vals: Mapping[str, Any],
     if len(expr.shape) > 2:  # order three or more prints in index notation, which is not input syntax
         return text
     try:
-        again = lib(mc.parse, text, types={k: v for k, v in types.items()})
+        # "The same types" are the types the expression was read with: the declared ones, and the
+        # inferred kind of every other variable (as the command line prints them under a result).
+        inferred = {n: ("symmetric matrix" if v.kind == "symmetric" else v.kind) for n, v in expr.variables.items()}
+        again = lib(mc.parse, text, types={**inferred, **types})
     except mc.MatrixCalculusError as e:
         raise Failure("wrong", f"printed {what} {text!r} does not parse: {str(e).splitlines()[0]}") from None
     dims = _dims(expr, again)

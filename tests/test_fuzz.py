@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import Phase, given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -172,18 +172,6 @@ def test_campaign_kills_a_hang_and_records_it(monkeypatch: pytest.MonkeyPatch) -
 
 # ---------------------------------------------------------------------------- hypothesis over the targets
 
-# Findings whose fixes are on other branches; the lead removes these marks after merging.
-PENDING_PARSE = pytest.mark.xfail(strict=False, reason="fixed on merge: number parsing and constant folding "
-                                                       "errors (findings 4, 8)")
-PENDING_COMPILE = pytest.mark.xfail(strict=False, reason="fixed on merge: compile with several wrt and hostile "
-                                                         "names, one domain policy (findings 1, 2, 3)")
-# While a test is pending, shrinking a known failure only costs CI time (each step of a hang costs
-# the bound); remove this together with the xfail mark, so that new failures shrink again.
-NO_SHRINK = settings(phases=(Phase.explicit, Phase.reuse, Phase.generate))
-
-
-@PENDING_PARSE
-@NO_SHRINK
 @given(cases("parse"))
 def test_any_text_parses_or_gives_a_library_error(case: fz.Case) -> None:
     check("parse", case)
@@ -199,15 +187,11 @@ def test_derivatives_with_hostile_names(case: fz.Case) -> None:
     check("derive", case)
 
 
-@PENDING_COMPILE
-@NO_SHRINK
 @given(cases("compile"))
 def test_compiled_with_several_wrt_equals_evaluated(case: fz.Case) -> None:
     check("compile", case)
 
 
-@PENDING_COMPILE
-@NO_SHRINK
 @given(cases("compile", hostile=1))
 def test_compiled_with_hostile_names_equals_evaluated(case: fz.Case) -> None:
     check("compile", case)
