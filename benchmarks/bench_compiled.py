@@ -205,14 +205,18 @@ def _make_logreg(n: int, rng: np.random.Generator) -> Values:
 
 
 def _make_mf(n: int, rng: np.random.Generator) -> Values:
-    return {"T": rng.standard_normal((n, n)), "U": rng.standard_normal((n, RANK)),
-            "V": rng.standard_normal((n, RANK))}
+    return {"T": rng.standard_normal((n, n)), "U": rng.standard_normal((n, RANK)), "V": rng.standard_normal((n, RANK))}
 
 
 def _make_mlp(n: int, rng: np.random.Generator) -> Values:
-    return {"W1": rng.standard_normal((n, n)) / math.sqrt(n), "x": rng.standard_normal(n),
-            "b1": rng.standard_normal(n), "W2": rng.standard_normal((OUT, n)) / math.sqrt(n),
-            "b2": rng.standard_normal(OUT), "t": rng.standard_normal(OUT)}
+    return {
+        "W1": rng.standard_normal((n, n)) / math.sqrt(n),
+        "x": rng.standard_normal(n),
+        "b1": rng.standard_normal(n),
+        "W2": rng.standard_normal((OUT, n)) / math.sqrt(n),
+        "b2": rng.standard_normal(OUT),
+        "t": rng.standard_normal(OUT),
+    }
 
 
 @dataclass(frozen=True)
@@ -234,18 +238,57 @@ class Problem:
 
 
 PROBLEMS = [
-    Problem("quad", "x'*A*x", "x", {"A": "matrix", "x": "vector"}, ("x", "A"), "A",
-            _make_quad, _quad_grad, _quad_hess, lambda n: n * n,
-            lambda n: {"jax": 4 * 8 * n * n, "torch": 6 * 8 * n * n}),
-    Problem("logreg", "sum(log(1 + exp(-y .* (X*w))))", "w", {"X": "matrix", "y": "vector", "w": "vector"},
-            ("w", "X", "y"), "X", _make_logreg, _logreg_grad, _logreg_hess, lambda n: n * n,
-            lambda n: {"jax": 6 * 8 * 2 * n * n, "torch": 8 * 8 * 2 * n * n}),
-    Problem("mf", "norm2(T - U*V')^2", "U", {"T": "matrix", "U": "matrix", "V": "matrix"}, ("U", "T", "V"), "T",
-            _make_mf, _mf_grad, _mf_hess, lambda n: (RANK * n) ** 2,
-            lambda n: {"jax": 1.2 * 8 * RANK * n**3, "torch": 5.0 * 8 * RANK * n**3}),
-    Problem("mlp", "0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2", "W1",
-            {"W1": "matrix", "x": "vector", "b1": "vector", "W2": "matrix", "b2": "vector", "t": "vector"},
-            ("W1", "x", "b1", "W2", "b2", "t"), "W1", _make_mlp, _mlp_grad, None, lambda n: n**4),
+    Problem(
+        "quad",
+        "x'*A*x",
+        "x",
+        {"A": "matrix", "x": "vector"},
+        ("x", "A"),
+        "A",
+        _make_quad,
+        _quad_grad,
+        _quad_hess,
+        lambda n: n * n,
+        lambda n: {"jax": 4 * 8 * n * n, "torch": 6 * 8 * n * n},
+    ),
+    Problem(
+        "logreg",
+        "sum(log(1 + exp(-y .* (X*w))))",
+        "w",
+        {"X": "matrix", "y": "vector", "w": "vector"},
+        ("w", "X", "y"),
+        "X",
+        _make_logreg,
+        _logreg_grad,
+        _logreg_hess,
+        lambda n: n * n,
+        lambda n: {"jax": 6 * 8 * 2 * n * n, "torch": 8 * 8 * 2 * n * n},
+    ),
+    Problem(
+        "mf",
+        "norm2(T - U*V')^2",
+        "U",
+        {"T": "matrix", "U": "matrix", "V": "matrix"},
+        ("U", "T", "V"),
+        "T",
+        _make_mf,
+        _mf_grad,
+        _mf_hess,
+        lambda n: (RANK * n) ** 2,
+        lambda n: {"jax": 1.2 * 8 * RANK * n**3, "torch": 5.0 * 8 * RANK * n**3},
+    ),
+    Problem(
+        "mlp",
+        "0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2",
+        "W1",
+        {"W1": "matrix", "x": "vector", "b1": "vector", "W2": "matrix", "b2": "vector", "t": "vector"},
+        ("W1", "x", "b1", "W2", "b2", "t"),
+        "W1",
+        _make_mlp,
+        _mlp_grad,
+        None,
+        lambda n: n**4,
+    ),
 ]
 
 
@@ -478,17 +521,29 @@ def _too_slow(rows: list[dict[str, Any]], method: str, args: argparse.Namespace)
     as n^3 from its time at the largest smaller n of the same problem and derivative, where that
     took at least 0.1 s (below, fixed overheads and scheduling noise would make the guess wild)."""
     row = rows[-1]
-    prev = [(r["n"], _cell(r, method).ms) for r in rows[:-1]
-            if (r["problem"], r["derivative"]) == (row["problem"], row["derivative"]) and r["n"] < row["n"]
-            and _cell(r, method).ms is not None]
+    prev = [
+        (r["n"], _cell(r, method).ms)
+        for r in rows[:-1]
+        if (r["problem"], r["derivative"]) == (row["problem"], row["derivative"])
+        and r["n"] < row["n"]
+        and _cell(r, method).ms is not None
+    ]
     if not prev:
         return False
     n0, ms = max(prev)
     return ms >= 100 and ms / 1e3 * (row["n"] / n0) ** 3 > args.max_call
 
 
-def _time_ours(p: Problem, deriv: str, backend: str, values: Values, ref: np.ndarray, cell: Cell,
-               args: argparse.Namespace, dense: bool) -> bool:
+def _time_ours(
+    p: Problem,
+    deriv: str,
+    backend: str,
+    values: Values,
+    ref: np.ndarray,
+    cell: Cell,
+    args: argparse.Namespace,
+    dense: bool,
+) -> bool:
     """Compile and time ours into ``cell``; returns whether the result came back structured."""
     structured = False
     try:
@@ -573,8 +628,10 @@ def _tables(rows: list[dict[str, Any]], methods: list[str], markdown: bool) -> l
         head = key_head + ms_head + ["baseline"] + ratio_head
         lines = [m + r[3:] for m, r in zip(ms_lines, ratio_lines, strict=True)]
         return [_render(head, lines, markdown)]
-    return [_render(key_head + ms_head, ms_lines, markdown),
-            _render(key_head + ["baseline"] + ratio_head, ratio_lines, markdown)]
+    return [
+        _render(key_head + ms_head, ms_lines, markdown),
+        _render(key_head + ["baseline"] + ratio_head, ratio_lines, markdown),
+    ]
 
 
 def _render(head: list[str], lines: list[list[str]], markdown: bool) -> str:
@@ -602,8 +659,10 @@ def _setup_table(rows: list[dict[str, Any]], methods: list[str]) -> str:
         setups = [_cell(row, m).setup_ms for m in cols]
         if all(ms is None for ms in setups):
             continue
-        lines.append([row["problem"], row["derivative"], str(row["n"])]
-                     + [_fmt_ms(ms) if ms is not None else "-" for ms in setups])
+        lines.append(
+            [row["problem"], row["derivative"], str(row["n"])]
+            + [_fmt_ms(ms) if ms is not None else "-" for ms in setups]
+        )
     if not lines:
         return ""
     return _align(head, lines)
@@ -620,12 +679,18 @@ def _notes(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         tag = f"{row['problem']} {row['derivative']} n={row['n']}"
         for m, c in row["cells"].items():
-            if m.startswith("ours") and c.result_type and _is_structured_name(c.result_type) and (
-                    (row["problem"], row["derivative"], c.result_type) not in seen_types):
+            if (
+                m.startswith("ours")
+                and c.result_type
+                and _is_structured_name(c.result_type)
+                and ((row["problem"], row["derivative"], c.result_type) not in seen_types)
+            ):
                 seen_types.add((row["problem"], row["derivative"], c.result_type))
-                notes.append(f"note {row['problem']} {row['derivative']}: ours returns a structured {c.result_type},"
-                             " timed as returned and checked densified; the (dense) columns time"
-                             " mc.compile(..., dense=True)")
+                notes.append(
+                    f"note {row['problem']} {row['derivative']}: ours returns a structured {c.result_type},"
+                    " timed as returned and checked densified; the (dense) columns time"
+                    " mc.compile(..., dense=True)"
+                )
             if c.mismatch:
                 notes.append(f"! {tag} {m}: disagrees with numpy: {c.mismatch}")
             if c.error:
@@ -648,8 +713,11 @@ def _plot(rows: list[dict[str, Any]], methods: list[str], path: str) -> None:
         key = (row["problem"], row["derivative"])
         if key not in panels:
             panels.append(key)
-    panels = [k for k in panels if any(_cell(r, m).ms is not None for r in rows
-                                       if (r["problem"], r["derivative"]) == k for m in methods)]
+    panels = [
+        k
+        for k in panels
+        if any(_cell(r, m).ms is not None for r in rows if (r["problem"], r["derivative"]) == k for m in methods)
+    ]
     if not panels:
         return
     cols = 2
@@ -679,10 +747,12 @@ def _plot(rows: list[dict[str, Any]], methods: list[str], path: str) -> None:
         ax.set_ylabel("median ms")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    fig.suptitle(f"Compiled derivatives, float64, {platform.processor() or platform.machine()}, "
-                 f"{os.cpu_count()} cores", fontsize=10)
+    fig.suptitle(
+        f"Compiled derivatives, float64, {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        fontsize=10,
+    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -723,8 +793,9 @@ def _versions() -> str:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", help="comma-separated n (default 100,1000,3000; --quick: 100,300)")
     ap.add_argument("--quick", action="store_true", help="n = 100, 300 and short budgets")
     ap.add_argument("--backends", default="numpy", help="backends for ours, comma-separated: numpy,torch,jax,dask,cupy")
@@ -732,17 +803,32 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget", type=float, help="seconds of repeats per cell (default 1.5; --quick 0.3)")
     ap.add_argument("--max-repeats", type=int, help="most repeats per cell (default 25; --quick 5)")
     ap.add_argument("--max-hessian-entries", type=float, default=2e8, help="skip dense Hessians larger than this")
-    ap.add_argument("--max-autodiff-gb", type=float, default=8.0,
-                    help="skip jax/torch Hessians whose estimated peak memory is larger")
-    ap.add_argument("--max-call", type=float, default=20.0,
-                    help="skip a method whose call, extrapolated (n^3) from the previous size, exceeds this (s)")
+    ap.add_argument(
+        "--max-autodiff-gb",
+        type=float,
+        default=8.0,
+        help="skip jax/torch Hessians whose estimated peak memory is larger",
+    )
+    ap.add_argument(
+        "--max-call",
+        type=float,
+        default=20.0,
+        help="skip a method whose call, extrapolated (n^3) from the previous size, exceeds this (s)",
+    )
     ap.add_argument("--dask-chunks", type=int, default=4, help="row blocks of the data matrix for ours-dask")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="threads for BLAS, torch and XLA (restarts the script with OMP_NUM_THREADS etc. set);"
-                         " default: each library's own (all cores)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="threads for BLAS, torch and XLA (restarts the script with OMP_NUM_THREADS etc. set);"
+        " default: each library's own (all cores)",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--plot", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "compiled.png"),
-                    help="PNG path, '' for none (default: compiled.png beside this script)")
+    ap.add_argument(
+        "--plot",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "compiled.png"),
+        help="PNG path, '' for none (default: compiled.png beside this script)",
+    )
     ap.add_argument("--json", default="", help="also write the raw figures here")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--quiet", action="store_true", help="no per-cell progress on stderr")
@@ -790,28 +876,36 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args)
     others = _others_share(cpu0, _cpu_snapshot())
     methods = _columns(rows, args.backends)
-    print(f"# {_versions()}; {os.cpu_count()} cores; sizes {args.sizes}; budget {args.budget} s/cell, "
-          f"at most {args.max_repeats} repeats")
+    print(
+        f"# {_versions()}; {os.cpu_count()} cores; sizes {args.sizes}; budget {args.budget} s/cell, "
+        f"at most {args.max_repeats} repeats"
+    )
     print("\n\n".join(_tables(rows, methods, args.markdown)))
-    print("\nms: median per call; '!': disagrees with numpy; baseline: fastest of (numpy, jax.jit) for gradients,"
-          " numpy for Hessians (mf: the dense n x 10 x n x 10 array);\nskip(size): dense Hessian over"
-          f" {args.max_hessian_entries:.0e} entries; skip(mem): jacfwd(jacrev) estimated over"
-          f" {args.max_autodiff_gb} GB; skip(time): a call extrapolated (n^3) over {args.max_call} s.")
+    print(
+        "\nms: median per call; '!': disagrees with numpy; baseline: fastest of (numpy, jax.jit) for gradients,"
+        " numpy for Hessians (mf: the dense n x 10 x n x 10 array);\nskip(size): dense Hessian over"
+        f" {args.max_hessian_entries:.0e} entries; skip(mem): jacfwd(jacrev) estimated over"
+        f" {args.max_autodiff_gb} GB; skip(time): a call extrapolated (n^3) over {args.max_call} s."
+    )
     setup = _setup_table(rows, methods)
     if setup:
         print("\nOne-off costs (ms): mc.compile for ours, the first call (trace + XLA compile) for jax.jit\n" + setup)
     notes = _notes(rows)
     if others is not None and others > 0.1:
-        notes.append(f"warning: other processes used {100 * others:.0f}% of the machine's CPU time during the run, "
-                     "so timings are noisy (rerun on an idle machine)")
+        notes.append(
+            f"warning: other processes used {100 * others:.0f}% of the machine's CPU time during the run, "
+            "so timings are noisy (rerun on an idle machine)"
+        )
     if notes:
         print("\n" + "\n".join(notes))
     if args.plot:
         _plot(rows, methods, args.plot)
         print(f"\nplot: {args.plot}")
     if args.json:
-        data = [{**{k: v for k, v in r.items() if k != "cells"},
-                 "cells": {m: vars(c) for m, c in r["cells"].items()}} for r in rows]
+        data = [
+            {**{k: v for k, v in r.items() if k != "cells"}, "cells": {m: vars(c) for m, c in r["cells"].items()}}
+            for r in rows
+        ]
         with open(args.json, "w") as fh:
             json.dump({"versions": _versions(), "args": vars(args), "rows": data}, fh, indent=1)
     print(f"total {time.perf_counter() - t_start:.0f} s")

@@ -84,45 +84,95 @@ BENCHES: list[Bench] = [
     Bench("a'*X'*b", ("X",), {}, "a:m,1 X:n,m b:n,1", lambda s: s["a"].T * s["X"].T * s["b"]),
     Bench("x'*B*x", ("x",), {}, "x:n,1 B:n,n", lambda s: s["x"].T * s["B"] * s["x"]),
     Bench("b'*X'*X*c", ("X",), {}, "b:n,1 X:m,n c:n,1", lambda s: s["b"].T * s["X"].T * s["X"] * s["c"]),
-    Bench("b'*X'*D*X*c", ("X",), {}, "b:n,1 X:m,n D:m,m c:n,1",
-          lambda s: s["b"].T * s["X"].T * s["D"] * s["X"] * s["c"]),
-    Bench("(x - A*s)'*W*(x - A*s)", ("s",), {"W": SYM}, "x:n,1 A:n,m s:m,1 W:n,n",
-          lambda s: (s["x"] - s["A"] * s["s"]).T * s["W"] * (s["x"] - s["A"] * s["s"])),
+    Bench(
+        "b'*X'*D*X*c", ("X",), {}, "b:n,1 X:m,n D:m,m c:n,1", lambda s: s["b"].T * s["X"].T * s["D"] * s["X"] * s["c"]
+    ),
+    Bench(
+        "(x - A*s)'*W*(x - A*s)",
+        ("s",),
+        {"W": SYM},
+        "x:n,1 A:n,m s:m,1 W:n,n",
+        lambda s: (s["x"] - s["A"] * s["s"]).T * s["W"] * (s["x"] - s["A"] * s["s"]),
+    ),
     Bench("tr(A*X*B)", ("X",), {}, "A:n,n X:n,n B:n,n", lambda s: sp.Trace(s["A"] * s["X"] * s["B"])),
     Bench("tr(X'*B*X)", ("X",), {}, "X:n,m B:n,n", lambda s: sp.Trace(s["X"].T * s["B"] * s["X"])),
-    Bench("tr(A*X*B*X)", ("X",), {}, "A:n,n X:n,n B:n,n",
-          lambda s: sp.Trace(s["A"] * s["X"] * s["B"] * s["X"])),
-    Bench("tr(A*X*B*X'*C)", ("X",), {}, "A:n,n X:n,m B:m,m C:n,n",
-          lambda s: sp.Trace(s["A"] * s["X"] * s["B"] * s["X"].T * s["C"])),
-    Bench("tr((A*X*B + C)*(A*X*B + C)')", ("X",), {}, "A:n,n X:n,n B:n,n C:n,n",
-          lambda s: sp.Trace((s["A"] * s["X"] * s["B"] + s["C"]) * (s["A"] * s["X"] * s["B"] + s["C"]).T)),
+    Bench("tr(A*X*B*X)", ("X",), {}, "A:n,n X:n,n B:n,n", lambda s: sp.Trace(s["A"] * s["X"] * s["B"] * s["X"])),
+    Bench(
+        "tr(A*X*B*X'*C)",
+        ("X",),
+        {},
+        "A:n,n X:n,m B:m,m C:n,n",
+        lambda s: sp.Trace(s["A"] * s["X"] * s["B"] * s["X"].T * s["C"]),
+    ),
+    Bench(
+        "tr((A*X*B + C)*(A*X*B + C)')",
+        ("X",),
+        {},
+        "A:n,n X:n,n B:n,n C:n,n",
+        lambda s: sp.Trace((s["A"] * s["X"] * s["B"] + s["C"]) * (s["A"] * s["X"] * s["B"] + s["C"]).T),
+    ),
     Bench("tr(X*X*X*X)", ("X",), {}, "X:n,n", lambda s: sp.Trace(s["X"] * s["X"] * s["X"] * s["X"])),
     Bench("tr(X)*tr(X)", ("X",), {}, "X:n,n", lambda s: sp.Trace(s["X"]) * sp.Trace(s["X"])),
-    Bench("tr(B'*X'*C*X*X'*C*X*B)", ("X",), {}, "B:n,n X:m,n C:m,m",
-          lambda s: sp.Trace(s["B"].T * s["X"].T * s["C"] * s["X"] * s["X"].T * s["C"] * s["X"] * s["B"])),
+    Bench(
+        "tr(B'*X'*C*X*X'*C*X*B)",
+        ("X",),
+        {},
+        "B:n,n X:m,n C:m,m",
+        lambda s: sp.Trace(s["B"].T * s["X"].T * s["C"] * s["X"] * s["X"].T * s["C"] * s["X"] * s["B"]),
+    ),
     Bench("a'*inv(X)*b", ("X",), {}, "a:n,1 X:n,n b:n,1", lambda s: s["a"].T * s["X"].I * s["b"]),
     Bench("tr(A*inv(X)*B)", ("X",), {}, "A:n,n X:n,n B:n,n", lambda s: sp.Trace(s["A"] * s["X"].I * s["B"])),
-    Bench("tr(inv(X'*C*X)*A)", ("X",), {"C": SYM}, "X:m,n C:m,m A:n,n",
-          lambda s: sp.Trace((s["X"].T * s["C"] * s["X"]).I * s["A"])),
+    Bench(
+        "tr(inv(X'*C*X)*A)",
+        ("X",),
+        {"C": SYM},
+        "X:m,n C:m,m A:n,n",
+        lambda s: sp.Trace((s["X"].T * s["C"] * s["X"]).I * s["A"]),
+    ),
     Bench("inv(X)", ("X",), {}, "X:n,n", lambda s: s["X"].I),
     Bench("det(X)", ("X",), {}, sympy_note="unevaluated"),
     Bench("logdet(X)", ("X",), {}, sympy_note="wrong (0)"),
     Bench("det(inv(X))", ("X",), {}, sympy_note="unevaluated"),
-    Bench("norm2(x - a)", ("x",), {}, "x:n,1 a:n,1",
-          lambda s: sp.sqrt((s["x"] - s["a"]).T * (s["x"] - s["a"]))),
-    Bench("0.5*norm2(W*x - t)^2", ("W",), {}, "W:m,n x:n,1 t:m,1",
-          lambda s: (s["W"] * s["x"] - s["t"]).T * (s["W"] * s["x"] - s["t"]) / 2),
-    Bench("a'*sin(X)*b", ("X",), {}, "a:n,1 X:n,m b:m,1",
-          lambda s: s["a"].T * s["X"].applyfunc(sp.sin) * s["b"]),
-    Bench("a'*log(sin(X))*b", ("X",), {}, "a:n,1 X:n,m b:m,1",
-          lambda s: s["a"].T * s["X"].applyfunc(sp.sin).applyfunc(sp.log) * s["b"]),
-    Bench("x'*A*x + c*sin(y)'*x", ("x",), {"A": SYM, "c": "scalar"}, "x:n,1 A:n,n y:n,1",
-          lambda s: s["x"].T * s["A"] * s["x"] + s["y"].applyfunc(sp.sin).T * s["x"] * sp.Symbol("c" + s["_"])),
+    Bench("norm2(x - a)", ("x",), {}, "x:n,1 a:n,1", lambda s: sp.sqrt((s["x"] - s["a"]).T * (s["x"] - s["a"]))),
+    Bench(
+        "0.5*norm2(W*x - t)^2",
+        ("W",),
+        {},
+        "W:m,n x:n,1 t:m,1",
+        lambda s: (s["W"] * s["x"] - s["t"]).T * (s["W"] * s["x"] - s["t"]) / 2,
+    ),
+    Bench("a'*sin(X)*b", ("X",), {}, "a:n,1 X:n,m b:m,1", lambda s: s["a"].T * s["X"].applyfunc(sp.sin) * s["b"]),
+    Bench(
+        "a'*log(sin(X))*b",
+        ("X",),
+        {},
+        "a:n,1 X:n,m b:m,1",
+        lambda s: s["a"].T * s["X"].applyfunc(sp.sin).applyfunc(sp.log) * s["b"],
+    ),
+    Bench(
+        "x'*A*x + c*sin(y)'*x",
+        ("x",),
+        {"A": SYM, "c": "scalar"},
+        "x:n,1 A:n,n y:n,1",
+        lambda s: s["x"].T * s["A"] * s["x"] + s["y"].applyfunc(sp.sin).T * s["x"] * sp.Symbol("c" + s["_"]),
+    ),
     # SymPy 1.14 raises on W1, b1, W2, b2 and W3 of the 4-layer MLP; it manages the last layer.
-    Bench(MLP, MLP_PARAMS, {}, "W1:m,n x:n,1 b1:m,1 W2:m,m b2:m,1 W3:m,m b3:m,1 W4:m,m b4:m,1 t:m,1",
-          _mlp_sympy, repeats=3),
-    Bench(MLP, ("W4", "b4"), {}, "W1:m,n x:n,1 b1:m,1 W2:m,m b2:m,1 W3:m,m b3:m,1 W4:m,m b4:m,1 t:m,1",
-          _mlp_sympy, repeats=3),
+    Bench(
+        MLP,
+        MLP_PARAMS,
+        {},
+        "W1:m,n x:n,1 b1:m,1 W2:m,m b2:m,1 W3:m,m b3:m,1 W4:m,m b4:m,1 t:m,1",
+        _mlp_sympy,
+        repeats=3,
+    ),
+    Bench(
+        MLP,
+        ("W4", "b4"),
+        {},
+        "W1:m,n x:n,1 b1:m,1 W2:m,m b2:m,1 W3:m,m b3:m,1 W4:m,m b4:m,1 t:m,1",
+        _mlp_sympy,
+        repeats=3,
+    ),
 ]
 
 _fresh = itertools.count()
@@ -188,11 +238,15 @@ def _time_sympy(b: Bench, repeats: int) -> tuple[float | None, str]:
 # Families of expressions by size k: (name, sizes, text of size k, wrt, order).
 SCALING: list[tuple[str, tuple[int, ...], Callable[[int, str], str], str, int]] = [
     ("d tr(A^k)/dA", (5, 10, 20, 40), lambda k, s: "tr(" + "*".join([f"A{s}"] * k) + ")", "A", 1),
-    ("d/dx sum of k x'*A_i*x", (25, 50, 100, 200), lambda k, s: " + ".join(f"x{s}'*A{i}{s}*x{s}" for i in range(k)),
-     "x", 1),
+    (
+        "d/dx sum of k x'*A_i*x",
+        (25, 50, 100, 200),
+        lambda k, s: " + ".join(f"x{s}'*A{i}{s}*x{s}" for i in range(k)),
+        "x",
+        1,
+    ),
     ("d/dx sum(softmax^k(x))", (4, 8, 16, 32), lambda k, s: "sum(" + "softmax(" * k + f"x{s}" + ")" * (k + 1), "x", 1),
-    ("d2/dx2 sum(softmax^k(x))", (2, 4, 8, 16), lambda k, s: "sum(" + "softmax(" * k + f"x{s}" + ")" * (k + 1),
-     "x", 2),
+    ("d2/dx2 sum(softmax^k(x))", (2, 4, 8, 16), lambda k, s: "sum(" + "softmax(" * k + f"x{s}" + ")" * (k + 1), "x", 2),
 ]
 
 
@@ -203,7 +257,7 @@ def _fit(sizes: list[int], times: list[float]) -> float:
     xs = [math.log(k) for k in sizes]
     ys = [math.log(max(t, 1e-7)) for t in times]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 def scaling_table(repeats: int = 3) -> None:
@@ -230,8 +284,10 @@ def scaling_table(repeats: int = 3) -> None:
             print_times.append(statistics.median(p_runs))
             print(f"{name:<26} {k:>5}  {derive_times[-1] * 1e3:10.2f}  {print_times[-1] * 1e3:9.2f}  {chars:>7}")
         # Fitted on the larger sizes, where the constant costs no longer dominate.
-        print(f"{'':<26} {'fit':>5}  {'k^' + format(_fit(list(sizes[1:]), derive_times[1:]), '.2f'):>10}  "
-              f"{'k^' + format(_fit(list(sizes[1:]), print_times[1:]), '.2f'):>9}")
+        print(
+            f"{'':<26} {'fit':>5}  {'k^' + format(_fit(list(sizes[1:]), derive_times[1:]), '.2f'):>10}  "
+            f"{'k^' + format(_fit(list(sizes[1:]), print_times[1:]), '.2f'):>9}"
+        )
     print("fit = exponent of k fitted to the last three sizes (1 is linear).")
 
 
@@ -272,12 +328,16 @@ def main(argv: list[str] | None = None) -> int:
         q = f"{ratio:6.1f}x" if ratio is not None else f"{'':>7}"
         print(f"{label:<{width}}  {ours * 1e3:8.2f}  {cold * 1e3:8.2f}  {t}  {q}  {why}".rstrip())
     print("-" * (width + 40))
-    print(f"median ours (ms): {statistics.median(r[1] for r in rows) * 1e3:.2f};  "
-          f"median ours* (ms): {statistics.median(r[2] for r in rows) * 1e3:.2f};  "
-          f"median ratio sympy/ours* over {len(ratios)} expressions SymPy handles: {statistics.median(ratios):.1f}x")
+    print(
+        f"median ours (ms): {statistics.median(r[1] for r in rows) * 1e3:.2f};  "
+        f"median ours* (ms): {statistics.median(r[2] for r in rows) * 1e3:.2f};  "
+        f"median ratio sympy/ours* over {len(ratios)} expressions SymPy handles: {statistics.median(ratios):.1f}x"
+    )
     print(f"MLP loss = {MLP}")
-    print(f"ours* = distinct variable names each repeat (no shared nodes); ratio = sympy / ours*. "
-          f"total {time.perf_counter() - total:.1f} s")
+    print(
+        f"ours* = distinct variable names each repeat (no shared nodes); ratio = sympy / ours*. "
+        f"total {time.perf_counter() - total:.1f} s"
+    )
     if args.scaling:
         print()
         scaling_table()

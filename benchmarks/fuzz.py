@@ -183,6 +183,7 @@ def campaign(args: argparse.Namespace) -> int:
         def generate() -> Iterator[tuple[str, int, dict[str, Any]]]:
             yield from tasks
     else:
+
         def generate() -> Iterator[tuple[str, int, dict[str, Any]]]:
             for target, n in plan:
                 for i in range(n):
@@ -199,13 +200,27 @@ def campaign(args: argparse.Namespace) -> int:
             done += 1
             bad = status in ("uncaught", "wrong", "timeout") or seconds > args.time_limit
             if bad and failures is not None:
-                failures.write(json.dumps({"target": target, "index": index, "campaign_seed": args.seed,
-                                           "outcome": status, "seconds": round(seconds, 3), "detail": detail,
-                                           "case": case}) + "\n")
+                failures.write(
+                    json.dumps(
+                        {
+                            "target": target,
+                            "index": index,
+                            "campaign_seed": args.seed,
+                            "outcome": status,
+                            "seconds": round(seconds, 3),
+                            "detail": detail,
+                            "case": case,
+                        }
+                    )
+                    + "\n"
+                )
                 failures.flush()
             if bad and args.verbose:
-                print(f"{target}[{index}] {status} {seconds:.2f}s {case['text'][:120]!r} wrt={case['wrt']}: "
-                      f"{detail[:200]}", file=sys.stderr)
+                print(
+                    f"{target}[{index}] {status} {seconds:.2f}s {case['text'][:120]!r} wrt={case['wrt']}: "
+                    f"{detail[:200]}",
+                    file=sys.stderr,
+                )
             if args.progress and done % args.progress == 0:
                 print(f"... {done} inputs, {time.perf_counter() - start:.0f} s", file=sys.stderr)
     finally:
@@ -219,16 +234,41 @@ def campaign(args: argparse.Namespace) -> int:
 
 
 def print_table(stats: dict[str, Stats], args: argparse.Namespace, elapsed: float) -> None:
-    print(f"fuzz campaign: seed {args.seed}, time limit {args.time_limit:g} s, kill after {args.kill_after:g} s, "
-          f"{args.jobs} job(s), {elapsed:.0f} s wall")
-    header = ("target", "inputs", "ok", "lib error", "skipped", "uncaught", "wrong", "timeouts", "> limit",
-              "slowest (s)", "slowest input")
+    print(
+        f"fuzz campaign: seed {args.seed}, time limit {args.time_limit:g} s, kill after {args.kill_after:g} s, "
+        f"{args.jobs} job(s), {elapsed:.0f} s wall"
+    )
+    header = (
+        "target",
+        "inputs",
+        "ok",
+        "lib error",
+        "skipped",
+        "uncaught",
+        "wrong",
+        "timeouts",
+        "> limit",
+        "slowest (s)",
+        "slowest input",
+    )
     rows = []
     for target, s in stats.items():
         c = s.counts
-        rows.append((target, s.inputs, c.get("ok", 0), c.get("error", 0), c.get("skip", 0), c.get("uncaught", 0),
-                     c.get("wrong", 0), c.get("timeout", 0), s.over_limit, f"{s.slowest:.3f}",
-                     repr(s.slowest_text[:60])))
+        rows.append(
+            (
+                target,
+                s.inputs,
+                c.get("ok", 0),
+                c.get("error", 0),
+                c.get("skip", 0),
+                c.get("uncaught", 0),
+                c.get("wrong", 0),
+                c.get("timeout", 0),
+                s.over_limit,
+                f"{s.slowest:.3f}",
+                repr(s.slowest_text[:60]),
+            )
+        )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         cells = (str(v).rjust(w) if isinstance(v, int) else str(v).ljust(w) for v, w in zip(r, widths, strict=True))
@@ -276,21 +316,29 @@ def run_atheris(target: str, argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--parse", type=int, default=0, help="inputs for the parse target (any text)")
     parser.add_argument("--derive", type=int, default=0, help="inputs for the derivative target")
     parser.add_argument("--compile", type=int, default=0, help="inputs for the compile target (several wrt)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=1.0, help="an input slower than this counts as slow")
-    parser.add_argument("--kill-after", type=float, default=None,
-                        help="kill an input's worker after this many seconds (default max(10, 10 * time limit))")
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        default=None,
+        help="kill an input's worker after this many seconds (default max(10, 10 * time limit))",
+    )
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 0))
     parser.add_argument("--memory-mb", type=int, default=4096, help="address-space cap per worker (0: none)")
     parser.add_argument("--failures", default="fuzz-failures.jsonl", help="JSON lines of every failing input")
     parser.add_argument("--replay", help="run the inputs of this JSON-lines file instead of random ones")
-    parser.add_argument("--atheris", choices=("text", "parse", "derive", "compile"),
-                        help="coverage-guided fuzzing of one target with atheris; other arguments go to libFuzzer")
+    parser.add_argument(
+        "--atheris",
+        choices=("text", "parse", "derive", "compile"),
+        help="coverage-guided fuzzing of one target with atheris; other arguments go to libFuzzer",
+    )
     parser.add_argument("--progress", type=int, default=0, help="report every N inputs on stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each failure as it is found")
     args, rest = parser.parse_known_args(argv)

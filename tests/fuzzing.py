@@ -6,7 +6,7 @@ both import this module, so what CI checks and what a campaign checks cannot dri
 * **Grammar.** :func:`expression` builds the text of a random well-typed expression over the
   variables of :data:`TYPES` (scalars ``a, b, c``; vectors ``x, y, z``; matrices ``A, B``; a
   symmetric ``S``, all sizes 3), with every operator and every function of
-  ``matrixcalculus.functions``. It draws through a :class:`Chooser`, so the one grammar serves
+  ``matrixcalculus.ir.functions``. It draws through a :class:`Chooser`, so the one grammar serves
   ``random.Random(seed)`` (:class:`RandomChooser`, the campaign) and hypothesis (a chooser over
   ``draw``, the tests, which then shrink).
   Arguments are kept in their function's domain by construction most of the time (``log`` and
@@ -40,38 +40,125 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 import matrixcalculus as mc
-from matrixcalculus.functions import ELEMENTWISE, MATRIX_FUNCTIONS
-from matrixcalculus.structured import Factored
+from matrixcalculus.compile.structured import Factored
+from matrixcalculus.ir.functions import ELEMENTWISE, MATRIX_FUNCTIONS
 
 T = TypeVar("T")
 N = 3  # every dimension; one size keeps every product well-typed whatever the grammar draws
 
 TYPES: dict[str, str] = {
-    "a": "scalar", "b": "scalar", "c": "scalar",
-    "x": "vector", "y": "vector", "z": "vector",
-    "A": "matrix", "B": "matrix", "S": "symmetric matrix",
+    "a": "scalar",
+    "b": "scalar",
+    "c": "scalar",
+    "x": "vector",
+    "y": "vector",
+    "z": "vector",
+    "A": "matrix",
+    "B": "matrix",
+    "S": "symmetric matrix",
 }
 SHAPE_OF_KIND = {"scalar": (), "vector": (N,), "matrix": (N, N), "symmetric matrix": (N, N)}
 BY_SHAPE: dict[str, tuple[str, ...]] = {
-    "s": ("a", "b", "c"), "v": ("x", "y", "z"), "m": ("A", "B", "S"),
+    "s": ("a", "b", "c"),
+    "v": ("x", "y", "z"),
+    "m": ("A", "B", "S"),
 }
 
 # Names that collide with something: generated temporaries and size variables (t0, _n), the
 # generated module's names (xp, np, _softmax), Python keywords and builtins, our own function and
 # dimension names, float spellings, index-notation letters.
 HOSTILE_NAMES: tuple[str, ...] = (
-    "t0", "t1", "t2", "t5", "_n", "_m", "_", "__", "xp", "np", "_softmax", "_logsumexp", "lambda", "None",
-    "True", "if", "def", "return", "import", "self", "print", "sum_", "exp", "sum", "eye", "n", "m", "e",
-    "inf", "nan", "pi", "i", "j", "delta", "where", "values", "result", "__builtins__", "__class__",
-    "dims", "ones", "out", "x0",
+    "t0",
+    "t1",
+    "t2",
+    "t5",
+    "_n",
+    "_m",
+    "_",
+    "__",
+    "xp",
+    "np",
+    "_softmax",
+    "_logsumexp",
+    "lambda",
+    "None",
+    "True",
+    "if",
+    "def",
+    "return",
+    "import",
+    "self",
+    "print",
+    "sum_",
+    "exp",
+    "sum",
+    "eye",
+    "n",
+    "m",
+    "e",
+    "inf",
+    "nan",
+    "pi",
+    "i",
+    "j",
+    "delta",
+    "where",
+    "values",
+    "result",
+    "__builtins__",
+    "__class__",
+    "dims",
+    "ones",
+    "out",
+    "x0",
 )
 HOSTILE_TEXTS: tuple[str, ...] = (
-    "<script>", "ÿ", "ｘ", "\x00", "∑", "é", "'; import os; '", "__import__('os')", "${x}", "%s", "\\", "\n", "\t",
-    "#", "@", "!", "~", "&", "|", "[1]", "{x}", "x.y", "1_000", "0x10", "1e", ".e1", "..",
+    "<script>",
+    "ÿ",
+    "ｘ",
+    "\x00",
+    "∑",
+    "é",
+    "'; import os; '",
+    "__import__('os')",
+    "${x}",
+    "%s",
+    "\\",
+    "\n",
+    "\t",
+    "#",
+    "@",
+    "!",
+    "~",
+    "&",
+    "|",
+    "[1]",
+    "{x}",
+    "x.y",
+    "1_000",
+    "0x10",
+    "1e",
+    ".e1",
+    "..",
 )
 HUGE_NUMBERS: tuple[str, ...] = (
-    "1e999999", "1e9999999", "1e5000", "1e400", "1e308", "1.8e308", "1e-400", "1e-320", "0", "0.0", "00",
-    "123456789012345678901234567890", "9" * 5000, "0." + "0" * 400 + "1", "1e+308", "2^1024", "4.9e-324",
+    "1e999999",
+    "1e9999999",
+    "1e5000",
+    "1e400",
+    "1e308",
+    "1.8e308",
+    "1e-400",
+    "1e-320",
+    "0",
+    "0.0",
+    "00",
+    "123456789012345678901234567890",
+    "9" * 5000,
+    "0." + "0" * 400 + "1",
+    "1e+308",
+    "2^1024",
+    "4.9e-324",
 )
 
 
@@ -112,8 +199,9 @@ class Gen:
 
 
 def _g(text: str, *parts: Gen, kinks: tuple[str, ...] = (), norms: tuple[str, ...] = ()) -> Gen:
-    return Gen(f"({text})", tuple(k for p in parts for k in p.kinks) + kinks,
-               tuple(k for p in parts for k in p.norms) + norms)
+    return Gen(
+        f"({text})", tuple(k for p in parts for k in p.kinks) + kinks, tuple(k for p in parts for k in p.norms) + norms
+    )
 
 
 # The element-wise functions by domain; a test below checks that these cover the table.
@@ -128,8 +216,9 @@ VECTOR_ONLY = ("softmax", "logsumexp")
 NUMBERS = ("2", "3", "0.5", "1.5", "(1/3)", "10", "1e-3", "0.25")
 
 
-def expression(ch: Chooser, shape: str = "s", depth: int = 3, domain: str = "any", top: bool = True,
-               free: int = 0) -> Gen:
+def expression(
+    ch: Chooser, shape: str = "s", depth: int = 3, domain: str = "any", top: bool = True, free: int = 0
+) -> Gen:
     """A random expression of ``shape`` (``s`` scalar, ``v`` vector, ``m`` matrix) and ``domain``.
 
     ``domain`` is ``any``; ``pos`` (entries > 0, for the values :func:`values` draws); ``unit``
@@ -240,8 +329,9 @@ def expression(ch: Chooser, shape: str = "s", depth: int = 3, domain: str = "any
             return _g(f"{e.text} ./ {f.text}", e, f)
         if op == "cmp":
             e, f, h = sub(shape), sub(shape), sub(shape)
-            return _g(f"({e.text} {ch.choice(('>', '<'))} {f.text}) .* {h.text}", e, f, h,
-                      kinks=(f"{e.text} - {f.text}",))
+            return _g(
+                f"({e.text} {ch.choice(('>', '<'))} {f.text}) .* {h.text}", e, f, h, kinks=(f"{e.text} - {f.text}",)
+            )
         if op == "scale":
             s, e = sub("s"), sub(shape)
             form = ch.choice(("{s}*{e}", "{e}*{s}", "{e}/{p}", "-{e}", "{s} .* {e}"))
@@ -263,6 +353,7 @@ def expression(ch: Chooser, shape: str = "s", depth: int = 3, domain: str = "any
 
     choices: list[Callable[[], Gen]] = [function, function, arithmetic, arithmetic, arithmetic]
     if shape == "s":
+
         def scalar() -> Gen:
             kind = ch.integer(0, 9)
             if kind == 0:
@@ -295,6 +386,7 @@ def expression(ch: Chooser, shape: str = "s", depth: int = 3, domain: str = "any
 
         choices += [scalar, scalar, scalar]
     elif shape == "v":
+
         def vector() -> Gen:
             kind = ch.integer(0, 5)
             if kind == 0:
@@ -317,6 +409,7 @@ def expression(ch: Chooser, shape: str = "s", depth: int = 3, domain: str = "any
 
         choices += [vector, vector]
     else:
+
         def matrix() -> Gen:
             kind = ch.integer(0, 4)
             if kind == 0:
@@ -409,10 +502,28 @@ def mutate(ch: Chooser, text: str, count: int | None = None) -> str:
         elif kind == 9:  # delete one character
             flat = "".join(tokens)
             k = ch.integer(0, max(0, len(flat) - 1))
-            tokens = [flat[:k], flat[k + 1:]]
+            tokens = [flat[:k], flat[k + 1 :]]
         elif kind == 10:  # a call of a function with a wrong argument count or kind
-            tokens.insert(i, ch.choice(("eye(", "ones(3,", "zeros(n,m)*", "sum(", "diag(", "vector(", "matrix(",
-                                        "softmax(", "det(", "eye(0)", "ones(-1)", "eye(1e6)", "ones(1e6,1e6)")))
+            tokens.insert(
+                i,
+                ch.choice(
+                    (
+                        "eye(",
+                        "ones(3,",
+                        "zeros(n,m)*",
+                        "sum(",
+                        "diag(",
+                        "vector(",
+                        "matrix(",
+                        "softmax(",
+                        "det(",
+                        "eye(0)",
+                        "ones(-1)",
+                        "eye(1e6)",
+                        "ones(1e6,1e6)",
+                    )
+                ),
+            )
         else:  # nest: wrap a prefix in many parentheses or a function
             depth = ch.integer(1, 60)
             tokens = ["(" * depth, *tokens, ")" * depth]
@@ -421,10 +532,27 @@ def mutate(ch: Chooser, text: str, count: int | None = None) -> str:
 
 
 SEED_TEXTS: tuple[str, ...] = (
-    "x'*A*x", "B*(A + B)", "S + B", "(S .* S)*(A + S)", "t0'*A*t0 + sum(exp(t0))", "1e9999999*x", "x/0",
-    "(0/0)*x", "0^-1*sum(x)", "logdet(-eye(3))", "softmax(softmax(x))", "tr(A*A*A)", "norm2(A*x - y)^2/2",
-    "sum(log(1 + exp(x)))", "logsumexp(A*x) - y'*A*x", "det(S)*inv(S)*x", "relu(A*x + b)", "a^b + c",
-    "(x > y) .* z", "diag(x)*A*diag(y)", "arcsin(0.5*tanh(x))'*y",
+    "x'*A*x",
+    "B*(A + B)",
+    "S + B",
+    "(S .* S)*(A + S)",
+    "t0'*A*t0 + sum(exp(t0))",
+    "1e9999999*x",
+    "x/0",
+    "(0/0)*x",
+    "0^-1*sum(x)",
+    "logdet(-eye(3))",
+    "softmax(softmax(x))",
+    "tr(A*A*A)",
+    "norm2(A*x - y)^2/2",
+    "sum(log(1 + exp(x)))",
+    "logsumexp(A*x) - y'*A*x",
+    "det(S)*inv(S)*x",
+    "relu(A*x + b)",
+    "a^b + c",
+    "(x > y) .* z",
+    "diag(x)*A*diag(y)",
+    "arcsin(0.5*tanh(x))'*y",
 )
 
 
@@ -477,8 +605,10 @@ def lib(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise
     except Exception as exc:  # the whole point: any other exception class is a bug
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        raise Failure("uncaught", f"{type(exc).__name__}: {str(exc)[:300]} "
-                                  f"(at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})") from None
+        raise Failure(
+            "uncaught",
+            f"{type(exc).__name__}: {str(exc)[:300]} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})",
+        ) from None
 
 
 @dataclass
@@ -494,14 +624,27 @@ class Case:
     point: dict[str, Any] | None = None  # values to use instead of random ones (regressions at a point)
 
     def as_json(self) -> dict[str, Any]:
-        d = {"text": self.text, "types": self.types, "wrt": self.wrt, "seed": self.seed,
-             "kinks": list(self.kinks), "norms": list(self.norms)}
+        d = {
+            "text": self.text,
+            "types": self.types,
+            "wrt": self.wrt,
+            "seed": self.seed,
+            "kinks": list(self.kinks),
+            "norms": list(self.norms),
+        }
         return d if self.point is None else {**d, "point": self.point}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Case:
-        return cls(d["text"], dict(d.get("types", {})), list(d.get("wrt", [])), int(d.get("seed", 0)),
-                   tuple(d.get("kinks", ())), tuple(d.get("norms", ())), d.get("point"))
+        return cls(
+            d["text"],
+            dict(d.get("types", {})),
+            list(d.get("wrt", [])),
+            int(d.get("seed", 0)),
+            tuple(d.get("kinks", ())),
+            tuple(d.get("norms", ())),
+            d.get("point"),
+        )
 
     def values(self, types: Mapping[str, str] | None = None) -> dict[str, Any]:
         out = values(self.types if types is None else types, self.seed)
@@ -587,8 +730,12 @@ def _reparse_equal(expr: Any, types: Mapping[str, str], vals: Mapping[str, Any],
         got = np.asarray(lib(again.evaluate, vals, dims=dims), dtype=np.float64)
     except mc.EvaluationError as e:
         raise Failure("wrong", f"printed {what} {text!r} does not evaluate: {str(e).splitlines()[0]}") from None
-    if not _close(got, np.broadcast_to(want, got.shape) if got.size == want.size else want, 1e-9,
-                  1e-9 * max(1.0, float(np.max(np.abs(want), initial=0.0)))):
+    if not _close(
+        got,
+        np.broadcast_to(want, got.shape) if got.size == want.size else want,
+        1e-9,
+        1e-9 * max(1.0, float(np.max(np.abs(want), initial=0.0))),
+    ):
         raise Failure("wrong", f"printed {what} {text!r} evaluates to {got.ravel()[:4]}, not {want.ravel()[:4]}")
     return text
 
@@ -627,10 +774,12 @@ def finite_difference(fn: Callable[[Any], np.ndarray], x0: Any, symmetric: bool,
     out: np.ndarray | None = None
     gap = 0.0
     for idx, d in _directions(x0.shape, symmetric):
+
         def central(step: float, d: np.ndarray = d) -> np.ndarray:
             plus, minus = x0 + step * d, x0 - step * d
-            return (fn(float(plus) if plus.shape == () else plus)
-                    - fn(float(minus) if minus.shape == () else minus)) / (2 * step)
+            return (
+                fn(float(plus) if plus.shape == () else plus) - fn(float(minus) if minus.shape == () else minus)
+            ) / (2 * step)
 
         coarse, fine = central(h), central(h / 2)
         gap = max(gap, float(np.max(np.abs(fine - coarse), initial=0.0)))
@@ -743,12 +892,16 @@ def run_compile(case: Case, hessian: bool = True) -> Outcome:
                 raise  # both paths refuse the point: agreed
             if not np.all(np.isfinite(want_value)):
                 raise Skip("compiled raises where evaluate gives a non-finite value") from None
-            raise Failure("wrong", f"compiled raises {type(e).__name__} ({str(e).splitlines()[0]}) "
-                                   f"where evaluate gives {want_value.ravel()[:3]}") from None
+            raise Failure(
+                "wrong",
+                f"compiled raises {type(e).__name__} ({str(e).splitlines()[0]}) "
+                f"where evaluate gives {want_value.ravel()[:3]}",
+            ) from None
         if interpreted is not None:
             if all(np.all(np.isfinite(_dense(a))) for a in _flatten(got)):
-                raise Failure("wrong", f"compiled returns finite values where evaluate raises: "
-                                       f"{str(interpreted).splitlines()[0]}")
+                raise Failure(
+                    "wrong", f"compiled returns finite values where evaluate raises: {str(interpreted).splitlines()[0]}"
+                )
             return "both refuse"
         skipped = 0
         wants: list[list[Any]] = [[want_value]]
@@ -771,8 +924,11 @@ def run_compile(case: Case, hessian: bool = True) -> Outcome:
                 scale = max(1.0, float(np.max(np.abs(wi), initial=0.0)))
                 if gi.shape != wi.shape or not _close(gi, wi, 1e-7, 1e-9 * scale):
                     diff = float(np.max(np.abs(gi - wi))) if gi.shape == wi.shape else float("nan")
-                    raise Failure("wrong", f"compiled {kind} for {name} differs from evaluate by {diff:.3g} "
-                                           f"(shapes {gi.shape}, {wi.shape})")
+                    raise Failure(
+                        "wrong",
+                        f"compiled {kind} for {name} differs from evaluate by {diff:.3g} "
+                        f"(shapes {gi.shape}, {wi.shape})",
+                    )
         if skipped:  # compiled may well be right there (stable forms), but nothing could judge it
             raise Skip(f"{skipped} result(s) not finite in the interpreter")
         return "agrees"
@@ -806,8 +962,14 @@ def derive_case(ch: Chooser, seed: int, hostile: int = 3, max_depth: int = 4) ->
     text, types, mapping = _renamed(ch, gen, hostile)
     present = [mapping.get(n, n) for n in variables_in(gen.text)]
     wrt = [ch.choice(present)] if present else []
-    return Case(text, types, wrt, seed, tuple(rename(k, mapping) for k in gen.kinks),
-                tuple(rename(k, mapping) for k in gen.norms))
+    return Case(
+        text,
+        types,
+        wrt,
+        seed,
+        tuple(rename(k, mapping) for k in gen.kinks),
+        tuple(rename(k, mapping) for k in gen.norms),
+    )
 
 
 def compile_case(ch: Chooser, seed: int, hostile: int = 2, max_depth: int = 3) -> Case:
@@ -839,5 +1001,4 @@ def parse_case(ch: Chooser, seed: int) -> Case:
     return Case(rename(text, mapping), types, [], seed)
 
 
-CASES: dict[str, Callable[[Chooser, int], Case]] = {"parse": parse_case, "derive": derive_case,
-                                                     "compile": compile_case}
+CASES: dict[str, Callable[[Chooser, int], Case]] = {"parse": parse_case, "derive": derive_case, "compile": compile_case}

@@ -17,8 +17,13 @@ TIMEOUT_S = 60  # a guard against hangs (--order 1000000000 used to run for ever
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "matrixcalculus.cli", *args], capture_output=True, text=True,
-                          input=stdin, timeout=TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, "-m", "matrixcalculus.cli", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=TIMEOUT_S,
+    )
 
 
 def assert_one_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
@@ -30,26 +35,32 @@ def assert_one_error(result: subprocess.CompletedProcess[str], fragment: str) ->
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["x'*A*x", "--wrt", "x", "--order", "50"], "max_order"),
-    (["x'*A*x", "--wrt", "x", "--order", "1000000000"], "order 1,000,000,000"),
-    (["x'*A*x", "--wrt", "x", "--order", "0"], "order is a whole number of at least 1"),
-    (["x", "--evaluate", "--seed", "-1"], "--seed must be at least 0"),
-    (["x", "--evaluate", "--size", "0"], "--size must be at least 1"),
-    (["x'*A*x", "--wrt", "x", "--size", "1000000", "--check"], "max_array_bytes"),
-    (["x'*x", "--wrt", "x", "--size", "1000000", "--check"], "max_check_entries"),
-    (["sum(ones(1e6,1e6))", "--evaluate"], "ones(1000000,1000000) would be a 1000000 x 1000000 array"),
-    (["x", "--order", "two"], "invalid int value"),
-    (["x", "--no-such-flag"], "unrecognized arguments"),
-    (["x", "--limit", "max_speed=3"], "--limit takes NAME=NUMBER"),
-    (["x", "--limit", "max_order=0"], "positive whole number"),
-    (["sum(log(x))", "--wrt", "x", "--check"], "at the random inputs (size 3, seed 0): log of a non-positive entry"),
-    (["sum(exp(10000*x))", "--evaluate"], "exp overflows"),
-    # The parser's own fix (another change) makes these library errors; either way: one line.
-    (["1e5000*x"], ""),
-    (["x/0"], ""),
-    (["(0/0)*x"], ""),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["x'*A*x", "--wrt", "x", "--order", "50"], "max_order"),
+        (["x'*A*x", "--wrt", "x", "--order", "1000000000"], "order 1,000,000,000"),
+        (["x'*A*x", "--wrt", "x", "--order", "0"], "order is a whole number of at least 1"),
+        (["x", "--evaluate", "--seed", "-1"], "--seed must be at least 0"),
+        (["x", "--evaluate", "--size", "0"], "--size must be at least 1"),
+        (["x'*A*x", "--wrt", "x", "--size", "1000000", "--check"], "max_array_bytes"),
+        (["x'*x", "--wrt", "x", "--size", "1000000", "--check"], "max_check_entries"),
+        (["sum(ones(1e6,1e6))", "--evaluate"], "ones(1000000,1000000) would be a 1000000 x 1000000 array"),
+        (["x", "--order", "two"], "invalid int value"),
+        (["x", "--no-such-flag"], "unrecognized arguments"),
+        (["x", "--limit", "max_speed=3"], "--limit takes NAME=NUMBER"),
+        (["x", "--limit", "max_order=0"], "positive whole number"),
+        (
+            ["sum(log(x))", "--wrt", "x", "--check"],
+            "at the random inputs (size 3, seed 0): log of a non-positive entry",
+        ),
+        (["sum(exp(10000*x))", "--evaluate"], "exp overflows"),
+        # The parser's own fix (another change) makes these library errors; either way: one line.
+        (["1e5000*x"], ""),
+        (["x/0"], ""),
+        (["(0/0)*x"], ""),
+    ],
+)
 def test_failures_are_one_line_and_status_2(args, fragment):
     assert_one_error(run(*args), fragment)
 
@@ -67,15 +78,21 @@ def test_expression_from_standard_input():
 
 
 def test_expression_from_standard_input_beyond_the_length_limit():
-    assert_one_error(run("-", "--limit", "max_length=100", stdin="x+" * 100 + "x"),
-                     "standard input has more than 100 characters")
+    assert_one_error(
+        run("-", "--limit", "max_length=100", stdin="x+" * 100 + "x"), "standard input has more than 100 characters"
+    )
 
 
 def test_a_closed_pipe_exits_silently():
     # The reader goes away (as `| head -c 1` does) before the command writes: the command reads
     # its expression from standard input, so closing our end of its output first orders it.
-    proc = subprocess.Popen([sys.executable, "-m", "matrixcalculus.cli", "-", "--wrt", "x"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matrixcalculus.cli", "-", "--wrt", "x"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
     proc.stdin.write(b"x'*A*x")

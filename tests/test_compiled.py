@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import matrixcalculus as mc
-from matrixcalculus.check import random_values
-from matrixcalculus.structured import Factored
+from matrixcalculus.compile.structured import Factored
+from matrixcalculus.numeric.check import random_values
 
 CASES = [
     # (function, wrt, types)
@@ -107,8 +107,9 @@ def test_standalone_source_needs_only_numpy() -> None:
 
 def test_logistic_regression_is_blas_and_broadcasting_without_einsum() -> None:
     # X'*diag(s)*X runs as (X * s[:, None]).T @ X: a broadcast scaling, then one matrix product.
-    source = mc.codegen("sum(log(1 + exp(-y .* (X*w))))", "w", ("value", "gradient", "hessian"),
-                        sizes={"n": 2000, "m": 1000})
+    source = mc.codegen(
+        "sum(log(1 + exp(-y .* (X*w))))", "w", ("value", "gradient", "hessian"), sizes={"n": 2000, "m": 1000}
+    )
     assert "einsum" not in source
     assert re.search(r"\[:, None\] \* X\)", source), source
     assert re.search(r"\.T @ X\)", source), source
@@ -172,12 +173,16 @@ def test_dask_gradient_over_a_tall_chunked_matrix_matches_numpy() -> None:
     y = np.sign(rng.standard_normal(4000))
     w = rng.standard_normal(20) * 0.1
     t = rng.standard_normal(4000)
-    for f, values in [("sum(log(1 + exp(-y .* (X*w))))", {"X": X, "y": y, "w": w}),
-                      ("0.5*norm2(X*w - t)^2", {"X": X, "t": t, "w": w})]:
+    for f, values in [
+        ("sum(log(1 + exp(-y .* (X*w))))", {"X": X, "y": y, "w": w}),
+        ("0.5*norm2(X*w - t)^2", {"X": X, "t": t, "w": w}),
+    ]:
         numpy_fn = mc.compile(f, wrt="w", derivatives=("value", "gradient", "hessian"))
         dask_fn = mc.compile(f, wrt="w", derivatives=("value", "gradient", "hessian"), backend="dask")
-        chunked = {k: da.from_array(v, chunks=(500,) + v.shape[1:]) if v.shape[0] == 4000 else da.from_array(v)
-                   for k, v in values.items()}
+        chunked = {
+            k: da.from_array(v, chunks=(500,) + v.shape[1:]) if v.shape[0] == 4000 else da.from_array(v)
+            for k, v in values.items()
+        }
         lazy = dask_fn(chunked)
         import dask
 
@@ -209,7 +214,7 @@ def test_other_backends_match_numpy(backend: str) -> None:
 
 
 def test_auto_backend_follows_the_arrays() -> None:
-    from matrixcalculus.compiled import backend_of
+    from matrixcalculus.compile.runtime import backend_of
 
     assert backend_of([np.ones(2)]) == "numpy"
     fn = mc.compile("x'*A*x", wrt="x", backend="auto")

@@ -12,7 +12,7 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 import matrixcalculus as mc
-from matrixcalculus.structured import Factored
+from matrixcalculus.compile.structured import Factored
 
 from .test_random_derivatives import TYPES, _values, problems
 
@@ -31,8 +31,10 @@ def test_compiled_equals_interpreted(problem, data) -> None:
     kinds = ("value", "gradient") + (("hessian",) if not f.shape else ())
     fn = mc.compile(f, wrt=wrt, derivatives=kinds, types=TYPES)
     got = fn(values)
-    want = [value] + [np.asarray(mc.derivative(f, wrt, types=TYPES, order=k).evaluate(values), dtype=float)
-                      for k in range(1, len(kinds))]
+    want = [value] + [
+        np.asarray(mc.derivative(f, wrt, types=TYPES, order=k).evaluate(values), dtype=float)
+        for k in range(1, len(kinds))
+    ]
     for kind, g, w in zip(kinds, got, want, strict=True):
         g = np.asarray(g.dense() if isinstance(g, Factored) else g, dtype=float)
         assume(np.all(np.isfinite(w)))

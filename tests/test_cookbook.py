@@ -65,8 +65,15 @@ class Row:
         return f"({self.eq}) d{o}[{self.expr}]/d{self.wrt}"
 
 
-def row(eq: str, expr: str, wrt: str, *expected: str, types: Mapping[str, Any] | None = None,
-        positive: tuple[str, ...] = (), order: int = 1) -> Row:
+def row(
+    eq: str,
+    expr: str,
+    wrt: str,
+    *expected: str,
+    types: Mapping[str, Any] | None = None,
+    positive: tuple[str, ...] = (),
+    order: int = 1,
+) -> Row:
     return Row(eq, expr, wrt, expected, dict(types or {}), positive, order)
 
 
@@ -82,11 +89,15 @@ ROWS: list[Row] = [
     # rectangular A (n x m), X (m x p), B (p x n): the general form
     row("-", "det(A*X*B)", "X", "det(A*X*B)*A'*inv(A*X*B)'*B'", types={"X": ("m", "p")}),
     row("51", "det(X'*A*X)", "X", "2*det(X'*A*X)*A*X*inv(X'*A*X)", types={**TALL, "A": SYM}),
-    row("52", "det(X'*A*X)", "X",
+    row(
+        "52",
+        "det(X'*A*X)",
+        "X",
         "det(X'*A*X)*(A*X*inv(X'*A*X) + A'*X*inv(X'*A'*X))",
         # inv(X'*A'*X) written as inv(X'*A*X)'
         "det(X'*A*X)*(A*X*inv(X'*A*X) + A'*X*inv(X'*A*X)')",
-        types=TALL),
+        types=TALL,
+    ),
     row("53", "log(det(X'*X))", "X", "2*X*inv(X'*X)", types=TALL),
     row("53", "logdet(X'*X)", "X", "2*X*inv(X'*X)", types=TALL),
     row("55", "log(abs(det(X)))", "X", "inv(X)'"),
@@ -168,22 +179,37 @@ ROWS: list[Row] = [
     row("121", "tr(X*X*X)", "X", "3*(X*X)'", "3*X'*X'"),
     row("121", "tr(X*X*X*X)", "X", "4*(X*X*X)'", "4*X'*X'*X'"),
     row("122", "tr(A*X*X)", "X", "(A*X + X*A)'", "X'*A' + A'*X'"),
-    row("123", "tr(B'*X'*C*X*X'*C*X*B)", "X",
-        "C*X*X'*C*X*B*B' + C'*X*B*B'*X'*C'*X + C*X*B*B'*X'*C*X + C'*X*X'*C'*X*B*B'"),
+    row(
+        "123",
+        "tr(B'*X'*C*X*X'*C*X*B)",
+        "X",
+        "C*X*X'*C*X*B*B' + C'*X*B*B'*X'*C'*X + C*X*B*B'*X'*C*X + C'*X*X'*C'*X*B*B'",
+    ),
     # ---------------------------------------------------------------- 2.5.4 traces, other
-    row("125", "tr(inv(X'*C*X)*A)", "X", "-C*X*inv(X'*C*X)*(A + A')*inv(X'*C*X)",
-        types={**TALL, "C": SYM}),
-    row("126", "tr(inv(X'*C*X)*(X'*B*X))", "X",
+    row("125", "tr(inv(X'*C*X)*A)", "X", "-C*X*inv(X'*C*X)*(A + A')*inv(X'*C*X)", types={**TALL, "C": SYM}),
+    row(
+        "126",
+        "tr(inv(X'*C*X)*(X'*B*X))",
+        "X",
         "-2*C*X*inv(X'*C*X)*X'*B*X*inv(X'*C*X) + 2*B*X*inv(X'*C*X)",
-        types={**TALL, "B": SYM, "C": SYM}),
-    row("127", "tr(inv(A + X'*C*X)*(X'*B*X))", "X",
+        types={**TALL, "B": SYM, "C": SYM},
+    ),
+    row(
+        "127",
+        "tr(inv(A + X'*C*X)*(X'*B*X))",
+        "X",
         "-2*C*X*inv(A + X'*C*X)*X'*B*X*inv(A + X'*C*X) + 2*B*X*inv(A + X'*C*X)",
-        types={**TALL, "A": SYM, "B": SYM, "C": SYM}),
+        types={**TALL, "A": SYM, "B": SYM, "C": SYM},
+    ),
     # ---------------------------------------------------------------- 2.6, 2.7 norms
     row("129", "norm2(x - a)", "x", "(x - a)/norm2(x - a)"),
-    row("130", "(x - a)/norm2(x - a)", "x",
+    row(
+        "130",
+        "(x - a)/norm2(x - a)",
+        "x",
         "eye(n)/norm2(x - a) - (x - a)*(x - a)'/norm2(x - a)^3",
-        "eye(n)/norm2(x - a) - norm2(x - a)^-3*(x - a)*(x - a)'"),
+        "eye(n)/norm2(x - a) - norm2(x - a)^-3*(x - a)*(x - a)'",
+    ),
     row("131", "norm2(x)^2", "x", "2*x"),
     row("131", "x'*x", "x", "2*x"),
     row("-", "norm2(x)", "x", "x/norm2(x)"),
@@ -222,8 +248,23 @@ ROWS: list[Row] = [
 # Distributed or uncombined forms (A*(2*B + 2*C) vs 2*A*(B + C), M + M' vs 2*M) stay different.
 
 SCALAR_FUNCTIONS = {"det", "logdet", "tr", "norm1", "norm2", "sum", "logsumexp"}
-ELEMENTWISE = {"exp", "log", "sin", "cos", "tan", "tanh", "sqrt", "abs", "sign", "relu", "sigmoid", "softplus",
-               "arcsin", "arccos", "arctan"}
+ELEMENTWISE = {
+    "exp",
+    "log",
+    "sin",
+    "cos",
+    "tan",
+    "tanh",
+    "sqrt",
+    "abs",
+    "sign",
+    "relu",
+    "sigmoid",
+    "softplus",
+    "arcsin",
+    "arccos",
+    "arctan",
+}
 _TOKEN = re.compile(r"\s*(\d+(?:\.\d+)?|[A-Za-z_]\w*|\.\*|\./|\.\^|[-+*/^'()\[\],<>])")
 
 Node = tuple[Any, ...]
@@ -256,7 +297,7 @@ class _Reader:
 
     def read(self) -> Node:
         node = self.sum()
-        assert self.peek() is None, f"trailing {self.t[self.i:]}"
+        assert self.peek() is None, f"trailing {self.t[self.i :]}"
         return node
 
     def sum(self) -> Node:
@@ -372,8 +413,12 @@ def _t(n: Node) -> Node:
     if kind == "T":
         return n[1]
     if kind == "mul":
-        return ("mul", n[1], tuple(sorted((f for f in n[2] if _is_scalar(f)), key=_show))
-                + tuple(_t(f) for f in reversed([f for f in n[2] if not _is_scalar(f)])))
+        return (
+            "mul",
+            n[1],
+            tuple(sorted((f for f in n[2] if _is_scalar(f)), key=_show))
+            + tuple(_t(f) for f in reversed([f for f in n[2] if not _is_scalar(f)])),
+        )
     if kind == "add":
         return ("add", tuple(sorted((_t(x) for x in n[1]), key=_show)))
     if kind in ("emul",):
@@ -552,7 +597,8 @@ def test_values_match_finite_differences(r: Row) -> None:
                 ei[i] += H2
                 ej[j] += H2
                 fd[(*i, *j)] = (at(x0 + ei + ej) - at(x0 + ei - ej) - at(x0 - ei + ej) + at(x0 - ei - ej)) / (
-                    4 * H2 * H2)
+                    4 * H2 * H2
+                )
         _close(ours, fd, RTOL2, f"{r.id}: {d}")
 
 
@@ -564,28 +610,36 @@ def test_printed_form_is_as_compact_as_the_cookbook(r: Row) -> None:
     assert normal_form(ours) in accepted, f"{r.id}: we print {ours!r}; the cookbook writes {r.expected[0]!r}"
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("B*X + B'*X", "B'*X+B*X"),
-    ("-a + b", "b - a"),
-    ("det(X)*inv(X)'", "(det(X)*inv(X))'"),
-    ("A'*B'", "(B*A)'"),
-    ("A'*X'*B' + B'*X'*A'", "(B*X*A)' + (A*X*B)'"),
-    ("det(X'*A*X)*(A*X*inv(X'*A*X) + A'*X*inv(X'*A'*X))", "det(X'*A*X)*(A*X*inv(X'*A*X) + A'*X*inv(X'*A*X)')"),
-    ("eye(n)/norm2(x - a) - (x - a)*(x - a)'/norm2(x - a)^3",
-     "-norm2(x - a)^-3*(x - a)*(x - a)' + eye(n)/norm2(x - a)"),
-    ("delta(i,l)*((B*X)')[j,k]", "delta(i,l)*(B*X)[k,j]"),
-    ("2*x .* a", "a .* (2*x)"),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("B*X + B'*X", "B'*X+B*X"),
+        ("-a + b", "b - a"),
+        ("det(X)*inv(X)'", "(det(X)*inv(X))'"),
+        ("A'*B'", "(B*A)'"),
+        ("A'*X'*B' + B'*X'*A'", "(B*X*A)' + (A*X*B)'"),
+        ("det(X'*A*X)*(A*X*inv(X'*A*X) + A'*X*inv(X'*A'*X))", "det(X'*A*X)*(A*X*inv(X'*A*X) + A'*X*inv(X'*A*X)')"),
+        (
+            "eye(n)/norm2(x - a) - (x - a)*(x - a)'/norm2(x - a)^3",
+            "-norm2(x - a)^-3*(x - a)*(x - a)' + eye(n)/norm2(x - a)",
+        ),
+        ("delta(i,l)*((B*X)')[j,k]", "delta(i,l)*(B*X)[k,j]"),
+        ("2*x .* a", "a .* (2*x)"),
+    ],
+)
 def test_normal_form_undoes_layout(a: str, b: str) -> None:
     assert normal_form(a) == normal_form(b)
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("2*inv(M)", "inv(M) + inv(M)'"),
-    ("2*A'*(A*X*B + C)*B'", "A'*(2*A*X*B + 2*C)*B'"),
-    ("A*B", "B*A"),
-    ("2*sum(X)*ones(m,n)", "2*(X'*ones(m))'*ones(n)*ones(m)*ones(n)'"),
-    ("det(X)*inv(X)'", "det(X)*inv(X)"),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("2*inv(M)", "inv(M) + inv(M)'"),
+        ("2*A'*(A*X*B + C)*B'", "A'*(2*A*X*B + 2*C)*B'"),
+        ("A*B", "B*A"),
+        ("2*sum(X)*ones(m,n)", "2*(X'*ones(m))'*ones(n)*ones(m)*ones(n)'"),
+        ("det(X)*inv(X)'", "det(X)*inv(X)"),
+    ],
+)
 def test_normal_form_keeps_differences_of_size(a: str, b: str) -> None:
     assert normal_form(a) != normal_form(b)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import matrixcalculus as mc
-from matrixcalculus.check import check_derivative, random_values
-from matrixcalculus.graph import postorder
+from matrixcalculus.ir.graph import postorder
+from matrixcalculus.numeric.check import check_derivative, random_values
 
 
 def _same(text: str, expected: str) -> bool:
@@ -69,8 +69,12 @@ def test_worked_example(f: str, wrt: str, types: dict | None, expected: str) -> 
     expr = mc.parse(f, types=types)
     values = random_values(expr.node_variables(), size=4, seed=2)
     n = 4
-    np.testing.assert_allclose(np.asarray(reparsed.evaluate(values, dims={"n": n, "m": n})),
-                               np.asarray(d.evaluate(values)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(reparsed.evaluate(values, dims={"n": n, "m": n})),
+        np.asarray(d.evaluate(values)),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     assert d.latex()
 
 
@@ -136,8 +140,9 @@ def test_layout_denominator_is_the_transpose() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "matrixcalculus.cli", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "matrixcalculus.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_cli_prints_derivative_types_and_check() -> None:
@@ -166,8 +171,9 @@ def test_cli_options() -> None:
     assert "df/dx = A'" in out.stdout
 
 
-@pytest.mark.parametrize("bad", [["x'*A*", "--wrt", "x"], ["x'*A*x", "--wrt", "1x"], ["A*x", "--types", "A=3x4",
-                                                                                     "x=5"]])
+@pytest.mark.parametrize(
+    "bad", [["x'*A*", "--wrt", "x"], ["x'*A*x", "--wrt", "1x"], ["A*x", "--types", "A=3x4", "x=5"]]
+)
 def test_cli_bad_input_exits_2_without_traceback(bad: list[str]) -> None:
     out = _cli(*bad)
     assert out.returncode == 2

@@ -27,16 +27,42 @@ import matrixcalculus as mc
 # ---------------------------------------------------------------------------- types and values
 
 TYPES: dict[str, Any] = {
-    "a": "scalar", "b": "scalar", "c": "scalar",
-    "x": (3,), "y": (3,), "z": (2,), "w": (3,), "t": (4,),
-    "A": (3, 3), "B": (3, 3), "C": (3, 2), "D": (2, 3), "W": (4, 3), "R": (4, 3), "X": (3, 3),
-    "S": "symmetric matrix", "P": "symmetric matrix",
+    "a": "scalar",
+    "b": "scalar",
+    "c": "scalar",
+    "x": (3,),
+    "y": (3,),
+    "z": (2,),
+    "w": (3,),
+    "t": (4,),
+    "A": (3, 3),
+    "B": (3, 3),
+    "C": (3, 2),
+    "D": (2, 3),
+    "W": (4, 3),
+    "R": (4, 3),
+    "X": (3, 3),
+    "S": "symmetric matrix",
+    "P": "symmetric matrix",
 }
 SHAPES: dict[str, tuple[int, ...]] = {
-    "a": (), "b": (), "c": (),
-    "x": (3,), "y": (3,), "z": (2,), "w": (3,), "t": (4,),
-    "A": (3, 3), "B": (3, 3), "C": (3, 2), "D": (2, 3), "W": (4, 3), "R": (4, 3), "X": (3, 3),
-    "S": (3, 3), "P": (3, 3),
+    "a": (),
+    "b": (),
+    "c": (),
+    "x": (3,),
+    "y": (3,),
+    "z": (2,),
+    "w": (3,),
+    "t": (4,),
+    "A": (3, 3),
+    "B": (3, 3),
+    "C": (3, 2),
+    "D": (2, 3),
+    "W": (4, 3),
+    "R": (4, 3),
+    "X": (3, 3),
+    "S": (3, 3),
+    "P": (3, 3),
 }
 SYMMETRIC = {"S", "P"}
 
@@ -79,8 +105,9 @@ def _directions(shape: tuple[int, ...], symmetric: bool) -> Iterator[tuple[tuple
         yield idx, direction
 
 
-def central_difference(fn: Callable[[dict[str, Any]], Any], values: Mapping[str, Any], wrt: str,
-                       symmetric: bool = False, h: float = H) -> np.ndarray:
+def central_difference(
+    fn: Callable[[dict[str, Any]], Any], values: Mapping[str, Any], wrt: str, symmetric: bool = False, h: float = H
+) -> np.ndarray:
     """``d fn / d values[wrt]`` by central differences: shape ``fn(values).shape + wrt.shape``."""
     x0 = np.asarray(values[wrt], dtype=np.float64)
     result: np.ndarray | None = None
@@ -158,7 +185,7 @@ def with_wrt_dims(dims: dict[str, int], result_shape: tuple, wrt_shape: tuple[in
     """Add the sizes of the variable's axes (the trailing axes of a numerator-layout result)."""
     out = dict(dims)
     if wrt_shape:
-        for d, n in zip(result_shape[-len(wrt_shape):], wrt_shape, strict=True):
+        for d, n in zip(result_shape[-len(wrt_shape) :], wrt_shape, strict=True):
             if isinstance(d, str):
                 out[d] = n
     return out
@@ -178,10 +205,21 @@ def E(fn: str, domain: str) -> list[Rule]:  # noqa: N802 - short table construct
 
 
 ELEMENTWISE_RULES = [
-    *E("exp", "normal"), *E("log", "positive"), *E("sin", "normal"), *E("cos", "normal"),
-    *E("tan", "unit"), *E("tanh", "normal"), *E("sqrt", "positive"), *E("abs", "away"),
-    *E("sign", "away"), *E("relu", "away"), *E("sigmoid", "normal"), *E("softplus", "normal"),
-    *E("arcsin", "unit"), *E("arccos", "unit"), *E("arctan", "normal"),
+    *E("exp", "normal"),
+    *E("log", "positive"),
+    *E("sin", "normal"),
+    *E("cos", "normal"),
+    *E("tan", "unit"),
+    *E("tanh", "normal"),
+    *E("sqrt", "positive"),
+    *E("abs", "away"),
+    *E("sign", "away"),
+    *E("relu", "away"),
+    *E("sigmoid", "normal"),
+    *E("softplus", "normal"),
+    *E("arcsin", "unit"),
+    *E("arccos", "unit"),
+    *E("arctan", "normal"),
 ]
 
 MATRIX_FUNCTION_RULES = [
@@ -395,8 +433,7 @@ JACOBIAN_RULES = [
     Rule("sqrt(exp(x))", ("x",)),
     Rule("sigmoid(C)'*x", ("C", "x")),
     Rule("a'*sin(X)*b", ("X",), types={"a": (3,), "b": (3,)}, shapes={"a": (3,), "b": (3,)}),
-    Rule("a'*log(sin(X))*b", ("X",), {"X": "positive"}, types={"a": (3,), "b": (3,)},
-         shapes={"a": (3,), "b": (3,)}),
+    Rule("a'*log(sin(X))*b", ("X",), {"X": "positive"}, types={"a": (3,), "b": (3,)}, shapes={"a": (3,), "b": (3,)}),
 ]
 
 ALL_RULES = ELEMENTWISE_RULES + MATRIX_FUNCTION_RULES + OPERATOR_RULES + JACOBIAN_RULES
@@ -480,9 +517,23 @@ def test_second_derivative(rule: Rule, wrt: str) -> None:
 
 
 LAYOUT_CASES = [
-    ("x'*A*x", "x"), ("x'*A*x", "A"), ("A*x", "x"), ("A*x", "A"), ("W*x", "W"), ("C'*x", "C"),
-    ("exp(x)", "x"), ("R'*R", "R"), ("x*y'", "x"), ("a*x", "a"), ("a*C", "C"), ("inv(A)", "A"),
-    ("softmax(W*x)", "W"), ("x'*S*x", "S"), ("S*x", "S"), ("det(A)", "A"), ("a^3", "a"),
+    ("x'*A*x", "x"),
+    ("x'*A*x", "A"),
+    ("A*x", "x"),
+    ("A*x", "A"),
+    ("W*x", "W"),
+    ("C'*x", "C"),
+    ("exp(x)", "x"),
+    ("R'*R", "R"),
+    ("x*y'", "x"),
+    ("a*x", "a"),
+    ("a*C", "C"),
+    ("inv(A)", "A"),
+    ("softmax(W*x)", "W"),
+    ("x'*S*x", "S"),
+    ("S*x", "S"),
+    ("det(A)", "A"),
+    ("a^3", "a"),
 ]
 
 
@@ -496,7 +547,7 @@ def test_denominator_layout_is_the_transpose(text: str, wrt: str) -> None:
     assert len(den_expr.shape) == num.ndim
     # In denominator layout the variable's axes come first.
     dims = dict(p.dims)
-    for d, n in zip(den_expr.shape[:len(p.wrt_shape)], p.wrt_shape, strict=True):
+    for d, n in zip(den_expr.shape[: len(p.wrt_shape)], p.wrt_shape, strict=True):
         if isinstance(d, str):
             dims[d] = n
     den = np.asarray(den_expr.evaluate(p.values, dims=dims), dtype=np.float64)
@@ -518,10 +569,26 @@ def test_denominator_layout_of_a_scalar_hessian_is_the_hessian(text: str, wrt: s
 
 
 PRODUCT_CASES = [
-    ("A*x", "A"), ("A*x", "x"), ("x'*A*x", "x"), ("x'*A*x", "A"), ("exp(x)", "x"), ("W*x", "W"),
-    ("R'*R", "R"), ("inv(A)", "A"), ("softmax(x)", "x"), ("C'*A*C", "C"), ("x*y'", "y"),
-    ("a*x", "a"), ("tanh(W*x + t)", "W"), ("x'*S*x", "S"), ("S*x", "S"), ("sin(C)", "C"),
-    ("diag(x)", "x"), ("diag(A)", "A"), ("a^2", "a"), ("sum(C)", "C"),
+    ("A*x", "A"),
+    ("A*x", "x"),
+    ("x'*A*x", "x"),
+    ("x'*A*x", "A"),
+    ("exp(x)", "x"),
+    ("W*x", "W"),
+    ("R'*R", "R"),
+    ("inv(A)", "A"),
+    ("softmax(x)", "x"),
+    ("C'*A*C", "C"),
+    ("x*y'", "y"),
+    ("a*x", "a"),
+    ("tanh(W*x + t)", "W"),
+    ("x'*S*x", "S"),
+    ("S*x", "S"),
+    ("sin(C)", "C"),
+    ("diag(x)", "x"),
+    ("diag(A)", "A"),
+    ("a^2", "a"),
+    ("sum(C)", "C"),
 ]
 
 
@@ -546,8 +613,7 @@ def test_vjp_contracts_the_jacobian_with_the_cotangent(text: str, wrt: str) -> N
     assert got.shape == p.wrt_shape
     assert_close(got, expected, lambda: f"vjp of {text} w.r.t. {wrt}: {v}")
     # and against finite differences of <g, f>
-    fd = central_difference(lambda vals: np.sum(np.asarray(g) * p.evaluate(p.f, vals)), p.values, wrt,
-                            p.symmetric)
+    fd = central_difference(lambda vals: np.sum(np.asarray(g) * p.evaluate(p.f, vals)), p.values, wrt, p.symmetric)
     assert_close(got, fd, lambda: f"vjp of {text} w.r.t. {wrt} against finite differences: {v}")
 
 
@@ -641,8 +707,7 @@ def test_absent_variable_gives_zeros_of_the_right_shape(text: str, wrt: str, sha
 # ---------------------------------------------------------------------------- kinks
 
 
-def _at(text: str, wrt: str, values: dict[str, Any], order: int = 1, types: dict[str, Any] | None = None
-        ) -> np.ndarray:
+def _at(text: str, wrt: str, values: dict[str, Any], order: int = 1, types: dict[str, Any] | None = None) -> np.ndarray:
     d = mc.derivative(text, wrt, types={**TYPES, **(types or {})}, order=order)
     return np.asarray(d.evaluate(values), dtype=np.float64)
 
@@ -657,7 +722,8 @@ def test_relu_derivative_at_zero_is_zero() -> None:
     w, xv = np.array([1.0, 2.0, 0.0]), np.array([1.0, -0.5, 3.0])
     assert _at("relu(w'*x + b)", "b", {"w": w, "x": xv, "b": 0.0}, types={"b": "scalar"}) == 0.0
     np.testing.assert_array_equal(
-        _at("relu(w'*x + b)", "w", {"w": w, "x": xv, "b": 0.0}, types={"b": "scalar"}), np.zeros(3))
+        _at("relu(w'*x + b)", "w", {"w": w, "x": xv, "b": 0.0}, types={"b": "scalar"}), np.zeros(3)
+    )
 
 
 def test_abs_derivative_at_zero_is_zero() -> None:

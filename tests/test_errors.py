@@ -239,8 +239,15 @@ def test_no_arguments(text):
 
 @pytest.mark.parametrize(
     ("text", "arg"),
-    [("eye(x+1)", "x+1"), ("eye(0)", "0"), ("eye(2.5)", "2.5"), ("eye(-1)", "-1"), ("ones(x')", "x'"),
-     ("zeros(3, n*2)", "n*2"), ("ones(sin(n))", "sin(n)")],
+    [
+        ("eye(x+1)", "x+1"),
+        ("eye(0)", "0"),
+        ("eye(2.5)", "2.5"),
+        ("eye(-1)", "-1"),
+        ("ones(x')", "x'"),
+        ("zeros(3, n*2)", "n*2"),
+        ("ones(sin(n))", "sin(n)"),
+    ],
 )
 def test_dimension_function_takes_dimensions(text, arg):
     exc = parse_error(text)
@@ -303,10 +310,10 @@ def _code_lines(text: str) -> dict[int, str]:
 
 
 # The one exec in the package runs the source that codegen generated from the graph (names are
-# identifiers the parser checked; no user text is ever spliced in): compiled.py, these two lines.
+# identifiers the parser checked; no user text is ever spliced in): compile/runtime.py, these two lines.
 GENERATED_CODE_EXEC = {
-    ("compiled.py", 'code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")'),
-    ("compiled.py", "exec(code, namespace)"),
+    ("runtime.py", 'code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")'),
+    ("runtime.py", "exec(code, namespace)"),
 }
 
 
@@ -330,7 +337,7 @@ def test_source_never_calls_eval_or_exec():
                 called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
                 if isinstance(f, ast.Attribute) and not (isinstance(f.value, ast.Name) and f.value.id == "builtins"):
                     continue  # a method such as node.evaluate(...) or re.compile
-                if path.name == "compiled.py" and node.lineno in allowed_lines:
+                if path.name == "runtime.py" and node.lineno in allowed_lines:
                     continue
                 assert called not in {"eval", "exec", "compile", "__import__"}, f"{path.name}:{node.lineno}"
     assert len(allowed_lines) == len(GENERATED_CODE_EXEC)
@@ -566,9 +573,17 @@ def test_builders_with_conflicting_kinds():
     mentions(str(info.value), "x", "vector", "scalar")
 
 
-@pytest.mark.parametrize("build", [lambda: mc.vector("1x"), lambda: mc.vector("x y"), lambda: mc.scalar(3),
-                                   lambda: mc.matrix("A", 3), lambda: mc.vector("x") + "y",
-                                   lambda: mc.vector("x") + None])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: mc.vector("1x"),
+        lambda: mc.vector("x y"),
+        lambda: mc.scalar(3),
+        lambda: mc.matrix("A", 3),
+        lambda: mc.vector("x") + "y",
+        lambda: mc.vector("x") + None,
+    ],
+)
 def test_bad_builder_input(build):
     with pytest.raises(mc.MatrixCalculusError):
         build()
@@ -627,8 +642,9 @@ def test_mismatched_sizes_name_both_sources(text, values, words):
 
 
 def test_symmetric_matrix_given_a_non_symmetric_value():
-    exc = evaluation_error("x'*A*x", {"x": np.ones(3), "A": np.arange(9.0).reshape(3, 3)},
-                           types={"A": "symmetric matrix"})
+    exc = evaluation_error(
+        "x'*A*x", {"x": np.ones(3), "A": np.arange(9.0).reshape(3, 3)}, types={"A": "symmetric matrix"}
+    )
     mentions(str(exc), "A", "symmetric")
     # A symmetric value passes.
     e = mc.parse("x'*A*x", types={"A": "symmetric matrix"})
@@ -731,9 +747,47 @@ def test_evaluation_errors_do_not_leak_other_exception_types():
 # ---------------------------------------------------------------------------- fuzzing
 
 _PIECES = [
-    "x", "y", "A", "B", "a", "2", "0.5", "1e-3", "+", "-", "*", "/", ".*", "./", ".^", "^", "'", ">", "<",
-    "(", ")", ",", " ", "sin(", "exp(", "sum(", "tr(", "det(", "inv(", "softmax(", "norm2(", "eye(", "ones(",
-    "zeros(", "diag(", "sine(", "$", ".", "@", "[", "\n",
+    "x",
+    "y",
+    "A",
+    "B",
+    "a",
+    "2",
+    "0.5",
+    "1e-3",
+    "+",
+    "-",
+    "*",
+    "/",
+    ".*",
+    "./",
+    ".^",
+    "^",
+    "'",
+    ">",
+    "<",
+    "(",
+    ")",
+    ",",
+    " ",
+    "sin(",
+    "exp(",
+    "sum(",
+    "tr(",
+    "det(",
+    "inv(",
+    "softmax(",
+    "norm2(",
+    "eye(",
+    "ones(",
+    "zeros(",
+    "diag(",
+    "sine(",
+    "$",
+    ".",
+    "@",
+    "[",
+    "\n",
 ]
 
 

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 import matrixcalculus as mc
-from matrixcalculus.functions import RULES
+from matrixcalculus.ir.functions import RULES
 
 from . import fuzzing as fz
 
@@ -162,8 +162,9 @@ def test_campaign_kills_a_hang_and_records_it(monkeypatch: pytest.MonkeyPatch) -
     pool = fuzz.Pool(1, kill_after=0.5, memory_mb=0)
     try:
         start = time.perf_counter()
-        results = list(pool.run(iter([("hang", 0, fz.Case("x", {}).as_json()),
-                                      ("parse", 1, fz.Case("x'*A*x", {}).as_json())])))
+        results = list(
+            pool.run(iter([("hang", 0, fz.Case("x", {}).as_json()), ("parse", 1, fz.Case("x'*A*x", {}).as_json())]))
+        )
         assert time.perf_counter() - start < 10
     finally:
         pool.close()
@@ -171,6 +172,7 @@ def test_campaign_kills_a_hang_and_records_it(monkeypatch: pytest.MonkeyPatch) -
 
 
 # ---------------------------------------------------------------------------- hypothesis over the targets
+
 
 @given(cases("parse"))
 def test_any_text_parses_or_gives_a_library_error(case: fz.Case) -> None:
@@ -207,8 +209,9 @@ def _records() -> list[Any]:
             continue
         record = json.loads(line)
         marks = [pytest.mark.xfail(strict=False, reason=record["pending"])] if "pending" in record else []
-        params.append(pytest.param(record, id=f"{number}-{record['target']}-{record['case']['text'][:30]}",
-                                   marks=marks))
+        params.append(
+            pytest.param(record, id=f"{number}-{record['target']}-{record['case']['text'][:30]}", marks=marks)
+        )
     return params
 
 

@@ -153,12 +153,19 @@ CASES = [
     case("x'*A'*y", (), {"x": vec(), "A": mat("m", "n"), "y": vec("m")}, lambda v: v["x"] @ v["A"].T @ v["y"]),
     # ------------------------------------------------------------ / by a scalar
     case("x/2", ("n",), {"x": vec()}, lambda v: v["x"] / 2),
-    case("A/a", ("m", "n"), {"A": mat(), "a": sc()}, lambda v: v["A"] / v["a"], types={"a": "scalar"},
-         values="positive"),
+    case(
+        "A/a", ("m", "n"), {"A": mat(), "a": sc()}, lambda v: v["A"] / v["a"], types={"a": "scalar"}, values="positive"
+    ),
     case("(x'*y)/a", (), {"x": vec(), "y": vec(), "a": sc()}, lambda v: (v["x"] @ v["y"]) / v["a"], values="positive"),
     case("x/(1 + a)", ("n",), {"x": vec(), "a": sc()}, lambda v: v["x"] / (1 + v["a"]), values="positive"),
-    case("a/b/c", (), {"a": sc(), "b": sc(), "c": sc()}, lambda v: v["a"] / v["b"] / v["c"], types=SCALARS_ABC,
-         values="positive"),
+    case(
+        "a/b/c",
+        (),
+        {"a": sc(), "b": sc(), "c": sc()},
+        lambda v: v["a"] / v["b"] / v["c"],
+        types=SCALARS_ABC,
+        values="positive",
+    ),
     case("x/3", ("n",), {"x": vec()}, lambda v: v["x"] / 3),
     # ------------------------------------------------------------ ^ (power of a scalar)
     case("x^2", (), {"x": sc()}, lambda v: v["x"] ** 2),
@@ -184,16 +191,25 @@ CASES = [
     case("2 .^ x", ("n",), {"x": vec()}, lambda v: 2.0 ** v["x"]),
     case("a .* x", ("n",), {"a": sc(), "x": vec()}, lambda v: v["a"] * v["x"], types={"a": "scalar"}),
     case("x .* a", ("n",), {"x": vec(), "a": sc()}, lambda v: v["x"] * v["a"], types={"a": "scalar"}),
-    case("x ./ a", ("n",), {"x": vec(), "a": sc()}, lambda v: v["x"] / v["a"], types={"a": "scalar"},
-         values="positive"),
-    case("a ./ x", ("n",), {"a": sc(), "x": vec()}, lambda v: v["a"] / v["x"], types={"a": "scalar"},
-         values="positive"),
-    case("a .^ x", ("n",), {"a": sc(), "x": vec()}, lambda v: v["a"] ** v["x"], types={"a": "scalar"},
-         values="positive"),
+    case(
+        "x ./ a", ("n",), {"x": vec(), "a": sc()}, lambda v: v["x"] / v["a"], types={"a": "scalar"}, values="positive"
+    ),
+    case(
+        "a ./ x", ("n",), {"a": sc(), "x": vec()}, lambda v: v["a"] / v["x"], types={"a": "scalar"}, values="positive"
+    ),
+    case(
+        "a .^ x", ("n",), {"a": sc(), "x": vec()}, lambda v: v["a"] ** v["x"], types={"a": "scalar"}, values="positive"
+    ),
     case("A .* B", ("m", "n"), {"A": mat(), "B": mat()}, lambda v: v["A"] * v["B"]),
     case("A ./ B", ("m", "n"), {"A": mat(), "B": mat()}, lambda v: v["A"] / v["B"], values="positive"),
-    case("A .^ a", ("m", "n"), {"A": mat(), "a": sc()}, lambda v: v["A"] ** v["a"], types={"a": "scalar"},
-         values="positive"),
+    case(
+        "A .^ a",
+        ("m", "n"),
+        {"A": mat(), "a": sc()},
+        lambda v: v["A"] ** v["a"],
+        types={"a": "scalar"},
+        values="positive",
+    ),
     case("2*x.^2", ("n",), {"x": vec()}, lambda v: 2 * v["x"] ** 2),
     case("x.^2 .* y", ("n",), {"x": vec(), "y": vec()}, lambda v: v["x"] ** 2 * v["y"]),
     # ------------------------------------------------------------ > and <
@@ -202,30 +218,53 @@ CASES = [
     case("A > 0", ("m", "n"), {"A": mat()}, lambda v: (v["A"] > 0).astype(float)),
     case("a < b", (), {"a": sc(), "b": sc()}, lambda v: float(v["a"] < v["b"]), types=SCALARS_ABC),
     case("x > a", ("n",), {"x": vec(), "a": sc()}, lambda v: (v["x"] > v["a"]).astype(float), types={"a": "scalar"}),
-    case("x + y > z", ("n",), {"x": vec(), "y": vec(), "z": vec()},
-         lambda v: (v["x"] + v["y"] > v["z"]).astype(float)),
-    case("(w'*x + b > 0)*x", ("n",), {"w": vec(), "x": vec(), "b": sc()},
-         lambda v: float(v["w"] @ v["x"] + v["b"] > 0) * v["x"]),
+    case("x + y > z", ("n",), {"x": vec(), "y": vec(), "z": vec()}, lambda v: (v["x"] + v["y"] > v["z"]).astype(float)),
+    case(
+        "(w'*x + b > 0)*x",
+        ("n",),
+        {"w": vec(), "x": vec(), "b": sc()},
+        lambda v: float(v["w"] @ v["x"] + v["b"] > 0) * v["x"],
+    ),
     # ------------------------------------------------------------ element-wise functions
     *[
-        case(f"{f}(x)", ("n",), {"x": vec()}, lambda v, fn=fn: fn(v["x"]),
-             values="positive" if f in NEEDS_POSITIVE else "unit")
+        case(
+            f"{f}(x)",
+            ("n",),
+            {"x": vec()},
+            lambda v, fn=fn: fn(v["x"]),
+            values="positive" if f in NEEDS_POSITIVE else "unit",
+        )
         for f, fn in ELEMENTWISE.items()
     ],
     *[
-        case(f"{f}(A)", ("m", "n"), {"A": mat()}, lambda v, fn=fn: fn(v["A"]),
-             values="positive" if f in NEEDS_POSITIVE else "unit")
+        case(
+            f"{f}(A)",
+            ("m", "n"),
+            {"A": mat()},
+            lambda v, fn=fn: fn(v["A"]),
+            values="positive" if f in NEEDS_POSITIVE else "unit",
+        )
         for f, fn in ELEMENTWISE.items()
     ],
     *[
-        case(f"{f}(a)", (), {"a": sc()}, lambda v, fn=fn: fn(v["a"]), types={"a": "scalar"},
-             values="positive" if f in NEEDS_POSITIVE else "unit")
+        case(
+            f"{f}(a)",
+            (),
+            {"a": sc()},
+            lambda v, fn=fn: fn(v["a"]),
+            types={"a": "scalar"},
+            values="positive" if f in NEEDS_POSITIVE else "unit",
+        )
         for f, fn in ELEMENTWISE.items()
     ],
     case("sqrt(x'*x)", (), {"x": vec()}, lambda v: np.sqrt(v["x"] @ v["x"])),
     case("log(1 + exp(x))", ("n",), {"x": vec()}, lambda v: np.log(1 + np.exp(v["x"]))),
-    case("relu(W*x + b)", ("m",), {"W": mat(), "x": vec(), "b": vec("m")},
-         lambda v: np.maximum(v["W"] @ v["x"] + v["b"], 0.0)),
+    case(
+        "relu(W*x + b)",
+        ("m",),
+        {"W": mat(), "x": vec(), "b": vec("m")},
+        lambda v: np.maximum(v["W"] @ v["x"] + v["b"], 0.0),
+    ),
     # ------------------------------------------------------------ vector and matrix functions
     case("sum(x)", (), {"x": vec()}, lambda v: np.sum(v["x"])),
     case("sum(A)", (), {"A": mat()}, lambda v: np.sum(v["A"])),
@@ -234,20 +273,45 @@ CASES = [
     case("norm1(A)", (), {"A": mat()}, lambda v: np.sum(np.abs(v["A"]))),
     case("norm2(x)", (), {"x": vec()}, lambda v: np.linalg.norm(v["x"])),
     case("norm2(A)", (), {"A": mat()}, lambda v: np.linalg.norm(v["A"], "fro")),
-    case("norm2(W*x - t)", (), {"W": mat(), "x": vec(), "t": vec("m")},
-         lambda v: np.linalg.norm(v["W"] @ v["x"] - v["t"])),
+    case(
+        "norm2(W*x - t)",
+        (),
+        {"W": mat(), "x": vec(), "t": vec("m")},
+        lambda v: np.linalg.norm(v["W"] @ v["x"] - v["t"]),
+    ),
     case("tr(A)", (), {"A": mat("n", "n")}, lambda v: np.trace(v["A"])),
     case("tr(A*B)", (), {"A": mat(), "B": mat("n", "m")}, lambda v: np.trace(v["A"] @ v["B"])),
     case("tr(w)", (), {"w": mat("n", "n")}, lambda v: np.trace(v["w"])),  # tr forces a matrix
     case("det(A)", (), {"A": mat("n", "n")}, lambda v: np.linalg.det(v["A"])),
-    case("logdet(A)", (), {"A": mat("n", "n")}, lambda v: np.log(np.linalg.det(v["A"])),
-         make=lambda rng: {"A": spd(rng, DIMS["n"])}),
-    case("logdet(S)", (), {"S": sym()}, lambda v: np.linalg.slogdet(v["S"])[1], types={"S": "symmetric matrix"},
-         make=lambda rng: {"S": spd(rng, DIMS["n"])}),
-    case("inv(A)", ("n", "n"), {"A": mat("n", "n")}, lambda v: np.linalg.inv(v["A"]),
-         make=lambda rng: {"A": spd(rng, DIMS["n"])}),
-    case("inv(A)*x", ("n",), {"A": mat("n", "n"), "x": vec()}, lambda v: np.linalg.solve(v["A"], v["x"]),
-         make=lambda rng: {"A": spd(rng, DIMS["n"]), "x": rng.standard_normal(DIMS["n"])}),
+    case(
+        "logdet(A)",
+        (),
+        {"A": mat("n", "n")},
+        lambda v: np.log(np.linalg.det(v["A"])),
+        make=lambda rng: {"A": spd(rng, DIMS["n"])},
+    ),
+    case(
+        "logdet(S)",
+        (),
+        {"S": sym()},
+        lambda v: np.linalg.slogdet(v["S"])[1],
+        types={"S": "symmetric matrix"},
+        make=lambda rng: {"S": spd(rng, DIMS["n"])},
+    ),
+    case(
+        "inv(A)",
+        ("n", "n"),
+        {"A": mat("n", "n")},
+        lambda v: np.linalg.inv(v["A"]),
+        make=lambda rng: {"A": spd(rng, DIMS["n"])},
+    ),
+    case(
+        "inv(A)*x",
+        ("n",),
+        {"A": mat("n", "n"), "x": vec()},
+        lambda v: np.linalg.solve(v["A"], v["x"]),
+        make=lambda rng: {"A": spd(rng, DIMS["n"]), "x": rng.standard_normal(DIMS["n"])},
+    ),
     case("diag(x)", ("n", "n"), {"x": vec()}, lambda v: np.diag(v["x"])),
     case("diag(A)", ("n",), {"A": mat("n", "n")}, lambda v: np.diag(v["A"]).copy()),
     case("diag(diag(x))", ("n",), {"x": vec()}, lambda v: v["x"]),
@@ -255,8 +319,12 @@ CASES = [
     case("A*diag(x)", ("m", "n"), {"A": mat(), "x": vec()}, lambda v: v["A"] @ np.diag(v["x"])),
     case("softmax(x)", ("n",), {"x": vec()}, lambda v: softmax(v["x"])),
     case("logsumexp(x)", (), {"x": vec()}, lambda v: np.log(np.sum(np.exp(v["x"])))),
-    case("y'*log(softmax(W*x))", (), {"y": vec(), "W": mat("n", "m"), "x": vec("m")},
-         lambda v: v["y"] @ np.log(softmax(v["W"] @ v["x"]))),
+    case(
+        "y'*log(softmax(W*x))",
+        (),
+        {"y": vec(), "W": mat("n", "m"), "x": vec("m")},
+        lambda v: v["y"] @ np.log(softmax(v["W"] @ v["x"])),
+    ),
     # ------------------------------------------------------------ eye, ones, zeros
     case("eye(n)", ("n", "n"), {}, lambda v: np.eye(v["n"])),
     case("eye(3)", (3, 3), {}, lambda v: np.eye(3)),
@@ -289,21 +357,44 @@ CASES = [
     case("a*b^2", (), {"a": sc(), "b": sc()}, lambda v: v["a"] * v["b"] ** 2, types=SCALARS_ABC),
     case("x'*-y", (), {"x": vec(), "y": vec()}, lambda v: -(v["x"] @ v["y"])),
     case("-A'", ("n", "m"), {"A": mat()}, lambda v: -v["A"].T),
-    case("x'*A*x + b'*x + c", (), {"x": vec(), "A": mat("n", "n"), "b": vec(), "c": sc()},
-         lambda v: v["x"] @ v["A"] @ v["x"] + v["b"] @ v["x"] + v["c"], types={"c": "scalar"}),
+    case(
+        "x'*A*x + b'*x + c",
+        (),
+        {"x": vec(), "A": mat("n", "n"), "b": vec(), "c": sc()},
+        lambda v: v["x"] @ v["A"] @ v["x"] + v["b"] @ v["x"] + v["c"],
+        types={"c": "scalar"},
+    ),
     # ------------------------------------------------------------ printing: parentheses, signs, coefficients
     case("(-a)^2", (), {"a": sc()}, lambda v: (-v["a"]) ** 2, types=SCALARS_ABC),
     case("-(-a)", (), {"a": sc()}, lambda v: v["a"], types=SCALARS_ABC),
     case("-(a - b)", (), {"a": sc(), "b": sc()}, lambda v: v["b"] - v["a"], types=SCALARS_ABC),
     case("a - (b + c)", (), {"a": sc(), "b": sc(), "c": sc()}, lambda v: v["a"] - v["b"] - v["c"], types=SCALARS_ABC),
-    case("a^(b^c)", (), {"a": sc(), "b": sc(), "c": sc()}, lambda v: v["a"] ** (v["b"] ** v["c"]), types=SCALARS_ABC,
-         values="positive"),
-    case("a/(b/c)", (), {"a": sc(), "b": sc(), "c": sc()}, lambda v: v["a"] / (v["b"] / v["c"]), types=SCALARS_ABC,
-         values="positive"),
-    case("(a + b)^-1", (), {"a": sc(), "b": sc()}, lambda v: 1 / (v["a"] + v["b"]), types=SCALARS_ABC,
-         values="positive"),
-    case("(a > b) > c", (), {"a": sc(), "b": sc(), "c": sc()},
-         lambda v: float(float(v["a"] > v["b"]) > v["c"]), types=SCALARS_ABC),
+    case(
+        "a^(b^c)",
+        (),
+        {"a": sc(), "b": sc(), "c": sc()},
+        lambda v: v["a"] ** (v["b"] ** v["c"]),
+        types=SCALARS_ABC,
+        values="positive",
+    ),
+    case(
+        "a/(b/c)",
+        (),
+        {"a": sc(), "b": sc(), "c": sc()},
+        lambda v: v["a"] / (v["b"] / v["c"]),
+        types=SCALARS_ABC,
+        values="positive",
+    ),
+    case(
+        "(a + b)^-1", (), {"a": sc(), "b": sc()}, lambda v: 1 / (v["a"] + v["b"]), types=SCALARS_ABC, values="positive"
+    ),
+    case(
+        "(a > b) > c",
+        (),
+        {"a": sc(), "b": sc(), "c": sc()},
+        lambda v: float(float(v["a"] > v["b"]) > v["c"]),
+        types=SCALARS_ABC,
+    ),
     case("a/2*b", (), {"a": sc(), "b": sc()}, lambda v: v["a"] / 2 * v["b"], types=SCALARS_ABC),
     case("a/2/b", (), {"a": sc(), "b": sc()}, lambda v: v["a"] / 2 / v["b"], types=SCALARS_ABC, values="positive"),
     case("-(x'*y)", (), {"x": vec(), "y": vec()}, lambda v: -(v["x"] @ v["y"])),
@@ -323,18 +414,34 @@ CASES = [
     case("a + ones(n)", ("n",), {"a": sc()}, lambda v: v["a"] + np.ones(v["n"]), types={"a": "scalar"}),
     case("ones(n) + ones(n)", ("n",), {}, lambda v: 2 * np.ones(v["n"])),
     case("0.5 - ones(m,n)", ("m", "n"), {}, lambda v: 0.5 - np.ones((v["m"], v["n"]))),
-    case("1 + (x'*C)/2", (2,), {"x": vec(3), "C": mat(3, 2)}, lambda v: 1 + v["x"] @ v["C"] / 2,
-         types={"x": (3,), "C": (3, 2)}),
+    case(
+        "1 + (x'*C)/2",
+        (2,),
+        {"x": vec(3), "C": mat(3, 2)},
+        lambda v: 1 + v["x"] @ v["C"] / 2,
+        types={"x": (3,), "C": (3, 2)},
+    ),
     case("eye(n)'", ("n", "n"), {}, lambda v: np.eye(v["n"])),
     case("A + eye(n)'", ("n", "n"), {"A": mat("n", "n")}, lambda v: v["A"] + np.eye(v["n"])),
-    case("2 .^ (x'*A)", (3,), {"x": vec(3), "A": mat(3, 3)}, lambda v: 2.0 ** (v["x"] @ v["A"]),
-         types={"x": (3,), "A": (3, 3)}),
-    case("a + x'*A", (3,), {"a": sc(), "x": vec(3), "A": mat(3, 3)}, lambda v: v["a"] + v["x"] @ v["A"],
-         types={"a": "scalar", "x": (3,), "A": (3, 3)}),
+    case(
+        "2 .^ (x'*A)",
+        (3,),
+        {"x": vec(3), "A": mat(3, 3)},
+        lambda v: 2.0 ** (v["x"] @ v["A"]),
+        types={"x": (3,), "A": (3, 3)},
+    ),
+    case(
+        "a + x'*A",
+        (3,),
+        {"a": sc(), "x": vec(3), "A": mat(3, 3)},
+        lambda v: v["a"] + v["x"] @ v["A"],
+        types={"a": "scalar", "x": (3,), "A": (3, 3)},
+    ),
     # ------------------------------------------------------------ type inference
     case("x^3 + 2*x + 1", (), {"x": sc()}, lambda v: v["x"] ** 3 + 2 * v["x"] + 1),
-    case("relu(w'*x + b)", (), {"w": vec(), "x": vec(), "b": sc()},
-         lambda v: np.maximum(v["w"] @ v["x"] + v["b"], 0.0)),
+    case(
+        "relu(w'*x + b)", (), {"w": vec(), "x": vec(), "b": sc()}, lambda v: np.maximum(v["w"] @ v["x"] + v["b"], 0.0)
+    ),
     case("X", ("m", "n"), {"X": mat()}, lambda v: v["X"]),
     case("x", ("n",), {"x": vec()}, lambda v: v["x"]),
     case("sigmoid(w'*x)", (), {"w": vec(), "x": vec()}, lambda v: sigmoid(v["w"] @ v["x"])),
@@ -343,10 +450,21 @@ CASES = [
     case("x'*y", (), {"x": vec(4), "y": vec(4)}, lambda v: v["x"] @ v["y"], types={"x": (4,)}),
     case("a*x", ("n",), {"a": sc(), "x": vec()}, lambda v: v["a"] * v["x"], types={"a": ()}),
     case("x", ("k",), {"x": vec("k")}, lambda v: v["x"], types={"x": ("k",)}),
-    case("A*x + c", ("m",), {"A": mat(), "x": vec(), "c": sc()}, lambda v: v["A"] @ v["x"] + v["c"],
-         types={"x": "vector", "A": "matrix", "c": "scalar"}),
-    case("x'*A*x", (), {"x": vec(), "A": sym()}, lambda v: v["x"] @ v["A"] @ v["x"],
-         types={"A": "symmetric matrix"}, make=lambda rng: {"x": rng.standard_normal(3), "A": spd(rng, 3)}),
+    case(
+        "A*x + c",
+        ("m",),
+        {"A": mat(), "x": vec(), "c": sc()},
+        lambda v: v["A"] @ v["x"] + v["c"],
+        types={"x": "vector", "A": "matrix", "c": "scalar"},
+    ),
+    case(
+        "x'*A*x",
+        (),
+        {"x": vec(), "A": sym()},
+        lambda v: v["x"] @ v["A"] @ v["x"],
+        types={"A": "symmetric matrix"},
+        make=lambda rng: {"x": rng.standard_normal(3), "A": spd(rng, 3)},
+    ),
     case("a", (), {"a": sc()}, lambda v: v["a"], types={"a": "Scalar"}),
     case("B*x", ("m",), {"B": mat(), "x": vec()}, lambda v: v["B"] @ v["x"], types={"B": "matrix", "x": "vector"}),
 ]
@@ -436,8 +554,15 @@ def test_latex_exact(text: str, types: dict, tex: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "name"),
-    [("alpha*x", r"\alpha"), ("W1", "W_{1}"), ("b_2", "b_{2}"), ("tr(A)", "tr"), ("det(A)", r"\det"),
-     ("exp(x)", r"\exp"), ("norm2(x)", r"\|")],
+    [
+        ("alpha*x", r"\alpha"),
+        ("W1", "W_{1}"),
+        ("b_2", "b_{2}"),
+        ("tr(A)", "tr"),
+        ("det(A)", r"\det"),
+        ("exp(x)", r"\exp"),
+        ("norm2(x)", r"\|"),
+    ],
 )
 def test_latex_contains(text: str, name: str) -> None:
     assert name in mc.parse(text).latex()

@@ -51,8 +51,13 @@ def run_steps(steps: list[tuple[str, Callable[[], Any]]], outcome: Outcome) -> N
         # Anything else propagates and fails the test: it is neither a result nor our error.
 
 
-def exercise(text: str, types: Mapping[str, Any] | None = None, values: Mapping[str, Any] | None = None,
-             dims: Mapping[str, int] | None = None, roundtrip: bool = True) -> Outcome:
+def exercise(
+    text: str,
+    types: Mapping[str, Any] | None = None,
+    values: Mapping[str, Any] | None = None,
+    dims: Mapping[str, int] | None = None,
+    roundtrip: bool = True,
+) -> Outcome:
     """Parse ``text``, print it three ways, evaluate it and (optionally) re-parse the printed text."""
     outcome = Outcome()
     start = time.perf_counter()
@@ -166,8 +171,7 @@ def test_long_run_of_transposes_of_a_matrix(count):
 
 
 def test_transposes_inside_a_product():
-    out = exercise("(" + "x" + "'" * 5_001 + ")*y", types={"x": "vector", "y": "vector"},
-                   values={"x": X, "y": X})
+    out = exercise("(" + "x" + "'" * 5_001 + ")*y", types={"x": "vector", "y": "vector"}, values={"x": X, "y": X})
     assert_works(out)
     assert out["evaluate"] == pytest.approx(14.0)
 
@@ -193,8 +197,9 @@ def test_sum_of_five_thousand_scalars():
 
 
 def test_sum_of_five_thousand_copies_of_a_times_x():
-    out = exercise(" + ".join(["a*x"] * 5_000), types={"a": "scalar", "x": "vector"},
-                   values={"a": 2.0, "x": X}, roundtrip=False)
+    out = exercise(
+        " + ".join(["a*x"] * 5_000), types={"a": "scalar", "x": "vector"}, values={"a": 2.0, "x": X}, roundtrip=False
+    )
     assert_works(out)
     assert np.allclose(out["evaluate"], 5_000 * 2.0 * X)
 
@@ -313,8 +318,9 @@ def test_evaluation_error_in_a_deep_expression():
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "matrixcalculus.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "matrixcalculus.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 BAD_INPUT = [
@@ -364,7 +370,7 @@ def test_cli_caret_under_the_input(cli_results):
     result = cli_results[("2 + sine(x)",)]
     lines = result.stderr.splitlines()
     i = next(i for i, line in enumerate(lines) if line.strip() == "^")
-    assert lines[i - 1][lines[i].index("^"):].startswith("sine")
+    assert lines[i - 1][lines[i].index("^") :].startswith("sine")
 
 
 @pytest.mark.parametrize(("args", "fragment"), GOOD_INPUT)

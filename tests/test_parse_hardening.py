@@ -43,8 +43,13 @@ def assert_caret_at(exc: mc.MatrixCalculusError, text: str, column: int) -> None
 
 @pytest.mark.parametrize(
     ("text", "column", "literal"),
-    [("1e400*x", 1, "1e400"), ("1e5000*x", 1, "1e5000"), ("1e9999999*x", 1, "1e9999999"),
-     ("x + 2e308", 5, "2e308"), ("ones(1e400)", 6, "1e400")],
+    [
+        ("1e400*x", 1, "1e400"),
+        ("1e5000*x", 1, "1e5000"),
+        ("1e9999999*x", 1, "1e9999999"),
+        ("x + 2e308", 5, "2e308"),
+        ("ones(1e400)", 6, "1e400"),
+    ],
 )
 def test_a_number_beyond_the_doubles_is_an_error_at_its_column(text, column, literal):
     exc = parse_error(text)
@@ -121,8 +126,17 @@ def test_small_constant_powers_are_still_exact():
 
 @pytest.mark.parametrize(
     ("text", "column"),
-    [("x/0", 3), ("(0/0)*x", 4), ("1/0*x", 3), ("x./0", 4), ("0^-1*sum(x)", 2), ("a/(0*b)", 3),
-     ("x./(0*y)", 4), ("zeros(3).^-1", 9), ("x/0.0", 3)],
+    [
+        ("x/0", 3),
+        ("(0/0)*x", 4),
+        ("1/0*x", 3),
+        ("x./0", 4),
+        ("0^-1*sum(x)", 2),
+        ("a/(0*b)", 3),
+        ("x./(0*y)", 4),
+        ("zeros(3).^-1", 9),
+        ("x/0.0", 3),
+    ],
 )
 def test_division_by_a_constant_zero_is_an_error_at_the_column(text, column):
     exc = parse_error(text)
@@ -133,8 +147,12 @@ def test_division_by_a_constant_zero_is_an_error_at_the_column(text, column):
 
 @pytest.mark.parametrize(
     ("text", "column", "problem"),
-    [("1e200*1e200*x", 6, "too large"), ("x/1e-300/1e-300", 9, "too large"),
-     ("1e-200*1e-200*x", 7, "too small"), ("*".join(["1.000001"] * 1000) + "*x", None, "too many digits")],
+    [
+        ("1e200*1e200*x", 6, "too large"),
+        ("x/1e-300/1e-300", 9, "too large"),
+        ("1e-200*1e-200*x", 7, "too small"),
+        ("*".join(["1.000001"] * 1000) + "*x", None, "too many digits"),
+    ],
 )
 def test_a_folded_constant_beyond_the_doubles_is_an_error_at_the_column(text, column, problem):
     exc = parse_error(text)
@@ -181,15 +199,88 @@ def test_an_error_in_multi_line_input_points_into_the_flattened_line():
 
 # Tokens of the language and a few that are not, to make both near-valid and broken text.
 TOKENS = [
-    "x", "y", "z", "A", "B", "S", "a", "b", "n", "0", "1", "2", "0.5", "3.", ".5", "1e3", "1e400", "1e-400",
-    "1e200", "+", "-", "*", "/", ".*", "./", "^", ".^", "'", "(", ")", ",", ">", "<", " ", "\n", "\t",
-    "sum(", "tr(", "diag(", "eye(", "ones(", "zeros(", "exp(", "log(", "inv(", "det(", "logdet(", "softmax(",
-    "norm2(", "vector(", "matrix(", "sin(", "sine(", "@", "#", "1e", "..", "x1", "_", "é", "\x00", "λ",
+    "x",
+    "y",
+    "z",
+    "A",
+    "B",
+    "S",
+    "a",
+    "b",
+    "n",
+    "0",
+    "1",
+    "2",
+    "0.5",
+    "3.",
+    ".5",
+    "1e3",
+    "1e400",
+    "1e-400",
+    "1e200",
+    "+",
+    "-",
+    "*",
+    "/",
+    ".*",
+    "./",
+    "^",
+    ".^",
+    "'",
+    "(",
+    ")",
+    ",",
+    ">",
+    "<",
+    " ",
+    "\n",
+    "\t",
+    "sum(",
+    "tr(",
+    "diag(",
+    "eye(",
+    "ones(",
+    "zeros(",
+    "exp(",
+    "log(",
+    "inv(",
+    "det(",
+    "logdet(",
+    "softmax(",
+    "norm2(",
+    "vector(",
+    "matrix(",
+    "sin(",
+    "sine(",
+    "@",
+    "#",
+    "1e",
+    "..",
+    "x1",
+    "_",
+    "é",
+    "\x00",
+    "λ",
 ]
 NAMES = ["x", "y", "z", "A", "B", "S", "a", "b", "W"]
 NUMBERS = ["0", "1", "2", "0.5", "1e200", "1e-200", "3e308", "1e400", "0.0", "10"]
-UNARY = ["sum", "tr", "diag", "exp", "log", "inv", "det", "logdet", "softmax", "norm2", "vector", "matrix",
-         "relu", "logsumexp", "sqrt"]
+UNARY = [
+    "sum",
+    "tr",
+    "diag",
+    "exp",
+    "log",
+    "inv",
+    "det",
+    "logdet",
+    "softmax",
+    "norm2",
+    "vector",
+    "matrix",
+    "relu",
+    "logsumexp",
+    "sqrt",
+]
 BINARY = ["+", "-", "*", "/", ".*", "./", "^", ".^", ">", "<"]
 
 token_text = st.lists(st.sampled_from(TOKENS), max_size=16).map("".join)
@@ -215,7 +306,7 @@ def mutated(draw) -> str:
     at = draw(st.integers(0, len(text)))
     cut = draw(st.integers(0, 3))
     piece = draw(st.sampled_from(["", "(", ")", "'", "*", "1e400", ",", "x", "/0", "^-1"]))
-    return text[:at] + piece + text[at + cut:]
+    return text[:at] + piece + text[at + cut :]
 
 
 def check_only_pointed_library_errors(text: str) -> None:

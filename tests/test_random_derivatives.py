@@ -32,7 +32,13 @@ from .test_derivative_rules import _directions
 Shape = tuple[int, ...]
 
 TYPES: dict[str, Any] = {
-    "a": "scalar", "b": "scalar", "x": (3,), "y": (3,), "A": (3, 3), "B": (3, 3), "C": (3, 2),
+    "a": "scalar",
+    "b": "scalar",
+    "x": (3,),
+    "y": (3,),
+    "A": (3, 3),
+    "B": (3, 3),
+    "C": (3, 2),
     "S": "symmetric matrix",
 }
 SHAPES: dict[str, Shape] = {"a": (), "b": (), "x": (3,), "y": (3,), "A": (3, 3), "B": (3, 3), "C": (3, 2), "S": (3, 3)}
@@ -71,9 +77,26 @@ def _make(text: str, shape: Shape, *parts: Expr, kinks: tuple[str, ...] = (), no
 
 # Smooth element-wise wrappers, each safe on any real argument.
 SMOOTH: list[str] = [
-    "sin({})", "cos({})", "tanh({})", "sigmoid({})", "softplus({})", "arctan({})", "exp(tanh({}))",
-    "log(1 + {}.^2)", "sqrt(1 + {}.^2)", "arcsin(0.5*tanh({}))", "arccos(0.5*sin({}))", "tan(0.5*tanh({}))",
-    "exp(0.5*sin({}))", "-{}", "2*{}", "{}/3", "0.5*{}", "{}.^2", "{}.^3", "2 .^ tanh({})",
+    "sin({})",
+    "cos({})",
+    "tanh({})",
+    "sigmoid({})",
+    "softplus({})",
+    "arctan({})",
+    "exp(tanh({}))",
+    "log(1 + {}.^2)",
+    "sqrt(1 + {}.^2)",
+    "arcsin(0.5*tanh({}))",
+    "arccos(0.5*sin({}))",
+    "tan(0.5*tanh({}))",
+    "exp(0.5*sin({}))",
+    "-{}",
+    "2*{}",
+    "{}/3",
+    "0.5*{}",
+    "{}.^2",
+    "{}.^3",
+    "2 .^ tanh({})",
 ]
 KINKED: list[str] = ["abs({})", "relu({})"]
 
@@ -145,6 +168,7 @@ def expressions(draw: st.DrawFn, shape: Shape, depth: int, top: bool = False) ->
     choices += [smooth, smooth, smooth, add, add, hadamard, divide, scaled, variable_power, kinked, signed, compared]
 
     if shape:
+
         def broadcast() -> Expr:
             s, e = sub(()), sub(shape)
             form = draw(st.sampled_from(["{e} + {s}", "{s} - {e}", "{e} - {s}", "{s} + {e}"]))
@@ -154,6 +178,7 @@ def expressions(draw: st.DrawFn, shape: Shape, depth: int, top: bool = False) ->
 
     # ------------------------------------------------------------ scalars
     if shape == ():
+
         def inner() -> Expr:
             n = draw(st.sampled_from([3, 2]))
             e, f = sub((n,)), sub((n,))
@@ -178,8 +203,17 @@ def expressions(draw: st.DrawFn, shape: Shape, depth: int, top: bool = False) ->
 
         def matrix_scalar() -> Expr:
             M = sub((3, 3))
-            kind = draw(st.sampled_from(["tr({M})", "det(eye(3) + 0.1*tanh({M}))", "logdet(eye(3) + 0.1*tanh({M}))",
-                                         "logdet(eye(3) + {M}*{M}')", "tr(inv(eye(3) + 0.1*tanh({M})))"]))
+            kind = draw(
+                st.sampled_from(
+                    [
+                        "tr({M})",
+                        "det(eye(3) + 0.1*tanh({M}))",
+                        "logdet(eye(3) + 0.1*tanh({M}))",
+                        "logdet(eye(3) + {M}*{M}')",
+                        "tr(inv(eye(3) + 0.1*tanh({M})))",
+                    ]
+                )
+            )
             return _make(kind.format(M=M.text), (), M)
 
         def vector_scalar() -> Expr:
@@ -189,8 +223,20 @@ def expressions(draw: st.DrawFn, shape: Shape, depth: int, top: bool = False) ->
 
         def powers() -> Expr:
             e, f = sub(()), sub(())
-            form = draw(st.sampled_from(["{e}^2", "{e}^3", "(1 + {e}^2)^0.5", "(1 + {e}^2)^-1", "2^tanh({e})",
-                                         "(2 + sin({e}))^{f}", "{e}/(1 + {f}^2)", "{e}*{f}"]))
+            form = draw(
+                st.sampled_from(
+                    [
+                        "{e}^2",
+                        "{e}^3",
+                        "(1 + {e}^2)^0.5",
+                        "(1 + {e}^2)^-1",
+                        "2^tanh({e})",
+                        "(2 + sin({e}))^{f}",
+                        "{e}/(1 + {f}^2)",
+                        "{e}*{f}",
+                    ]
+                )
+            )
             return _make(form.format(e=e.text, f=f.text), (), e, f)
 
         choices += [inner, inner, form, reduce, reduce, matrix_scalar, vector_scalar, powers, powers]
@@ -246,6 +292,7 @@ def expressions(draw: st.DrawFn, shape: Shape, depth: int, top: bool = False) ->
 
         choices += [matmul, matmul, outer, transposed]
         if _square(shape):
+
             def diag_from() -> Expr:
                 v = sub((m,))
                 return _make(f"diag({v.text})", shape, v)
@@ -270,8 +317,9 @@ def problems(draw: st.DrawFn) -> tuple[Expr, int]:
 # ---------------------------------------------------------------------------- finite differences
 
 
-def finite_difference(fn: Callable[[dict[str, Any]], np.ndarray], values: Mapping[str, Any], wrt: str,
-                      symmetric: bool, h: float = 1e-4) -> tuple[np.ndarray, float]:
+def finite_difference(
+    fn: Callable[[dict[str, Any]], np.ndarray], values: Mapping[str, Any], wrt: str, symmetric: bool, h: float = 1e-4
+) -> tuple[np.ndarray, float]:
     """Central differences with one Richardson step (error O(h^4)): shape ``fn(values).shape + wrt.shape``.
 
     Also returns the largest gap between the steps ``h`` and ``h/2``: a large gap means the function
@@ -319,8 +367,9 @@ def _values(seed: int) -> dict[str, Any]:
     return out
 
 
-def _dims(expr: mc.Expression, values: Mapping[str, Any], derivative: mc.Expression | None = None,
-          wrt: str | None = None) -> dict[str, int]:
+def _dims(
+    expr: mc.Expression, values: Mapping[str, Any], derivative: mc.Expression | None = None, wrt: str | None = None
+) -> dict[str, int]:
     dims: dict[str, int] = {}
     for name, var in expr.variables.items():
         for d, n in zip(var.shape, np.shape(values[name]), strict=True):
@@ -339,8 +388,7 @@ def _well_conditioned(*arrays: np.ndarray) -> bool:
 
 
 @given(problems(), st.data())
-def test_random_expression_derivatives_match_finite_differences(problem: tuple[Expr, int], data: st.DataObject
-                                                                ) -> None:
+def test_random_expression_derivatives_match_finite_differences(problem: tuple[Expr, int], data: st.DataObject) -> None:
     e, seed = problem
     f = mc.parse(e.text, types=TYPES)
     assert len(f.shape) == len(e.shape), f"{e.text}: shape {f.shape}, built as {e.shape}"
@@ -368,8 +416,9 @@ def test_random_expression_derivatives_match_finite_differences(problem: tuple[E
     assert len(d1.shape) == len(expected_shape), f"d/d{wrt} has shape {d1.shape}, expected {expected_shape}"
     dims1 = _dims(f, values, d1, wrt)
     got1 = np.asarray(d1.evaluate(values, dims=dims1), dtype=np.float64)
-    fd1, gap1 = finite_difference(lambda v: np.asarray(f.evaluate(v, dims=dims), dtype=np.float64), values, wrt,
-                            symmetric)
+    fd1, gap1 = finite_difference(
+        lambda v: np.asarray(f.evaluate(v, dims=dims), dtype=np.float64), values, wrt, symmetric
+    )
     assume(_well_conditioned(fd1))
     scale1 = max(float(np.max(np.abs(fd1), initial=0.0)), float(np.max(np.abs(value), initial=0.0)))
     assume(gap1 <= 1e-5 * max(1.0, scale1))
@@ -380,8 +429,9 @@ def test_random_expression_derivatives_match_finite_differences(problem: tuple[E
     d2 = mc.derivative(f, wrt, types=TYPES, order=2)
     assert isinstance(d2, mc.Expression)
     got2 = np.asarray(d2.evaluate(values, dims=_dims(f, values, d2, wrt)), dtype=np.float64)
-    fd2, gap2 = finite_difference(lambda v: np.asarray(d1.evaluate(v, dims=dims1), dtype=np.float64), values, wrt,
-                            symmetric)
+    fd2, gap2 = finite_difference(
+        lambda v: np.asarray(d1.evaluate(v, dims=dims1), dtype=np.float64), values, wrt, symmetric
+    )
     assume(_well_conditioned(fd2))
     scale2 = max(float(np.max(np.abs(fd2), initial=0.0)), scale1)
     assume(gap2 <= 1e-5 * max(1.0, scale2))

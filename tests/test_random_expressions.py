@@ -29,12 +29,26 @@ BIG = 1e4
 
 # The variables, declared two ways: with symbolic dimensions (and type words for some) or with sizes.
 SYMBOLIC_TYPES = {
-    "a": "scalar", "b": (), "x": ("n",), "y": ("n",), "z": "vector", "u": ("m",),
-    "A": ("n", "n"), "B": "symmetric matrix", "C": ("n", "m"),
+    "a": "scalar",
+    "b": (),
+    "x": ("n",),
+    "y": ("n",),
+    "z": "vector",
+    "u": ("m",),
+    "A": ("n", "n"),
+    "B": "symmetric matrix",
+    "C": ("n", "m"),
 }
 CONCRETE_TYPES = {
-    "a": (), "b": "scalar", "x": (3,), "y": (3,), "z": (3,), "u": (2,),
-    "A": (3, 3), "B": "symmetric matrix", "C": (3, 2),
+    "a": (),
+    "b": "scalar",
+    "x": (3,),
+    "y": (3,),
+    "z": (3,),
+    "u": (2,),
+    "A": (3, 3),
+    "B": "symmetric matrix",
+    "C": (3, 2),
 }
 
 
@@ -125,19 +139,30 @@ def _leaf(text: str, fn: Callable[[dict[str, Any]], Any], kind: tuple) -> Ex:
 def leaf_list(kind: tuple) -> list[Ex]:
     n, m = SIZES["n"], SIZES["m"]
     table: dict[tuple, list[Ex]] = {
-        S: [_leaf("a", _var("a"), S), _leaf("b", _var("b"), S), _leaf("2", lambda v: 2.0, S),
-            _leaf("0.5", lambda v: 0.5, S), _leaf("3", lambda v: 3.0, S), _leaf("1e-3", lambda v: 1e-3, S),
-            _leaf("1/3", lambda v: 1 / 3, S)],
+        S: [
+            _leaf("a", _var("a"), S),
+            _leaf("b", _var("b"), S),
+            _leaf("2", lambda v: 2.0, S),
+            _leaf("0.5", lambda v: 0.5, S),
+            _leaf("3", lambda v: 3.0, S),
+            _leaf("1e-3", lambda v: 1e-3, S),
+            _leaf("1/3", lambda v: 1 / 3, S),
+        ],
         ("c", "n"): [_leaf(t, _var(t), ("c", "n")) for t in "xyz"]
         + [_leaf("ones(<n>)", lambda v: np.ones(n), ("c", "n"))],
         ("c", "m"): [_leaf("u", _var("u"), ("c", "m")), _leaf("ones(<m>)", lambda v: np.ones(m), ("c", "m"))],
         ("r", "n"): [_leaf(f"{t}'", _var(t), ("r", "n")) for t in "xyz"],
         ("r", "m"): [_leaf("u'", _var("u"), ("r", "m"))],
-        ("m", "n", "n"): [_leaf("A", _var("A"), ("m", "n", "n")), _leaf("B", _var("B"), ("m", "n", "n")),
-                          _leaf("eye(<n>)", lambda v: np.eye(n), ("m", "n", "n"))],
-        ("m", "n", "m"): [_leaf("C", _var("C"), ("m", "n", "m")),
-                          _leaf("ones(<n>,<m>)", lambda v: np.ones((n, m)), ("m", "n", "m")),
-                          _leaf("zeros(<n>,<m>)", lambda v: np.zeros((n, m)), ("m", "n", "m"))],
+        ("m", "n", "n"): [
+            _leaf("A", _var("A"), ("m", "n", "n")),
+            _leaf("B", _var("B"), ("m", "n", "n")),
+            _leaf("eye(<n>)", lambda v: np.eye(n), ("m", "n", "n")),
+        ],
+        ("m", "n", "m"): [
+            _leaf("C", _var("C"), ("m", "n", "m")),
+            _leaf("ones(<n>,<m>)", lambda v: np.ones((n, m)), ("m", "n", "m")),
+            _leaf("zeros(<n>,<m>)", lambda v: np.zeros((n, m)), ("m", "n", "m")),
+        ],
         ("m", "m", "n"): [_leaf("C'", lambda v: v["C"].T, ("m", "m", "n"))],
         ("m", "m", "m"): [_leaf("eye(<m>)", lambda v: np.eye(m), ("m", "m", "m"))],
     }
@@ -151,16 +176,22 @@ def leaves(kind: tuple) -> st.SearchStrategy[Ex]:
 # ---------------------------------------------------------------- combinators
 
 
-def un(child: st.SearchStrategy[Ex], text: Callable[[str], str], fn: Callable[[Any], Any],
-       kind: tuple) -> st.SearchStrategy[Ex]:
+def un(
+    child: st.SearchStrategy[Ex], text: Callable[[str], str], fn: Callable[[Any], Any], kind: tuple
+) -> st.SearchStrategy[Ex]:
     def build(e: Ex) -> Ex:
         return Ex(text(e.text), guard(lambda v: fn(e.fn(v))), kind)
 
     return child.map(build)
 
 
-def bin_(left: st.SearchStrategy[Ex], right: st.SearchStrategy[Ex], text: Callable[[str, str], str],
-         fn: Callable[[Any, Any], Any], kind: tuple) -> st.SearchStrategy[Ex]:
+def bin_(
+    left: st.SearchStrategy[Ex],
+    right: st.SearchStrategy[Ex],
+    text: Callable[[str, str], str],
+    fn: Callable[[Any, Any], Any],
+    kind: tuple,
+) -> st.SearchStrategy[Ex]:
     def build(pair: tuple[Ex, Ex]) -> Ex:
         a, b = pair
         return Ex(text(a.text, b.text), guard(lambda v: fn(a.fn(v), b.fn(v))), kind)
@@ -266,8 +297,14 @@ def exprs(kind: tuple, depth: int) -> st.SearchStrategy[Ex]:
                 un(sq, lambda t: f"det({t})", np.linalg.det, S),
             ]
             for e in "nm":
-                opts.append(un(sub(("m", e, d)), lambda t, d=d: f"logdet(eye(<{d}>) + {par(t)}'*{par(t)})",
-                               lambda x: np.linalg.slogdet(np.eye(x.shape[1]) + x.T @ x)[1], S))
+                opts.append(
+                    un(
+                        sub(("m", e, d)),
+                        lambda t, d=d: f"logdet(eye(<{d}>) + {par(t)}'*{par(t)})",
+                        lambda x: np.linalg.slogdet(np.eye(x.shape[1]) + x.T @ x)[1],
+                        S,
+                    )
+                )
         for k in KINDS[1:]:
             opts += [
                 un(sub(k), lambda t: f"sum({t})", np.sum, S),
@@ -295,8 +332,14 @@ def exprs(kind: tuple, depth: int) -> st.SearchStrategy[Ex]:
                 for vk in (("c", d), ("r", d)):
                     opts.append(un(sub(vk), lambda t: f"diag({t})", np.diag, kind))
                 for e in "nm":
-                    opts.append(un(sub(("m", e, d)), lambda t, d=d: f"inv(eye(<{d}>) + {par(t)}'*{par(t)})",
-                                   lambda x: np.linalg.inv(np.eye(x.shape[1]) + x.T @ x), kind))
+                    opts.append(
+                        un(
+                            sub(("m", e, d)),
+                            lambda t, d=d: f"inv(eye(<{d}>) + {par(t)}'*{par(t)})",
+                            lambda x: np.linalg.inv(np.eye(x.shape[1]) + x.T @ x),
+                            kind,
+                        )
+                    )
     return opaque(st.one_of(opts))
 
 
@@ -324,9 +367,14 @@ def values_for(seed: int) -> dict[str, Any]:
     n, m = SIZES["n"], SIZES["m"]
     B = rng.uniform(-1.5, 1.5, (n, n))
     return {
-        "a": float(rng.uniform(-1.5, 1.5)), "b": float(rng.uniform(-1.5, 1.5)),
-        "x": rng.uniform(-1.5, 1.5, n), "y": rng.uniform(-1.5, 1.5, n), "z": rng.uniform(-1.5, 1.5, n),
-        "u": rng.uniform(-1.5, 1.5, m), "A": rng.uniform(-1.5, 1.5, (n, n)), "B": (B + B.T) / 2,
+        "a": float(rng.uniform(-1.5, 1.5)),
+        "b": float(rng.uniform(-1.5, 1.5)),
+        "x": rng.uniform(-1.5, 1.5, n),
+        "y": rng.uniform(-1.5, 1.5, n),
+        "z": rng.uniform(-1.5, 1.5, n),
+        "u": rng.uniform(-1.5, 1.5, m),
+        "A": rng.uniform(-1.5, 1.5, (n, n)),
+        "B": (B + B.T) / 2,
         "C": rng.uniform(-1.5, 1.5, (n, m)),
     }
 

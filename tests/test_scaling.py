@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import matrixcalculus as mc
-from matrixcalculus.check import check_derivative, random_values
-from matrixcalculus.graph import postorder
-from matrixcalculus.printing import needs_bindings, with_bindings
+from matrixcalculus.ir.graph import postorder
+from matrixcalculus.numeric.check import check_derivative, random_values
+from matrixcalculus.render.printing import needs_bindings, with_bindings
 
 
 def _fd_ok(f: str, wrt: str, d: mc.Expression, *, order: int = 1, size: int = 3, scale: float = 1.0) -> None:
@@ -156,8 +156,12 @@ def test_hessian_prints_linearly_and_is_right() -> None:
     d = mc.derivative(f, "x", order=2)
     text = str(d)
     assert len(text) <= 20 * _graph_size(d.node)
-    np.testing.assert_allclose(mc.parse(_expand(text)).evaluate({"x": np.array([0.3, -1.0, 2.0])}),
-                               d.evaluate({"x": np.array([0.3, -1.0, 2.0])}), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        mc.parse(_expand(text)).evaluate({"x": np.array([0.3, -1.0, 2.0])}),
+        d.evaluate({"x": np.array([0.3, -1.0, 2.0])}),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     _fd_ok(f, "x", d, order=2)
 
 

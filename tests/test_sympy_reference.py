@@ -45,9 +45,18 @@ def _square(n: int) -> np.ndarray:
 
 # Numeric values shared by SymPy and us: 1-d arrays for our vectors, n x 1 columns for SymPy.
 VALUES: dict[str, np.ndarray] = {
-    "a": rng.normal(size=N), "b": rng.normal(size=N), "c": rng.normal(size=N), "x": rng.normal(size=N),
-    "A": rng.normal(size=(M, N)), "B": rng.normal(size=(N, N)), "Q": _square(N), "R": _square(N),
-    "X": _square(N), "Y": rng.normal(size=(M, N)), "C": rng.normal(size=(N, P)), "D": rng.normal(size=(P, M)),
+    "a": rng.normal(size=N),
+    "b": rng.normal(size=N),
+    "c": rng.normal(size=N),
+    "x": rng.normal(size=N),
+    "A": rng.normal(size=(M, N)),
+    "B": rng.normal(size=(N, N)),
+    "Q": _square(N),
+    "R": _square(N),
+    "X": _square(N),
+    "Y": rng.normal(size=(M, N)),
+    "C": rng.normal(size=(N, P)),
+    "D": rng.normal(size=(P, M)),
     "u": rng.normal(size=M),
 }
 
@@ -82,6 +91,7 @@ def _ours(text: str, wrt: str, types: dict[str, Any] | None = None) -> np.ndarra
 
 # ------------------------------------------------------------------------- SymPy handles these
 
+
 def _scalar_gradient(ours: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of a scalar: same convention; SymPy's vector is an n x 1 column."""
     return ours, theirs.reshape(ours.shape)
@@ -107,18 +117,35 @@ CASES: list[Case] = [
     ("a'*X'*b", "X", "a X b", "linear a'X'b", lambda s: s["a"].T * s["X"].T * s["b"], _scalar_gradient),
     ("A*x", "x", "A x", "Jacobian of A*x", lambda s: s["A"] * s["x"], _vector_jacobian),
     ("x'*B*x", "x", "B x", "quadratic x'Bx", lambda s: s["x"].T * s["B"] * s["x"], _scalar_gradient),
-    ("(x - a)'*(x - a)", "x", "x a", "squared distance",
-     lambda s: (s["x"] - s["a"]).T * (s["x"] - s["a"]), _scalar_gradient),
+    (
+        "(x - a)'*(x - a)",
+        "x",
+        "x a",
+        "squared distance",
+        lambda s: (s["x"] - s["a"]).T * (s["x"] - s["a"]),
+        _scalar_gradient,
+    ),
     ("b'*Y'*Y*c", "Y", "b Y c", "b'Y'Yc", lambda s: s["b"].T * s["Y"].T * s["Y"] * s["c"], _scalar_gradient),
-    ("tr(A*X*C*D)", "X", "A X C D", "tr(AXCD)", lambda s: sp.Trace(s["A"] * s["X"] * s["C"] * s["D"]),
-     _scalar_gradient),
+    (
+        "tr(A*X*C*D)",
+        "X",
+        "A X C D",
+        "tr(AXCD)",
+        lambda s: sp.Trace(s["A"] * s["X"] * s["C"] * s["D"]),
+        _scalar_gradient,
+    ),
     ("tr(Y'*Y)", "Y", "Y", "tr(Y'Y)", lambda s: sp.Trace(s["Y"].T * s["Y"]), _scalar_gradient),
     ("tr(Y*B*Y')", "Y", "Y B", "tr(YBY')", lambda s: sp.Trace(s["Y"] * s["B"] * s["Y"].T), _scalar_gradient),
-    ("tr(Q*X*R*X)", "X", "Q X R", "tr(QXRX)", lambda s: sp.Trace(s["Q"] * s["X"] * s["R"] * s["X"]),
-     _scalar_gradient),
+    ("tr(Q*X*R*X)", "X", "Q X R", "tr(QXRX)", lambda s: sp.Trace(s["Q"] * s["X"] * s["R"] * s["X"]), _scalar_gradient),
     ("a'*inv(X)*b", "X", "a X b", "a'inv(X)b", lambda s: s["a"].T * s["X"].I * s["b"], _scalar_gradient),
-    ("tr(Q*inv(X)*R)", "X", "Q X R", "tr(Q inv(X) R)", lambda s: sp.Trace(s["Q"] * s["X"].I * s["R"]),
-     _scalar_gradient),
+    (
+        "tr(Q*inv(X)*R)",
+        "X",
+        "Q X R",
+        "tr(Q inv(X) R)",
+        lambda s: sp.Trace(s["Q"] * s["X"].I * s["R"]),
+        _scalar_gradient,
+    ),
     ("inv(X)", "X", "X", "inverse (4-d)", lambda s: s["X"].I, _matrix_by_matrix),
     ("X*Q", "X", "X Q", "X*Q (4-d)", lambda s: s["X"] * s["Q"], _matrix_by_matrix),
 ]
@@ -134,6 +161,7 @@ def test_matches_sympy(case: Case) -> None:
 
 
 # Determinants: SymPy on explicit scalar entries (see the module docstring).
+
 
 def _explicit_gradient(build: Callable[..., Any], names: list[str]) -> np.ndarray:
     """d f/dX[i,j] for a scalar f of X (scalar symbols) and constants (numbers), at the shared values."""

@@ -9,9 +9,10 @@ prints back in matrix notation or LaTeX and evaluates with NumPy.
 "x'*A*x"
 """
 
-from .calculus import derivative, gradient, hessian, jacobian, jvp, vjp
-from .compiled import codegen, compile
-from .errors import (
+from matrixcalculus.api.calculus import derivative, gradient, hessian, jacobian, jvp, vjp
+from matrixcalculus.api.compiling import codegen, compile
+from matrixcalculus.api.expression import Expression, Variable, matrix, parse, scalar, vector
+from matrixcalculus.errors import (
     DerivativeError,
     EvaluationError,
     InferenceError,
@@ -19,8 +20,7 @@ from .errors import (
     ParseError,
     ShapeError,
 )
-from .expression import Expression, Variable, matrix, parse, scalar, vector
-from .limits import Limits, current_limits, resource_limits
+from matrixcalculus.limits import Limits, current_limits, resource_limits
 
 __all__ = [
     "DerivativeError",

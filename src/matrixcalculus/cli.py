@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from . import graph as g
-from .calculus import derivative
-from .check import CheckResult, check_derivative, random_values
-from .errors import EvaluationError, MatrixCalculusError
-from .expression import Expression, parse
-from .limits import Limits, current_limits, limit_error, resource_limits
-from .printing import LATEX, TEXT, free_indices, with_bindings
+from matrixcalculus.api.calculus import derivative
+from matrixcalculus.api.expression import Expression, parse
+from matrixcalculus.errors import EvaluationError, MatrixCalculusError
+from matrixcalculus.ir import graph as g
+from matrixcalculus.limits import Limits, current_limits, limit_error, resource_limits
+from matrixcalculus.numeric.check import CheckResult, check_derivative, random_values
+from matrixcalculus.render.printing import LATEX, TEXT, free_indices, with_bindings
 
 
 def _types(items: Sequence[str]) -> dict[str, Any]:
@@ -89,30 +89,51 @@ def build_parser() -> argparse.ArgumentParser:
         prog="matrixcalculus",
         description="Matrix calculus for deep learning: derivatives of matrix expressions in matrix notation.",
         epilog="examples:\n"
-               "  matrixcalculus \"x'*A*x\" --wrt x\n"
-               "  matrixcalculus \"0.5*norm2(W*x - t)^2\" --wrt W --check\n"
-               "  matrixcalculus \"x'*A*x\" --wrt x --order 2 --types A=symmetric\n"
-               "  matrixcalculus \"x'*A*x\" --evaluate",
+        '  matrixcalculus "x\'*A*x" --wrt x\n'
+        '  matrixcalculus "0.5*norm2(W*x - t)^2" --wrt W --check\n'
+        '  matrixcalculus "x\'*A*x" --wrt x --order 2 --types A=symmetric\n'
+        '  matrixcalculus "x\'*A*x" --evaluate',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("expression",
-                   help="the expression, e.g. \"x'*A*x\" or \"norm2(W*x - t)^2/2\"; - reads it from standard input")
-    p.add_argument("--wrt", action="append", default=[], metavar="NAME",
-                   help="differentiate with respect to NAME (repeat, or NAME,NAME, for several)")
+    p.add_argument(
+        "expression", help='the expression, e.g. "x\'*A*x" or "norm2(W*x - t)^2/2"; - reads it from standard input'
+    )
+    p.add_argument(
+        "--wrt",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="differentiate with respect to NAME (repeat, or NAME,NAME, for several)",
+    )
     p.add_argument("--order", type=int, default=1, help="order of the derivative (1; 2 for a Hessian)")
-    p.add_argument("--layout", choices=("numerator", "denominator"), default="numerator",
-                   help="numerator: shape f x wrt (default); denominator: wrt x f")
-    p.add_argument("--types", nargs="*", default=[], metavar="NAME=TYPE",
-                   help="declare types: scalar, vector, matrix, symmetric, or a shape such as 3 or 3x4")
+    p.add_argument(
+        "--layout",
+        choices=("numerator", "denominator"),
+        default="numerator",
+        help="numerator: shape f x wrt (default); denominator: wrt x f",
+    )
+    p.add_argument(
+        "--types",
+        nargs="*",
+        default=[],
+        metavar="NAME=TYPE",
+        help="declare types: scalar, vector, matrix, symmetric, or a shape such as 3 or 3x4",
+    )
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of the input syntax")
     p.add_argument("--index", action="store_true", help="also print the index notation")
-    p.add_argument("--check", action="store_true",
-                   help="compare the derivative with central finite differences at random inputs")
+    p.add_argument(
+        "--check", action="store_true", help="compare the derivative with central finite differences at random inputs"
+    )
     p.add_argument("--evaluate", action="store_true", help="evaluate on random inputs")
     p.add_argument("--size", type=int, default=3, help="size of each symbolic dimension for --check/--evaluate (3)")
     p.add_argument("--seed", type=int, default=0, help="random seed for --check/--evaluate (0)")
-    p.add_argument("--limit", action="append", default=[], metavar="NAME=NUMBER",
-                   help=f"raise or lower a resource limit; the limits and defaults: {limits_text}")
+    p.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=NUMBER",
+        help=f"raise or lower a resource limit; the limits and defaults: {limits_text}",
+    )
     return p
 
 
@@ -142,8 +163,9 @@ def _read_expression(text: str) -> str:
     except UnicodeDecodeError as exc:
         raise MatrixCalculusError(f"standard input is not text in the locale's encoding: {exc.reason}") from None
     if len(data) > limit:
-        raise limit_error(MatrixCalculusError, "max_length",
-                          f"the expression on standard input has more than {limit:,} characters")
+        raise limit_error(
+            MatrixCalculusError, "max_length", f"the expression on standard input has more than {limit:,} characters"
+        )
     return data.strip()
 
 
@@ -151,8 +173,10 @@ def _at_random_inputs(args: argparse.Namespace, exc: EvaluationError) -> Evaluat
     """An evaluation error at the CLI's random inputs: say which inputs, and what to try."""
     if getattr(exc, "limit", None):
         return exc  # a size beyond a limit: other random inputs would not help
-    return EvaluationError(f"at the random inputs (size {args.size}, seed {args.seed}): {exc.message}; "
-                           f"another --seed or --size draws other inputs")
+    return EvaluationError(
+        f"at the random inputs (size {args.size}, seed {args.seed}): {exc.message}; "
+        f"another --seed or --size draws other inputs"
+    )
 
 
 def _run(args: argparse.Namespace) -> tuple[str, int]:
@@ -217,10 +241,17 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     return "\n".join(lines), status
 
 
-def check(expr: Expression, name: str, result: Expression, values: dict[str, np.ndarray], order: int,
-          layout: str, types: dict[str, Any]) -> CheckResult:
+def check(
+    expr: Expression,
+    name: str,
+    result: Expression,
+    values: dict[str, np.ndarray],
+    order: int,
+    layout: str,
+    types: dict[str, Any],
+) -> CheckResult:
     """Finite-difference check of one printed derivative (numerator layout internally)."""
-    from .differentiation import to_denominator
+    from matrixcalculus.transform.differentiation import to_denominator
 
     variables = expr.node_variables()
     if name not in variables:
@@ -259,10 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except MemoryError:
         return _fail("out of memory; lower --size, or the limits (--limit max_array_bytes=...)")
-    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+    except Exception as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        return _fail(f"internal error, a bug in matrixcalculus (please report it with the command line): "
-                     f"{detail[:300]}")
+        return _fail(
+            f"internal error, a bug in matrixcalculus (please report it with the command line): {detail[:300]}"
+        )
     return status
 
 

@@ -33,7 +33,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import EvaluationError, MatrixCalculusError
+from matrixcalculus.errors import EvaluationError, MatrixCalculusError
 
 __all__ = ["Limits", "current_limits", "resource_limits"]
 
@@ -62,7 +62,7 @@ class Limits:
                 raise MatrixCalculusError(f"limit {f.name} must be a positive whole number, not {value!r}")
 
 
-_CURRENT: ContextVar[Limits] = ContextVar("matrixcalculus_limits", default=Limits())
+_CURRENT: ContextVar[Limits] = ContextVar("matrixcalculus_limits", default=Limits())  # noqa: B039 - frozen
 
 
 def current_limits() -> Limits:
@@ -89,8 +89,10 @@ def exceeded(name: str, what: str) -> str:
     """The message for an exceeded limit: what, the limit's value, and how to raise it."""
     value = getattr(current_limits(), name)
     unit = " bytes" if name == "max_array_bytes" else ""
-    return (f"{what}; the limit is {value:,}{unit} ({name}; raise it with "
-            f"matrixcalculus.resource_limits({name}=...) or --limit {name}=...)")
+    return (
+        f"{what}; the limit is {value:,}{unit} ({name}; raise it with "
+        f"matrixcalculus.resource_limits({name}=...) or --limit {name}=...)"
+    )
 
 
 E = TypeVar("E", bound=MatrixCalculusError)
@@ -124,7 +126,7 @@ def _bytes(n: int) -> str:
 
 def check_nodes(roots: Sequence[Any], what: str, error: type[MatrixCalculusError] = MatrixCalculusError) -> None:
     """Refuse a graph of more than ``max_nodes`` nodes."""
-    from .graph import postorder  # the graph module is a later stage than this one
+    from matrixcalculus.ir.graph import postorder  # the graph module is a later stage than this one
 
     count = len(postorder(*roots))
     if count > current_limits().max_nodes:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from .errors import EvaluationError, ShapeError
-from .graph import (
+from matrixcalculus.errors import EvaluationError, ShapeError
+from matrixcalculus.ir.graph import (
     Function,
     Node,
     Shape,
@@ -59,8 +59,12 @@ def _elementwise(name: str, evaluate: Callable[[Any, Any], Any], latex: str, der
 
 
 def _matrix(
-    name: str, shape: Callable[[Shape], Shape], evaluate: Callable[[Any, Any], Any], latex: str,
-    derivative: Any, argument: str,
+    name: str,
+    shape: Callable[[Shape], Shape],
+    evaluate: Callable[[Any, Any], Any],
+    latex: str,
+    derivative: Any,
+    argument: str,
 ) -> None:
     template = latex if ("{}" in latex or "{p}" in latex) else latex + r"\left({}\right)"
     RULES[name] = FunctionRule(name, "matrix", shape, evaluate, template, derivative, argument=argument)
@@ -100,15 +104,14 @@ _elementwise("sin", lambda xp, x: xp.sin(x), r"\sin", lambda x: apply("cos", x))
 _elementwise("cos", lambda xp, x: xp.cos(x), r"\cos", lambda x: scale(-1, apply("sin", x)))
 _elementwise("tan", lambda xp, x: xp.tan(x), r"\tan", lambda x: one_plus(_pow(apply("tan", x), 2)))
 _elementwise("tanh", lambda xp, x: xp.tanh(x), r"\tanh", lambda x: one_minus(_pow(apply("tanh", x), 2)))
-_elementwise("sqrt", lambda xp, x: xp.sqrt(x), r"\sqrt{{}}",
-             lambda x: scale(Fraction(1, 2), _pow(apply("sqrt", x), -1)))
+_elementwise(
+    "sqrt", lambda xp, x: xp.sqrt(x), r"\sqrt{{}}", lambda x: scale(Fraction(1, 2), _pow(apply("sqrt", x), -1))
+)
 # |x|' = sign(x), with abs'(0) = 0 as in the field's autodiff systems.
 _elementwise("abs", lambda xp, x: xp.abs(x), r"\left|{}\right|", lambda x: apply("sign", x))
 _elementwise("sign", lambda xp, x: xp.sign(x), r"\operatorname{sign}", lambda x: zeros(x.shape))
 # relu'(0) = 0: the derivative is the indicator x > 0.
-_elementwise(
-    "relu", lambda xp, x: xp.maximum(x, 0.0), r"\operatorname{relu}", lambda x: compare(">", x, const(0))
-)
+_elementwise("relu", lambda xp, x: xp.maximum(x, 0.0), r"\operatorname{relu}", lambda x: compare(">", x, const(0)))
 # sigmoid(x) = 1/(1 + exp(-x)) = exp(-log(1 + exp(-x))): logaddexp keeps it finite for any x.
 _elementwise(
     "sigmoid",
@@ -116,12 +119,8 @@ _elementwise(
     r"\sigma",
     lambda x: hadamard(apply("sigmoid", x), one_minus(apply("sigmoid", x))),
 )
-_elementwise(
-    "softplus", lambda xp, x: xp.logaddexp(0.0, x), r"\operatorname{softplus}", lambda x: apply("sigmoid", x)
-)
-_elementwise(
-    "arcsin", lambda xp, x: xp.arcsin(x), r"\arcsin", lambda x: _pow(one_minus(_pow(x, 2)), "-1/2")
-)
+_elementwise("softplus", lambda xp, x: xp.logaddexp(0.0, x), r"\operatorname{softplus}", lambda x: apply("sigmoid", x))
+_elementwise("arcsin", lambda xp, x: xp.arcsin(x), r"\arcsin", lambda x: _pow(one_minus(_pow(x, 2)), "-1/2"))
 _elementwise(
     "arccos",
     lambda xp, x: xp.arccos(x),
@@ -209,8 +208,9 @@ def _outer_with(g: Node, batch: int, m: Node) -> Node:
 #   d logsumexp(x) = <softmax(x), dx>
 #   d softmax(x) = (diag(s) - s s') dx   -> s .* (g - s'g)
 def _vjp_det(x: Node, y: Node, g: Node, batch: int) -> Node:
-    return _outer_with(contract([g, y], [tuple(range(batch)), ()], tuple(range(batch))), batch,
-                       transpose(apply("inv", x)))
+    return _outer_with(
+        contract([g, y], [tuple(range(batch)), ()], tuple(range(batch))), batch, transpose(apply("inv", x))
+    )
 
 
 def _vjp_logdet(x: Node, y: Node, g: Node, batch: int) -> Node:
@@ -245,20 +245,27 @@ def _vjp_softmax(x: Node, y: Node, g: Node, batch: int) -> Node:
     return add([first, second])
 
 
-_matrix("det", _square("det"), lambda xp, x: _linalg(xp, "det", xp.linalg.det, x), r"\det", _vjp_det,
-        "a square matrix")
+_matrix("det", _square("det"), lambda xp, x: _linalg(xp, "det", xp.linalg.det, x), r"\det", _vjp_det, "a square matrix")
 _matrix("logdet", _square("logdet"), _logdet, r"\log\det", _vjp_logdet, "a square matrix")
-_matrix("inv", _square_same, lambda xp, x: _linalg(xp, "inv", xp.linalg.inv, x), "{p}^{-1}", _vjp_inv,
-        "a square matrix")
-_matrix("norm1", _any_to_scalar, lambda xp, x: xp.sum(xp.abs(x)), r"\left\| {} \right\|_1", _vjp_norm1,
-        "a vector or matrix")
+_matrix(
+    "inv", _square_same, lambda xp, x: _linalg(xp, "inv", xp.linalg.inv, x), "{p}^{-1}", _vjp_inv, "a square matrix"
+)
+_matrix(
+    "norm1", _any_to_scalar, lambda xp, x: xp.sum(xp.abs(x)), r"\left\| {} \right\|_1", _vjp_norm1, "a vector or matrix"
+)
 # norm2 is Euclidean for vectors and Frobenius for matrices: the root of the sum of squares.
-_matrix("norm2", _any_to_scalar, lambda xp, x: xp.sqrt(xp.sum(x * x)), r"\left\| {} \right\|_2",
-        _vjp_norm2, "a vector or matrix")
-_matrix("softmax", _vector("softmax", lambda s: s), _softmax, r"\operatorname{softmax}", _vjp_softmax,
-        "a vector")
-_matrix("logsumexp", _vector("logsumexp", lambda s: ()), _logsumexp, r"\operatorname{logsumexp}",
-        _vjp_logsumexp, "a vector")
+_matrix(
+    "norm2",
+    _any_to_scalar,
+    lambda xp, x: xp.sqrt(xp.sum(x * x)),
+    r"\left\| {} \right\|_2",
+    _vjp_norm2,
+    "a vector or matrix",
+)
+_matrix("softmax", _vector("softmax", lambda s: s), _softmax, r"\operatorname{softmax}", _vjp_softmax, "a vector")
+_matrix(
+    "logsumexp", _vector("logsumexp", lambda s: ()), _logsumexp, r"\operatorname{logsumexp}", _vjp_logsumexp, "a vector"
+)
 
 
 ELEMENTWISE = tuple(name for name, rule in RULES.items() if rule.kind == "elementwise")

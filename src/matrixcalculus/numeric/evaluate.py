@@ -21,14 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from . import graph as g
-from .codegen import lower
-from .errors import EvaluationError, MatrixCalculusError
-from .limits import check_array, current_limits
+from matrixcalculus.errors import EvaluationError, MatrixCalculusError
+from matrixcalculus.ir import graph as g
+from matrixcalculus.limits import check_array, current_limits
+from matrixcalculus.render.printing import to_text
+from matrixcalculus.transform.lowering import lower
 
 
-def bind(variables: Mapping[str, g.Var], values: Mapping[str, Any], dims: Mapping[str, int] | None = None,
-         xp: Any = np, *, check_finite: bool = True) -> tuple[dict[str, Any], dict[g.Dim, int]]:
+def bind(
+    variables: Mapping[str, g.Var],
+    values: Mapping[str, Any],
+    dims: Mapping[str, int] | None = None,
+    xp: Any = np,
+    *,
+    check_finite: bool = True,
+) -> tuple[dict[str, Any], dict[g.Dim, int]]:
     """Check ``values`` against the variables' types; return the arrays and the size of each dimension.
 
     ``check_finite``: an array with a nan or infinite entry is an error naming the entry.
@@ -60,7 +67,8 @@ def bind(variables: Mapping[str, g.Var], values: Mapping[str, Any], dims: Mappin
         if array.ndim != var.rank:
             raise EvaluationError(
                 f"{name} is {_kind_text(var)} and needs a {var.rank}-d array, but the value given has shape "
-                f"{tuple(array.shape)}" + (" (vectors are 1-d arrays, also row vectors)" if var.rank == 1 else ""))
+                f"{tuple(array.shape)}" + (" (vectors are 1-d arrays, also row vectors)" if var.rank == 1 else "")
+            )
         for axis, (dim, size) in enumerate(zip(var.shape, array.shape, strict=True)):
             what = _axis_text(name, var, axis)
             if isinstance(dim, int):
@@ -70,14 +78,16 @@ def bind(variables: Mapping[str, g.Var], values: Mapping[str, Any], dims: Mappin
             if dim in sizes and sizes[dim] != size:
                 raise EvaluationError(
                     f"dimension {dim} is {sizes[dim]} from {source[dim]} but {size} from {what}; "
-                    f"the sizes of one dimension must agree")
+                    f"the sizes of one dimension must agree"
+                )
             sizes.setdefault(dim, size)
             source.setdefault(dim, what)
         if check_finite and xp is np and not np.all(np.isfinite(array)):
             index = _first_bad(array)
             raise EvaluationError(
                 f"the value of {name} has a non-finite entry: {_entry_name(name, index)} = {array[index]}; "
-                f"the inputs must be finite (check_finite=False returns IEEE values instead)")
+                f"the inputs must be finite (check_finite=False returns IEEE values instead)"
+            )
         if var.kind == "symmetric" and xp is np:
             if not np.allclose(array, array.T, rtol=1e-10, atol=1e-12):
                 raise EvaluationError(f"{name} is declared symmetric but its value is not symmetric")
@@ -100,8 +110,14 @@ def _axis_text(name: str, var: g.Var, axis: int) -> str:
     return f"the number of {'rows' if axis == 0 else 'columns'} of {name}"
 
 
-def evaluate(root: g.Node, values: Mapping[str, Any], dims: Mapping[str, int] | None = None,
-             xp: Any = np, *, check_finite: bool = True) -> Any:
+def evaluate(
+    root: g.Node,
+    values: Mapping[str, Any],
+    dims: Mapping[str, int] | None = None,
+    xp: Any = np,
+    *,
+    check_finite: bool = True,
+) -> Any:
     """The value of ``root`` for the given variable values (``dims`` sizes dimensions no value fixes).
 
     With ``check_finite`` (the default) non-finite inputs and a non-finite result raise
@@ -116,7 +132,8 @@ def evaluate(root: g.Node, values: Mapping[str, Any], dims: Mapping[str, int] | 
             return dim
         if dim not in sizes:
             raise EvaluationError(
-                f"the size of dimension {dim} is unknown: no value fixes it; pass dims={{{dim!r}: ...}}")
+                f"the size of dimension {dim} is unknown: no value fixes it; pass dims={{{dim!r}: ...}}"
+            )
         return sizes[dim]
 
     (lowered,) = _lowered(root)
@@ -195,11 +212,9 @@ def _number(value: Any) -> str:
 
 def _text(node: g.Node, width: int = 60) -> str:
     """The node in the input syntax, shortened: it names where in the expression something happened."""
-    from .printing import to_text  # printing is only needed for messages
-
     try:
         text = to_text(node)
-    except Exception:  # noqa: BLE001 - a message must not fail; tensors of order 3+ have no matrix text
+    except Exception:
         text = type(node).__name__.lower()
     return text if len(text) <= width else text[: width - 3] + "..."
 

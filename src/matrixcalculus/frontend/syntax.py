@@ -24,8 +24,8 @@ from fractions import Fraction
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from .errors import MatrixCalculusError, ParseError
-from .functions import RULES
+from matrixcalculus.errors import MatrixCalculusError, ParseError
+from matrixcalculus.ir.functions import RULES
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
 DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
@@ -35,9 +35,22 @@ KNOWN_FUNCTIONS = tuple(RULES) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTION
 
 # Names people use elsewhere for our functions (MATLAB, NumPy, the Matrix Cookbook).
 _SYNONYMS = {
-    "trace": "tr", "inverse": "inv", "norm": "norm2", "fro": "norm2", "frobenius": "norm2",
-    "asin": "arcsin", "acos": "arccos", "atan": "arctan", "ln": "log", "log_det": "logdet", "logsum": "logsumexp",
-    "soft_max": "softmax", "sigm": "sigmoid", "logistic": "sigmoid", "identity": "eye", "diagonal": "diag",
+    "trace": "tr",
+    "inverse": "inv",
+    "norm": "norm2",
+    "fro": "norm2",
+    "frobenius": "norm2",
+    "asin": "arcsin",
+    "acos": "arccos",
+    "atan": "arctan",
+    "ln": "log",
+    "log_det": "logdet",
+    "logsum": "logsumexp",
+    "soft_max": "softmax",
+    "sigm": "sigmoid",
+    "logistic": "sigmoid",
+    "identity": "eye",
+    "diagonal": "diag",
 }
 
 _GRAMMAR = r"""
@@ -75,9 +88,17 @@ NAME: /[A-Za-z_][A-Za-z_0-9]*/
 """
 
 _TOKEN_NAMES = {
-    "CMPOP": "a comparison", "ADDOP": "'+' or '-'", "MULOP": "'*', '/', '.*' or './'",
-    "POWOP": "'^' or '.^'", "QUOTE": "a transpose \"'\"", "LPAR": "'('", "RPAR": "')'",
-    "COMMA": "','", "NUMBER": "a number", "NAME": "a name", "$END": "the end of the input",
+    "CMPOP": "a comparison",
+    "ADDOP": "'+' or '-'",
+    "MULOP": "'*', '/', '.*' or './'",
+    "POWOP": "'^' or '.^'",
+    "QUOTE": 'a transpose "\'"',
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "NUMBER": "a number",
+    "NAME": "a name",
+    "$END": "the end of the input",
 }
 
 
@@ -115,21 +136,25 @@ def number_value(literal: str, column: int, text: str | None = None) -> Fraction
     approx = float(literal)
     shown = literal if len(literal) <= 30 else f"{literal[:12]}...{literal[-12:]}"
     if math.isinf(approx):
-        raise ParseError(f"number {shown} at column {column} is too large (over 1.8e308)",
-                         text=text, column=column)
+        raise ParseError(f"number {shown} at column {column} is too large (over 1.8e308)", text=text, column=column)
     whole, fraction, sign, exponent = re.fullmatch(_NUMBER_PARTS, literal).groups()
     digits = (whole + fraction).lstrip("0")
     if not digits:
         return Fraction(0)
     if approx == 0:
-        raise ParseError(f"number {shown} at column {column} is too small (under 4.9e-324, it would be 0)",
-                         text=text, column=column)
+        raise ParseError(
+            f"number {shown} at column {column} is too small (under 4.9e-324, it would be 0)", text=text, column=column
+        )
     significant = digits.rstrip("0")
     if len(significant) > EXACT_DIGITS:
         return Fraction(repr(approx))
     # The value is in the range of doubles and has few digits, so this power of ten is small.
-    shift = (int((exponent or "0").lstrip("0") or "0") * (-1 if sign == "-" else 1)
-             - len(fraction) + len(digits) - len(significant))
+    shift = (
+        int((exponent or "0").lstrip("0") or "0") * (-1 if sign == "-" else 1)
+        - len(fraction)
+        + len(digits)
+        - len(significant)
+    )
     mantissa = int(significant)
     return Fraction(mantissa * 10**shift) if shift >= 0 else Fraction(mantissa, 10**-shift)
 
@@ -151,18 +176,24 @@ class _Build(Transformer):
         name, _, args, rpar = items
         fname = str(name)
         if fname not in KNOWN_FUNCTIONS:
-            close = ([_SYNONYMS[fname.lower()]] if fname.lower() in _SYNONYMS else
-                     [fname.lower()] if fname.lower() in KNOWN_FUNCTIONS else
-                     difflib.get_close_matches(fname.lower(), KNOWN_FUNCTIONS, n=1, cutoff=0.5))
+            close = (
+                [_SYNONYMS[fname.lower()]]
+                if fname.lower() in _SYNONYMS
+                else [fname.lower()]
+                if fname.lower() in KNOWN_FUNCTIONS
+                else difflib.get_close_matches(fname.lower(), KNOWN_FUNCTIONS, n=1, cutoff=0.5)
+            )
             hint = f"; did you mean '{close[0]}'?" if close else f"; known functions: {', '.join(KNOWN_FUNCTIONS)}"
-            raise ParseError(f"unknown function '{fname}' at column {name.column}{hint}", text=self.text,
-                             column=name.column)
+            raise ParseError(
+                f"unknown function '{fname}' at column {name.column}{hint}", text=self.text, column=name.column
+            )
         low, high = DIMENSION_FUNCTIONS.get(fname, (1, 1))
         if not low <= len(args) <= high:
             want = str(low) if low == high else f"{low} or {high}"
             raise ParseError(
                 f"{fname} takes {want} argument{'s' if high > 1 else ''}, not {len(args)} (column {name.column})",
-                text=self.text, column=name.column,
+                text=self.text,
+                column=name.column,
             )
         if fname in DIMENSION_FUNCTIONS:
             for arg in args:
@@ -170,8 +201,9 @@ class _Build(Transformer):
                 if not ok:
                     raise ParseError(
                         f"{fname} takes dimensions (a name such as n, or a whole number), "
-                        f"not '{self.text[arg.start:arg.end]}' (column {arg.column})",
-                        text=self.text, column=arg.column,
+                        f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
+                        text=self.text,
+                        column=arg.column,
                     )
         return Ast("call", fname, tuple(args), name.start_pos, rpar.end_pos, name.column)
 
@@ -218,24 +250,23 @@ def parse_syntax(text: str) -> Ast:
         raise
     except UnexpectedCharacters as exc:
         ch = text[exc.pos_in_stream]
-        raise ParseError(f"unexpected character {ch!r} at column {exc.column}", text=text,
-                         column=exc.column) from None
+        raise ParseError(f"unexpected character {ch!r} at column {exc.column}", text=text, column=exc.column) from None
     except UnexpectedEOF as exc:
         expected = _expected(exc.expected)
-        raise ParseError(f"unexpected end of input; expected {expected}", text=text,
-                         column=len(text) + 1) from None
+        raise ParseError(f"unexpected end of input; expected {expected}", text=text, column=len(text) + 1) from None
     except UnexpectedToken as exc:
         tok = exc.token
         if tok.type == "$END":
-            raise ParseError(f"unexpected end of input; expected {_expected(exc.expected)}", text=text,
-                             column=len(text.rstrip()) + 1) from None
+            raise ParseError(
+                f"unexpected end of input; expected {_expected(exc.expected)}", text=text, column=len(text.rstrip()) + 1
+            ) from None
         raise ParseError(
             f"unexpected {str(tok)!r} at column {tok.column}; expected {_expected(exc.expected)}",
-            text=text, column=tok.column,
+            text=text,
+            column=tok.column,
         ) from None
     except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
-        raise ParseError(f"cannot parse the input at column {exc.column}", text=text,
-                         column=exc.column) from None
+        raise ParseError(f"cannot parse the input at column {exc.column}", text=text, column=exc.column) from None
 
 
 def flatten(text: str) -> str:
@@ -248,4 +279,3 @@ def _expected(names: set[str] | list[str]) -> str:
     if len(words) > 4:
         return "an operand or an operator"
     return " or ".join(words)
-

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 
-from . import graph as g
-from .errors import DerivativeError
-from .simplify import simplify
+from matrixcalculus.errors import DerivativeError
+from matrixcalculus.ir import graph as g
+from matrixcalculus.transform.simplify import simplify
 
 
 def pullback(root: g.Node, wrts: Sequence[g.Var], seed: g.Node, batch: int) -> list[g.Node]:
@@ -93,10 +93,10 @@ def vjp_nodes(f: g.Node, wrts: Sequence[g.Var], cotangent: g.Node) -> list[g.Nod
     if cotangent.shape != f.shape:
         raise DerivativeError(
             f"the cotangent has shape {g.shape_text(cotangent.shape)} but the function has shape "
-            f"{g.shape_text(f.shape)}; they must match")
+            f"{g.shape_text(f.shape)}; they must match"
+        )
     parts = pullback(f, wrts, cotangent, 0)
-    return [simplify(symmetrize_last(p, 0) if w.kind == "symmetric" else p)
-            for w, p in zip(wrts, parts, strict=True)]
+    return [simplify(symmetrize_last(p, 0) if w.kind == "symmetric" else p) for w, p in zip(wrts, parts, strict=True)]
 
 
 def jvp_node(f: g.Node, wrt: g.Var, tangent: g.Node) -> g.Node:
@@ -104,7 +104,8 @@ def jvp_node(f: g.Node, wrt: g.Var, tangent: g.Node) -> g.Node:
     if tangent.shape != wrt.shape:
         raise DerivativeError(
             f"the tangent has shape {g.shape_text(tangent.shape)} but {wrt.name} has shape "
-            f"{g.shape_text(wrt.shape)}; they must match")
+            f"{g.shape_text(wrt.shape)}; they must match"
+        )
     (jac,) = jacobian_nodes(f, [wrt])
     o = tuple(range(f.rank))
     w = tuple(range(f.rank, f.rank + wrt.rank))

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from . import graph as g
-from .simplify import is_symmetric
+from matrixcalculus.ir import graph as g
+from matrixcalculus.transform.simplify import is_symmetric
 
 # Binding strength, loose to tight.
 CMP, ADD, MUL, UNARY, POW, POSTFIX, ATOM = 1, 2, 3, 4, 5, 6, 7
@@ -135,7 +135,7 @@ class LatexStyle(Style):
         return f"\\operatorname{{{name}}}\\left({arg}\\right)"
 
     def function(self, name: str, piece: Piece) -> Piece:
-        from .functions import RULES
+        from matrixcalculus.ir.functions import RULES
 
         template = RULES[name].latex
         bare = piece.text if piece.prec >= POSTFIX else f"\\left({piece.text}\\right)"
@@ -152,8 +152,29 @@ class LatexStyle(Style):
         return "\\mathbf{0}"
 
     def name(self, name: str) -> str:
-        greek = {"alpha", "beta", "gamma", "delta", "epsilon", "lambda", "mu", "sigma", "theta", "tau", "rho",
-                 "eta", "kappa", "omega", "phi", "psi", "xi", "nu", "zeta", "chi", "pi"}
+        greek = {
+            "alpha",
+            "beta",
+            "gamma",
+            "delta",
+            "epsilon",
+            "lambda",
+            "mu",
+            "sigma",
+            "theta",
+            "tau",
+            "rho",
+            "eta",
+            "kappa",
+            "omega",
+            "phi",
+            "psi",
+            "xi",
+            "nu",
+            "zeta",
+            "chi",
+            "pi",
+        }
         base, _, sub = name.partition("_")
         if base in greek:
             base = "\\" + base
@@ -237,8 +258,7 @@ class NotMatrixNotation(Exception):
     """The value needs index notation (a tensor of order three or more, a Kronecker product)."""
 
 
-def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(),
-            share: bool = False) -> str:
+def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(), share: bool = False) -> str:
     """The expression in the input syntax; parsing it gives the same values.
 
     ``result=True`` is for derived expressions: products may be printed in any operand
@@ -258,8 +278,7 @@ def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = fro
     return _Printer(TEXT, result, scalars).piece(node).text
 
 
-def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(),
-             share: bool = False) -> str:
+def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(), share: bool = False) -> str:
     """The expression in LaTeX; ``share`` as in :func:`to_text` (``body, \\text{where } r = ...``)."""
     if share and result and needs_bindings([node]):
         body, bindings = _shared_text([node], _taken_names(node), LATEX, scalars)
@@ -299,8 +318,9 @@ def _taken_names(node: g.Node) -> set[str]:
     return taken
 
 
-def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TEXT,
-                  min_length: int = 12) -> tuple[list[str], list[tuple[str, str]]]:
+def with_bindings(
+    roots: Sequence[g.Node], reserved: set[str], style: Style = TEXT, min_length: int = 12
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Print several derived expressions together, naming repeated subexpressions.
 
     Returns the texts and the ``where`` bindings ``[(name, text), ...]`` in dependency order:
@@ -317,8 +337,9 @@ def with_bindings(roots: Sequence[g.Node], reserved: set[str], style: Style = TE
     order = g.postorder(*roots)
     plain = _Printer(style, True)
     plain.piece_all(order)
-    chosen = [node for node in order
-              if uses.get(node, 0) >= 2 and node.args and len(plain.memo[node].text) >= min_length]
+    chosen = [
+        node for node in order if uses.get(node, 0) >= 2 and node.args and len(plain.memo[node].text) >= min_length
+    ]
     names = (n for n in _BINDING_NAMES + tuple(f"r{i}" for i in range(1, 1000)) if n not in reserved)
     # The most used (then the outermost) subexpression gets the first name.
     position = {node: k for k, node in enumerate(order)}
@@ -346,8 +367,9 @@ def _uses(roots: Sequence[g.Node]) -> dict[g.Node, int]:
     return uses
 
 
-def _shared_text(roots: Sequence[g.Node], reserved: set[str], style: Style, scalars: frozenset[str],
-                 min_length: int = 12) -> tuple[list[str], list[tuple[str, str]]]:
+def _shared_text(
+    roots: Sequence[g.Node], reserved: set[str], style: Style, scalars: frozenset[str], min_length: int = 12
+) -> tuple[list[str], list[tuple[str, str]]]:
     """:func:`with_bindings` in time linear in the graph: each node is printed with the nodes
     named before it (children first) printed by their names, so no text repeats a shared part.
 
@@ -383,8 +405,7 @@ def _shared_text(roots: Sequence[g.Node], reserved: set[str], style: Style, scal
 
 
 class _Printer:
-    def __init__(self, style: Style, result: bool = False, scalars: frozenset[str] = frozenset(),
-                 share: bool = False):
+    def __init__(self, style: Style, result: bool = False, scalars: frozenset[str] = frozenset(), share: bool = False):
         self.style = style
         self.result = result
         self.scalars = scalars
@@ -483,8 +504,7 @@ class _Printer:
             if node.labels[-1] != node.out:
                 return None
             lone = node.args[0] if len(node.args) == 2 else None
-            if (isinstance(lone, g.Var) and not self.result and lone.name not in self.scalars
-                    and node.rank in (1, 2)):
+            if isinstance(lone, g.Var) and not self.result and lone.name not in self.scalars and node.rank in (1, 2):
                 return None
             body = self.memo[node.args[0]] if len(node.args) == 2 else Piece("1", ATOM)
             if node.coeff == 1:
@@ -523,8 +543,10 @@ class _Printer:
             vector_terms = [p for t, (_, p) in zip(node.args, terms, strict=True) if t.rank == 1]
             rows = sum(p.row for p in vector_terms)
             row = rows * 2 > len(vector_terms) or (rows * 2 == len(vector_terms) and terms[0][1].row)
-            terms = [(neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 else p)
-                     for t, (neg, p) in zip(node.args, terms, strict=True)]
+            terms = [
+                (neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 else p)
+                for t, (neg, p) in zip(node.args, terms, strict=True)
+            ]
         parts = []
         for k, (negative, p) in enumerate(terms):
             text = paren(p, ADD + 1 if k or negative else ADD, st)
@@ -553,15 +575,19 @@ class _Printer:
         if st.latex:
             etext = epiece.text
         elif epiece.prec >= POSTFIX or (
-                isinstance(exponent, g.Const) and epiece.prec >= UNARY and "/" not in epiece.text):
+            isinstance(exponent, g.Const) and epiece.prec >= UNARY and "/" not in epiece.text
+        ):
             etext = epiece.text
         else:
             etext = f"({epiece.text})"
         if bp is not None:
             text = st.power(paren(bpiece, POW + 1, st), etext, True)
             return Piece(text, POW, self.memo[exponent].row)
-        return Piece(st.power(paren(bpiece, POW + 1, st) if not st.latex else paren(bpiece, POSTFIX, st),
-                              etext, elementwise), POW, bpiece.row)
+        return Piece(
+            st.power(paren(bpiece, POW + 1, st) if not st.latex else paren(bpiece, POSTFIX, st), etext, elementwise),
+            POW,
+            bpiece.row,
+        )
 
     # --------------------------------------------------------------------------- contractions
 
@@ -611,8 +637,9 @@ class _Printer:
         if arg.rank == 2 and labs == (0, 1) and out == (1, 0):
             return transposed(p, st)
         if not out and len(set(labs)) == len(labs):
-            return Piece(st.call("sum", p.text) if not st.latex else f"\\operatorname{{sum}}\\left({p.text}\\right)",
-                         ATOM)
+            return Piece(
+                st.call("sum", p.text) if not st.latex else f"\\operatorname{{sum}}\\left({p.text}\\right)", ATOM
+            )
         if arg.rank == 2 and labs[0] == labs[1]:
             name = "tr" if not out else "diag"
             return Piece(st.call(name, p.text), ATOM)
@@ -690,8 +717,9 @@ class _Item:
 _DP_WIDTH = 12
 
 
-def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
-                identity: bool = False, bases: _Printer | None = None) -> tuple[Piece, tuple[int, ...]]:
+def _best_split(
+    items: list[_Item], out: tuple[int, ...], st: Style, identity: bool = False, bases: _Printer | None = None
+) -> tuple[Piece, tuple[int, ...]]:
     """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only)."""
     n = len(items)
     where: dict[int, list[int]] = {}
@@ -720,8 +748,9 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
         # Long products: fold left to right (the search over all splits is cubic in n).
         acc: Best | None = (items[0].piece, items[0].labels, items[0].node)
         for k in range(1, n):
-            acc = _combine(acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity,
-                           out, bases)
+            acc = _combine(
+                acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity, out, bases
+            )
             if acc is None:
                 raise NotMatrixNotation("no matrix-notation order")
         assert acc is not None
@@ -744,11 +773,18 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
                 if merged is not None and (choice is None or cost(merged[0]) < cost(choice[0])):
                     choice = merged
             if choice is not None:
-                if identity and len(choice[1]) == 2 and width < n and all(items[k].node is not None
-                                                                          for k in range(a, b + 1)):
+                if (
+                    identity
+                    and len(choice[1]) == 2
+                    and width < n
+                    and all(items[k].node is not None for k in range(a, b + 1))
+                ):
                     # A symmetric partial product needs no transpose: (S*B*S)' is S*B*S.
-                    sub = g.contract([items[k].node for k in range(a, b + 1)],  # type: ignore[misc]
-                                     [items[k].labels for k in range(a, b + 1)], choice[1])
+                    sub = g.contract(
+                        [items[k].node for k in range(a, b + 1)],  # type: ignore[misc]
+                        [items[k].labels for k in range(a, b + 1)],
+                        choice[1],
+                    )
                     if is_symmetric(sub):
                         p = choice[0]
                         choice = (Piece(p.text, p.prec, p.row, p.plain, True, p.op), choice[1], choice[2])
@@ -760,8 +796,12 @@ def _best_split(items: list[_Item], out: tuple[int, ...], st: Style,
 
 
 def _is_reciprocal(node: g.Node | None) -> bool:
-    return (isinstance(node, g.Power) and isinstance(node.args[1], g.Const) and node.args[1].value == -1
-            and not isinstance(node.args[0], g.Const))
+    return (
+        isinstance(node, g.Power)
+        and isinstance(node.args[1], g.Const)
+        and node.args[1].value == -1
+        and not isinstance(node.args[0], g.Const)
+    )
 
 
 def _combine(
@@ -978,8 +1018,9 @@ class _IndexPrinter:
             deliver(frame[2](frame[3]))
         return result
 
-    def expand(self, node: g.Node, idx: tuple[str, ...], used: set[str], top: bool = True
-               ) -> tuple[str | None, list, Callable[[list[str]], str] | None]:
+    def expand(
+        self, node: g.Node, idx: tuple[str, ...], used: set[str], top: bool = True
+    ) -> tuple[str | None, list, Callable[[list[str]], str] | None]:
         st = self.style
         if isinstance(node, g.Delta):
             return (f"\\delta_{{{''.join(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"), [], None
@@ -1008,7 +1049,7 @@ class _IndexPrinter:
                 if coeff != 1:
                     body = st.scaled(coeff, Piece(body, MUL)).text
                 if summed:
-                    body = (f"\\sum_{{{''.join(summed)}}} {body}" if st.latex else f"sum_{''.join(summed)} {body}")
+                    body = f"\\sum_{{{''.join(summed)}}} {body}" if st.latex else f"sum_{''.join(summed)} {body}"
                 return f"({body})" if summed and not top else body
 
             return None, kids, contraction
@@ -1065,10 +1106,9 @@ def _is_call(text: str) -> bool:
     if not paren_ or not head.isidentifier() or not text.endswith(")"):
         return False
     depth = 0
-    for k, ch in enumerate(text[len(head):]):
+    for k, ch in enumerate(text[len(head) :]):
         depth += ch == "("
         depth -= ch == ")"
         if depth == 0 and k != len(text) - len(head) - 1:
             return False
     return True
-

@@ -30,16 +30,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import graph as g
-from .errors import InferenceError, ParseError, ShapeError
-from .functions import RULES
-from .syntax import DIMENSION_FUNCTIONS, Ast, flatten
+from matrixcalculus.errors import InferenceError, ParseError, ShapeError
+from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten
+from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.functions import RULES
 
 TypeSpec = str | tuple
 
 _KIND_WORDS = {
-    "scalar": "scalar", "vector": "vector", "matrix": "matrix", "symmetric": "symmetric",
-    "symmetric matrix": "symmetric", "sym": "symmetric",
+    "scalar": "scalar",
+    "vector": "vector",
+    "matrix": "matrix",
+    "symmetric": "symmetric",
+    "symmetric matrix": "symmetric",
+    "sym": "symmetric",
 }
 _DIM_POOL = ("n", "m", "p", "q", "r", "s", "k", "l", "t", "u", "v", "w")
 _MAX_CHECKS = 4000
@@ -170,8 +174,14 @@ class _Checked:
 class _Checker:
     """Type-checks the tree under one assignment of kinds, unifying dimensions."""
 
-    def __init__(self, text: str | None, order: list[Ast], kinds: Mapping[str, str],
-                 declared: Mapping[str, Declared], undeclared: frozenset[str]):
+    def __init__(
+        self,
+        text: str | None,
+        order: list[Ast],
+        kinds: Mapping[str, str],
+        declared: Mapping[str, Declared],
+        undeclared: frozenset[str],
+    ):
         self.text = text
         self.order = order
         self.kinds = kinds
@@ -217,7 +227,8 @@ class _Checker:
                 if a[0] == "s" and loose[id(node)]:
                     odd += 1  # transposing a scalar is legal but not what people write
                 t = {"s": a, "c": ("r", a[1]) if a[0] == "c" else a, "r": ("c", a[1]) if a[0] == "r" else a}.get(
-                    a[0], ("m", a[2], a[1]) if a[0] == "m" else a)
+                    a[0], ("m", a[2], a[1]) if a[0] == "m" else a
+                )
             elif node.op == "unary":
                 t = kids[0]
             elif node.op == "binary":
@@ -248,8 +259,9 @@ class _Checker:
                 cols = self.named_dim(shape[1]) if shape else self.dims.new()
                 if kind == "symmetric":
                     given = "x".join(map(str, shape)) if shape else "not square"
-                    self.unify(rows, cols, node,
-                               lambda: f"{name} is declared symmetric but its shape {given} is not square")
+                    self.unify(
+                        rows, cols, node, lambda: f"{name} is declared symmetric but its shape {given} is not square"
+                    )
                 var_dims[name] = (rows, cols)
         d = var_dims[name]
         return {"scalar": ("s",), "vector": ("c",) + d}.get(kind, ("m",) + d)
@@ -271,7 +283,9 @@ class _Checker:
                     hint = "; transpose one of them"
                 raise _Mismatch(
                     f"shape mismatch at column {col}: cannot {verb} {self.src(la)} ({_describe(a, self.dims)}) "
-                    f"and {self.src(lb)} ({_describe(b, self.dims)}){hint}", node)
+                    f"and {self.src(lb)} ({_describe(b, self.dims)}){hint}",
+                    node,
+                )
             for da, db in zip(a[1:], b[1:], strict=True):
                 self.unify(da, db, node, lambda: self.size_message(node, a, b, "have different shapes"))
             return a, None
@@ -281,21 +295,27 @@ class _Checker:
             if b[0] != "s":
                 raise _Mismatch(
                     f"'/' at column {col} divides by a scalar, but {self.src(lb)} is {_describe(b, self.dims)}; "
-                    f"use './' for element-wise division", node)
+                    f"use './' for element-wise division",
+                    node,
+                )
             return a, None
         if op == "^":
             for side, t in ((la, a), (lb, b)):
                 if t[0] != "s":
                     raise _Mismatch(
                         f"'^' at column {col} is the power of a scalar, but {self.src(side)} is "
-                        f"{_describe(t, self.dims)}; use '.^' for an element-wise power", node)
+                        f"{_describe(t, self.dims)}; use '.^' for an element-wise power",
+                        node,
+                    )
             return a, None
         raise AssertionError(op)  # pragma: no cover
 
     def size_message(self, node: Ast, a: MType, b: MType, what: str) -> str:
         la, lb = node.args
-        return (f"shape mismatch at column {node.column}: {self.src(la)} is {_describe(a, self.dims)} but "
-                f"{self.src(lb)} is {_describe(b, self.dims)}; they {what}")
+        return (
+            f"shape mismatch at column {node.column}: {self.src(la)} is {_describe(a, self.dims)} but "
+            f"{self.src(lb)} is {_describe(b, self.dims)}; they {what}"
+        )
 
     def product(self, node: Ast, a: MType, b: MType) -> MType:
         la, lb = node.args
@@ -325,7 +345,9 @@ class _Checker:
                 hint = "; transpose one of them"
             raise _Mismatch(
                 f"shape mismatch at column {node.column}: cannot multiply {self.src(la)} "
-                f"({_describe(a, self.dims)}) by {self.src(lb)} ({_describe(b, self.dims)}){hint}", node)
+                f"({_describe(a, self.dims)}) by {self.src(lb)} ({_describe(b, self.dims)}){hint}",
+                node,
+            )
         da, db = inner
         if not self.dims.unify(da, db):
             left = self.src(la)
@@ -334,7 +356,9 @@ class _Checker:
             nrows = self.dims.value(db)
             raise _Mismatch(
                 f"shape mismatch at column {node.column}: {left} is {_describe(a, self.dims)} but {right} is "
-                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows", node)
+                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows",
+                node,
+            )
         return result
 
     def call(self, node: Ast, kids: list[MType]) -> MType:
@@ -351,7 +375,8 @@ class _Checker:
             if not ok:
                 raise _Mismatch(
                     f"{name} at column {node.column} needs {what}, but {self.src(arg)} is {_describe(a, self.dims)}",
-                    node)
+                    node,
+                )
 
         if name in ("vector", "matrix"):
             need(a[0] == "s", "a scalar")
@@ -360,23 +385,44 @@ class _Checker:
             return ("s",)
         if name == "tr":
             need(a[0] == "m", "a square matrix")
-            self.unify(a[1], a[2], node, lambda: f"tr at column {node.column} needs a square matrix, but "
-                       f"{self.src(arg)} is {_describe(a, self.dims)}")
+            self.unify(
+                a[1],
+                a[2],
+                node,
+                lambda: (
+                    f"tr at column {node.column} needs a square matrix, but "
+                    f"{self.src(arg)} is {_describe(a, self.dims)}"
+                ),
+            )
             return ("s",)
         if name == "diag":
             need(a[0] != "s", "a vector or a square matrix")
             if a[0] in "cr":
                 return ("m", a[1], a[1])
-            self.unify(a[1], a[2], node, lambda: f"diag at column {node.column} needs a vector or a square matrix, "
-                       f"but {self.src(arg)} is {_describe(a, self.dims)}")
+            self.unify(
+                a[1],
+                a[2],
+                node,
+                lambda: (
+                    f"diag at column {node.column} needs a vector or a square matrix, "
+                    f"but {self.src(arg)} is {_describe(a, self.dims)}"
+                ),
+            )
             return ("c", a[1])
         rule = RULES[name]
         if rule.kind == "elementwise":
             return a
         if name in ("det", "logdet", "inv"):
             need(a[0] == "m", "a square matrix")
-            self.unify(a[1], a[2], node, lambda: f"{name} at column {node.column} needs a square matrix, but "
-                       f"{self.src(arg)} is {_describe(a, self.dims)}")
+            self.unify(
+                a[1],
+                a[2],
+                node,
+                lambda: (
+                    f"{name} at column {node.column} needs a square matrix, but "
+                    f"{self.src(arg)} is {_describe(a, self.dims)}"
+                ),
+            )
             return a if name == "inv" else ("s",)
         if name in ("norm1", "norm2"):
             return ("s",)
@@ -397,8 +443,8 @@ def quote(text: str, ast: Ast, width: int = 40) -> str:
         if len(piece) <= width:
             return piece
         return f"{piece[:20]} ... {piece[-15:]}"
-    head = text[start:start + 64].lstrip()
-    tail = text[end - 64:end].rstrip()
+    head = text[start : start + 64].lstrip()
+    tail = text[end - 64 : end].rstrip()
     return f"{head[:20]} ... {tail[-15:]}"
 
 
@@ -467,23 +513,27 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     if not solutions:
         assert first_error is not None
         err_cls = InferenceError if free and len(names) > 0 and _kind_error(first_error) else ShapeError
-        raise err_cls(first_error.message, text=text,
-                      column=first_error.ast.column if first_error.ast is not None and text else None)
+        raise err_cls(
+            first_error.message,
+            text=text,
+            column=first_error.ast.column if first_error.ast is not None and text else None,
+        )
     solutions.sort(key=lambda s: s[0])
     best_cost, best_kinds, best = solutions[0]
     rivals = [k for c, k, _ in solutions[1:] if c == best_cost]
     if rivals:
         differing = [n for n in free if any(r[n] != best_kinds[n] for r in rivals)]
-        options = "; ".join(
-            ", ".join(f"{n} {kinds[n]}" for n in differing) for kinds in [best_kinds, *rivals]
-        )
+        options = "; ".join(", ".join(f"{n} {kinds[n]}" for n in differing) for kinds in [best_kinds, *rivals])
         # Point at the first occurrence of the first undecided name.
-        first = min((node for node in order if node.op == "name" and node.value == differing[0]),
-                    key=lambda node: node.start)
+        first = min(
+            (node for node in order if node.op == "name" and node.value == differing[0]), key=lambda node: node.start
+        )
         raise InferenceError(
             f"ambiguous types for {', '.join(differing)} (column {first.column}): the expression type-checks "
             f"with {options}. Declare them, e.g. types={{{differing[0]!r}: {best_kinds[differing[0]]!r}}}",
-            text=text, column=first.column if text else None)
+            text=text,
+            column=first.column if text else None,
+        )
     return _build(order, best_kinds, best, declared, names, text)
 
 
@@ -535,8 +585,14 @@ def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict
     return {d: name_of(d) for d in range(len(dims.parent))}
 
 
-def _build(order: list[Ast], kinds: Mapping[str, str], checked: _Checked, declared: Mapping[str, Declared],
-           names: list[str], text: str | None = None) -> tuple[g.Node, dict[str, g.Var]]:
+def _build(
+    order: list[Ast],
+    kinds: Mapping[str, str],
+    checked: _Checked,
+    declared: Mapping[str, Declared],
+    names: list[str],
+    text: str | None = None,
+) -> tuple[g.Node, dict[str, g.Var]]:
     dimname = _name_dims(checked, names, set(names))
     variables: dict[str, g.Var] = {}
     for name in names:
@@ -587,11 +643,14 @@ def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
         column = divisor.start + 1
         what = "" if divisor.op == "num" or text is None else f": {quote(text, divisor)} is 0"
         raise ParseError(f"division by zero at column {column}{what}", text=text, column=column if text else None)
-    if (ast.value in ("^", ".^") and g.is_zero(a) and isinstance(b, g.Const) and b.value < 0):
+    if ast.value in ("^", ".^") and g.is_zero(a) and isinstance(b, g.Const) and b.value < 0:
         column = ast.column
         where = f": {quote(text, ast)}" if text is not None else ""
-        raise ParseError(f"division by zero at column {column}{where} is 0 to a negative power", text=text,
-                         column=column if text else None)
+        raise ParseError(
+            f"division by zero at column {column}{where} is 0 to a negative power",
+            text=text,
+            column=column if text else None,
+        )
 
 
 # Folded constants stay within the doubles that evaluation uses (and far from the size where
@@ -726,4 +785,3 @@ def call(name: str, x: g.Node, shape: g.Shape) -> g.Node:
     if name in ("vector", "matrix"):
         return broadcast(x, shape)
     return g.apply(name, x)
-

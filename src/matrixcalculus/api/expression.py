@@ -16,14 +16,14 @@ from fractions import Fraction
 from numbers import Real
 from typing import Any
 
-from . import graph as g
-from .errors import EvaluationError, InferenceError, MatrixCalculusError, ParseError
-from .evaluate import bind
-from .evaluate import evaluate as _evaluate
-from .infer import Declared, declare, infer
-from .limits import check_nodes, current_limits, limit_error
-from .printing import index_notation, to_latex, to_text
-from .syntax import parse_syntax
+from matrixcalculus.errors import EvaluationError, InferenceError, MatrixCalculusError, ParseError
+from matrixcalculus.frontend.infer import Declared, declare, infer
+from matrixcalculus.frontend.syntax import parse_syntax
+from matrixcalculus.ir import graph as g
+from matrixcalculus.limits import check_nodes, current_limits, limit_error
+from matrixcalculus.numeric.evaluate import bind
+from matrixcalculus.numeric.evaluate import evaluate as _evaluate
+from matrixcalculus.render.printing import index_notation, to_latex, to_text
 
 
 class Variable:
@@ -70,8 +70,15 @@ class Expression:
 
     __slots__ = ("_context", "_result", "_source", "_types", "node", "variables")
 
-    def __init__(self, node: g.Node, variables: Mapping[str, g.Var], source: str | None = None,
-                 types: Mapping[str, Declared] | None = None, *, result: bool = False):
+    def __init__(
+        self,
+        node: g.Node,
+        variables: Mapping[str, g.Var],
+        source: str | None = None,
+        types: Mapping[str, Declared] | None = None,
+        *,
+        result: bool = False,
+    ):
         self.node = node
         self.variables = {name: Variable(v) for name, v in variables.items()}
         self._source = source
@@ -109,8 +116,9 @@ class Expression:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
         return index_notation(self.node)
 
-    def evaluate(self, values: Mapping[str, Any], dims: Mapping[str, int] | None = None, *,
-                 check_finite: bool = True) -> Any:
+    def evaluate(
+        self, values: Mapping[str, Any], dims: Mapping[str, int] | None = None, *, check_finite: bool = True
+    ) -> Any:
         """The value for the given arrays (NumPy), e.g. ``{"x": np.ones(3), "A": np.eye(3)}`` -> 3.0.
 
         Values of variables the expression does not mention are allowed; they fix the sizes of
@@ -231,8 +239,9 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
     limit = current_limits().max_length
     if isinstance(text, str) and len(text) > limit:
         # The column points at the first character past the limit.
-        raise limit_error(ParseError, "max_length", f"the expression is {len(text):,} characters long",
-                          text=text, column=limit + 1)
+        raise limit_error(
+            ParseError, "max_length", f"the expression is {len(text):,} characters long", text=text, column=limit + 1
+        )
     ast = parse_syntax(text)
     node, variables = infer(ast, text, types)
     check_nodes([node], "the expression", ParseError)
@@ -268,8 +277,7 @@ def vector(name: str, n: int | str | None = None) -> Expression:
     return _variable(name, "vector", None if n is None else (n,))
 
 
-def matrix(name: str, m: int | str | None = None, n: int | str | None = None, *,
-           symmetric: bool = False) -> Expression:
+def matrix(name: str, m: int | str | None = None, n: int | str | None = None, *, symmetric: bool = False) -> Expression:
     """A matrix variable (``symmetric=True`` for a symmetric one); ``m, n`` optionally fix its shape."""
     kind = "symmetric" if symmetric else "matrix"
     if (m is None) != (n is None):

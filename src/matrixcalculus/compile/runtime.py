@@ -1,4 +1,5 @@
-"""The public ``compile`` and ``codegen``: derivatives as fast functions on real arrays.
+"""The runtime of compiled derivatives: a callable that generates code per shape signature, runs it,
+checks its outputs and returns structured results.
 
 >>> import numpy as np, matrixcalculus as mc
 >>> fn = mc.compile("x'*A*x", wrt="x", derivatives=("value", "gradient"))
@@ -15,61 +16,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import graph as g
-from .calculus import Wrt, _expression, _names, _variable, derivative
-from .codegen import DIALECTS, Program, Structure, generate
-from .errors import EvaluationError, MatrixCalculusError
-from .evaluate import bind, evaluate
-from .structured import Factored
-
-_KINDS = ("value", "gradient", "jacobian", "hessian")
-
-
-def _plan(f: Any, wrt: Wrt, derivatives: Sequence[str] | str, types: Mapping[str, Any] | None
-          ) -> tuple[list[g.Node], list[tuple[str, int]], list[g.Var], bool, list[str]]:
-    """The nodes to compute, how to group them into the result tuple, the arguments, and what each
-    node is in words (for errors: "the gradient w.r.t. x")."""
-    if isinstance(derivatives, str):
-        derivatives = (derivatives,)
-    for kind in derivatives:
-        if kind not in _KINDS:
-            raise MatrixCalculusError(f"unknown derivative {kind!r}; choose from {', '.join(_KINDS)}")
-    expr = _expression(f, types)
-    names, single = _names(wrt)
-    roots: list[g.Node] = []
-    groups: list[tuple[str, int]] = []
-    labels: list[str] = []
-    for kind in derivatives:
-        if kind == "value":
-            roots.append(expr.node)
-            groups.append(("value", 1))
-            labels.append("the value")
-            continue
-        if kind == "hessian" and expr.shape:
-            raise MatrixCalculusError(f"a Hessian is of a scalar function; {expr} has shape {expr.shape}")
-        order = 2 if kind == "hessian" else 1
-        results = derivative(expr, names, types=types, order=order)
-        assert isinstance(results, tuple)
-        roots += [r.node for r in results]
-        groups.append((kind, len(results)))
-        word = {"hessian": "Hessian", "gradient": "Jacobian" if expr.shape else "gradient"}.get(kind, kind)
-        labels += [f"the {word} w.r.t. {n}" for n in names]
-    variables = dict(expr.node_variables())
-    for n in names:
-        variables.setdefault(n, _variable(expr, n, types))
-    return roots, groups, list(variables.values()), single, labels
-
-
-def codegen(f: Any, wrt: Wrt, derivatives: Sequence[str] | str = ("value", "gradient"), *,
-            backend: str = "numpy", types: Mapping[str, Any] | None = None,
-            sizes: Mapping[str, int] | None = None, dense: bool = True) -> str:
-    """Readable standalone Python source computing the derivatives (needs only the array library).
-
-    ``sizes`` (e.g. ``{"n": 1000}``) guides the order of products; without it every symbolic
-    dimension is taken as 1000.
-    """
-    roots, _groups, variables, _, _labels = _plan(f, wrt, derivatives, types)
-    return generate(roots, variables, backend, dict(sizes or {}), dense=dense).source
+from matrixcalculus.compile.codegen import DIALECTS, Program, Structure, generate
+from matrixcalculus.compile.structured import Factored
+from matrixcalculus.errors import EvaluationError, MatrixCalculusError
+from matrixcalculus.ir import graph as g
+from matrixcalculus.numeric.evaluate import bind, evaluate
 
 
 class CompiledDerivatives:
@@ -79,15 +30,22 @@ class CompiledDerivatives:
     per shape signature.
     """
 
-    def __init__(self, roots: list[g.Node], groups: list[tuple[str, int]], variables: list[g.Var],
-                 single: bool, backend: str, dense: bool = False, check_finite: bool = True,
-                 labels: Sequence[str] | None = None):
+    def __init__(
+        self,
+        roots: list[g.Node],
+        groups: list[tuple[str, int]],
+        variables: list[g.Var],
+        single: bool,
+        backend: str,
+        dense: bool = False,
+        check_finite: bool = True,
+        labels: Sequence[str] | None = None,
+    ):
         self.dense = dense
         self.check_finite = check_finite
         self.labels = list(labels) if labels is not None else [f"output {k}" for k in range(len(roots))]
         if backend not in DIALECTS and backend != "auto":
-            raise MatrixCalculusError(
-                f"unknown backend {backend!r}; choose one of {', '.join(DIALECTS)}, or 'auto'")
+            raise MatrixCalculusError(f"unknown backend {backend!r}; choose one of {', '.join(DIALECTS)}, or 'auto'")
         self._by_backend: dict[str, CompiledDerivatives] = {}
         self.roots = roots
         self.groups = groups
@@ -118,8 +76,16 @@ class CompiledDerivatives:
         """The compiled function for the library the arrays come from (array-api-compat tells)."""
         backend = backend_of(list(values.values()))
         if backend not in self._by_backend:
-            self._by_backend[backend] = CompiledDerivatives(self.roots, self.groups, self.variables, self.single,
-                                                            backend, self.dense, self.check_finite, self.labels)
+            self._by_backend[backend] = CompiledDerivatives(
+                self.roots,
+                self.groups,
+                self.variables,
+                self.single,
+                backend,
+                self.dense,
+                self.check_finite,
+                self.labels,
+            )
         return self._by_backend[backend]
 
     def source(self, values: Mapping[str, Any] | None = None) -> str:
@@ -136,7 +102,8 @@ class CompiledDerivatives:
         except (KeyError, TypeError):
             if not isinstance(values, Mapping):
                 raise EvaluationError(
-                    f"values are a mapping from variable names to arrays, not {type(values).__name__}") from None
+                    f"values are a mapping from variable names to arrays, not {type(values).__name__}"
+                ) from None
             missing = [v.name for v in self.variables if v.name not in values]
             raise EvaluationError(f"no value given for {', '.join(missing)}") from None
         cached = self._cache.get(key)
@@ -176,8 +143,13 @@ class CompiledDerivatives:
         except _linalg_errors(self.backend) as exc:
             # A factorisation failed (numpy.linalg.inv of a singular matrix): the interpreter names it.
             self._diagnose(values, sizes, None)
-            names = sorted({n.name for n in g.postorder(*self.roots)
-                            if isinstance(n, g.Function) and n.name in ("inv", "det", "logdet")})
+            names = sorted(
+                {
+                    n.name
+                    for n in g.postorder(*self.roots)
+                    if isinstance(n, g.Function) and n.name in ("inv", "det", "logdet")
+                }
+            )
             raise EvaluationError(f"{' or '.join(names) or 'a matrix function'} of a singular matrix: {exc}") from None
         if self.check_finite:
             flat = self._checked(list(flat), values, sizes)
@@ -186,11 +158,10 @@ class CompiledDerivatives:
         result: list[Any] = []
         k = 0
         for _, count in self.groups:
-            part = tuple(flat[k:k + count])
+            part = tuple(flat[k : k + count])
             k += count
             result.append(part[0] if (self.single or count == 1) else part)
         return tuple(result)
-
 
     def _checked(self, flat: list[Any], values: Mapping[str, Any], sizes: Mapping[g.Dim, int]) -> list[Any]:
         """The outputs, after making sure each is finite (the policy: a non-finite result is an error).
@@ -239,8 +210,10 @@ class CompiledDerivatives:
             if k is not None and not _finite(result, _np()):
                 raise EvaluationError(f"{self.labels[k]} is not finite (it has inf or nan entries)")
         if k is not None:
-            raise EvaluationError(f"{self.labels[k]} is not finite in the compiled code (the interpreter "
-                                  "finds a finite value: an overflow in a faster form)")
+            raise EvaluationError(
+                f"{self.labels[k]} is not finite in the compiled code (the interpreter "
+                "finds a finite value: an overflow in a faster form)"
+            )
 
 
 def _np() -> Any:
@@ -292,33 +265,13 @@ def backend_of(arrays: Sequence[Any]) -> str:
     """The backend for these arrays: ``torch``, ``jax``, ``cupy``, ``dask`` or ``numpy``."""
     import array_api_compat as compat
 
-    checks = (("torch", compat.is_torch_array), ("jax", compat.is_jax_array), ("cupy", compat.is_cupy_array),
-              ("dask", compat.is_dask_array))
+    checks = (
+        ("torch", compat.is_torch_array),
+        ("jax", compat.is_jax_array),
+        ("cupy", compat.is_cupy_array),
+        ("dask", compat.is_dask_array),
+    )
     found = {name for a in arrays for name, test in checks if test(a)}
     if len(found) > 1:
         raise MatrixCalculusError(f"arrays from several libraries ({', '.join(sorted(found))}); use one")
     return found.pop() if found else "numpy"
-
-
-def compile(f: Any, wrt: Wrt, derivatives: Sequence[str] | str = ("value", "gradient"), *,
-            backend: str = "numpy", types: Mapping[str, Any] | None = None,
-            dense: bool = False, check_finite: bool = True) -> CompiledDerivatives:
-    """Compile the value and derivatives of ``f`` into one function on ``backend`` arrays.
-
-    ``derivatives`` lists what to return, in order: ``"value"``, ``"gradient"`` (the Jacobian for
-    a non-scalar function), ``"hessian"``. With several ``wrt`` each derivative is a tuple over them.
-    Backends: ``numpy`` (default), ``torch``, ``jax`` (jit-compiled), ``cupy``, ``dask``, or ``auto``:
-    the library the arrays of each call come from (found with array-api-compat).
-
-    A derivative of order three or more with Kronecker structure (the Hessian of a function of a
-    matrix, e.g. ``2*delta(i,k)*(V'*V)[j,l]``) comes back as a :class:`~matrixcalculus.structured.Factored`
-    that never forms the identity; ``dense=True`` returns plain arrays.
-
-    A non-finite result is an error (as in ``evaluate``): each call checks its outputs and, when
-    one has an inf or nan, reruns the interpreter to name the function that produced it, raising
-    :class:`~matrixcalculus.errors.EvaluationError`. A dask output carries the check into its
-    graph and raises when computed. ``check_finite=False`` skips the check and returns the IEEE
-    values.
-    """
-    roots, groups, variables, single, labels = _plan(f, wrt, derivatives, types)
-    return CompiledDerivatives(roots, groups, variables, single, backend, dense, check_finite, labels)

@@ -21,8 +21,7 @@ class Factored:
     A factor is an array, or ``("eye", n)`` for an identity that is never formed.
     """
 
-    def __init__(self, coeff: float, factors: Sequence[tuple[Any, tuple[int, ...]]], shape: tuple[int, ...],
-                 xp: Any):
+    def __init__(self, coeff: float, factors: Sequence[tuple[Any, tuple[int, ...]]], shape: tuple[int, ...], xp: Any):
         self.coeff = coeff
         self.factors = list(factors)
         self.shape = tuple(shape)
@@ -63,8 +62,12 @@ class Factored:
         rest = [(f, axes) for j, (f, axes) in enumerate(self.factors) if j != k]
         others = [a for a in range(self.ndim) if a not in (p, q)]
         letters = {a: _LETTERS[i] for i, a in enumerate(others)}
-        block = self.coeff * xp.einsum(",".join("".join(letters[a] for a in axes) for _, axes in rest) + "->"
-                                       + "".join(letters[a] for a in others), *(f for f, _ in rest))
+        block = self.coeff * xp.einsum(
+            ",".join("".join(letters[a] for a in axes) for _, axes in rest)
+            + "->"
+            + "".join(letters[a] for a in others),
+            *(f for f, _ in rest),
+        )
         result = xp.zeros(self.shape, dtype=block.dtype)
         moved = xp.moveaxis(result, (p, q), (0, 1)) if hasattr(xp, "moveaxis") else result.movedim((p, q), (0, 1))
         index = xp.arange(n)

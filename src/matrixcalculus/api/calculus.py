@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import graph as g
-from .differentiation import jacobian_nodes, jvp_node, to_denominator, vjp_nodes
-from .errors import DerivativeError
-from .expression import Expression, Variable, parse
-from .infer import declare
-from .limits import check_nodes, current_limits, limit_error
+from matrixcalculus.api.expression import Expression, Variable, parse
+from matrixcalculus.errors import DerivativeError
+from matrixcalculus.frontend.infer import declare
+from matrixcalculus.ir import graph as g
+from matrixcalculus.limits import check_nodes, current_limits, limit_error
+from matrixcalculus.transform.differentiation import jacobian_nodes, jvp_node, to_denominator, vjp_nodes
 
 Wrt = str | Expression | Variable | Sequence[str | Expression | Variable]
 
@@ -67,8 +67,13 @@ def _variable(expr: Expression, name: str, types: Mapping[str, Any] | None) -> g
     if shape is None:
         rank = {"scalar": 0, "vector": 1}.get(decl.kind, 2)
         first = next(spare) if rank else None
-        shape = () if rank == 0 else (first,) if rank == 1 else (
-            (first, first) if decl.kind == "symmetric" else (first, next(spare)))
+        shape = (
+            ()
+            if rank == 0
+            else (first,)
+            if rank == 1
+            else ((first, first) if decl.kind == "symmetric" else (first, next(spare)))
+        )
     return g.var(name, decl.kind, tuple(shape))
 
 
@@ -122,8 +127,9 @@ def derivative(
     return results[0] if single else results
 
 
-def gradient(f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None = None
-             ) -> Expression | tuple[Expression, ...]:
+def gradient(
+    f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None = None
+) -> Expression | tuple[Expression, ...]:
     """The gradient of a scalar function: the shape of each variable.
 
     >>> str(gradient("0.5*norm2(W*x - t)^2", "W"))
@@ -133,24 +139,28 @@ def gradient(f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None =
     if expr.shape:
         raise DerivativeError(
             f"a gradient is of a scalar function, but {expr} has shape {g.shape_text(expr.shape)}; "
-            f"use jacobian() or vjp()")
+            f"use jacobian() or vjp()"
+        )
     return derivative(expr, wrt, types=types)
 
 
-def jacobian(f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None = None,
-             layout: str = "numerator") -> Expression | tuple[Expression, ...]:
+def jacobian(
+    f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None = None, layout: str = "numerator"
+) -> Expression | tuple[Expression, ...]:
     """The Jacobian: shape ``f.shape + wrt.shape``; ``jacobian("A*x", "x")`` is ``A``."""
     return derivative(f, wrt, types=types, layout=layout)
 
 
-def hessian(f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None = None
-            ) -> Expression | tuple[Expression, ...]:
+def hessian(
+    f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None = None
+) -> Expression | tuple[Expression, ...]:
     """The Hessian of a scalar function: ``hessian("x'*A*x", "x")`` is ``A + A'``."""
     expr = _expression(f, types)
     if expr.shape:
         raise DerivativeError(
             f"a Hessian is of a scalar function, but {expr} has shape {g.shape_text(expr.shape)}; "
-            f"use derivative(..., order=2)")
+            f"use derivative(..., order=2)"
+        )
     return derivative(expr, wrt, types=types, order=2)
 
 
@@ -169,8 +179,9 @@ def _named_like(name: str | Expression, shape: g.Shape, expr: Expression, role: 
     return g.var(name, kind, shape)
 
 
-def vjp(f: str | Expression, wrt: Wrt, cotangent: str | Expression = "g", *,
-        types: Mapping[str, Any] | None = None) -> Expression | tuple[Expression, ...]:
+def vjp(
+    f: str | Expression, wrt: Wrt, cotangent: str | Expression = "g", *, types: Mapping[str, Any] | None = None
+) -> Expression | tuple[Expression, ...]:
     """The vector-Jacobian product ``sum_o g[o] df[o]/dwrt``, without forming the Jacobian.
 
     >>> str(vjp("A*x", "A", cotangent="g"))
@@ -187,8 +198,13 @@ def vjp(f: str | Expression, wrt: Wrt, cotangent: str | Expression = "g", *,
     return results[0] if single else results
 
 
-def jvp(f: str | Expression, wrt: str | Expression | Variable, tangent: str | Expression = "V", *,
-        types: Mapping[str, Any] | None = None) -> Expression:
+def jvp(
+    f: str | Expression,
+    wrt: str | Expression | Variable,
+    tangent: str | Expression = "V",
+    *,
+    types: Mapping[str, Any] | None = None,
+) -> Expression:
     """The Jacobian-vector product (directional derivative) along ``tangent``.
 
     >>> str(jvp("A*x", "A", tangent="V"))

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from . import graph as g
-from .errors import EvaluationError
-from .evaluate import bind, evaluate
-from .limits import check_array, current_limits, limit_error
+from matrixcalculus.errors import EvaluationError
+from matrixcalculus.ir import graph as g
+from matrixcalculus.limits import check_array, current_limits, limit_error
+from matrixcalculus.numeric.evaluate import bind, evaluate
 
 
 def random_values(variables: Mapping[str, g.Var], size: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
@@ -45,8 +45,9 @@ def random_values(variables: Mapping[str, g.Var], size: int = 3, seed: int = 0) 
     return values
 
 
-def finite_difference(fn: Callable[[np.ndarray], Any], x: np.ndarray, h: float = 1e-6,
-                      symmetric: bool = False) -> np.ndarray:
+def finite_difference(
+    fn: Callable[[np.ndarray], Any], x: np.ndarray, h: float = 1e-6, symmetric: bool = False
+) -> np.ndarray:
     """``d fn / d x`` by central differences: shape ``fn(x).shape + x.shape``."""
     x = np.asarray(x, dtype=np.float64)
     f0 = np.asarray(fn(x), dtype=np.float64)
@@ -81,12 +82,21 @@ class CheckResult:
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "MISMATCH"
-        return (f"d{'^2' if self.order == 2 else ''}/d{self.variable}: max abs error {self.max_abs_error:.2e}, "
-                f"relative {self.max_rel_error:.2e} against central differences ({verdict})")
+        return (
+            f"d{'^2' if self.order == 2 else ''}/d{self.variable}: max abs error {self.max_abs_error:.2e}, "
+            f"relative {self.max_rel_error:.2e} against central differences ({verdict})"
+        )
 
 
-def check_derivative(f: g.Node, derivative: g.Node, wrt: g.Var, values: Mapping[str, Any], order: int = 1,
-                     lower: g.Node | None = None, dims: Mapping[str, int] | None = None) -> CheckResult:
+def check_derivative(
+    f: g.Node,
+    derivative: g.Node,
+    wrt: g.Var,
+    values: Mapping[str, Any],
+    order: int = 1,
+    lower: g.Node | None = None,
+    dims: Mapping[str, int] | None = None,
+) -> CheckResult:
     """Compare ``derivative`` (numerator layout, of ``f``, or of ``lower`` for order 2) with
     central differences at ``values``."""
     target = f if order == 1 else lower
@@ -104,8 +114,11 @@ def check_derivative(f: g.Node, derivative: g.Node, wrt: g.Var, values: Mapping[
     # Two evaluations per entry of the variable, and a result of f.shape + x.shape: refuse
     # before starting what would not finish.
     if x0.size > current_limits().max_check_entries:
-        raise limit_error(EvaluationError, "max_check_entries",
-                          f"a finite-difference check perturbs each of the {x0.size:,} entries of {wrt.name}")
+        raise limit_error(
+            EvaluationError,
+            "max_check_entries",
+            f"a finite-difference check perturbs each of the {x0.size:,} entries of {wrt.name}",
+        )
     f_shape = tuple(d if isinstance(d, int) else sizes.get(d, 1) for d in target.shape)
     check_array(f_shape + x0.shape, "the finite-difference derivative")
     numeric = finite_difference(fn, x0, symmetric=wrt.kind == "symmetric")

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Sequence
 from fractions import Fraction
 
-from . import graph as g
+from matrixcalculus.ir import graph as g
 
 Labels = tuple[int, ...]
 
@@ -78,8 +78,16 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
     changed = True
     while changed:
         changed = False
-        for rule in (eliminate_delta, drop_ones, merge_ones, merge_powers, sign_times_self, cancel_inverse,
-                     expand_inverse, sigmoid_of_ratio):
+        for rule in (
+            eliminate_delta,
+            drop_ones,
+            merge_ones,
+            merge_powers,
+            sign_times_self,
+            cancel_inverse,
+            expand_inverse,
+            sigmoid_of_ratio,
+        ):
             result = rule(ops, labels, out)
             if result is not None:
                 ops, labels, out = result
@@ -133,8 +141,8 @@ def eliminate_delta(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rew
         if not isinstance(op, g.Delta) or labs[0] == labs[1]:
             continue
         i, j = labs
-        rest_ops = ops[:k] + ops[k + 1:]
-        rest_labels = labels[:k] + labels[k + 1:]
+        rest_ops = ops[:k] + ops[k + 1 :]
+        rest_labels = labels[:k] + labels[k + 1 :]
         carried = {lab for other in rest_labels for lab in other}
         for a, b in ((i, j), (j, i)):
             if b not in out and b not in carried:
@@ -159,22 +167,28 @@ def drop_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
             continue
         others = {lab for j, other in enumerate(labels) if j != k for lab in other}
         if all(lab in others for lab in labs):
-            return ops[:k] + ops[k + 1:], labels[:k] + labels[k + 1:], out
+            return ops[:k] + ops[k + 1 :], labels[:k] + labels[k + 1 :], out
     return None
 
 
 def merge_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
     """``ones(m)*ones(n)'`` is ``ones(m,n)``: ones factors over free indices no one else carries."""
     carried = {lab for op, labs in zip(ops, labels, strict=True) if not isinstance(op, g.Ones) for lab in labs}
-    lone = [k for k, (op, labs) in enumerate(zip(ops, labels, strict=True))
-            if isinstance(op, g.Ones) and all(lab in out and lab not in carried for lab in labs)]
+    lone = [
+        k
+        for k, (op, labs) in enumerate(zip(ops, labels, strict=True))
+        if isinstance(op, g.Ones) and all(lab in out and lab not in carried for lab in labs)
+    ]
     if len(lone) < 2:
         return None
     merged_labels = tuple(lab for lab in out if any(lab in labels[k] for k in lone))
     dims = {lab: d for k in lone for lab, d in zip(labels[k], ops[k].shape, strict=True)}
     keep = [k for k in range(len(ops)) if k not in lone]
-    return ([ops[k] for k in keep] + [g.ones(tuple(dims[lab] for lab in merged_labels))],
-            [labels[k] for k in keep] + [merged_labels], out)
+    return (
+        [ops[k] for k in keep] + [g.ones(tuple(dims[lab] for lab in merged_labels))],
+        [labels[k] for k in keep] + [merged_labels],
+        out,
+    )
 
 
 def sign_times_self(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
@@ -244,8 +258,7 @@ def cancel_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewr
             a = labels[j][1 - pj]
             b = labels[k][1 - pk]
             keep = [i for i in range(len(ops)) if i not in (j, k)]
-            return ([ops[i] for i in keep] + [g.delta(x.shape[0])],
-                    [labels[i] for i in keep] + [(a, b)], out)
+            return ([ops[i] for i in keep] + [g.delta(x.shape[0])], [labels[i] for i in keep] + [(a, b)], out)
     return None
 
 
@@ -284,9 +297,12 @@ def expand_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewr
         a, b = labels[k]
         # inv(P)[a,b]: its first index meets P's last factor, its second P's first factor.
         ends = {a: chain[-1], b: chain[0]}
-        meets = any(lab in other_labels and other is factor
-                    for lab, (factor, _) in ends.items()
-                    for j, (other, other_labels) in enumerate(zip(ops, labels, strict=True)) if j != k)
+        meets = any(
+            lab in other_labels and other is factor
+            for lab, (factor, _) in ends.items()
+            for j, (other, other_labels) in enumerate(zip(ops, labels, strict=True))
+            if j != k
+        )
         if not meets:
             continue
         top = 1 + max(lab for labs in labels for lab in labs)
@@ -312,11 +328,15 @@ def sigmoid_of_ratio(ops: list[g.Node], labels: list[Labels], out: Labels) -> Re
             continue
         u = op.args[0]
         for j, other in enumerate(ops):
-            if (isinstance(other, g.Power) and isinstance(other.args[1], g.Const) and other.args[1].value == -1
-                    and labels[j] == labels[k] and _is_one_plus(other.args[0], op)):
+            if (
+                isinstance(other, g.Power)
+                and isinstance(other.args[1], g.Const)
+                and other.args[1].value == -1
+                and labels[j] == labels[k]
+                and _is_one_plus(other.args[0], op)
+            ):
                 keep = [i for i in range(len(ops)) if i not in (j, k)]
-                return ([ops[i] for i in keep] + [g.apply("sigmoid", u)], [labels[i] for i in keep] + [labels[k]],
-                        out)
+                return ([ops[i] for i in keep] + [g.apply("sigmoid", u)], [labels[i] for i in keep] + [labels[k]], out)
     return None
 
 
@@ -482,8 +502,12 @@ def _refined_colours(node: g.Contract, symmetric: set[int]) -> list[int]:
     def position(k: int, pos: int) -> int:
         return 0 if k in symmetric else pos
 
-    colour = _ranks([(node.args[k].digest, tuple(sorted(_pattern(node, k))) if k in symmetric else _pattern(node, k))
-                     for k in range(n)])
+    colour = _ranks(
+        [
+            (node.args[k].digest, tuple(sorted(_pattern(node, k))) if k in symmetric else _pattern(node, k))
+            for k in range(n)
+        ]
+    )
     count = len(set(colour))
     while True:
         joins: dict[int, list[tuple[int, int]]] = {}
@@ -491,8 +515,9 @@ def _refined_colours(node: g.Contract, symmetric: set[int]) -> list[int]:
             for pos, lab in enumerate(labs):
                 joins.setdefault(lab, []).append((colour[k], position(k, pos)))
         label_colour = {lab: (out_pos.get(lab, -1), tuple(sorted(j))) for lab, j in joins.items()}
-        colour = _ranks([(colour[k], _in_order([label_colour[lab] for lab in node.labels[k]], k in symmetric))
-                         for k in range(n)])
+        colour = _ranks(
+            [(colour[k], _in_order([label_colour[lab] for lab in node.labels[k]], k in symmetric)) for k in range(n)]
+        )
         new_count = len(set(colour))
         if new_count == count or new_count == n:
             return colour
@@ -546,8 +571,7 @@ def common_scalar_factor(terms: list[g.Node]) -> g.Node | None:
         for t in terms:
             assert isinstance(t, g.Contract)
             k = next(k for k, (o, l) in enumerate(zip(t.args, t.labels, strict=True)) if o is op and not l)
-            rest.append(normal_contract(t.args[:k] + t.args[k + 1:], t.labels[:k] + t.labels[k + 1:], t.out,
-                                        t.coeff))
+            rest.append(normal_contract(t.args[:k] + t.args[k + 1 :], t.labels[:k] + t.labels[k + 1 :], t.out, t.coeff))
         inner = normal_sum(rest)
         idx = tuple(range(inner.rank))
         return g.contract([op, inner], [(), idx], idx)
@@ -596,8 +620,9 @@ def merge_like_terms(terms: list[g.Node]) -> list[g.Node]:
         if c == 0:
             continue
         body = body_of[key]
-        result.append(body if c == 1 else normal_contract([body], [tuple(range(body.rank))],
-                                                          tuple(range(body.rank)), c))
+        result.append(
+            body if c == 1 else normal_contract([body], [tuple(range(body.rank))], tuple(range(body.rank)), c)
+        )
     return result
 
 

@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from . import graph as g
-from .errors import EvaluationError, MatrixCalculusError
+from matrixcalculus.errors import EvaluationError, MatrixCalculusError
+from matrixcalculus.ir import graph as g
+from matrixcalculus.transform.lowering import lower
 
 Labels = tuple[int, ...]
 
@@ -160,11 +161,14 @@ class DaskDialect(Dialect):
 
     def helpers(self) -> dict[str, list[str]]:
         # The factorisation runs in NumPy: its sign and logarithm are NumPy numbers.
-        return {**super().helpers(), "_logdet": [
-            "def _logdet(x):",
-            "    sign, logabs = np.linalg.slogdet(x)",
-            "    return logabs + np.log(sign)",
-        ]}
+        return {
+            **super().helpers(),
+            "_logdet": [
+                "def _logdet(x):",
+                "    sign, logabs = np.linalg.slogdet(x)",
+                "    return logabs + np.log(sign)",
+            ],
+        }
 
 
 class JaxDialect(Dialect):
@@ -240,87 +244,18 @@ class TorchDialect(Dialect):
         return f"torch.tensor({value}, dtype=torch.float64, device=_device)"
 
     def helpers(self) -> dict[str, list[str]]:
-        return {"_logdet": [
-            "def _logdet(x):",
-            "    sign, logabs = torch.linalg.slogdet(x)",
-            "    return logabs + torch.log(sign)",
-        ]}
+        return {
+            "_logdet": [
+                "def _logdet(x):",
+                "    sign, logabs = torch.linalg.slogdet(x)",
+                "    return logabs + torch.log(sign)",
+            ]
+        }
 
 
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (Dialect(), CupyDialect(), DaskDialect(), JaxDialect(),
-                                                   TorchDialect())}
-
-
-# ------------------------------------------------------------------------------ lowering
-
-
-def _stored(node: g.Node) -> bool:
-    """A variable, or a transpose or multiple of one: nothing to compute."""
-    while isinstance(node, g.Contract) and len(node.args) == 1:
-        node = node.args[0]
-    return isinstance(node, g.Var)
-
-
-def distribute_sum(node: g.Contract) -> g.Node | None:
-    """``(A + A')*x -> A*x + A'*x``: a sum of stored matrices that the product reduces is not formed
-    (two mat-vecs read A twice but write no n x n temporary)."""
-    for k, op in enumerate(node.args):
-        if (isinstance(op, g.Add) and op.rank >= 2 and node.rank < op.rank and node.args.count(op) == 1
-                and all(_stored(t) for t in op.args)):
-            terms = [g.contract(node.args[:k] + (t,) + node.args[k + 1:], node.labels, node.out, node.coeff)
-                     for t in op.args]
-            return g.add(terms)
-    return None
-
-
-def stable_form(node: g.Function) -> g.Node | None:
-    """``log(1 + exp(u)) -> softplus(u)``; ``log(sum(exp(u))) -> logsumexp(u)``."""
-    if node.name != "log":
-        return None
-    (arg,) = node.args
-    if isinstance(arg, g.Add) and len(arg.args) == 2:
-        one, other = arg.args
-        if isinstance(other, g.Ones) or (isinstance(other, g.Const) and other.value == 1):
-            one, other = other, one
-        is_one = isinstance(one, g.Ones) or (isinstance(one, g.Const) and one.value == 1)
-        if is_one and isinstance(other, g.Function) and other.name == "exp":
-            return g.apply("softplus", other.args[0])
-    if (isinstance(arg, g.Contract) and arg.coeff == 1 and len(arg.args) == 1 and not arg.out
-            and isinstance(arg.args[0], g.Function) and arg.args[0].name == "exp" and arg.args[0].rank == 1):
-        return g.apply("logsumexp", arg.args[0].args[0])
-    return None
-
-
-def square_of_norm(node: g.Power) -> g.Node | None:
-    """``norm2(u)^2 -> sum(u .* u)``: no square root to undo."""
-    base, exponent = node.args
-    if (isinstance(exponent, g.Const) and exponent.value == 2 and isinstance(base, g.Function)
-            and base.name == "norm2"):
-        u = base.args[0]
-        idx = tuple(range(u.rank))
-        return g.contract([u, u], [idx, idx], ())
-    return None
-
-
-def lower(roots: Sequence[g.Node]) -> list[g.Node]:
-    """The roots with the rewrites above applied everywhere."""
-    memo: dict[g.Node, g.Node] = {}
-    for node in g.postorder(*roots):
-        args = tuple(memo[a] for a in node.args)
-        new = node if args == node.args else g._intern(type(node), args, node.params)
-        for _ in range(4):
-            changed = None
-            if isinstance(new, g.Contract):
-                changed = distribute_sum(new)
-            elif isinstance(new, g.Function):
-                changed = stable_form(new)
-            elif isinstance(new, g.Power):
-                changed = square_of_norm(new)
-            if changed is None:
-                break
-            new = lower([changed])[0] if changed is not new else changed
-        memo[node] = new
-    return [memo[r] for r in roots]
+DIALECTS: dict[str, Dialect] = {
+    d.name: d for d in (Dialect(), CupyDialect(), DaskDialect(), JaxDialect(), TorchDialect())
+}
 
 
 # ------------------------------------------------------------------------------ emission
@@ -450,15 +385,23 @@ def _number(value: Fraction) -> str:
         number = math.inf
     if not math.isfinite(number):
         magnitude = math.log10(abs(value.numerator)) - math.log10(value.denominator)
-        raise EvaluationError(f"a constant of about {'-' if value < 0 else ''}1e{int(magnitude)} is beyond the "
-                              "range of float64 numbers (at most about 1.8e308)")
+        raise EvaluationError(
+            f"a constant of about {'-' if value < 0 else ''}1e{int(magnitude)} is beyond the "
+            "range of float64 numbers (at most about 1.8e308)"
+        )
     if value.denominator == 1 and abs(value.numerator) < 10**15:
         return f"{value.numerator}.0"
     return repr(number)
 
 
-def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str = "numpy",
-             sizes: dict[g.Dim, int] | None = None, name: str = "derivatives", dense: bool = True) -> Program:
+def generate(
+    roots: Sequence[g.Node],
+    variables: Sequence[g.Var],
+    backend: str = "numpy",
+    sizes: dict[g.Dim, int] | None = None,
+    name: str = "derivatives",
+    dense: bool = True,
+) -> Program:
     """Python source computing ``roots`` from ``variables`` with ``backend``'s array library.
 
     ``dense=False``: an output of order three or more that is a product of factors over disjoint
@@ -503,12 +446,19 @@ def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str =
         text = code[node].code
         # A negated term used once in a sum is left unnamed: the sum subtracts it instead.
         negated_term = isinstance(node, g.Contract) and node.coeff < 0 and uses.get(node, 0) == 1
-        if not (isinstance(node, g.Var | g.Const) or (text.endswith(".T") and text[:-2].isidentifier())
-                or (negated_term and node not in roots)):
+        if not (
+            isinstance(node, g.Var | g.Const)
+            or (text.endswith(".T") and text[:-2].isidentifier())
+            or (negated_term and node not in roots)
+        ):
             code[node] = _Array(em.bind(text), code[node].labels)
     outputs = [factored_code.get(r, code[r].code) for r in roots]
-    notes = [f"    # output {k} is {structures[r].describe(_names_in(factored_code[r]))}: a Kronecker-structured"
-             " tensor, returned as its factors" for k, r in enumerate(roots) if r in structures]
+    notes = [
+        f"    # output {k} is {structures[r].describe(_names_in(factored_code[r]))}: a Kronecker-structured"
+        " tensor, returned as its factors"
+        for k, r in enumerate(roots)
+        if r in structures
+    ]
     body = _live(em.lines + notes + [f"    return ({', '.join(outputs)},)"], em.temporaries)
     lines = dialect.header()
     if backend == "torch":
@@ -519,8 +469,7 @@ def generate(roots: Sequence[g.Node], variables: Sequence[g.Var], backend: str =
             lines += [*text_lines, "", ""]
     lines.append(f"def {name}({', '.join(params)}):")
     lines += body
-    return Program("\n".join(lines) + "\n", name, args, backend, body,
-                   [structures.get(r) for r in roots])
+    return Program("\n".join(lines) + "\n", name, args, backend, body, [structures.get(r) for r in roots])
 
 
 def _names_in(tuple_code: str) -> list[str]:
@@ -778,7 +727,8 @@ def _plan_order(labels: list[Labels], out: Labels, size: dict[int, int]) -> obje
 
     if n > 8:
         pool: list[tuple[object, tuple[int, ...], frozenset[int]]] = [
-            (k, kept(frozenset([k])), frozenset([k])) for k in range(n)]
+            (k, kept(frozenset([k])), frozenset([k])) for k in range(n)
+        ]
         while len(pool) > 1:
             best = None
             for i in range(len(pool)):
@@ -797,7 +747,8 @@ def _plan_order(labels: list[Labels], out: Labels, size: dict[int, int]) -> obje
         return pool[0][0]
     full = frozenset(range(n))
     best_cost: dict[frozenset[int], tuple[int, object, tuple[int, ...]]] = {
-        frozenset([k]): (0, k, kept(frozenset([k]))) for k in range(n)}
+        frozenset([k]): (0, k, kept(frozenset([k]))) for k in range(n)
+    }
     for width in range(2, n + 1):
         for combo in itertools.combinations(range(n), width):
             members = frozenset(combo)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from .errors import ShapeError
+from matrixcalculus.errors import ShapeError
 
 Dim = int | str
 Shape = tuple[Dim, ...]
@@ -84,9 +84,9 @@ class Node:
         return ()
 
     def __repr__(self) -> str:
-        from .printing import to_text  # printing is a later stage; repr is a convenience
-
-        return f"<{type(self).__name__} {to_text(self)}>"
+        # Structural: matrix notation is a later stage (render/); Expression prints it for users.
+        inner = ", ".join([*(repr(p) for p in self.params), *(f"<{type(a).__name__}#{id(a):x}>" for a in self.args)])
+        return f"{type(self).__name__}({inner})"
 
 
 def postorder(*roots: Node) -> list[Node]:
@@ -281,8 +281,11 @@ class Contract(Node):
         # contraction of g with all the other operands, keeping operand k's labels free.
         top = 1 + max((lab for labs in self.labels for lab in labs), default=-1)
         b = tuple(range(top, top + batch))
-        dims = {lab: d for arg, labs in zip(self.args, self.labels, strict=True)
-                for lab, d in zip(labs, arg.shape, strict=True)}
+        dims = {
+            lab: d
+            for arg, labs in zip(self.args, self.labels, strict=True)
+            for lab, d in zip(labs, arg.shape, strict=True)
+        }
         result: list[Node | None] = []
         for k, labs in enumerate(self.labels):
             ops: list[Node] = [g]
@@ -412,12 +415,7 @@ def _is_relabelling(labels: tuple[int, ...], out: tuple[int, ...]) -> bool:
 
 
 def _unwrap(node: Node) -> Node:
-    if (
-        isinstance(node, Contract)
-        and node.coeff == 1
-        and len(node.args) == 1
-        and node.labels[0] == node.out
-    ):
+    if isinstance(node, Contract) and node.coeff == 1 and len(node.args) == 1 and node.labels[0] == node.out:
         return node.args[0]
     return node
 
@@ -502,8 +500,7 @@ class Power(Node):
         base, exponent = args
         if exponent.shape and exponent.shape != base.shape:
             raise ShapeError(
-                f"power: exponent of shape {shape_text(exponent.shape)} "
-                f"for a base of shape {shape_text(base.shape)}"
+                f"power: exponent of shape {shape_text(exponent.shape)} for a base of shape {shape_text(base.shape)}"
             )
         return base.shape
 

@@ -1,0 +1,1 @@
+"""The public functions: parse, the builders, derivative and friends, compile."""

@@ -1,0 +1,1 @@
+"""Compilation: graphs -> standalone array code for NumPy, PyTorch, JAX, CuPy and Dask."""

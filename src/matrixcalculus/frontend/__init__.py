@@ -1,0 +1,1 @@
+"""The front end: text -> syntax tree -> typed expression graph."""

@@ -1,0 +1,1 @@
+"""The intermediate representation: hash-consed tensor nodes and the function registry."""

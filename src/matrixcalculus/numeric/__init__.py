@@ -1,0 +1,1 @@
+"""Numbers: evaluation of a graph with NumPy-like arrays and finite-difference checks."""

@@ -1,0 +1,1 @@
+"""Rendering the graph for people: matrix notation, LaTeX, index notation, where-bindings."""

@@ -1,0 +1,1 @@
+"""Transformations of the graph: differentiation, simplification, lowering to stable forms."""

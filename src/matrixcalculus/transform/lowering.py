@@ -1,0 +1,96 @@
+"""Lowering: rewrite a graph into forms that compute better, used by evaluation and compiled code alike.
+
+* ``distribute_sum``: ``(A + A')*x`` runs as ``A*x + A'*x`` (two mat-vecs, no n x n sum);
+* ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``;
+* ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``.
+
+Each rewrite gives an equal value; only the arithmetic differs (no overflow, fewer flops).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from matrixcalculus.ir import graph as g
+
+
+def _stored(node: g.Node) -> bool:
+    """A variable, or a transpose or multiple of one: nothing to compute."""
+    while isinstance(node, g.Contract) and len(node.args) == 1:
+        node = node.args[0]
+    return isinstance(node, g.Var)
+
+
+def distribute_sum(node: g.Contract) -> g.Node | None:
+    """``(A + A')*x -> A*x + A'*x``: a sum of stored matrices that the product reduces is not formed
+    (two mat-vecs read A twice but write no n x n temporary)."""
+    for k, op in enumerate(node.args):
+        if (
+            isinstance(op, g.Add)
+            and op.rank >= 2
+            and node.rank < op.rank
+            and node.args.count(op) == 1
+            and all(_stored(t) for t in op.args)
+        ):
+            terms = [
+                g.contract(node.args[:k] + (t,) + node.args[k + 1 :], node.labels, node.out, node.coeff)
+                for t in op.args
+            ]
+            return g.add(terms)
+    return None
+
+
+def stable_form(node: g.Function) -> g.Node | None:
+    """``log(1 + exp(u)) -> softplus(u)``; ``log(sum(exp(u))) -> logsumexp(u)``."""
+    if node.name != "log":
+        return None
+    (arg,) = node.args
+    if isinstance(arg, g.Add) and len(arg.args) == 2:
+        one, other = arg.args
+        if isinstance(other, g.Ones) or (isinstance(other, g.Const) and other.value == 1):
+            one, other = other, one
+        is_one = isinstance(one, g.Ones) or (isinstance(one, g.Const) and one.value == 1)
+        if is_one and isinstance(other, g.Function) and other.name == "exp":
+            return g.apply("softplus", other.args[0])
+    if (
+        isinstance(arg, g.Contract)
+        and arg.coeff == 1
+        and len(arg.args) == 1
+        and not arg.out
+        and isinstance(arg.args[0], g.Function)
+        and arg.args[0].name == "exp"
+        and arg.args[0].rank == 1
+    ):
+        return g.apply("logsumexp", arg.args[0].args[0])
+    return None
+
+
+def square_of_norm(node: g.Power) -> g.Node | None:
+    """``norm2(u)^2 -> sum(u .* u)``: no square root to undo."""
+    base, exponent = node.args
+    if isinstance(exponent, g.Const) and exponent.value == 2 and isinstance(base, g.Function) and base.name == "norm2":
+        u = base.args[0]
+        idx = tuple(range(u.rank))
+        return g.contract([u, u], [idx, idx], ())
+    return None
+
+
+def lower(roots: Sequence[g.Node]) -> list[g.Node]:
+    """The roots with the rewrites above applied everywhere."""
+    memo: dict[g.Node, g.Node] = {}
+    for node in g.postorder(*roots):
+        args = tuple(memo[a] for a in node.args)
+        new = node if args == node.args else g._intern(type(node), args, node.params)
+        for _ in range(4):
+            changed = None
+            if isinstance(new, g.Contract):
+                changed = distribute_sum(new)
+            elif isinstance(new, g.Function):
+                changed = stable_form(new)
+            elif isinstance(new, g.Power):
+                changed = square_of_norm(new)
+            if changed is None:
+                break
+            new = lower([changed])[0] if changed is not new else changed
+        memo[node] = new
+    return [memo[r] for r in roots]
