@@ -1,0 +1,522 @@
+"""Planning: derivative graphs -> statements (:mod:`matrixcalculus.compile.statements`).
+
+The derived expressions (value, gradients, Hessians) are one hash-consed graph, so each node is
+planned once; equal operations inside different nodes are shared by the block. A few choices make
+the plan cheap:
+
+* a sum ``(A + A')*x`` runs as ``A@x + A.T@x`` (``lower`` distributes it: two mat-vecs, no n x n sum);
+* each contraction is split into pairwise products in the order with the fewest multiply-adds for
+  the actual sizes (:func:`product_order`), and each pair is a BLAS form where it is one:
+  ``A @ B``, ``A.T @ x`` (a transpose is a view of the stored array, not a statement), ``x @ y``,
+  a broadcast product for diagonal scalings (``X * s[:, None]``, so ``X'*diag(s)*X`` is
+  ``(X * s[:, None]).T @ X``), an axis sum for a ``ones`` factor; ``einsum`` only for what is
+  none of these;
+* numbers and scalar factors multiply the smallest array on their way (``-X'*v`` negates the
+  vector ``X.T @ v``, not ``X``), and a sum subtracts a negated term instead of negating it.
+
+>>> from matrixcalculus.compile.statements import live
+>>> x, A = g.var("x", "vector", ("n",)), g.var("A", "matrix", ("n", "n"))
+>>> block = live(plan([g.contract([A, x], [(0, 1), (1,)], (0,))], [A, x], {"n": 10}))
+>>> [(s.op.name, [a.axes for a in s.op.args]) for s in block.statements]
+[('matmul', [None, None])]
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TypeAlias
+
+from matrixcalculus.compile.statements import Block, Factors, Lit, Op, Operand, Value, View, literal, number_text
+from matrixcalculus.errors import MatrixCalculusError
+from matrixcalculus.ir import graph as g
+from matrixcalculus.transform.lowering import lower
+
+Labels = tuple[int, ...]
+# A product tree: a factor's index, or (left, right, the labels the product keeps).
+Tree: TypeAlias = "int | tuple[Tree, Tree, Labels]"
+
+
+@dataclass(frozen=True)
+class Structure:
+    """How an output returned as factors makes the tensor: ``coeff * prod factor[axes]``; a factor
+    is ``("eye", dimension)`` or ``("array", k)``, the k-th array returned for that output."""
+
+    coeff: float
+    factors: tuple[tuple[tuple[str, g.Dim | int], tuple[int, ...]], ...]
+
+    def describe(self, names: Sequence[str]) -> str:
+        """In words, with the arrays called ``names``: ``2.0 * eye(m)[0,2] * t3[1,3]``."""
+        parts = []
+        for (kind, ref), axes in self.factors:
+            base = f"eye({ref})" if kind == "eye" else names[int(ref)]
+            parts.append(f"{base}[{','.join(map(str, axes))}]")
+        return f"{self.coeff} * " + " * ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Array:
+    """A planned value: the operand holding it and the label of each of its axes."""
+
+    operand: Operand
+    labels: Labels
+
+
+def plan(
+    roots: Sequence[g.Node],
+    variables: Sequence[g.Var],
+    sizes: Mapping[g.Dim, int] | None = None,
+    dense: bool = True,
+) -> Block:
+    """The statements computing ``roots`` from ``variables`` (dead ones included: see ``live``).
+
+    ``sizes`` guide the order of products (an unknown dimension counts as 1000). ``dense=False``:
+    an output of order three or more that is a product of factors over disjoint axes (a
+    Kronecker-structured Hessian) is a :class:`~matrixcalculus.compile.statements.Factors`.
+    """
+    planner = _Planner(dict(sizes or {}))
+    return planner.run(lower(roots), variables, dense)
+
+
+class _Planner:
+    def __init__(self, sizes: dict[g.Dim, int]):
+        self.block = Block()
+        self.sizes = sizes
+        self.values: dict[g.Node, _Array] = {}
+        self.variables: dict[str, Value] = {}
+        self.dims: dict[str, Value] = {}
+        self.uses: dict[g.Node, int] = {}
+        self.roots: set[g.Node] = set()
+
+    def run(self, roots: Sequence[g.Node], variables: Sequence[g.Var], dense: bool) -> Block:
+        for v in variables:
+            self.variables[v.name] = self.block.argument(v.name, v.shape)
+        order = g.postorder(*roots)
+        # Symbolic dimensions are read off the arguments' shapes.
+        for d in sorted({d for node in order for d in node.shape if isinstance(d, str)}):
+            source = next(((v, axis) for v in variables for axis, vd in enumerate(v.shape) if vd == d), None)
+            if source is None:
+                raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
+            self.dims[d] = self.block.size(d, self.variables[source[0].name], source[1])
+        for node in order:
+            for a in node.args:
+                self.uses[a] = self.uses.get(a, 0) + 1
+        self.roots = set(roots)
+        factored = {} if dense else {r: parts for r in roots if (parts := _components(r)) is not None}
+        # An output returned as its factors is a tuple of arrays: never an operand. When another
+        # derivative also uses that node (dF/dB contains dF/dA), it is computed densely too; when
+        # nothing does, the dense statements are dead and ``live`` drops them.
+        factors: dict[g.Node, Factors] = {}
+        for node in order:
+            if node in factored and node not in factors:
+                factors[node] = self.factored(node, factored[node])  # type: ignore[arg-type]
+            self.values[node] = self.node(node, [self.values[a] for a in node.args])
+        self.block.outputs = [factors[r] if r in factors else self.values[r].operand for r in roots]
+        return self.block
+
+    # -------------------------------------------------------------------------- helpers
+
+    def assign(self, name: str, args: Sequence[Operand], shape: Sequence[g.Dim], *params: object) -> View:
+        return View(self.block.assign(Op(name, tuple(args), tuple(params)), tuple(shape)))
+
+    def size(self, dims: Sequence[g.Dim]) -> int:
+        total = 1
+        for d in dims:
+            total *= self.sizes.get(d, 1000) if not isinstance(d, int) else d
+        return total
+
+    def dim(self, d: g.Dim) -> int | Value:
+        if isinstance(d, int):
+            return d
+        if d not in self.dims:
+            raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
+        return self.dims[d]
+
+    def shape(self, dims: Sequence[g.Dim]) -> tuple[int | Value, ...]:
+        return tuple(self.dim(d) for d in dims)
+
+    # -------------------------------------------------------------------------- nodes
+
+    def node(self, node: g.Node, args: list[_Array]) -> _Array:
+        rank_labels = tuple(range(node.rank))
+        if isinstance(node, g.Var):
+            if node.name not in self.variables:
+                raise MatrixCalculusError(f"no argument for variable {node.name}")  # pragma: no cover - internal
+            return _Array(View(self.variables[node.name]), rank_labels)
+        if isinstance(node, g.Const):
+            return _Array(literal(node.value), ())
+        if isinstance(node, g.Delta):
+            return _Array(self.assign("eye", [], node.shape, self.dim(node.params[0])), (0, 1))
+        if isinstance(node, g.Ones | g.Zeros):
+            kind = "ones" if isinstance(node, g.Ones) else "zeros"
+            return _Array(self.assign(kind, [], node.shape, self.shape(node.shape)), rank_labels)
+        if isinstance(node, g.Add):
+            return _Array(self.sum(node, args), rank_labels)
+        if isinstance(node, g.Power):
+            return _Array(self.power(node, args), rank_labels)
+        if isinstance(node, g.Compare):
+            a, b = args
+            return _Array(self.assign("compare", [a.operand, b.operand], node.shape, node.op), rank_labels)
+        if isinstance(node, g.Function):
+            return _Array(self.assign("call", [args[0].operand], node.shape, node.name), rank_labels)
+        if isinstance(node, g.Contract):
+            return self.contract(node, args)
+        raise MatrixCalculusError(f"no code for {type(node).__name__}")  # pragma: no cover
+
+    def power(self, node: g.Power, args: list[_Array]) -> Operand:
+        base, exponent = args[0].operand, args[1].operand
+        if not isinstance(node.args[1], g.Const):
+            return self.assign("power", [base, exponent], node.shape)
+        p = node.args[1].value
+        if p == 2:
+            return self.assign("mul", [base, base], node.shape)
+        if p == Fraction(1, 2):
+            return self.assign("call", [base], node.shape, "sqrt")
+        if p == Fraction(-1, 2):
+            root = self.assign("call", [base], node.shape, "sqrt")
+            return self.assign("power", [root], node.shape, Fraction(-1))
+        number_text(p)  # refuses an exponent beyond float64
+        return self.assign("power", [base], node.shape, p)
+
+    def sum(self, node: g.Add, args: list[_Array]) -> Operand:
+        terms: list[Operand] = []
+        negative: list[bool] = []
+        for term, arr in zip(node.args, args, strict=True):
+            scalar = _broadcast_scalar(term) if node.rank else None
+            operand = arr.operand
+            minus = False
+            if scalar is not None:
+                # Broadcasting adds the scalar; no array of copies is built.
+                c, s = scalar
+                if s is None:
+                    operand = literal(abs(c))
+                else:
+                    body = self.values[s].operand
+                    operand = body if abs(c) == 1 else self.assign("mul", [literal(abs(c)), body], ())
+                minus = c < 0
+            elif (
+                isinstance(term, g.Contract)
+                and term.coeff < 0
+                and self.uses.get(term, 0) == 1
+                and term not in self.roots
+            ):
+                # a - b rather than a + (-1.0 * b): the negation costs a pass over the array (the
+                # negated statement is then dead).
+                operand = self.contract(term, [self.values[a] for a in term.args], -term.coeff).operand
+                minus = True
+            terms.append(operand)
+            negative.append(minus)
+        if node.rank and all(_broadcast_scalar(t) is not None for t in node.args):
+            # Only scalars: nothing to broadcast against, so the array is built.
+            total = self.assign("add", terms, (), tuple(negative))
+            return self.assign("full", [total], node.shape, self.shape(node.shape))
+        return self.assign("add", terms, node.shape, tuple(negative))
+
+    def factored(self, node: g.Contract, parts: list[list[int]]) -> Factors:
+        factors: list[tuple[tuple[str, g.Dim | int], tuple[int, ...]]] = []
+        arrays: list[Operand] = []
+        for part in parts:
+            free = tuple(lab for lab in node.out if any(lab in node.labels[k] for k in part))
+            axes = tuple(node.out.index(lab) for lab in free)
+            if len(part) == 1 and isinstance(node.args[part[0]], g.Delta) and len(set(node.labels[part[0]])) == 2:
+                factors.append((("eye", node.args[part[0]].params[0]), axes))
+                continue
+            sub = g.contract([node.args[k] for k in part], [node.labels[k] for k in part], free)
+            # The part's value has its free indices in the order of the result's axes.
+            arr = self.contract(sub, [self.values[a] for a in sub.args]) if isinstance(sub, g.Contract) else None
+            factors.append((("array", len(arrays)), axes))
+            arrays.append(arr.operand if arr is not None else self.values[sub].operand)
+        return Factors(tuple(arrays), Structure(float(node.coeff), tuple(factors)))
+
+    # -------------------------------------------------------------------------- contractions
+
+    def contract(self, node: g.Contract, args: list[_Array], coeff: Fraction | None = None) -> _Array:
+        ops: list[tuple[_Array, g.Node]] = []
+        scalars: list[Operand] = []
+        dims: dict[int, g.Dim] = {}
+        for arr, labs, arg in zip(args, node.labels, node.args, strict=True):
+            dims.update(zip(labs, arg.shape, strict=True))
+            if not labs:
+                scalars.append(arr.operand)
+            else:
+                ops.append((_Array(arr.operand, labs), arg))
+        out = node.out
+        coeff = node.coeff if coeff is None else coeff
+        # Ones over an index that another factor carries: an axis sum (einsum semantics).
+        # (A ones factor is dropped only where a factor that is not ones carries its index: sum(ones .* ones) is n.)
+        carried = {lab for arr, arg in ops if not isinstance(arg, g.Ones) for lab in arr.labels}
+        ops = [op for op in ops if not (isinstance(op[1], g.Ones) and all(lab in carried for lab in op[0].labels))]
+        factors: list[Operand] = [] if coeff == 1 else [literal(coeff)]
+        factors += scalars
+        if not ops:
+            if not factors:
+                value: Operand = Lit(Fraction(1))
+            elif len(factors) == 1:
+                value = factors[0]
+            else:
+                value = self.assign("mul", factors, ())
+            if not out:
+                return _Array(value, out)
+            shape = [dims[lab] for lab in out]
+            return _Array(self.assign("full", [value], shape, self.shape(shape)), out)
+        # Scale the smallest array on the way: an operand smaller than the result takes the factor.
+        result_size = self.size([dims[lab] for lab in out])
+        if factors:
+            k_small = min(range(len(ops)), key=lambda k: self.size([dims[lab] for lab in ops[k][0].labels]))
+            small, arg = ops[k_small]
+            if self.size([dims[lab] for lab in small.labels]) < result_size:
+                shape = [dims[lab] for lab in small.labels]
+                ops[k_small] = (_Array(self.assign("mul", [*factors, small.operand], shape), small.labels), arg)
+                factors = []
+        result = self.contract_arrays([arr for arr, _ in ops], out, dims)
+        if factors:
+            shape = [dims[lab] for lab in result.labels]
+            result = _Array(self.assign("mul", [*factors, result.operand], shape), result.labels)
+        return result
+
+    def contract_arrays(self, arrays: list[_Array], out: Labels, dims: dict[int, g.Dim]) -> _Array:
+        """Pairwise products in the cheapest order for the sizes, each a BLAS form where possible."""
+        arrays = [self.reduce_alone(a, arrays, out, dims) for a in arrays]
+        if len(arrays) == 1:
+            return self.finish(arrays[0], out, dims)
+        tree = product_order([a.labels for a in arrays], out, {lab: self.size([d]) for lab, d in dims.items()})
+        done: dict[Tree, _Array] = {}
+        # Post-order over the plan: leaves are indices, inner nodes (left, right, kept labels).
+        stack: list[tuple[Tree, bool]] = [(tree, False)]
+        while stack:
+            item, expanded = stack.pop()
+            if isinstance(item, int):
+                done[item] = arrays[item]
+                continue
+            left, right, keep = item
+            if not expanded:
+                stack.append((item, True))
+                stack.append((right, False))
+                stack.append((left, False))
+                continue
+            done[item] = self.pair(done[left], done[right], set(keep), dims)
+        return self.finish(done[tree], out, dims)
+
+    def reduce_alone(self, a: _Array, arrays: list[_Array], out: Labels, dims: dict[int, g.Dim]) -> _Array:
+        """Sum out the axes whose label no other array and not the output carries."""
+        others = {lab for b in arrays if b is not a for lab in b.labels} | set(out)
+        if len(set(a.labels)) != len(a.labels):
+            return a  # a diagonal: handled by finish / einsum
+        alone = tuple(k for k, lab in enumerate(a.labels) if lab not in others)
+        if not alone:
+            return a
+        labels = tuple(lab for lab in a.labels if lab in others)
+        return _Array(self.assign("sum", [a.operand], [dims[lab] for lab in labels], alone), labels)
+
+    def finish(self, a: _Array, out: Labels, dims: dict[int, g.Dim]) -> _Array:
+        """Bring one array to the labels ``out``: diagonal, trace, axis sums, transpose."""
+        labels = a.labels
+        operand = a.operand
+        if len(set(labels)) != len(labels):
+            shape = [dims[lab] for lab in out]
+            if len(labels) == 2 and not out:
+                return _Array(self.assign("trace", [operand], shape), ())
+            if len(labels) == 2 and out == (labels[0],):
+                return _Array(self.assign("diagonal", [operand], shape), out)
+            spec = _letters(labels) + "->" + _letters(out, labels)
+            return _Array(self.assign("einsum", [operand], shape, spec), out)
+        summed = tuple(k for k, lab in enumerate(labels) if lab not in out)
+        if summed:
+            labels = tuple(lab for lab in labels if lab in out)
+            axes = summed if len(summed) < len(a.labels) else None
+            operand = self.assign("sum", [operand], [dims[lab] for lab in labels], axes)
+        if labels != out:
+            assert isinstance(operand, View)
+            operand = operand.permuted(tuple(labels.index(lab) for lab in out))
+        return _Array(operand, out)
+
+    def pair(self, a: _Array, b: _Array, keep: set[int], dims: dict[int, g.Dim]) -> _Array:
+        """One product of two arrays, keeping the labels in ``keep``."""
+        a = self.reduce_alone(a, [a, b], tuple(keep), dims)
+        b = self.reduce_alone(b, [a, b], tuple(keep), dims)
+        la, lb = a.labels, b.labels
+        shared = [lab for lab in la if lab in lb]
+        batch = [lab for lab in shared if lab in keep]
+        summed = [lab for lab in shared if lab not in keep]
+        if len(set(la)) != len(la) or len(set(lb)) != len(lb):
+            return self.einsum_pair(a, b, keep, dims)
+
+        def result(labels: Labels, name: str, args: Sequence[Operand], *params: object) -> _Array:
+            return _Array(self.assign(name, args, [dims[lab] for lab in labels], *params), labels)
+
+        if not batch:
+            # A tensor product over the summed labels: matmul forms first.
+            ra, rb = len(la), len(lb)
+            if len(summed) == 1 and ra <= 2 and rb <= 2:
+                (s,) = summed
+                if ra + rb == 3:
+                    # Matrix times vector: A @ x over A's columns, x @ A (that is A' x) over its rows.
+                    (m, lm), (v, _) = ((b, lb), (a, la)) if ra == 1 else ((a, la), (b, lb))
+                    other = tuple(lab for lab in lm if lab != s)
+                    pair = [m.operand, v.operand] if lm[1] == s else [v.operand, m.operand]
+                    return result(other, "matmul", pair)
+                ta = a.operand if ra == 1 or la[1] == s else _transposed(a.operand)
+                tb = b.operand if rb == 1 or lb[0] == s else _transposed(b.operand)
+                labels = tuple(lab for lab in la if lab != s) + tuple(lab for lab in lb if lab != s)
+                return result(labels, "matmul", [ta, tb])
+            if not summed and ra + rb <= 2:
+                if ra == 0 or rb == 0:
+                    return result(la + lb, "mul", [a.operand, b.operand])
+                outer = [_view(a.operand).broadcast((0, None)), _view(b.operand).broadcast((None, 0))]
+                return result(la + lb, "mul", outer)
+            if len(summed) == ra == rb and ra <= 2:
+                tb = b.operand if lb == la else _view(b.operand).permuted(tuple(lb.index(lab) for lab in la))
+                return result((), "inner", [a.operand, tb])
+            axes_a = tuple(la.index(lab) for lab in summed)
+            axes_b = tuple(lb.index(lab) for lab in summed)
+            labels = tuple(lab for lab in la if lab not in summed) + tuple(lab for lab in lb if lab not in summed)
+            return result(labels, "tensordot", [a.operand, b.operand], axes_a, axes_b)
+        target = tuple(la) + tuple(lab for lab in lb if lab not in la)
+        if not summed:
+            # An entry-wise product with broadcasting: diag(s)*X is X * s[:, None].
+            return result(target, "mul", [_aligned(a, target), _aligned(b, target)])
+        if len(la) + len(lb) - len(shared) <= 2:
+            # Entry-wise product, then the sum over the summed labels.
+            product = result(target, "mul", [_aligned(a, target), _aligned(b, target)])
+            return self.finish(product, tuple(lab for lab in target if lab in keep), dims)
+        return self.einsum_pair(a, b, keep, dims)
+
+    def einsum_pair(self, a: _Array, b: _Array, keep: set[int], dims: dict[int, g.Dim]) -> _Array:
+        labels = tuple(sorted(set(a.labels) | set(b.labels)))
+        out = tuple(lab for lab in labels if lab in keep)
+        spec = f"{_letters(a.labels, labels)},{_letters(b.labels, labels)}->{_letters(out, labels)}"
+        return _Array(self.assign("einsum", [a.operand, b.operand], [dims[lab] for lab in out], spec), out)
+
+
+def _view(operand: Operand) -> View:
+    assert isinstance(operand, View), "an operand with axes is an array"
+    return operand
+
+
+def _transposed(operand: Operand) -> View:
+    return _view(operand).permuted((1, 0))
+
+
+def _aligned(a: _Array, target: Labels) -> View:
+    """``a`` viewed to broadcast against ``target`` (its axes in target order, new axes elsewhere)."""
+    return _view(a.operand).broadcast(tuple(a.labels.index(lab) if lab in a.labels else None for lab in target))
+
+
+def _letters(labels: Labels, reference: Labels | None = None) -> str:
+    pool = sorted(set(labels) | set(reference or ()))
+    return "".join("abcdefghijklmnopqrstuvwxyz"[pool.index(lab)] for lab in labels)
+
+
+def _broadcast_scalar(node: g.Node) -> tuple[Fraction, g.Node | None] | None:
+    """``c * s * ones(...)`` -> (c, s): a scalar repeated over a tensor, added by broadcasting."""
+    if isinstance(node, g.Ones):
+        return Fraction(1), None
+    if isinstance(node, g.Contract) and isinstance(node.args[-1], g.Ones) and node.labels[-1] == node.out:
+        rest = node.args[:-1]
+        if not rest:
+            return node.coeff, None
+        if len(rest) == 1 and rest[0].rank == 0:
+            return node.coeff, rest[0]
+    return None
+
+
+def _components(node: g.Node) -> list[list[int]] | None:
+    """The operands of a contraction of order >= 3 grouped into parts that share no index."""
+    if not isinstance(node, g.Contract) or node.rank < 3:
+        return None
+    parent = list(range(len(node.args)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first: dict[int, int] = {}
+    for k, labs in enumerate(node.labels):
+        for lab in labs:
+            if lab in first:
+                parent[find(k)] = find(first[lab])
+            else:
+                first[lab] = k
+    groups: dict[int, list[int]] = {}
+    for k in range(len(node.args)):
+        groups.setdefault(find(k), []).append(k)
+    parts = list(groups.values())
+    return parts if len(parts) > 1 else None
+
+
+def product_order(labels: list[Labels], out: Labels, size: dict[int, int]) -> Tree:
+    """The product tree with the fewest multiply-adds (exact for up to 8 factors, else greedy).
+
+    A tree is a factor index or ``(left, right, kept labels)``. The cost of one product is the
+    product of the sizes of all labels it touches, so ``s .* y`` before ``X'*(...)`` is found.
+
+    >>> product_order([(0, 1), (1, 2), (2,)], (0,), {0: 10, 1: 10, 2: 10})  # A*(B*x)
+    (0, (1, 2, (1,)), (0,))
+    """
+    n = len(labels)
+    occurs: dict[int, int] = {}
+    for labs in labels:
+        for lab in set(labs):
+            occurs[lab] = occurs.get(lab, 0) + 1
+
+    def kept(members: frozenset[int]) -> tuple[int, ...]:
+        inside: dict[int, int] = {}
+        for k in members:
+            for lab in set(labels[k]):
+                inside[lab] = inside.get(lab, 0) + 1
+        return tuple(sorted(lab for lab, c in inside.items() if lab in out or c < occurs[lab]))
+
+    def flops(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+        total = 1
+        for lab in set(a) | set(b):
+            total *= size[lab]
+        return total
+
+    if n > 8:
+        pool: list[tuple[Tree, tuple[int, ...], frozenset[int]]] = [
+            (k, kept(frozenset([k])), frozenset([k])) for k in range(n)
+        ]
+        while len(pool) > 1:
+            best = None
+            for i in range(len(pool)):
+                for j in range(i + 1, len(pool)):
+                    members = pool[i][2] | pool[j][2]
+                    cost = flops(pool[i][1], pool[j][1])
+                    connected = bool(set(pool[i][1]) & set(pool[j][1]))
+                    key = (not connected, cost)
+                    if best is None or key < best[0]:
+                        best = (key, i, j, members)
+            assert best is not None
+            _, i, j, members = best
+            keep = kept(members)
+            node: Tree = (pool[i][0], pool[j][0], keep)
+            pool = [p for k, p in enumerate(pool) if k not in (i, j)] + [(node, keep, members)]
+        return pool[0][0]
+    full = frozenset(range(n))
+    best_cost: dict[frozenset[int], tuple[int, Tree, tuple[int, ...]]] = {
+        frozenset([k]): (0, k, kept(frozenset([k]))) for k in range(n)
+    }
+    for width in range(2, n + 1):
+        for combo in itertools.combinations(range(n), width):
+            members = frozenset(combo)
+            keep = kept(members)
+            first = combo[0]
+            choice: tuple[int, Tree, tuple[int, ...]] | None = None
+            rest = [k for k in combo if k != first]
+            # Split into a part holding the first factor and the rest (each split once).
+            for r in range(0, len(rest)):
+                for part in itertools.combinations(rest, r):
+                    left = frozenset((first, *part))
+                    right = members - left
+                    lc, lt, lk = best_cost[left]
+                    rc, rt, rk = best_cost[right]
+                    cost = lc + rc + flops(lk, rk)
+                    if choice is None or cost < choice[0]:
+                        choice = (cost, (lt, rt, keep), keep)
+            assert choice is not None
+            best_cost[members] = choice
+    return best_cost[full][1]
