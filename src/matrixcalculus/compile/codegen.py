@@ -42,10 +42,10 @@ class Dialect:
         """Statements the function body starts with (given its parameter names)."""
         return []
 
-    def requires(self, name: str) -> set[str]:
+    def requires(self, name: str) -> frozenset[str]:
         """The helpers (keys of :meth:`helpers`) that a call of the function ``name`` needs: those
         its spelling calls."""
-        return helpers_in(self.call(name, "x"), list(self.helpers()))
+        return helpers_in(self.call(name, "x"), tuple(self.helpers()))
 
     def sum(self, x: str, axes: Sequence[int]) -> str:
         axes = tuple(axes)
@@ -301,6 +301,10 @@ def generate(
     if backend not in DIALECTS:
         raise MatrixCalculusError(f"unknown backend {backend!r}; choose one of {', '.join(DIALECTS)}")
     block = live(plan(roots, variables, sizes, dense))
-    structures = [out.structure if isinstance(out, Factors) else None for out in block.outputs]
+    structures: list[Structure | None] = []
+    for out in block.outputs:
+        structure = out.structure if isinstance(out, Factors) else None
+        assert structure is None or isinstance(structure, Structure)  # the planner's kind
+        structures.append(structure)
     source = emit(block, DIALECTS[backend], name)
-    return Program(source, name, [v.name for v in variables], backend, structures, block)  # type: ignore[arg-type]
+    return Program(source, name, [v.name for v in variables], backend, structures, block)

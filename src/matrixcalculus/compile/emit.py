@@ -18,6 +18,7 @@ functions the block calls, as the dialect spells them.
 from __future__ import annotations
 
 import ast
+import functools
 import keyword
 from collections.abc import Sequence
 from fractions import Fraction
@@ -85,7 +86,7 @@ def emit(block: Block, dialect: Dialect, function: str) -> str:
             arrays = [printer.operand(a) for a in output.arrays]
             outputs.append(f"({', '.join(arrays)},)" if arrays else "()")
             body.append(
-                f"    # output {k} is {output.structure.describe(arrays)}: a Kronecker-structured"  # type: ignore[attr-defined]
+                f"    # output {k} is {output.structure.describe(arrays)}: a Kronecker-structured"
                 " tensor, returned as its factors"
             )
         else:
@@ -101,10 +102,12 @@ def emit(block: Block, dialect: Dialect, function: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def helpers_in(spelling: str, helpers: Sequence[str]) -> set[str]:
-    """The helper functions that a dialect's spelling of a call calls (read with ``ast``)."""
+@functools.lru_cache(maxsize=1024)
+def helpers_in(spelling: str, helpers: tuple[str, ...]) -> frozenset[str]:
+    """The helper functions that a dialect's spelling of a call calls (read with ``ast``; cached:
+    a module calls few functions, and the same ones again and again)."""
     calls = [n.func for n in ast.walk(ast.parse(spelling)) if isinstance(n, ast.Call)]
-    return {f.id for f in calls if isinstance(f, ast.Name)} & set(helpers)
+    return frozenset(f.id for f in calls if isinstance(f, ast.Name)) & frozenset(helpers)
 
 
 class _Printer:

@@ -4,7 +4,9 @@ The derived expressions (value, gradients, Hessians) are one hash-consed graph, 
 planned once; equal operations inside different nodes are shared by the block. A few choices make
 the plan cheap:
 
-* a sum ``(A + A')*x`` runs as ``A@x + A.T@x`` (``lower`` distributes it: two mat-vecs, no n x n sum);
+* ``lower`` (shared with evaluation) first rewrites the graph into cheap and stable forms: a sum
+  ``(A + A')*x`` runs as ``A@x + A.T@x`` (two mat-vecs, no n x n sum), ``log(1 + exp(u))`` as
+  ``softplus(u)``, ``log(sum(exp(u)))`` as ``logsumexp(u)``;
 * each contraction is split into pairwise products in the order with the fewest multiply-adds for
   the actual sizes (:func:`product_order`), and each pair is a BLAS form where it is one:
   ``A @ B``, ``A.T @ x`` (a transpose is a view of the stored array, not a statement), ``x @ y``,

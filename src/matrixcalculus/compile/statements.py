@@ -20,9 +20,10 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Protocol
 
 from matrixcalculus.errors import EvaluationError
 from matrixcalculus.ir import graph as g
@@ -52,13 +53,14 @@ OPS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Value:
     """A value the generated function holds: an ``argument`` (``key`` is the variable's name), a
     ``size`` read off an argument (``key`` is the dimension) or a ``temporary`` (``key`` counts).
 
     Names are given only when the block is printed, so that a user's variable keeps its name and
-    the temporaries that survive are numbered in order.
+    the temporaries that survive are numbered in order. Each value is made once (by the block), so
+    it is equal only to itself: hashing it is the identity's, which keeps op keys cheap.
     """
 
     kind: str
@@ -157,13 +159,19 @@ class Statement:
     op: Op
 
 
+class Structured(Protocol):
+    """How the arrays of a :class:`Factors` output make its tensor (see ``plan.Structure``)."""
+
+    def describe(self, names: Sequence[str]) -> str: ...
+
+
 @dataclass(frozen=True)
 class Factors:
     """An output returned as a tuple of arrays (a Kronecker-structured tensor); ``structure`` says
     how they make the tensor (a :class:`matrixcalculus.compile.plan.Structure`)."""
 
     arrays: tuple[Operand, ...]
-    structure: object
+    structure: Structured
 
 
 Output = Operand | Factors
