@@ -118,7 +118,7 @@ class CompiledDerivatives:
             program = generate(self.roots, self.variables, self.backend, sizes, dense=False)
             namespace: dict[str, Any] = {}
             # The source is generated from our own graph, not user text; every identifier in it comes from
-            # codegen._Names (user names that are not safe ASCII non-keywords are renamed).
+            # compile.emit._Names (user names that are not safe ASCII non-keywords are renamed).
             code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")
             exec(code, namespace)
             fn = namespace[program.function]
