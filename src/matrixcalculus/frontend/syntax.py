@@ -29,6 +29,7 @@ from matrixcalculus.ir.functions import RULES
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
 DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
+_MAX_DIMENSION = 2**53
 # Functions built into the language beyond the table in functions.py.
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
 KNOWN_FUNCTIONS = tuple(RULES) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
@@ -202,6 +203,15 @@ class _Build(Transformer):
                     raise ParseError(
                         f"{fname} takes dimensions (a name such as n, or a whole number), "
                         f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
+                        text=self.text,
+                        column=arg.column,
+                    )
+                if arg.op == "num" and arg.value > _MAX_DIMENSION:
+                    # No array has more entries along one axis than memory has bytes: refuse it here,
+                    # where the text is, instead of carrying a 300-digit size through the pipeline.
+                    raise ParseError(
+                        f"dimension '{self.text[arg.start : arg.end]}' at column {arg.column} is too large "
+                        "(at most 2^53)",
                         text=self.text,
                         column=arg.column,
                     )
