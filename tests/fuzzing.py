@@ -40,6 +40,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 import matrixcalculus as mc
+from matrixcalculus.ir.graph import postorder
 from matrixcalculus.compile.structured import Factored
 from matrixcalculus.ir.functions import ELEMENTWISE, MATRIX_FUNCTIONS
 
@@ -687,11 +688,10 @@ def _dims(*exprs: Any) -> dict[str, int]:
     """Every named dimension of these expressions (and of their variables) has size N."""
     dims: dict[str, int] = {}
     for e in exprs:
-        for d in e.shape:
-            if isinstance(d, str):
-                dims[d] = N
-        for v in e.variables.values():
-            for d in v.shape:
+        # Interior nodes too: a printed derivative can hold a dimension no variable carries any
+        # more (tr(ones(n,n)) once S is differentiated away); every size in the fuzzer is N.
+        for node in postorder(e.node):
+            for d in node.shape:
                 if isinstance(d, str):
                     dims[d] = N
     return dims

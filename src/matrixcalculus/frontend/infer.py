@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -638,7 +639,7 @@ def _build(
 def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
     """A division by a constant zero (``x/0``, ``x./(0*y)``, ``0^-1``) is an error at its column,
     not a ``ZeroDivisionError`` from folding the constant or an ``inf`` at evaluation."""
-    if ast.value in ("/", "./") and g.is_zero(b):
+    if ast.value in ("/", "./") and (g.is_zero(b) or _exact_value(b) == 0):
         divisor = ast.args[1]
         column = divisor.start + 1
         what = "" if divisor.op == "num" or text is None else f": {quote(text, divisor)} is 0"
@@ -651,6 +652,41 @@ def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
             text=text,
             column=column if text else None,
         )
+
+
+def _exact_value(node: g.Node, budget: int = 64) -> Fraction | None:
+    """The exact value of a small constant scalar expression such as ``1 + -1.^2``, else None.
+
+    Sums of constants are not folded while parsing, so ``x ./ (1 - 1)`` needs this to be refused
+    where it is written (simplification folds it later, into a ``0^-1`` that no longer parses)."""
+    if budget <= 0 or node.shape:
+        return None
+    if isinstance(node, g.Const):
+        return node.value
+    if isinstance(node, g.Add):
+        total = Fraction(0)
+        for term in node.args:
+            value = _exact_value(term, budget // max(len(node.args), 1))
+            if value is None:
+                return None
+            total += value
+        return total
+    if isinstance(node, g.Contract):
+        product = node.coeff
+        for factor in node.args:
+            value = _exact_value(factor, budget // max(len(node.args), 1))
+            if value is None:
+                return None
+            product *= value
+        return product
+    if isinstance(node, g.Power):
+        base, exponent = (_exact_value(arg, budget // 2) for arg in node.args)
+        if base is None or exponent is None or exponent.denominator != 1 or abs(exponent) > 64:
+            return None
+        if base == 0:
+            return None if exponent < 0 else Fraction(0 ** int(exponent))
+        return base ** int(exponent)
+    return None
 
 
 # Folded constants stay within the doubles that evaluation uses (and far from the size where
