@@ -40,9 +40,9 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 import matrixcalculus as mc
-from matrixcalculus.ir.graph import postorder
 from matrixcalculus.compile.structured import Factored
 from matrixcalculus.ir.functions import ELEMENTWISE, MATRIX_FUNCTIONS
+from matrixcalculus.ir.graph import postorder
 
 T = TypeVar("T")
 N = 3  # every dimension; one size keeps every product well-typed whatever the grammar draws

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from fractions import Fraction
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from matrixcalculus.errors import InferenceError, ParseError, ShapeError
