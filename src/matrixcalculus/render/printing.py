@@ -1071,12 +1071,20 @@ class _IndexPrinter:
             summed: list[str] = []
             # Scalars first, as in matrix notation.
             order = sorted(range(len(node.args)), key=lambda k: node.args[k].rank != 0)
+            dims = {lab: d for k in order for lab, d in zip(node.labels[k], node.args[k].shape, strict=True)}
             for k in order:
                 for lab in node.labels[k]:
                     if lab not in names:
-                        names[lab] = self.fresh(inner_used)
-                        inner_used.add(names[lab])
-                        summed.append(names[lab])
+                        # A summed index over a product dimension m*p is a pair (a,b): a reshape
+                        # below can then split it (docs/conventions.md, "Dimensions").
+                        dim = dims[lab]
+                        parts = len(dim.factors) if isinstance(dim, g.DimProduct) and dim.scale == 1 else 1
+                        letters = []
+                        for _ in range(parts):
+                            letters.append(self.fresh(inner_used))
+                            inner_used.add(letters[-1])
+                        summed.extend(letters)
+                        names[lab] = letters[0] if parts == 1 else f"({','.join(letters)})"
             kids = [(node.args[k], tuple(names[lab] for lab in node.labels[k]), inner_used, False) for k in order]
             coeff = node.coeff
 
@@ -1112,11 +1120,11 @@ class _IndexPrinter:
     ) -> tuple[str | None, list, Callable[[list[str]], str] | None]:
         """A split of product dimensions, ``(m*p) x (n*q)`` into ``m x p x n x q``, indexes its
         argument by pairs: ``C[(i,k),(j,l)]`` is the entry in row ``i*p + k`` (row-major), as in
-        ``kron``. Any other reshape prints as ``reshape(X, dims)[i,...]``."""
+        ``kron``; a merge takes a pair index apart. Any other reshape prints as
+        ``reshape(X, dims)[i,...]``."""
         (x,) = node.args
-        groups = _split_groups(x.shape, node.shape)
-        if groups is not None:
-            inner = tuple(idx[a] if b - a == 1 else f"({','.join(idx[a:b])})" for a, b in groups)
+        inner = _reshaped_indices(x.shape, node.shape, idx)
+        if inner is not None:
             return None, [(x, inner, used, False)], lambda texts: texts[0]
         dims = ", ".join(str(d) for d in node.shape)
         return self.entry(f"reshape({self.matrix.piece(x).text}, {dims})", idx), [], None
@@ -1152,20 +1160,58 @@ class _IndexPrinter:
         return grouped if isinstance(grouped, g.Contract) else None
 
 
-def _split_groups(old: g.Shape, new: g.Shape) -> list[tuple[int, int]] | None:
-    """For each axis of ``old``, the run ``[a, b)`` of axes of ``new`` whose product it is, or None
-    when ``new`` does not split ``old`` that way (a merge of axes)."""
-    groups: list[tuple[int, int]] = []
-    start = 0
-    for dim in old:
-        end = start + 1
-        while end <= len(new) and g.dim_product(*new[start:end]) != dim:
-            end += 1
-        if end > len(new):
+def _reshaped_indices(old: g.Shape, new: g.Shape, idx: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The indices of a reshape's argument (axes ``old``) given those of its result (axes ``new``).
+
+    The axes are cut into blocks of equal products. In a block where several new axes make one
+    old axis the old index is their pair ``(i,k)``; where one new axis makes several old ones,
+    its index must be such a pair, taken apart. None when neither applies.
+    """
+    inner: list[str] = []
+    a = b = 0
+    while a < len(old) or b < len(new):
+        block = _block(old, new, a, b)
+        if block is None:
             return None
-        groups.append((start, end))
-        start = end
-    return groups if start == len(new) else None
+        a2, b2 = block
+        if a2 - a == 1:
+            inner.append(idx[b] if b2 - b == 1 else f"({','.join(idx[b:b2])})")
+        elif b2 - b == 1:
+            parts = _pair_parts(idx[b])
+            if parts is None or len(parts) != a2 - a:
+                return None
+            inner.extend(parts)
+        else:
+            return None
+        a, b = a2, b2
+    return tuple(inner)
+
+
+def _block(old: g.Shape, new: g.Shape, a: int, b: int) -> tuple[int, int] | None:
+    """The shortest runs ``old[a:a2]``, ``new[b:b2]`` (each at least one axis) of equal product."""
+    for total in range(2, len(old) - a + len(new) - b + 1):
+        for a2 in range(a + 1, min(len(old), a + total - 1) + 1):
+            b2 = b + total - (a2 - a)
+            if b < b2 <= len(new) and g.dim_product(*old[a:a2]) == g.dim_product(*new[b:b2]):
+                return a2, b2
+    return None
+
+
+def _pair_parts(name: str) -> list[str] | None:
+    """``(a,b)`` -> ``["a", "b"]`` (commas inside nested pairs stay); None for a plain index."""
+    if not (name.startswith("(") and name.endswith(")")):
+        return None
+    parts: list[str] = []
+    depth = 0
+    current = ""
+    for ch in name[1:-1]:
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        current += ch
+    return [*parts, current]
 
 
 def _is_call(text: str) -> bool:
