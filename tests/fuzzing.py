@@ -212,7 +212,7 @@ POSITIVE_ONLY = ("log", "sqrt")
 UNIT_ONLY = ("arcsin", "arccos")
 BOUNDED = ("tan",)  # finite on (-pi/2, pi/2): given values in (-1/2, 1/2)
 MATRIX_SPD = ("det", "logdet", "inv")
-MATRIX_ANY = ("norm1", "norm2")
+MATRIX_ANY = ("norm1", "norm2", "mean")
 VECTOR_ONLY = ("softmax", "logsumexp")
 NUMBERS = ("2", "3", "0.5", "1.5", "(1/3)", "10", "1e-3", "0.25")
 
@@ -375,7 +375,8 @@ def expression(
             if kind == 5:
                 e = sub(ch.choice(("v", "m")))
                 name = ch.choice(MATRIX_ANY)
-                return _g(f"{name}({e.text})", e, **({"kinks": (e.text,)} if name == "norm1" else {"norms": (e.text,)}))
+                marks = {"norm1": {"kinks": (e.text,)}, "norm2": {"norms": (e.text,)}}.get(name, {})
+                return _g(f"{name}({e.text})", e, **marks)
             if kind == 6:
                 e = sub("v")
                 return _g(f"logsumexp({e.text})", e)

@@ -111,6 +111,10 @@ class Dialect:
             return f"_softmax({x})"
         raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
 
+    def kron(self, a: str, b: str, rank: int, shape: str) -> str:
+        """The Kronecker product of two matrices or two vectors (``shape``: the result's)."""
+        return f"xp.kron({a}, {b})"
+
     def scalar(self, value: str) -> str:
         """A number literal as a 0-d array: arithmetic on two Python floats raises (``1.0 / 0.0``,
         ``10.0 ** 400.0``) or goes complex (``(-1.0) ** 0.5``) where arrays give IEEE values."""
@@ -151,6 +155,11 @@ class DaskDialect(Dialect):
 
     def trace(self, x: str) -> str:
         return f"xp.sum(xp.diagonal({x}))"
+
+    def kron(self, a: str, b: str, rank: int, shape: str) -> str:
+        # dask has no kron: the outer product with the factors' axes interleaved, then reshaped.
+        spec = "ij,kl->ikjl" if rank == 2 else "i,k->ik"
+        return f"xp.reshape(xp.einsum({spec!r}, {a}, {b}), {shape})"
 
     def call(self, name: str, x: str) -> str:
         if name in ("det", "logdet"):
@@ -357,12 +366,14 @@ class _Emitter:
     def size(self, dims: Sequence[g.Dim]) -> int:
         total = 1
         for d in dims:
-            total *= self.sizes.get(d, 1000) if not isinstance(d, int) else d
+            total *= g.dim_size(d, lambda name: self.sizes.get(name, 1000))
         return total
 
     def dim(self, d: g.Dim) -> str:
         if isinstance(d, int):
             return str(d)
+        if isinstance(d, g.DimProduct):
+            return "(" + " * ".join(([str(d.scale)] if d.scale != 1 else []) + [self.dim(f) for f in d.factors]) + ")"
         if d not in self.dims:
             raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
         return self.dims[d]
@@ -418,7 +429,12 @@ def generate(
     em.variables = em.names.variables(args)
     params = [em.variables[a] for a in args]
     # Symbolic dimensions are read off the arguments' shapes.
-    dims_needed = {d for node in g.postorder(*roots) for d in node.shape if isinstance(d, str)}
+    dims_needed = {
+        name
+        for node in g.postorder(*roots)
+        for d in node.shape + ((node.dim,) if isinstance(node, g.DimSize) else ())
+        for name in g.dim_names(d)
+    }
     for d in sorted(dims_needed):
         source = next(((v, axis) for v in variables for axis, vd in enumerate(v.shape) if vd == d), None)
         if source is None:
@@ -560,6 +576,15 @@ def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
         return _Array(em.variables[node.name], rank_labels)
     if isinstance(node, g.Const):
         return _Array(_number(node.value), ())
+    if isinstance(node, g.DimSize):
+        # The size the function read off an argument's shape, as a float64 0-d array.
+        return _Array(d.scalar(em.dim(node.dim)), ())
+    if isinstance(node, g.Reshape):
+        shape = "(" + ", ".join(em.dim(x) for x in node.shape) + ",)"
+        return _Array(f"xp.reshape({em.array(args[0].code)}, {shape})", rank_labels)
+    if isinstance(node, g.Function) and node.name == "kron":
+        shape = "(" + ", ".join(em.dim(x) for x in node.shape) + ",)"
+        return _Array(d.kron(em.array(args[0].code), em.array(args[1].code), node.rank, shape), rank_labels)
     if isinstance(node, g.Delta):
         return _Array(d.eye(em.dim(node.params[0])), (0, 1))
     if isinstance(node, g.Ones | g.Zeros):

@@ -91,17 +91,35 @@ class _Mismatch(Exception):
         self.ast = ast
 
 
+@dataclass(frozen=True)
+class _Product:
+    """A dimension class that is the product of other classes (by index): kron's ``m*p``."""
+
+    factors: tuple[int, ...]
+
+
 class _Dims:
-    """Union-find over dimension variables; a class may be fixed to an int or a user's name."""
+    """Union-find over dimension variables; a class may be fixed to an int, a user's name, or a
+    product of other classes.
+
+    Two products unify factor by factor when they have as many factors (``kron(A, B) + kron(C, D)``
+    makes C like A and D like B) unless they are already equal. An equality between a product
+    and a number or a name (``kron(A, B)*x`` with x of length 6) cannot be decided before the
+    factors are known: it is kept in ``deferred`` and checked when the whole expression is read.
+    """
 
     def __init__(self) -> None:
         self.parent: list[int] = []
-        self.fixed: list[g.Dim | None] = []
+        self.fixed: list[g.Dim | _Product | None] = []
+        self.deferred: list[tuple[int, int]] = []
 
-    def new(self, fixed: g.Dim | None = None) -> int:
+    def new(self, fixed: g.Dim | _Product | None = None) -> int:
         self.parent.append(len(self.parent))
         self.fixed.append(fixed)
         return len(self.parent) - 1
+
+    def product(self, *factors: int) -> int:
+        return self.new(_Product(tuple(factors)))
 
     def find(self, i: int) -> int:
         root = i
@@ -112,18 +130,74 @@ class _Dims:
         return root
 
     def value(self, i: int) -> g.Dim | None:
-        return self.fixed[self.find(i)]
+        """The dimension as far as it is known: None for a free class; a product shows its free
+        factors as ``?``."""
+        fixed = self.fixed[self.find(i)]
+        if isinstance(fixed, _Product):
+            return g.dim_product(*(self.resolve(f, lambda root: "?") for f in fixed.factors))
+        return fixed
+
+    def resolve(self, i: int, free: Callable[[int], g.Dim]) -> g.Dim:
+        """The dimension of class ``i``, with ``free(root)`` standing for each free class."""
+        root = self.find(i)
+        fixed = self.fixed[root]
+        if fixed is None:
+            return free(root)
+        if isinstance(fixed, _Product):
+            return g.dim_product(*(self.resolve(f, free) for f in fixed.factors))
+        return fixed
+
+    def _contains(self, product: int, root: int) -> bool:
+        """Whether class ``root`` is a factor of ``product`` (at any depth): m = m*p has no solution."""
+        stack = [product]
+        while stack:
+            top = self.find(stack.pop())
+            if top == root:
+                return True
+            fixed = self.fixed[top]
+            if isinstance(fixed, _Product):
+                stack.extend(fixed.factors)
+        return False
 
     def unify(self, a: int, b: int) -> bool:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
         fa, fb = self.fixed[ra], self.fixed[rb]
-        if fa is not None and fb is not None and fa != fb:
+        if fa is None or fb is None:
+            free, other = (ra, rb) if fa is None else (rb, ra)
+            if isinstance(self.fixed[other], _Product) and self._contains(other, free):
+                return False
+            self.parent[free] = other
+            return True
+        if isinstance(fa, _Product) or isinstance(fb, _Product):
+            return self._unify_products(ra, rb)
+        if fa != fb:
             return False
         self.parent[rb] = ra
-        self.fixed[ra] = fa if fa is not None else fb
         return True
+
+    def _unify_products(self, ra: int, rb: int) -> bool:
+        fa, fb = self.fixed[ra], self.fixed[rb]
+
+        def symbol(root: int) -> g.Dim:
+            return f"?{root}"
+
+        if self.resolve(ra, symbol) == self.resolve(rb, symbol):
+            self.parent[rb] = ra
+            return True
+        if isinstance(fa, _Product) and isinstance(fb, _Product) and len(fa.factors) == len(fb.factors):
+            for x, y in zip(fa.factors, fb.factors, strict=True):
+                if not self.unify(x, y):
+                    return False
+            self.parent[self.find(rb)] = self.find(ra)
+            return True
+        self.deferred.append((ra, rb))
+        return True
+
+    def settled(self, a: int, b: int) -> bool:
+        """A deferred equality, checked once everything is unified (free classes are unknowns)."""
+        return self.resolve(a, lambda root: f"?{root}") == self.resolve(b, lambda root: f"?{root}")
 
 
 # An mtype is the matrix-level type: ("s",), ("c", d), ("r", d) or ("m", d_rows, d_cols).
@@ -133,14 +207,14 @@ MType = tuple
 def _describe(t: MType, dims: _Dims) -> str:
     def dv(d: int) -> str:
         v = dims.value(d)
-        return "?" if v is None else str(v)
+        return "?" if v is None else g.dim_text(v)
 
     if t[0] == "s":
         return "a scalar"
     if t[0] in "cr":
         size = dims.value(t[1])
         word = "column" if t[0] == "c" else "row"
-        return f"a {word} vector" + ("" if size is None else f" of length {size}")
+        return f"a {word} vector" + ("" if size is None else f" of length {g.dim_text(size)}")
     if dims.value(t[1]) is None and dims.value(t[2]) is None:
         return "a matrix"
     return f"a {dv(t[1])}x{dv(t[2])} matrix"
@@ -182,14 +256,18 @@ class _Checker:
         kinds: Mapping[str, str],
         declared: Mapping[str, Declared],
         undeclared: frozenset[str],
+        dim_values: frozenset[str] = frozenset(),
     ):
         self.text = text
+        self.dim_values = dim_values
         self.order = order
         self.kinds = kinds
         self.declared = declared
         self.undeclared = undeclared
         self.dims = _Dims()
         self.named: dict[str, int] = {}
+        # Equalities of a product dimension with a number or a name, checked at the end of run().
+        self.deferred: list[tuple[int, int, Ast, Callable[[], str]]] = []
 
     def src(self, ast: Ast) -> str:
         if self.text is None:
@@ -205,8 +283,22 @@ class _Checker:
     def unify(self, a: int, b: int, ast: Ast, message: Callable[[], str]) -> None:
         # The message is built only on failure: building it quotes operand text, and doing that
         # for every node of a long sum would cost time quadratic in the text's length.
-        if not self.dims.unify(a, b):
+        if not self.unified(a, b, ast, message):
             raise _Mismatch(message(), ast)
+
+    def unified(self, a: int, b: int, ast: Ast, message: Callable[[], str]) -> bool:
+        """``dims.unify``, keeping an equality it defers with the node and message to report."""
+        before = len(self.dims.deferred)
+        ok = self.dims.unify(a, b)
+        for x, y in self.dims.deferred[before:]:
+            self.deferred.append((x, y, ast, message))
+        return ok
+
+    def dimension(self, arg: Ast) -> int:
+        """The dimension class of an argument of eye/ones/zeros: a name, a whole number or a product."""
+        if arg.op == "binary":
+            return self.dims.product(self.dimension(arg.args[0]), self.dimension(arg.args[1]))
+        return self.named_dim(arg.value if arg.op == "name" else int(arg.value))
 
     def run(self) -> _Checked:
         mt: dict[int, MType] = {}
@@ -220,6 +312,8 @@ class _Checker:
             loose[id(node)] = any(loose[id(c)] for c in node.args) if kids else False
             if node.op == "num":
                 t: MType = ("s",)
+            elif node.op == "name" and node.value in self.dim_values:
+                t = ("s",)  # the size of a named dimension (docs/conventions.md, "Dimensions")
             elif node.op == "name":
                 t = self.variable(node, var_dims)
                 loose[id(node)] = node.value in self.undeclared
@@ -242,6 +336,9 @@ class _Checker:
             else:
                 t = self.call(node, kids)
             mt[id(node)] = t
+        for x, y, ast, message in self.deferred:
+            if not self.dims.settled(x, y):
+                raise _Mismatch(message(), ast)
         deviations = sum(_deviation(name, self.kinds[name]) for name in self.undeclared)
         return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd)
 
@@ -350,25 +447,29 @@ class _Checker:
                 node,
             )
         da, db = inner
-        if not self.dims.unify(da, db):
+
+        def message() -> str:
             left = self.src(la)
             right = self.src(lb)
             ncols = self.dims.value(da)
             nrows = self.dims.value(db)
-            raise _Mismatch(
+            return (
                 f"shape mismatch at column {node.column}: {left} is {_describe(a, self.dims)} but {right} is "
-                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows",
-                node,
+                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows"
             )
+
+        self.unify(da, db, node, message)
         return result
 
     def call(self, node: Ast, kids: list[MType]) -> MType:
         name = node.value
         if name in DIMENSION_FUNCTIONS:
-            dims = [self.named_dim(arg.value if arg.op == "name" else int(arg.value)) for arg in node.args]
+            dims = [self.dimension(arg) for arg in node.args]
             if name == "eye":
                 return ("m", dims[0], dims[0])
             return ("c", dims[0]) if len(dims) == 1 else ("m", dims[0], dims[1])
+        if name == "kron":
+            return self.kron(node, kids)
         (a,) = kids
         arg = node.args[0]
 
@@ -425,12 +526,26 @@ class _Checker:
                 ),
             )
             return a if name == "inv" else ("s",)
-        if name in ("norm1", "norm2"):
+        if name in ("norm1", "norm2", "mean"):
             return ("s",)
         if name in ("softmax", "logsumexp"):
             need(a[0] in "cr", "a vector")
             return a if name == "softmax" else ("s",)
         raise AssertionError(name)  # pragma: no cover
+
+    def kron(self, node: Ast, kids: list[MType]) -> MType:
+        """``kron(A, B)`` of m x n and p x q is (m*p) x (n*q); of two vectors, a vector of length m*p."""
+        a, b = kids
+        if a[0] == b[0] == "m":
+            return ("m", self.dims.product(a[1], b[1]), self.dims.product(a[2], b[2]))
+        if a[0] == b[0] and a[0] in "cr":
+            return (a[0], self.dims.product(a[1], b[1]))
+        la, lb = node.args
+        raise _Mismatch(
+            f"kron at column {node.column} needs two matrices or two vectors of one orientation, but "
+            f"{self.src(la)} is {_describe(a, self.dims)} and {self.src(lb)} is {_describe(b, self.dims)}",
+            node,
+        )
 
 
 def quote(text: str, ast: Ast, width: int = 40) -> str:
@@ -473,9 +588,10 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     if text is not None:
         text = flatten(text)  # the columns stay; carets line up under one line
     order = _dim_walk(ast)
+    dim_values = _dimension_values(order, declared)
     names: list[str] = []
     for node in order:
-        if node.op == "name" and node.value not in names:
+        if node.op == "name" and node.value not in names and node.value not in dim_values:
             names.append(node.value)
     forced = _forced_kinds(order, declared)
     undeclared = [n for n in names if n not in declared]
@@ -486,7 +602,7 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     loose = frozenset(undeclared)
 
     def check(kinds: Mapping[str, str]) -> _Checked:
-        return _Checker(text, order, kinds, declared, loose).run()
+        return _Checker(text, order, kinds, declared, loose, dim_values).run()
 
     solutions: list[tuple[tuple[int, int, int], dict[str, str], _Checked]] = []
     first_error: _Mismatch | None = None
@@ -538,6 +654,25 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     return _build(order, best_kinds, best, declared, names, text)
 
 
+def _dimension_values(order: list[Ast], declared: Mapping[str, Declared]) -> frozenset[str]:
+    """Names that read as the size of a dimension: a named dimension of the expression (in a
+    declared shape, ``types={"x": ("n",)}``, or an argument of eye/ones/zeros) used as a value,
+    and not itself declared a variable. ``sum(x)/n`` is then the mean of x."""
+    named: set[str] = set()
+    for decl in declared.values():
+        named.update(d for d in decl.shape or () if isinstance(d, str))
+    for node in order:
+        if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
+            stack = list(node.args)
+            while stack:
+                arg = stack.pop()
+                if arg.op == "name":
+                    named.add(arg.value)
+                stack.extend(arg.args)
+    used = {node.value for node in order if node.op == "name"}
+    return frozenset(name for name in named & used if name not in declared)
+
+
 def _kind_error(exc: _Mismatch) -> bool:
     return "cannot" in exc.message or "needs" in exc.message or "'^'" in exc.message
 
@@ -573,7 +708,10 @@ def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict
         root = dims.find(d)
         if root not in resolved:
             fixed = dims.fixed[root]
-            resolved[root] = fixed if fixed is not None else next(pool)
+            if isinstance(fixed, _Product):
+                resolved[root] = g.dim_product(*(name_of(f) for f in fixed.factors))
+            else:
+                resolved[root] = fixed if fixed is not None else next(pool)
         return resolved[root]
 
     for name in names:
@@ -619,7 +757,7 @@ def _build(
         if ast.op == "num":
             node = g.const(ast.value)
         elif ast.op == "name":
-            node = variables[ast.value]
+            node = g.size_of(ast.value) if ast.value not in variables else variables[ast.value]
         elif ast.op == "transpose":
             node = g.transpose(kids[0])
         elif ast.op == "unary":
@@ -629,6 +767,8 @@ def _build(
             _check_division(ast, kids[0], kids[1], text)
             node = binary(ast.value, kids[0], kids[1], mt[id(a)], mt[id(b)])
             _check_constant(ast, node, text)
+        elif len(kids) > 1:
+            node = g.apply(ast.value, *kids)
         else:
             t = mt[id(ast)]
             node = call(ast.value, kids[0], tuple(dimname[d] for d in t[1:]))

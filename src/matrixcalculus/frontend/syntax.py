@@ -160,6 +160,13 @@ def number_value(literal: str, column: int, text: str | None = None) -> Fraction
     return Fraction(mantissa * 10**shift) if shift >= 0 else Fraction(mantissa, 10**-shift)
 
 
+def _is_dimension(arg: Ast) -> bool:
+    """A name, a positive whole number, or a product of them (``ones(m*p)``)."""
+    if arg.op == "binary" and arg.value == "*":
+        return all(_is_dimension(a) for a in arg.args)
+    return arg.op == "name" or (arg.op == "num" and arg.value.denominator == 1 and arg.value > 0)
+
+
 class _Build(Transformer):
     def __init__(self, text: str):
         super().__init__()
@@ -188,7 +195,8 @@ class _Build(Transformer):
             raise ParseError(
                 f"unknown function '{fname}' at column {name.column}{hint}", text=self.text, column=name.column
             )
-        low, high = DIMENSION_FUNCTIONS.get(fname, (1, 1))
+        arity = RULES[fname].arity if fname in RULES else 1
+        low, high = DIMENSION_FUNCTIONS.get(fname, (arity, arity))
         if not low <= len(args) <= high:
             want = str(low) if low == high else f"{low} or {high}"
             raise ParseError(
@@ -198,10 +206,9 @@ class _Build(Transformer):
             )
         if fname in DIMENSION_FUNCTIONS:
             for arg in args:
-                ok = arg.op == "name" or (arg.op == "num" and arg.value.denominator == 1 and arg.value > 0)
-                if not ok:
+                if not _is_dimension(arg):
                     raise ParseError(
-                        f"{fname} takes dimensions (a name such as n, or a whole number), "
+                        f"{fname} takes dimensions (a name such as n, a whole number, or a product such as m*p), "
                         f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
                         text=self.text,
                         column=arg.column,

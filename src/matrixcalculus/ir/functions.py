@@ -17,6 +17,7 @@ from typing import Any
 
 from matrixcalculus.errors import EvaluationError, ShapeError
 from matrixcalculus.ir.graph import (
+    Const,
     Function,
     Node,
     Shape,
@@ -25,10 +26,13 @@ from matrixcalculus.ir.graph import (
     compare,
     const,
     contract,
+    dim_product,
     ones,
     power,
+    reshape,
     scale,
     shape_text,
+    size_of,
     transpose,
     zeros,
 )
@@ -38,15 +42,19 @@ from matrixcalculus.ir.graph import (
 class FunctionRule:
     name: str
     kind: str  # "elementwise" or "matrix"
-    shape: Callable[[Shape], Shape]
-    evaluate: Callable[[Any, Any], Any]
+    shape: Callable[..., Shape]  # one shape per argument
+    evaluate: Callable[..., Any]  # (xp, *arguments)
     # LaTeX: "{}" is the argument as printed, "{p}" the argument in parentheses unless it is atomic.
     latex: str
     # Element-wise: x -> f'(x) as an expression. Matrix functions: (x, f(x), g, batch) -> x_bar,
     # the vector-Jacobian product for a cotangent g of shape batch + f(x).shape.
-    derivative: Callable[..., Node] | None = None
+    derivative: Callable[..., Any] | None = None
     doc: str = ""
     argument: str = field(default="a scalar, vector or matrix")
+    # A function defined as a composition of primitives (mean(x) = sum(x)/n): evaluation and
+    # compiled code run the composition (transform/lowering.py expands it), so no dialect spells it.
+    definition: Callable[..., Node] | None = None
+    arity: int = 1
 
 
 RULES: dict[str, FunctionRule] = {}
@@ -265,6 +273,82 @@ _matrix(
 _matrix("softmax", _vector("softmax", lambda s: s), _softmax, r"\operatorname{softmax}", _vjp_softmax, "a vector")
 _matrix(
     "logsumexp", _vector("logsumexp", lambda s: ()), _logsumexp, r"\operatorname{logsumexp}", _vjp_logsumexp, "a vector"
+)
+
+
+# ---------------------------------------------------------------- mean and kron
+# Small self-contained rows (issue 10): mean is defined as a composition, kron takes two arguments.
+
+
+def _entries(x: Node) -> Node:
+    """The number of entries of ``x`` as a value: ``n`` for a vector of length n, ``m*n`` for a matrix."""
+    return size_of(dim_product(*x.shape))
+
+
+def _reciprocal(value: Node) -> Node:
+    return const(1 / value.value) if isinstance(value, Const) else power(value, const(-1))
+
+
+def _mean(x: Node) -> Node:
+    """``mean(x) = sum(x)/n``, with ``n`` the number of entries (a symbolic size)."""
+    return contract([x, _reciprocal(_entries(x))], [_ij(x), ()], ())
+
+
+def _vjp_mean(x: Node, y: Node, g: Node, batch: int) -> Node:
+    # d mean(x) = sum(dx)/n -> ones(shape)/n
+    b = tuple(range(batch))
+    idx = tuple(range(batch, batch + x.rank))
+    return contract([g, _reciprocal(_entries(x)), ones(x.shape)], [b, (), idx], b + idx)
+
+
+RULES["mean"] = FunctionRule(
+    "mean",
+    "matrix",
+    _any_to_scalar,
+    lambda xp, x: xp.mean(x),
+    r"\operatorname{mean}\left({}\right)",
+    _vjp_mean,
+    argument="a vector or matrix",
+    definition=_mean,
+)
+
+
+def _kron_shape(a: Shape, b: Shape) -> Shape:
+    if len(a) != len(b) or len(a) not in (1, 2):
+        raise ShapeError(f"kron needs two matrices or two vectors, not {shape_text(a)} and {shape_text(b)}")
+    return tuple(dim_product(da, db) for da, db in zip(a, b, strict=True))
+
+
+def _vjp_kron(args: tuple[Node, Node], y: Node, g: Node, batch: int) -> tuple[Node, Node]:
+    # y[(i,k),(j,l)] = a[i,j] b[k,l] (row-major pairs): split the cotangent's axes into
+    # (m, p, n, q) and contract with the other factor:
+    #   a_bar[i,j] = sum_kl G[i,k,j,l] b[k,l],   b_bar[k,l] = sum_ij G[i,k,j,l] a[i,j].
+    a, b = args
+    bl = tuple(range(batch))
+    if a.rank == 1:
+        i, k = batch, batch + 1
+        split = reshape(g, g.shape[:batch] + (a.shape[0], b.shape[0]))
+        return (
+            contract([split, b], [bl + (i, k), (k,)], bl + (i,)),
+            contract([split, a], [bl + (i, k), (i,)], bl + (k,)),
+        )
+    i, k, j, l = batch, batch + 1, batch + 2, batch + 3
+    split = reshape(g, g.shape[:batch] + (a.shape[0], b.shape[0], a.shape[1], b.shape[1]))
+    return (
+        contract([split, b], [bl + (i, k, j, l), (k, l)], bl + (i, j)),
+        contract([split, a], [bl + (i, k, j, l), (i, j)], bl + (k, l)),
+    )
+
+
+RULES["kron"] = FunctionRule(
+    "kron",
+    "matrix",
+    _kron_shape,
+    lambda xp, a, b: xp.kron(a, b),
+    r"{0} \otimes {1}",
+    _vjp_kron,
+    argument="two matrices or two vectors",
+    arity=2,
 )
 
 

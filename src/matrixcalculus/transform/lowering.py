@@ -2,7 +2,8 @@
 
 * ``distribute_sum``: ``(A + A')*x`` runs as ``A*x + A'*x`` (two mat-vecs, no n x n sum);
 * ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``;
-* ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``.
+* ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``;
+* a function defined as a composition (``mean(x)`` is ``sum(x)/n``) is that composition.
 
 Each rewrite gives an equal value; only the arithmetic differs (no overflow, fewer flops).
 """
@@ -86,7 +87,8 @@ def lower(roots: Sequence[g.Node]) -> list[g.Node]:
             if isinstance(new, g.Contract):
                 changed = distribute_sum(new)
             elif isinstance(new, g.Function):
-                changed = stable_form(new)
+                definition = new.rule.definition
+                changed = definition(*new.args) if definition is not None else stable_form(new)
             elif isinstance(new, g.Power):
                 changed = square_of_norm(new)
             if changed is None:

@@ -56,7 +56,9 @@ def _simplify_node(node: g.Node, args: list[g.Node]) -> g.Node:
     if isinstance(node, g.Compare):
         return g.compare(node.op, args[0], args[1])
     if isinstance(node, g.Function):
-        return simplify_function(node.name, args[0])
+        return simplify_function(node.name, args[0]) if len(args) == 1 else g.apply(node.name, *args)
+    if isinstance(node, g.Reshape):
+        return g.reshape(args[0], node.shape)
     return node
 
 
