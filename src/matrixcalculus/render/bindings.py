@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import RULES
+from matrixcalculus.render.index import free_indices, index_entry
 from matrixcalculus.render.notation import MatrixPrinter
 from matrixcalculus.render.style import ATOM, TEXT, Piece, Style
 
@@ -117,9 +118,11 @@ def shared_text(
     """:func:`with_bindings` in time linear in the graph: each node is printed with the nodes
     named before it (children first) printed by their names, so no text repeats a shared part.
 
-    Two passes: the first decides which nodes to name (used at least twice, of order at most
-    two, and a text of at least ``min_length`` characters with the names inside it), the second
-    prints with the final names, the most used (then outermost) node getting the first name.
+    Two passes: the first decides which nodes to name (used at least twice, and a text of at
+    least ``min_length`` characters with the names inside it), the second prints with the final
+    names, the most used (then outermost) node getting the first name. A named tensor of order
+    three or more is bound in index notation, ``t1[i,j,k] = ...`` (as the result it is part of
+    prints), so that its text is not repeated either.
     """
     uses = _uses(roots)
     order = g.postorder(*roots)
@@ -127,7 +130,7 @@ def shared_text(
     chosen: list[g.Node] = []
     for node in order:
         piece = probe.render(node)
-        if uses.get(node, 0) >= 2 and node.args and node.rank <= 2 and len(piece.text) >= min_length:
+        if uses.get(node, 0) >= 2 and node.args and len(piece.text) >= min_length:
             chosen.append(node)
             probe.names[node] = "t0"  # a stand-in as long as most names
             piece = Piece(style.name("t0"), ATOM, piece.row, sym=piece.sym)
@@ -142,7 +145,11 @@ def shared_text(
         piece = printer.render(node)
         if node in printer.names:
             name = printer.names[node]
-            bindings.append((name, piece.text))
+            if node.rank > 2:
+                free = free_indices(node, set(printer.names.values()))
+                bindings.append((index_entry(style.name(name), free, style), piece.text))
+            else:
+                bindings.append((name, piece.text))
             piece = Piece(style.name(name), ATOM, piece.row, sym=piece.sym)
         printer.memo[node] = piece
     return [printer.memo[r].text for r in roots], bindings

@@ -45,9 +45,19 @@ def index_name(k: int) -> str:
     return _LETTERS[k] if k < len(_LETTERS) else f"i{k - len(_LETTERS) + 1}"
 
 
-def free_indices(node: g.Node) -> tuple[str, ...]:
-    """The names of the free indices of ``node`` in index notation, one per axis (``i, j, k, ...``)."""
-    return IndexPrinter.names_avoiding(_variable_names(node), node.rank)
+def free_indices(node: g.Node, names: set[str] | frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The names of the free indices of ``node`` in index notation, one per axis (``i, j, k, ...``);
+    ``names``: the ``where`` names in use, which no index is called either."""
+    return IndexPrinter.names_avoiding(_variable_names(node) | set(names), node.rank)
+
+
+def index_entry(text: str, idx: Sequence[str], style: Style) -> str:
+    """``A[i,j]`` (LaTeX ``A_{ij}``; a name with a subscript of its own is braced, ``{t_{1}}_{ij}``)."""
+    if not idx:
+        return text
+    if style.latex:
+        return f"{{{text}}}_{{{_joined(idx)}}}" if "_" in text else f"{text}_{{{_joined(idx)}}}"
+    return f"{text}[{','.join(idx)}]"
 
 
 class IndexPrinter:
@@ -89,11 +99,7 @@ class IndexPrinter:
                 return name
 
     def entry(self, text: str, idx: tuple[str, ...]) -> str:
-        if not idx:
-            return text
-        if self.style.latex:
-            return f"{text}_{{{_joined(idx)}}}"
-        return f"{text}[{','.join(idx)}]"
+        return index_entry(text, idx, self.style)
 
     def render(self, root: g.Node, idx: tuple[str, ...]) -> str:
         # A frame: [task (node, indices, names in use), child tasks, how to combine, child texts].
@@ -129,7 +135,7 @@ class IndexPrinter:
         st = self.style
         if isinstance(node, g.Delta):
             return (f"\\delta_{{{_joined(idx)}}}" if st.latex else f"delta({idx[0]},{idx[1]})"), [], None
-        if node in self.matrix.names:
+        if node in self.matrix.names and not top:  # the root is what a binding of its name defines
             return self.entry(st.name(self.matrix.names[node]), idx), [], None
         if isinstance(node, g.Contract) and node not in self.leaves:
             grouped = self.group_matrix_part(node, idx)

@@ -30,6 +30,7 @@ from matrixcalculus.render.style import (
     paren,
     transposed,
 )
+from matrixcalculus.render.tensors import without_tensor_operands
 from matrixcalculus.transform.simplify import is_symmetric
 
 
@@ -108,7 +109,14 @@ class MatrixPrinter:
             try:
                 return self.render_contract(node, node.coeff)
             except NotMatrixNotation:
-                return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
+                pass
+            if self.result:
+                # A matrix with tensor intermediates (second derivatives): the same value as a
+                # sum of contractions of matrices and vectors, in matrix notation if it has one.
+                rewritten = without_tensor_operands(node)
+                if rewritten is not None:
+                    return self.piece(rewritten)
+            return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
         if isinstance(node, g.Power):
             return self.render_power(node)
         if isinstance(node, g.Compare):
@@ -163,10 +171,10 @@ class MatrixPrinter:
             try:
                 return True, self.render_contract(node, -node.coeff)
             except NotMatrixNotation:
-                return False, self.memo[node]
+                return _negated(self.memo[node])
         if isinstance(node, g.Const) and node.value < 0:
             return True, st.number(-node.value)
-        return False, self.memo[node]
+        return _negated(self.memo[node])
 
     def render_add(self, node: g.Add) -> Piece:
         st = self.style
@@ -318,3 +326,14 @@ def _closed_under_transpose(node: g.Add) -> bool:
     """A sum such as A + A' is symmetric: its terms are the transposes of its terms."""
     terms = set(node.args)
     return all(g.transpose(t) in terms for t in node.args)
+
+
+def _negated(p: Piece) -> tuple[bool, Piece]:
+    """(negative, magnitude) of a printed term: ``-2*A*B`` is ``-`` then ``2*A*B``.
+
+    A product or a negation whose text starts with a minus is the negation of the rest (the
+    unary minus binds tighter than products), so a sum prints ``X - 2*A*B``, not ``X + -2*A*B``.
+    """
+    if p.text.startswith("-") and p.prec in (UNARY, MUL):
+        return True, Piece(p.text[1:], p.prec, p.row, sym=p.sym, op=p.op)
+    return False, p

@@ -66,7 +66,10 @@ def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = fr
     """The expression in LaTeX; ``share`` as in :func:`to_text` (``body, \\text{where } t_{1} = ...``)."""
     if share and result and needs_bindings([node]):
         body, bindings = shared_text([node], taken_names(node), LATEX, scalars)
-        where = ", \\; ".join(f"{LATEX.name(name)} = {text}" for name, text in bindings)
+        # A tensor's binding comes with its indices, already in LaTeX: {t_{1}}_{ijk}.
+        where = ", \\; ".join(
+            f"{LATEX.name(name) if name.isidentifier() else name} = {text}" for name, text in bindings
+        )
         return f"{body[0]}, \\quad \\text{{where }} {where}"
     return MatrixPrinter(LATEX, result, scalars).piece(node).text
 
