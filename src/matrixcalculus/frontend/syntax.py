@@ -312,11 +312,12 @@ def _substitute(root: Ast, env: dict[str, Ast], used: set[str]) -> tuple[Ast, se
             continue
         if node.op == "name":
             stack.pop()
-            if node.value in env:
-                used.add(node.value)
-                done[id(node)] = env[node.value]
+            name = str(node.value)
+            if name in env:
+                used.add(name)
+                done[id(node)] = env[name]
             else:
-                free.add(node.value)
+                free.add(name)
                 done[id(node)] = node
             continue
         kids = () if node.op == "call" and node.value in DIMENSION_FUNCTIONS else node.args

@@ -75,7 +75,7 @@ DP_WIDTH = 12
 
 
 def best_split(
-    items: list[Item], out: Labels, st: Style, identity: bool = False, bases: MatrixPrinter | None = None
+    items: list[Item], out: Labels, st: Style, identity: bool, bases: MatrixPrinter
 ) -> tuple[Piece, tuple[int, ...]]:
     """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only)."""
     n = len(items)
@@ -101,14 +101,14 @@ def best_split(
 
     if n > DP_WIDTH:
         # Long products: fold left to right (the search over all splits is cubic in n).
-        acc: Group | None = (items[0].piece, items[0].labels, items[0].node)
+        acc: Group = (items[0].piece, items[0].labels, items[0].node)
         for k in range(1, n):
-            acc = combine(
+            merged = combine(
                 acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity, out, bases
             )
-            if acc is None:
+            if merged is None:
                 raise NotMatrixNotation("no matrix-notation order")
-        assert acc is not None
+            acc = merged
         return acc[0], acc[1]
     best: dict[tuple[int, int], Group] = {}
     for k, item in enumerate(items):
