@@ -23,7 +23,7 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import check_nodes, current_limits, limit_error
 from matrixcalculus.numeric.evaluate import bind
 from matrixcalculus.numeric.evaluate import evaluate as _evaluate
-from matrixcalculus.render.printing import index_notation, to_latex, to_text
+from matrixcalculus.render.printing import TEXT, index_notation, to_latex, to_text
 
 
 class Variable:
@@ -231,7 +231,8 @@ def _lift(value: Any) -> Expression:
     if isinstance(value, bool) or not isinstance(value, Real | Fraction):
         raise MatrixCalculusError(f"cannot combine an expression with {type(value).__name__}")
     number = Fraction(value) if not isinstance(value, float) else Fraction(repr(value))
-    text = str(number) if number.denominator == 1 else f"({number.numerator}/{number.denominator})"
+    # As the printer writes constants: 1e-320 as such, not a 321-digit denominator the parser refuses.
+    text = f"({TEXT.number(number).text})"
     return _from_text(text, {})
 
 

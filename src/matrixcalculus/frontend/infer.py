@@ -221,14 +221,21 @@ def _describe(t: MType, dims: _Dims) -> str:
 
 
 def _dim_walk(root: Ast) -> list[Ast]:
-    """Post-order of the syntax tree, iteratively, skipping the dimension arguments of eye/ones/zeros."""
+    """Post-order of the syntax tree, iteratively, skipping the dimension arguments of eye/ones/zeros.
+
+    Each node once: a tree with ``where`` bindings shares the bound subtrees (a DAG).
+    """
     order: list[Ast] = []
+    seen: set[int] = set()
     stack: list[tuple[Ast, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         if done:
             order.append(node)
             continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         stack.append((node, True))
         if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
             continue
@@ -739,8 +746,13 @@ def _build(
         variables[name] = g.var(name, kinds[name], shape)
     nodes: dict[int, g.Node] = {}
     mt = checked.mtypes
-    # A chain a + b - c + ... is built once at its top as one sum: linear in its length.
-    inner_sums = {id(a.args[0]) for a in order if _is_sum(a) and _is_sum(a.args[0])}
+    # A chain a + b - c + ... is built once at its top as one sum: linear in its length. A sum
+    # used more than once (a `where` binding) is built on its own; g.add flattens it all the same.
+    parents: dict[int, int] = {}
+    for ast in order:
+        for arg in ast.args:
+            parents[id(arg)] = parents.get(id(arg), 0) + 1
+    inner_sums = {id(a.args[0]) for a in order if _is_sum(a) and _is_sum(a.args[0]) and parents[id(a.args[0])] == 1}
     for ast in order:
         if id(ast) in inner_sums:
             continue

@@ -10,6 +10,16 @@ precedence follows MATLAB, from loose to tight::
     + -      unary plus and minus        (-a*x is (-a)*x;  -x^2 is -(x^2))
     ^ .^     power, left-associative     (2^-1 allowed)
     '        transpose (postfix)
+
+An expression may end in ``where`` bindings, which name subexpressions (the form in which large
+results print)::
+
+    body where t1 = expr, t2 = expr      (commas or line breaks between the bindings)
+
+The body may use every name bound; a binding may use the names bound before it. The names
+are substituted when the tree is built (each bound tree is shared, not copied, so the tree is a
+DAG as large as the text), and the result is the tree of the expression written out in full.
+A parenthesised expression may have its own bindings: ``(t1 + x where t1 = A*y)'``.
 """
 
 from __future__ import annotations
@@ -56,6 +66,9 @@ _SYNONYMS = {
 
 _GRAMMAR = r"""
 ?start: cmp
+    | cmp WHERE bindings     -> where
+bindings: binding (COMMA? binding)*
+binding: NAME EQUALS cmp
 ?cmp: sum
     | cmp CMPOP sum          -> binary
 ?sum: product
@@ -74,6 +87,7 @@ _GRAMMAR = r"""
     | NAME                   -> name
     | NAME LPAR args RPAR    -> call
     | LPAR cmp RPAR          -> group
+    | LPAR cmp WHERE bindings RPAR -> group_where
 args: cmp (COMMA cmp)*
 CMPOP: ">" | "<"
 ADDOP: "+" | "-"
@@ -83,6 +97,8 @@ QUOTE: "'"
 LPAR: "("
 RPAR: ")"
 COMMA: ","
+EQUALS: "="
+WHERE.2: /where\b/
 NUMBER: /(\d+(\.(?![*\/^'])\d*)?|\.\d+)([eE][+-]?\d+)?/
 NAME: /[A-Za-z_][A-Za-z_0-9]*/
 %ignore /[ \t\r\n]+/
@@ -97,6 +113,8 @@ _TOKEN_NAMES = {
     "LPAR": "'('",
     "RPAR": "')'",
     "COMMA": "','",
+    "EQUALS": "'='",
+    "WHERE": "'where'",
     "NUMBER": "a number",
     "NAME": "a name",
     "$END": "the end of the input",
@@ -232,6 +250,56 @@ class _Build(Transformer):
         # The same node, its text widened to the parentheses (messages quote balanced text).
         return Ast(inner.op, inner.value, inner.args, lpar.start_pos, rpar.end_pos, inner.column)
 
+    def binding(self, items: list) -> tuple[Token, Ast]:
+        name, _, value = items
+        return name, value
+
+    def bindings(self, items: list) -> list[tuple[Token, Ast]]:
+        return [item for item in items if isinstance(item, tuple)]
+
+    def where(self, items: list) -> Ast:
+        body, _, bindings = items
+        return self.bind(body, bindings)
+
+    def group_where(self, items: list) -> Ast:
+        lpar, body, _, bindings, rpar = items
+        inner = self.bind(body, bindings)
+        return Ast(inner.op, inner.value, inner.args, lpar.start_pos, rpar.end_pos, inner.column)
+
+    def bind(self, body: Ast, bindings: list[tuple[Token, Ast]]) -> Ast:
+        """``body where name = value, ...``: the body with each bound name replaced by its value."""
+        env: dict[str, Ast] = {}
+        used: set[str] = set()
+        free: list[set[str]] = []
+        for name, value in bindings:
+            if str(name) in env:
+                raise ParseError(
+                    f"{name} is bound twice in the where clause (column {name.column})",
+                    text=self.text,
+                    column=name.column,
+                )
+            resolved, names = _substitute(value, env, used)
+            env[str(name)] = resolved
+            free.append(names)
+        # A binding uses only the names bound before it: a later one (or its own) is an error.
+        for k, (name, _) in enumerate(bindings):
+            for later, _ in bindings[k:]:
+                if str(later) in free[k]:
+                    whose = "its own binding" if later is name else f"the binding of {name}, before it is bound"
+                    raise ParseError(
+                        f"{later} is used in {whose} (column {name.column}); a binding uses only the names bound "
+                        f"before it",
+                        text=self.text,
+                        column=name.column,
+                    )
+        result, _ = _substitute(body, env, used)
+        for name, _ in bindings:
+            if str(name) not in used:
+                raise ParseError(
+                    f"{name} is bound but never used (column {name.column})", text=self.text, column=name.column
+                )
+        return result
+
     def unary(self, items: list) -> Ast:
         op, x = items
         return Ast("unary", str(op), (x,), op.start_pos, x.end, op.column)
@@ -243,6 +311,44 @@ class _Build(Transformer):
     def transpose(self, items: list) -> Ast:
         x, quote = items
         return Ast("transpose", "'", (x,), x.start, quote.end_pos, quote.column)
+
+
+def _substitute(root: Ast, env: dict[str, Ast], used: set[str]) -> tuple[Ast, set[str]]:
+    """``root`` with each name bound in ``env`` replaced by its (shared) tree; also the names left
+    free. Names that are dimensions (``eye(n)``) are not expressions and stay. Bound names met
+    are added to ``used``. Iterative and memoised, so a deep or shared tree costs its size once.
+    """
+    done: dict[int, Ast] = {}
+    free: set[str] = set()
+    expanded: set[int] = set()
+    stack: list[Ast] = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in done:
+            stack.pop()
+            continue
+        if node.op == "name":
+            stack.pop()
+            name = str(node.value)
+            if name in env:
+                used.add(name)
+                done[id(node)] = env[name]
+            else:
+                free.add(name)
+                done[id(node)] = node
+            continue
+        kids = () if node.op == "call" and node.value in DIMENSION_FUNCTIONS else node.args
+        if id(node) not in expanded:
+            expanded.add(id(node))
+            stack.extend(kid for kid in kids if id(kid) not in done)
+            continue
+        stack.pop()
+        new = tuple(done[id(kid)] for kid in kids)
+        if all(a is b for a, b in zip(new, kids, strict=True)):
+            done[id(node)] = node
+        else:
+            done[id(node)] = Ast(node.op, node.value, new, node.start, node.end, node.column)
+    return done[id(root)], free
 
 
 _BUILD = _Build("")
