@@ -32,8 +32,11 @@ def _expression(f: str | Expression, types: Mapping[str, Any] | None) -> Express
 
 def _names(wrt: Wrt) -> tuple[list[str], bool]:
     """The variable names of ``wrt`` and whether one (not a list) was given."""
-    single = isinstance(wrt, str | Expression | Variable)
-    items = [wrt] if single else list(wrt)  # type: ignore[list-item]
+    items: list[str | Expression | Variable]
+    if isinstance(wrt, str | Expression | Variable):
+        single, items = True, [wrt]
+    else:
+        single, items = False, list(wrt)
     names = []
     for item in items:
         if isinstance(item, Variable):

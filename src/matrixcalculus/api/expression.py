@@ -638,8 +638,8 @@ def _rename(root: g.Node, mapping: Mapping[g.Dim, g.Dim]) -> g.Node:
     for node in g.postorder(root):
         kind = type(node)
         renamed: g.Node
-        if kind is g.Var:
-            renamed = _renamed(node, mapping)  # type: ignore[arg-type]
+        if isinstance(node, g.Var):
+            renamed = _renamed(node, mapping)
         elif kind is g.Delta:
             renamed = g.delta(mapping.get(node.params[0], node.params[0]))
         elif kind is g.Ones:

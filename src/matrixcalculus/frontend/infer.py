@@ -556,8 +556,9 @@ def infer_with_form(
             text=text,
             column=first.column if text else None,
         )
-    node, variables = _build(order, best_kinds, best, declared, names, text)
-    return node, variables, best.mtypes[id(order[-1])][0]
+    root, variables = _build(order, best_kinds, best, declared, names, text)
+    form: str = best.mtypes[id(order[-1])][0]
+    return root, variables, form
 
 
 def _kind_error(exc: _Mismatch) -> bool:
