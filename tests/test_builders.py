@@ -133,18 +133,18 @@ def test_ill_typed_product_names_operands_and_shapes() -> None:
 
 
 def test_ill_typed_entrywise_operations() -> None:
-    with pytest.raises(mc.ShapeError, match="cannot add x .a column vector. and x' .a row vector.; transpose"):
+    with pytest.raises(mc.ShapeError, match=r"cannot add x \(a column vector\) and x' \(a row vector\); transpose"):
         x + x.T
     with pytest.raises(mc.ShapeError, match="length 3 but y is a column vector of length 4"):
         mc.vector("x", 3) * mc.vector("y", 4)
-    with pytest.raises(mc.ShapeError, match="cannot subtract A .a matrix. and x .a column vector."):
+    with pytest.raises(mc.ShapeError, match=r"cannot subtract A \(a matrix\) and x \(a column vector\)"):
         A - x
 
 
 def test_a_variable_with_two_types() -> None:
     with pytest.raises(mc.InferenceError, match="x is a vector on one side and a scalar on the other"):
         x + mc.scalar("x")
-    with pytest.raises(mc.ShapeError, match="x has shape vector .3. in x but vector .4. in x"):
+    with pytest.raises(mc.ShapeError, match=r"x has shape vector \(3\) in x but vector \(4\) in x"):
         mc.vector("x", 3) + mc.vector("x", 4)
     with pytest.raises(mc.InferenceError, match="symmetric matrix on one side and a matrix"):
         S + mc.matrix("S")
@@ -172,7 +172,7 @@ def test_a_tensor_cannot_be_combined() -> None:
     with pytest.raises(mc.MatrixCalculusError, match="order three"):
         jac + 1
     with pytest.raises(mc.MatrixCalculusError, match="order three"):
-        jac.T
+        _ = jac.T
 
 
 # ------------------------------------------------------------------------------ cost

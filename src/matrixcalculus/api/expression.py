@@ -76,7 +76,6 @@ class Variable:
         return hash(self.node)
 
 
-
 # The matrix-level form of a value: "s" scalar, "c" column vector, "r" row vector, "m" matrix
 # (the parser's; the graph has one kind of vector). A tensor of order three has none.
 _FORM_OF_RANK = {0: "s", 1: "c", 2: "m"}
@@ -764,6 +763,8 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
     expr._form = form
     expr._spine = _spine(ast, node)
     return expr
+
+
 def parse(text: str, types: Mapping[str, Any] | None = None) -> Expression:
     """Parse an expression in the input language.
 
