@@ -213,3 +213,84 @@ def test_a_chain_of_products_neither_prints_nor_parses(monkeypatch: pytest.Monke
     text = "x'*" + "*".join(f"A{i}" for i in range(k))
     assert distinct.node is mc.parse(text).node
     assert repeated.node is mc.parse("x'*" + "*".join(["Q"] * k)).node
+
+
+# ----------------------------------------------------------------- random formulas
+
+
+LEAVES = {
+    "x": (mc.vector("x"), "vector"),
+    "y": (mc.vector("y"), "vector"),
+    "n": (mc.vector("n"), "vector"),  # a variable named like a dimension
+    "k": (mc.vector("k", 3), (3,)),
+    "m": (mc.vector("m", "q"), ("q",)),
+    "A": (mc.matrix("A"), "matrix"),
+    "B": (mc.matrix("B"), "matrix"),
+    "W": (mc.matrix("W", 3, "q"), (3, "q")),
+    "S": (mc.matrix("S", symmetric=True), "symmetric matrix"),
+    "a": (mc.scalar("a"), "scalar"),
+    "b": (mc.scalar("b"), "scalar"),
+}
+# Python operator, the input language's, how to apply it.
+OPERATORS: dict[str, tuple[str, Callable[[object, object], object]]] = {
+    "+": ("+", lambda p, q: p + q),  # type: ignore[operator]
+    "-": ("-", lambda p, q: p - q),  # type: ignore[operator]
+    "@": ("*", lambda p, q: p @ q),  # type: ignore[operator]
+    "*": (".*", lambda p, q: p * q),  # type: ignore[operator]
+    "/": ("./", lambda p, q: p / q),  # type: ignore[operator]
+}
+
+
+def _formula(rng: np.random.Generator, depth: int) -> tuple[str, Callable[[], object]]:
+    """A random formula as text and as a thunk applying Python operators to the leaves; every
+    part but a lone number has a variable (Python computes ``0.5**2 - 2**2`` itself)."""
+    text, thunk = _any_formula(rng, depth)
+    if depth and not any(ch.isalpha() for ch in text):
+        return "x", lambda: LEAVES["x"][0]
+    return text, thunk
+
+
+def _any_formula(rng: np.random.Generator, depth: int) -> tuple[str, Callable[[], object]]:
+    if depth == 0 or rng.random() < 0.25:
+        if rng.random() < 0.15:
+            number = [2, 0.5, 3][rng.integers(3)]
+            return str(number), lambda: number
+        name = list(LEAVES)[rng.integers(len(LEAVES))]
+        return name, lambda: LEAVES[name][0]
+    choice = rng.integers(8)
+    if choice == 0:
+        text, f = _formula(rng, depth - 1)
+        return f"({text})'", lambda: f().T  # type: ignore[attr-defined]
+    if choice == 1:
+        text, f = _formula(rng, depth - 1)
+        return f"-({text})", lambda: -f()  # type: ignore[operator]
+    if choice == 2:
+        text, f = _formula(rng, depth - 1)
+        return f"({text}).^(2)", lambda: f() ** 2  # type: ignore[operator]
+    spelled, apply = list(OPERATORS.values())[rng.integers(len(OPERATORS))]
+    (ta, fa), (tb, fb) = _formula(rng, depth - 1), _formula(rng, depth - 1)
+    return f"({ta}){spelled}({tb})", lambda: apply(fa(), fb())
+
+
+def test_random_formulas_built_and_parsed_agree() -> None:
+    # Same graph when both accept, and the builders refuse exactly what the parser refuses.
+    rng = np.random.default_rng(2024)
+    agreed = 0
+    for _ in range(600):
+        text, thunk = _formula(rng, 4)
+        try:
+            built = thunk()
+        except mc.MatrixCalculusError:
+            built = None
+        if not isinstance(built, mc.Expression | type(None)):
+            continue
+        types = {name: spec for name, (_, spec) in LEAVES.items()}
+        try:
+            parsed = mc.parse(text, types=types)
+        except mc.MatrixCalculusError:
+            parsed = None
+        assert (built is None) == (parsed is None), text
+        if built is not None and parsed is not None:
+            assert built.node is parsed.node, text
+            agreed += 1
+    assert agreed > 150

@@ -421,7 +421,7 @@ class _Combination:
         a, b, op = self.a, self.b, self.op
         ka, kb = a._operand_form(), b._operand_form()
         facts_a, facts_b = a._survey(), b._survey()
-        nested = op in ("+", "-") and a._spine == "nested" and a._terms is None and kb != "s"
+        nested = op in ("+", "-") and a._spine == "nested" and a._terms is None and ka == "s" and kb != "s"
         if not (facts_a.plain and facts_b.plain) or nested:
             # A parsed sum with a sum for a term: its text knows the terms the parser repeats.
             return self.via_text()
@@ -537,7 +537,9 @@ class _Combination:
         for v in e.variables.values():
             for d in v.shape:
                 if isinstance(d, str) and d not in e._fixed and d not in result:
-                    new = names[self.find(self.key(side, d))]
+                    root = self.find(self.key(side, d))
+                    # Unnamed here: a known value, or (keeping a's names) a's name for it.
+                    new = names.get(root) or self.value[root] or self.label[root]
                     if new != d:
                         result[d] = new
         return result
