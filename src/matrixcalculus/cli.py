@@ -59,7 +59,7 @@ def _describe(expr: Expression) -> list[str]:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is our one-line error (main prints it), not usage + exit."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise MatrixCalculusError(f"{message} (see matrixcalculus --help)")
 
 

@@ -102,7 +102,7 @@ def limit_error(error: type[E], name: str, what: str, **where: Any) -> E:
     """An error of class ``error`` for the exceeded limit ``name``; ``.limit`` names it (the command
     line tells these apart from errors of the input itself)."""
     exc = error(exceeded(name, what), **where)
-    exc.limit = name  # type: ignore[attr-defined]
+    exc.limit = name
     return exc
 
 
@@ -127,10 +127,16 @@ def _bytes(n: int) -> str:
     return f"{n} bytes"
 
 
-def check_nodes(roots: Sequence[Any], what: str, error: type[MatrixCalculusError] = MatrixCalculusError) -> None:
-    """Refuse a graph of more than ``max_nodes`` nodes."""
+def check_nodes(roots: Sequence[Any], what: str, error: type[MatrixCalculusError] = MatrixCalculusError) -> int:
+    """Refuse a graph of more than ``max_nodes`` nodes; returns how many it has."""
     from matrixcalculus.ir.graph import postorder  # the graph module is a later stage than this one
 
     count = len(postorder(*roots))
+    check_count(count, what, error)
+    return count
+
+
+def check_count(count: int, what: str, error: type[MatrixCalculusError] = MatrixCalculusError) -> None:
+    """Refuse ``count`` nodes (counted by the caller) if over ``max_nodes``."""
     if count > current_limits().max_nodes:
         raise limit_error(error, "max_nodes", f"{what} has {count:,} nodes")

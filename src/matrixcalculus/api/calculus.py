@@ -12,7 +12,7 @@ from typing import Any
 
 from matrixcalculus.api.expression import Expression, Variable, parse
 from matrixcalculus.errors import DerivativeError
-from matrixcalculus.frontend.infer import declare
+from matrixcalculus.frontend.infer import declare, fresh_dimension_names
 from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import check_nodes, current_limits, limit_error
 from matrixcalculus.transform.differentiation import jacobian_nodes, jvp_node, to_denominator, vjp_nodes
@@ -32,8 +32,11 @@ def _expression(f: str | Expression, types: Mapping[str, Any] | None) -> Express
 
 def _names(wrt: Wrt) -> tuple[list[str], bool]:
     """The variable names of ``wrt`` and whether one (not a list) was given."""
-    single = isinstance(wrt, str | Expression | Variable)
-    items = [wrt] if single else list(wrt)  # type: ignore[list-item]
+    items: list[str | Expression | Variable]
+    if isinstance(wrt, str | Expression | Variable):
+        single, items = True, [wrt]
+    else:
+        single, items = False, list(wrt)
     names = []
     for item in items:
         if isinstance(item, Variable):
@@ -59,7 +62,7 @@ def _variable(expr: Expression, name: str, types: Mapping[str, Any] | None) -> g
         # A variable of the function a derivative came from (d/dB of d/dA f): its own shape.
         return expr._context[name].node
     used = {d for v in expr.variables.values() for d in v.shape if isinstance(d, str)}
-    spare = (d for d in ("n", "m", "p", "q", "k", "l", "r", "s") if d not in used)
+    spare = fresh_dimension_names(used)
     spec = (types or {}).get(name)
     if spec is None:
         kind = "matrix" if name[:1].isupper() else "vector"
@@ -87,7 +90,8 @@ def _result(node: g.Node, expr: Expression, extra: Sequence[g.Var] = ()) -> Expr
     # Keep only the variables the result still mentions, in the original order.
     present = {n for n in g.postorder(node) if isinstance(n, g.Var)}
     kept = {name: v for name, v in variables.items() if v in present}
-    result = Expression(node, kept, result=True)
+    # The dimension names the user gave stay fixed when the result is built on.
+    result = Expression(node, kept, result=True, fixed=expr._fixed)
     # The function's variables stay as context: their values size the result's dimensions.
     result._context = {name: Variable(v) for name, v in variables.items()}
     return result

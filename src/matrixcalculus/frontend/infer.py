@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -46,7 +46,19 @@ _KIND_WORDS = {
     "symmetric matrix": "symmetric",
     "sym": "symmetric",
 }
-_DIM_POOL = ("n", "m", "p", "q", "r", "s", "k", "l", "t", "u", "v", "w")
+# The one pool of names for dimensions nobody named, in the order they are handed out.
+DIMENSION_NAMES = ("n", "m", "p", "q", "r", "s", "k", "l", "t", "u", "v", "w")
+
+
+def fresh_dimension_names(taken: Container[str] = ()) -> Iterator[str]:
+    """Names for new dimensions: :data:`DIMENSION_NAMES`, then ``n1, n2, ...``, skipping ``taken``.
+
+    >>> list(itertools.islice(fresh_dimension_names({"m"}), 3))
+    ['n', 'p', 'q']
+    """
+    return (d for d in itertools.chain(DIMENSION_NAMES, (f"n{i}" for i in itertools.count(1))) if d not in taken)
+
+
 _MAX_CHECKS = 4000
 
 
@@ -589,6 +601,16 @@ def _deviation(name: str, kind: str) -> int:
 
 def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) -> tuple[g.Node, dict[str, g.Var]]:
     """Type ``ast`` and build its graph; returns the root node and the variables by name."""
+    node, variables, _ = infer_with_form(ast, text, types)
+    return node, variables
+
+
+def infer_with_form(
+    ast: Ast, text: str | None, types: Mapping[str, Any] | None = None
+) -> tuple[g.Node, dict[str, g.Var], str]:
+    """:func:`infer`, plus the matrix-level form of the result: ``"s"`` (scalar), ``"c"`` (column
+    vector), ``"r"`` (row vector) or ``"m"`` (matrix); the graph alone does not tell ``x`` from
+    ``x'``, and the Python builders need that to type ``x.T @ A``."""
     if types is not None and not isinstance(types, Mapping):
         raise InferenceError(f"types is a mapping such as {{'A': 'symmetric matrix'}}, not {type(types).__name__}")
     declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
@@ -658,7 +680,9 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
             text=text,
             column=first.column if text else None,
         )
-    return _build(order, best_kinds, best, declared, names, text)
+    root, variables = _build(order, best_kinds, best, declared, names, text)
+    form: str = best.mtypes[id(order[-1])][0]
+    return root, variables, form
 
 
 def _dimension_values(order: list[Ast], declared: Mapping[str, Declared]) -> frozenset[str]:
@@ -708,7 +732,7 @@ def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[st
 def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict[int, g.Dim]:
     dims = checked.dims
     taken = {v for v in dims.fixed if isinstance(v, str)} | var_names
-    pool = (d for d in itertools.chain(_DIM_POOL, (f"n{i}" for i in itertools.count(1))) if d not in taken)
+    pool = fresh_dimension_names(taken)
     resolved: dict[int, g.Dim] = {}
 
     def name_of(d: int) -> g.Dim:
@@ -847,17 +871,26 @@ _MAX_CONSTANT_BITS = 8000
 
 
 def _check_constant(ast: Ast, node: g.Node, text: str | None) -> None:
+    problem = constant_problem(node)
+    if problem is None:
+        return
+    column = ast.column
+    what = f"the constant factor of {quote(text, ast)}" if text is not None else "a constant factor"
+    raise ParseError(f"{what} at column {column} {problem}", text=text, column=column if text else None)
+
+
+def constant_problem(node: g.Node) -> str | None:
+    """Why the constant factor of ``node`` (a number or a contraction's coefficient) is out of
+    range, e.g. ``"is too large (over 1.8e308)"``; None when it is fine (or there is none)."""
     if isinstance(node, g.Const):
         value = node.value
     elif isinstance(node, g.Contract):
         value = node.coeff
     else:
-        return
+        return None
     top, bottom = value.numerator.bit_length(), value.denominator.bit_length()
     if top < 900 and bottom < 900:
-        return  # the common case: well inside the range of doubles
-    column = ast.column
-    what = f"the constant factor of {quote(text, ast)}" if text is not None else "a constant factor"
+        return None  # the common case: well inside the range of doubles
     try:
         approx = float(value)
     except OverflowError:
@@ -869,8 +902,8 @@ def _check_constant(ast: Ast, node: g.Node, text: str | None) -> None:
     elif top + bottom > _MAX_CONSTANT_BITS:
         problem = f"has too many digits (over {_MAX_CONSTANT_BITS * 3 // 10} in exact arithmetic)"
     else:
-        return
-    raise ParseError(f"{what} at column {column} {problem}", text=text, column=column if text else None)
+        return None
+    return problem
 
 
 def _is_sum(ast: Ast) -> bool:
