@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.registry import FunctionRecord, fill
 from matrixcalculus.transform.simplify import is_symmetric
 
 # Binding strength, loose to tight.
@@ -64,8 +65,15 @@ class Style:
     def call(self, name: str, arg: str) -> str:
         return f"{name}({arg})"
 
-    def function(self, name: str, arg: Piece) -> Piece:
-        return Piece(self.call(name, arg.text), ATOM)
+    def function(self, record: FunctionRecord, args: Sequence[Piece], dim: int | None = None) -> Piece:
+        """A registry function applied to printed arguments (and its axis), by its record's template."""
+        texts = [a.text for a in args] + ([] if dim is None else [str(dim)])
+        template = record.text_template(dim is not None)
+        return Piece(fill(template, texts, [self.bare(a) for a in args]), ATOM)
+
+    def bare(self, arg: Piece) -> str:
+        """An argument as a template's ``{pk}``: in parentheses unless it binds tighter than a postfix."""
+        return arg.text if arg.prec >= POSTFIX else f"({arg.text})"
 
     def eye(self, n: g.Dim) -> str:
         return f"eye({n})"
@@ -134,13 +142,14 @@ class LatexStyle(Style):
     def call(self, name: str, arg: str) -> str:
         return f"\\operatorname{{{name}}}\\left({arg}\\right)"
 
-    def function(self, name: str, piece: Piece) -> Piece:
-        from matrixcalculus.ir.functions import RULES
+    def function(self, record: FunctionRecord, args: Sequence[Piece], dim: int | None = None) -> Piece:
+        template = record.latex_template(dim is not None)
+        texts = [a.text for a in args] + ([] if dim is None else [str(dim)])
+        text = fill(template, texts, [self.bare(a) for a in args])
+        return Piece(text, POSTFIX if template.startswith("{p") else ATOM)
 
-        template = RULES[name].latex
-        bare = piece.text if piece.prec >= POSTFIX else f"\\left({piece.text}\\right)"
-        text = template.replace("{p}", bare).replace("{}", piece.text)
-        return Piece(text, POSTFIX if template.startswith("{p}") else ATOM)
+    def bare(self, arg: Piece) -> str:
+        return arg.text if arg.prec >= POSTFIX else f"\\left({arg.text}\\right)"
 
     def eye(self, n: g.Dim) -> str:
         return "I"
@@ -484,9 +493,10 @@ class _Printer:
             text = st.compare(paren(a, ADD, st), node.op, paren(b, ADD, st))
             return Piece(f"\\left({text}\\right)" if st.latex else f"({text})", ATOM, a.row)
         if isinstance(node, g.Function):
-            arg = self.memo[node.args[0]]
-            piece = st.function(node.name, arg)
-            return Piece(piece.text, piece.prec, arg.row if node.rule.shape(node.args[0].shape) else False)
+            args = [self.memo[a] for a in node.args]
+            piece = st.function(node.record, args, node.dim)
+            # A result that is not a scalar keeps the orientation of the first argument.
+            return Piece(piece.text, piece.prec, args[0].row if node.rank else False)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
     # --------------------------------------------------------------------------- sums
