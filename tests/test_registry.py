@@ -66,6 +66,11 @@ REFERENCE: dict[str, Callable[..., Any]] = {
     "norm2": lambda X: np.sqrt(np.sum(X**2)),
     "softmax": _softmax,
     "logsumexp": lambda x: np.log(np.sum(np.exp(x))),
+    "erf": _erf,
+    # x * Phi(x), Phi the standard normal distribution function.
+    "gelu": lambda x: x * (1 + _erf(x / math.sqrt(2))) / 2,
+    "log1p": lambda x: np.log(1 + x),
+    "expm1": lambda x: np.exp(x) - 1,
 }
 
 BACKENDS = ("numpy", "dask", "torch", "jax")
@@ -329,3 +334,49 @@ def test_a_definition_evaluates_and_compiles_as_its_composition() -> None:
         assert out == pytest.approx(2 * np.exp(value)) and "exp" in program.source
     finally:
         del FUNCTIONS[record.name]
+
+
+# ------------------------------------------------------------------------ erf, gelu, log1p, expm1
+
+
+def test_erf_matches_scipy_into_the_tails() -> None:
+    scipy_special = pytest.importorskip("scipy.special")
+    x = np.concatenate([np.linspace(-6, 6, 97), [1e-300, -1e-10, 27.0]])
+    got = mc.parse("erf(x)").evaluate({"x": x})
+    np.testing.assert_allclose(got, scipy_special.erf(x), rtol=1e-15, atol=0)
+
+
+def test_log1p_and_expm1_keep_the_digits_of_tiny_arguments() -> None:
+    # log(1 + x) of x = 1e-12 keeps 4 digits; log1p keeps all of them (log1p(x) = x - x^2/2 + ...).
+    x = np.array([1e-12, -3e-17, 2e-9])
+    np.testing.assert_allclose(mc.parse("log1p(x)").evaluate({"x": x}), x - x**2 / 2, rtol=1e-15)
+    np.testing.assert_allclose(mc.parse("expm1(x)").evaluate({"x": x}), x + x**2 / 2, rtol=1e-15)
+    fn = mc.compile("sum(log1p(x) + expm1(x))", wrt="x")
+    value, gradient = fn({"x": x})
+    assert value == pytest.approx(2 * x.sum(), rel=1e-12)
+    np.testing.assert_allclose(gradient, 1 / (1 + x) + np.exp(x), rtol=1e-15)
+
+
+def test_log1p_below_minus_one_is_named() -> None:
+    with pytest.raises(mc.EvaluationError, match=r"log1p of an entry at most -1: x\[1\] = -2"):
+        mc.parse("log1p(x)").evaluate({"x": np.array([0.5, -2.0])})
+
+
+def test_gelu_is_torch_exact_gelu() -> None:
+    torch = pytest.importorskip("torch")
+    x = np.linspace(-5, 5, 41)
+    want = torch.nn.functional.gelu(torch.as_tensor(x), approximate="none")
+    np.testing.assert_allclose(mc.parse("gelu(x)").evaluate({"x": x}), want.numpy(), rtol=1e-14, atol=1e-300)
+    (gradient,) = mc.compile("sum(gelu(x))", wrt="x", derivatives="gradient", backend="torch")(
+        {"x": torch.as_tensor(x)}
+    )
+    t = torch.as_tensor(x).requires_grad_()
+    torch.nn.functional.gelu(t, approximate="none").sum().backward()
+    np.testing.assert_allclose(gradient.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_new_functions_print() -> None:
+    # gelu' = Phi + x .* phi, and Phi(x) = (1 + erf(x/sqrt(2)))/2 in the text's own notation.
+    assert "(1 + erf(x/sqrt(2)))/2" in str(mc.derivative("gelu(x)", "x"))
+    assert mc.parse("log1p(x) + expm1(x)").latex() == r"\log\left(1 + x\right) + \left(\exp\left(x\right) - 1\right)"
+    assert mc.parse("erf(x)").latex() == r"\operatorname{erf}\left(x\right)"

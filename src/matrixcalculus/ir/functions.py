@@ -179,6 +179,83 @@ _elementwise(
     "arctan", lambda xp, x: xp.arctan(x), r"\arctan", lambda x: _pow(one_plus(_pow(x, 2)), -1), aliases=("atan",)
 )
 
+# log1p(x) = log(1 + x) and expm1(x) = exp(x) - 1, exact where x is tiny (1 + 1e-17 is 1).
+_elementwise(
+    "log1p",
+    lambda xp, x: xp.log1p(x),
+    r"\log\left(1 + {0}\right)",
+    lambda x: _pow(one_plus(x), -1),
+    domain=(-1.0, math.inf),
+    nonfinite="log1p of an entry at most -1",
+)
+_elementwise(
+    "expm1",
+    lambda xp, x: xp.expm1(x),
+    r"\left(\exp\left({0}\right) - 1\right)",
+    lambda x: apply("exp", x),
+    nonfinite="expm1 overflows",
+)
+
+
+def _erf(xp: Any, x: Any) -> Any:
+    # NumPy has no erf; math.erf per entry is correctly rounded C code and needs no SciPy.
+    return xp.vectorize(math.erf, otypes=[xp.float64])(x)
+
+
+# erf'(x) = 2/sqrt(pi) exp(-x^2); the constant to the 17 digits that fix a double.
+_elementwise(
+    "erf",
+    _erf,
+    r"\operatorname{erf}",
+    lambda x: scale(Fraction("1.1283791670955126"), apply("exp", scale(-1, _pow(x, 2)))),
+    {
+        "default": "_erf({0})",
+        "torch": "torch.special.erf({0})",
+        "jax": "jax.scipy.special.erf({0})",
+    },
+    helpers={
+        "default": {
+            "_erf": "def _erf(x):\n    import math\n\n    return xp.vectorize(math.erf, otypes=[xp.float64])(x)"
+        },
+        "dask": {
+            "_erf": (
+                "def _erf(x):\n    import math\n\n"
+                "    return xp.asarray(x).map_blocks(np.vectorize(math.erf, otypes=[np.float64]), dtype=np.float64)"
+            )
+        },
+        "cupy": {"_erf": "def _erf(x):\n    import cupyx.scipy.special\n\n    return cupyx.scipy.special.erf(x)"},
+    },
+)
+
+
+def _over_sqrt2(x: Node) -> Node:
+    """``x/sqrt(2)``, exact in the graph (it prints so)."""
+    return hadamard(x, _pow(apply("sqrt", const(2)), -1))
+
+
+def _gelu(x: Node) -> Node:
+    """gelu(x) = x .* (1 + erf(x/sqrt(2)))/2 = x .* Phi(x), Phi the standard normal distribution."""
+    return scale(Fraction(1, 2), hadamard(x, one_plus(apply("erf", _over_sqrt2(x)))))
+
+
+# gelu'(x) = Phi(x) + x .* phi(x) = (1 + erf(x/sqrt(2)))/2 + x .* exp(-x^2/2)/sqrt(2 pi).
+_elementwise(
+    "gelu",
+    None,
+    r"\operatorname{GELU}",
+    lambda x: add(
+        [
+            scale(Fraction(1, 2), one_plus(apply("erf", _over_sqrt2(x)))),
+            scale(
+                Fraction("0.3989422804014327"),
+                hadamard(x, apply("exp", scale(Fraction(-1, 2), _pow(x, 2)))),
+            ),
+        ]
+    ),
+    {},
+    definition=_gelu,
+)
+
 
 # ---------------------------------------------------------------- matrix functions
 
