@@ -21,6 +21,7 @@ import pytest
 import matrixcalculus as mc
 from matrixcalculus.compile.codegen import DIALECTS
 from matrixcalculus.ir import graph as g
+from matrixcalculus.ir import registry
 from matrixcalculus.ir.functions import FUNCTIONS
 from matrixcalculus.ir.registry import FunctionRecord, register
 from matrixcalculus.render.printing import to_latex, to_text
@@ -71,12 +72,25 @@ REFERENCE: dict[str, Callable[..., Any]] = {
     "gelu": lambda x: x * (1 + _erf(x / math.sqrt(2))) / 2,
     "log1p": lambda x: np.log(1 + x),
     "expm1": lambda x: np.exp(x) - 1,
+    "mean": lambda X: np.sum(X) / X.size,
+    "kron": lambda A, B: _kron(A, B),
 }
+
+
+def _kron(A: Any, B: Any) -> Any:
+    """kron(A, B)[(i,k),(j,l)] = A[i,j] B[k,l], rows and columns the pairs in row-major order."""
+    if A.ndim == 1:
+        return np.einsum("i,k->ik", A, B).reshape(-1)
+    return np.einsum("ij,kl->ikjl", A, B).reshape(A.shape[0] * B.shape[0], A.shape[1] * B.shape[1])
+
 
 BACKENDS = ("numpy", "dask", "torch", "jax")
 NAMES = sorted(FUNCTIONS)
 # The shape of each argument kind in these tests ("any" is a matrix: the most general case).
 SHAPES = {"any": (3, 3), "scalar": (), "vector": (4,), "matrix": (3, 3), "square": (3, 3)}
+# Records whose arguments are better drawn in shapes of their own: the factors of a Kronecker
+# product of different sizes, not square, so that a transposed or swapped pair of axes shows.
+ARGUMENT_SHAPES: dict[str, tuple[tuple[int, ...], ...]] = {"kron": ((2, 3), (3, 2))}
 
 
 def _draw(record: FunctionRecord, kind: str, rng: np.random.Generator, shape: tuple[int, ...] | None = None) -> Any:
@@ -107,8 +121,11 @@ def _case(name: str, scalar: bool = False) -> tuple[str, dict[str, Any], dict[st
     rng = np.random.default_rng(sum(map(ord, name)))
     names = [f"a{k}" for k in range(record.arity)]
     kinds = ["scalar" if scalar else kind for kind in record.arguments]
-    types = {n: SHAPES[k] for n, k in zip(names, kinds, strict=True)}
-    values = {n: _draw(record, k, rng, SHAPES[k]) for n, k in zip(names, kinds, strict=True)}
+    shapes = tuple(SHAPES[k] for k in kinds)
+    if not scalar:
+        shapes = ARGUMENT_SHAPES.get(name, shapes)
+    types = dict(zip(names, shapes, strict=True))
+    values = {n: _draw(record, k, rng, shape) for n, k, shape in zip(names, kinds, shapes, strict=True)}
     return f"{name}({', '.join(names)})", types, values
 
 
@@ -265,6 +282,32 @@ def test_compiled_equals_evaluated(name: str, backend: str) -> None:
             hessian = got[2][k] if isinstance(got[2], tuple) else got[2]
             want = mc.derivative(text, w, types=types, order=2).evaluate(values)
             _assert_close(hessian, want, f"{backend}: compiled Hessian of {text} w.r.t. {w}", 1e-10)
+
+
+# A user variable may bear the name of a helper that a spelling defines in generated code (_erf,
+# _logdet, _kron): the helper is reserved, so the variable is renamed and the call still reaches it.
+HOSTILE = sorted(
+    {
+        (name, backend, helper)
+        for name in NAMES
+        for backend in BACKENDS
+        for helper in FUNCTIONS[name].helper_sources(backend)
+        if re.search(rf"(?<![\w.]){helper}\(", FUNCTIONS[name].spelling(backend) or "")
+    }
+)
+
+
+@pytest.mark.parametrize(("name", "backend", "helper"), HOSTILE, ids=["-".join(h) for h in HOSTILE])
+def test_a_variable_named_like_a_helper_does_not_hide_it(name: str, backend: str, helper: str) -> None:
+    assert helper in registry.helper_names()
+    convert = _to_backend(backend)
+    call, types, values = _case(name)
+    text = f"sum({call}) + {helper}"
+    types, values = {**types, helper: ()}, {**values, helper: np.asarray(2.0)}
+    want = mc.parse(text, types=types).evaluate(values)
+    fn = mc.compile(text, wrt=list(types), derivatives="value", types=types, backend=backend, dense=True)
+    (got,) = _to_numpy(fn({k: convert(v) for k, v in values.items()}))
+    _assert_close(got, want, f"{backend}: {text}", 1e-10)
 
 
 # ------------------------------------------------------------------------ the record type

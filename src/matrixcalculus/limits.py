@@ -118,6 +118,9 @@ def check_array(shape: tuple[int, ...], what: str) -> None:
 
 
 def _bytes(n: int) -> str:
+    if n >= 10**15:  # integer arithmetic only: a size such as eye(1e308) is beyond float division
+        digits = str(n)
+        return f"about {digits[0]}.{digits[1:3]}e{len(digits) - 1} bytes"
     for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if n >= scale:
             return f"{n / scale:.3g} {unit}"

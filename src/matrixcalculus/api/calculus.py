@@ -55,6 +55,9 @@ def _variable(expr: Expression, name: str, types: Mapping[str, Any] | None) -> g
     """The variable ``name`` of ``expr``, or a fresh one (declared type, else convention) if absent."""
     if name in expr.variables:
         return expr.variables[name].node
+    if name in expr._context:
+        # A variable of the function a derivative came from (d/dB of d/dA f): its own shape.
+        return expr._context[name].node
     used = {d for v in expr.variables.values() for d in v.shape if isinstance(d, str)}
     spare = (d for d in ("n", "m", "p", "q", "k", "l", "r", "s") if d not in used)
     spec = (types or {}).get(name)
@@ -78,7 +81,7 @@ def _variable(expr: Expression, name: str, types: Mapping[str, Any] | None) -> g
 
 
 def _result(node: g.Node, expr: Expression, extra: Sequence[g.Var] = ()) -> Expression:
-    variables = {name: v.node for name, v in expr.variables.items()}
+    variables = {name: v.node for name, v in {**expr._context, **expr.variables}.items()}
     for var in extra:
         variables[var.name] = var
     # Keep only the variables the result still mentions, in the original order.

@@ -30,7 +30,7 @@ from fractions import Fraction
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
-from matrixcalculus.ir.registry import fill
+from matrixcalculus.ir.registry import fill, helper_names
 from matrixcalculus.transform.lowering import lower
 
 Labels = tuple[int, ...]
@@ -201,7 +201,15 @@ class Program:
 
 
 # Identifiers the generated module defines or imports: a user's variable never takes one of them.
-_INTERNAL = frozenset({"xp", "np", "jax", "torch", "_device", "_logdet", "_logsumexp", "_softmax"})
+# The module's own names: its imports and the helper functions any record's spelling may define
+# (a user variable named _erf must not hide the helper erf(x) calls).
+_MODULE_NAMES = frozenset({"xp", "np", "jax", "torch", "_device"})
+
+
+def _internal() -> frozenset[str]:
+    """The reserved identifiers of a generated module, read when a module is generated (a record
+    registered later reserves its helpers too)."""
+    return _MODULE_NAMES | helper_names()
 
 
 def _safe_identifier(name: str) -> bool:
@@ -246,7 +254,7 @@ class _Emitter:
         self.counter = itertools.count()
         self.code: dict[g.Node, _Array] = {}
         self.bound: dict[str, str] = {}
-        self.names = names or _Names(_INTERNAL)
+        self.names = names or _Names(_internal())
         self.variables: dict[str, str] = {}
         self.dims: dict[str, str] = {}
         self.temporaries: set[str] = set()
@@ -276,12 +284,14 @@ class _Emitter:
     def size(self, dims: Sequence[g.Dim]) -> int:
         total = 1
         for d in dims:
-            total *= self.sizes.get(d, 1000) if not isinstance(d, int) else d
+            total *= g.dim_size(d, lambda name: self.sizes.get(name, 1000))
         return total
 
     def dim(self, d: g.Dim) -> str:
         if isinstance(d, int):
             return str(d)
+        if isinstance(d, g.DimProduct):
+            return "(" + " * ".join(([str(d.scale)] if d.scale != 1 else []) + [self.dim(f) for f in d.factors]) + ")"
         if d not in self.dims:
             raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
         return self.dims[d]
@@ -337,7 +347,12 @@ def generate(
     em.variables = em.names.variables(args)
     params = [em.variables[a] for a in args]
     # Symbolic dimensions are read off the arguments' shapes.
-    dims_needed = {d for node in g.postorder(*roots) for d in node.shape if isinstance(d, str)}
+    dims_needed = {
+        name
+        for node in g.postorder(*roots)
+        for d in node.shape + ((node.dim,) if isinstance(node, g.DimSize) else ())
+        for name in g.dim_names(d)
+    }
     for d in sorted(dims_needed):
         source = next(((v, axis) for v in variables for axis, vd in enumerate(v.shape) if vd == d), None)
         if source is None:
@@ -479,6 +494,12 @@ def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
         return _Array(em.variables[node.name], rank_labels)
     if isinstance(node, g.Const):
         return _Array(_number(node.value), ())
+    if isinstance(node, g.DimSize):
+        # The size the function read off an argument's shape, as a float64 0-d array.
+        return _Array(d.scalar(em.dim(node.dim)), ())
+    if isinstance(node, g.Reshape):
+        shape = "(" + ", ".join(em.dim(x) for x in node.shape) + ",)"
+        return _Array(f"xp.reshape({em.array(args[0].code)}, {shape})", rank_labels)
     if isinstance(node, g.Delta):
         return _Array(d.eye(em.dim(node.params[0])), (0, 1))
     if isinstance(node, g.Ones | g.Zeros):
@@ -506,9 +527,11 @@ def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
         a, b = args
         return _Array(d.indicator(f"{em.array(a.code)} {node.op} {b.code}"), rank_labels)
     if isinstance(node, g.Function):
-        arg = em.array(args[0].code)
-        arg = arg if node.name not in ("norm2", "softmax") else em.bind(arg)
-        return _Array(d.call(node.name, arg), rank_labels)
+        # An argument the spelling reads more than once (norm2: sqrt(sum(x * x))) is bound to a
+        # name first, so it is computed once.
+        repeated = node.record.repeated_arguments(d.name)
+        codes = [em.bind(em.array(a.code)) if k in repeated else em.array(a.code) for k, a in enumerate(args)]
+        return _Array(d.call(node.name, *codes), rank_labels)
     if isinstance(node, g.Contract):
         return _emit_contract(node, args, em)
     raise MatrixCalculusError(f"no code for {type(node).__name__}")  # pragma: no cover

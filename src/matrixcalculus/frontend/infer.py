@@ -28,13 +28,14 @@ import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from matrixcalculus.errors import InferenceError, ParseError, ShapeError
 from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
-from matrixcalculus.ir.registry import ARGUMENT_KINDS
+from matrixcalculus.ir.registry import ARGUMENT_KINDS, FunctionRecord
 
 _KIND_WORDS = {
     "scalar": "scalar",
@@ -89,17 +90,35 @@ class _Mismatch(Exception):
         self.ast = ast
 
 
+@dataclass(frozen=True)
+class _Product:
+    """A dimension class that is the product of other classes (by index): kron's ``m*p``."""
+
+    factors: tuple[int, ...]
+
+
 class _Dims:
-    """Union-find over dimension variables; a class may be fixed to an int or a user's name."""
+    """Union-find over dimension variables; a class may be fixed to an int, a user's name, or a
+    product of other classes.
+
+    Two products unify factor by factor when they have as many factors (``kron(A, B) + kron(C, D)``
+    makes C like A and D like B) unless they are already equal. An equality between a product
+    and a number or a name (``kron(A, B)*x`` with x of length 6) cannot be decided before the
+    factors are known: it is kept in ``deferred`` and checked when the whole expression is read.
+    """
 
     def __init__(self) -> None:
         self.parent: list[int] = []
-        self.fixed: list[g.Dim | None] = []
+        self.fixed: list[g.Dim | _Product | None] = []
+        self.deferred: list[tuple[int, int]] = []
 
-    def new(self, fixed: g.Dim | None = None) -> int:
+    def new(self, fixed: g.Dim | _Product | None = None) -> int:
         self.parent.append(len(self.parent))
         self.fixed.append(fixed)
         return len(self.parent) - 1
+
+    def product(self, *factors: int) -> int:
+        return self.new(_Product(tuple(factors)))
 
     def find(self, i: int) -> int:
         root = i
@@ -110,18 +129,74 @@ class _Dims:
         return root
 
     def value(self, i: int) -> g.Dim | None:
-        return self.fixed[self.find(i)]
+        """The dimension as far as it is known: None for a free class; a product shows its free
+        factors as ``?``."""
+        fixed = self.fixed[self.find(i)]
+        if isinstance(fixed, _Product):
+            return g.dim_product(*(self.resolve(f, lambda root: "?") for f in fixed.factors))
+        return fixed
+
+    def resolve(self, i: int, free: Callable[[int], g.Dim]) -> g.Dim:
+        """The dimension of class ``i``, with ``free(root)`` standing for each free class."""
+        root = self.find(i)
+        fixed = self.fixed[root]
+        if fixed is None:
+            return free(root)
+        if isinstance(fixed, _Product):
+            return g.dim_product(*(self.resolve(f, free) for f in fixed.factors))
+        return fixed
+
+    def _contains(self, product: int, root: int) -> bool:
+        """Whether class ``root`` is a factor of ``product`` (at any depth): m = m*p has no solution."""
+        stack = [product]
+        while stack:
+            top = self.find(stack.pop())
+            if top == root:
+                return True
+            fixed = self.fixed[top]
+            if isinstance(fixed, _Product):
+                stack.extend(fixed.factors)
+        return False
 
     def unify(self, a: int, b: int) -> bool:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
         fa, fb = self.fixed[ra], self.fixed[rb]
-        if fa is not None and fb is not None and fa != fb:
+        if fa is None or fb is None:
+            free, other = (ra, rb) if fa is None else (rb, ra)
+            if isinstance(self.fixed[other], _Product) and self._contains(other, free):
+                return False
+            self.parent[free] = other
+            return True
+        if isinstance(fa, _Product) or isinstance(fb, _Product):
+            return self._unify_products(ra, rb)
+        if fa != fb:
             return False
         self.parent[rb] = ra
-        self.fixed[ra] = fa if fa is not None else fb
         return True
+
+    def _unify_products(self, ra: int, rb: int) -> bool:
+        fa, fb = self.fixed[ra], self.fixed[rb]
+
+        def symbol(root: int) -> g.Dim:
+            return f"?{root}"
+
+        if self.resolve(ra, symbol) == self.resolve(rb, symbol):
+            self.parent[rb] = ra
+            return True
+        if isinstance(fa, _Product) and isinstance(fb, _Product) and len(fa.factors) == len(fb.factors):
+            for x, y in zip(fa.factors, fb.factors, strict=True):
+                if not self.unify(x, y):
+                    return False
+            self.parent[self.find(rb)] = self.find(ra)
+            return True
+        self.deferred.append((ra, rb))
+        return True
+
+    def settled(self, a: int, b: int) -> bool:
+        """A deferred equality, checked once everything is unified (free classes are unknowns)."""
+        return self.resolve(a, lambda root: f"?{root}") == self.resolve(b, lambda root: f"?{root}")
 
 
 # An mtype is the matrix-level type: ("s",), ("c", d), ("r", d) or ("m", d_rows, d_cols).
@@ -131,14 +206,14 @@ MType = tuple
 def _describe(t: MType, dims: _Dims) -> str:
     def dv(d: int) -> str:
         v = dims.value(d)
-        return "?" if v is None else str(v)
+        return "?" if v is None else g.dim_text(v)
 
     if t[0] == "s":
         return "a scalar"
     if t[0] in "cr":
         size = dims.value(t[1])
         word = "column" if t[0] == "c" else "row"
-        return f"a {word} vector" + ("" if size is None else f" of length {size}")
+        return f"a {word} vector" + ("" if size is None else f" of length {g.dim_text(size)}")
     if dims.value(t[1]) is None and dims.value(t[2]) is None:
         return "a matrix"
     return f"a {dv(t[1])}x{dv(t[2])} matrix"
@@ -180,14 +255,18 @@ class _Checker:
         kinds: Mapping[str, str],
         declared: Mapping[str, Declared],
         undeclared: frozenset[str],
+        dim_values: frozenset[str] = frozenset(),
     ):
         self.text = text
+        self.dim_values = dim_values
         self.order = order
         self.kinds = kinds
         self.declared = declared
         self.undeclared = undeclared
         self.dims = _Dims()
         self.named: dict[str, int] = {}
+        # Equalities of a product dimension with a number or a name, checked at the end of run().
+        self.deferred: list[tuple[int, int, Ast, Callable[[], str]]] = []
 
     def src(self, ast: Ast) -> str:
         if self.text is None:
@@ -203,8 +282,22 @@ class _Checker:
     def unify(self, a: int, b: int, ast: Ast, message: Callable[[], str]) -> None:
         # The message is built only on failure: building it quotes operand text, and doing that
         # for every node of a long sum would cost time quadratic in the text's length.
-        if not self.dims.unify(a, b):
+        if not self.unified(a, b, ast, message):
             raise _Mismatch(message(), ast)
+
+    def unified(self, a: int, b: int, ast: Ast, message: Callable[[], str]) -> bool:
+        """``dims.unify``, keeping an equality it defers with the node and message to report."""
+        before = len(self.dims.deferred)
+        ok = self.dims.unify(a, b)
+        for x, y in self.dims.deferred[before:]:
+            self.deferred.append((x, y, ast, message))
+        return ok
+
+    def dimension(self, arg: Ast) -> int:
+        """The dimension class of an argument of eye/ones/zeros: a name, a whole number or a product."""
+        if arg.op == "binary":
+            return self.dims.product(self.dimension(arg.args[0]), self.dimension(arg.args[1]))
+        return self.named_dim(arg.value if arg.op == "name" else int(arg.value))
 
     def run(self) -> _Checked:
         mt: dict[int, MType] = {}
@@ -218,6 +311,8 @@ class _Checker:
             loose[id(node)] = any(loose[id(c)] for c in node.args) if kids else False
             if node.op == "num":
                 t: MType = ("s",)
+            elif node.op == "name" and node.value in self.dim_values:
+                t = ("s",)  # the size of a named dimension (docs/conventions.md, "Dimensions")
             elif node.op == "name":
                 t = self.variable(node, var_dims)
                 loose[id(node)] = node.value in self.undeclared
@@ -240,6 +335,9 @@ class _Checker:
             else:
                 t = self.call(node, kids)
             mt[id(node)] = t
+        for x, y, ast, message in self.deferred:
+            if not self.dims.settled(x, y):
+                raise _Mismatch(message(), ast)
         deviations = sum(_deviation(name, self.kinds[name]) for name in self.undeclared)
         return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd)
 
@@ -348,22 +446,24 @@ class _Checker:
                 node,
             )
         da, db = inner
-        if not self.dims.unify(da, db):
+
+        def message() -> str:
             left = self.src(la)
             right = self.src(lb)
             ncols = self.dims.value(da)
             nrows = self.dims.value(db)
-            raise _Mismatch(
+            return (
                 f"shape mismatch at column {node.column}: {left} is {_describe(a, self.dims)} but {right} is "
-                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows",
-                node,
+                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows"
             )
+
+        self.unify(da, db, node, message)
         return result
 
     def call(self, node: Ast, kids: list[MType]) -> MType:
         name = node.value
         if name in DIMENSION_FUNCTIONS:
-            dims = [self.named_dim(arg.value if arg.op == "name" else int(arg.value)) for arg in node.args]
+            dims = [self.dimension(arg) for arg in node.args]
             if name == "eye":
                 return ("m", dims[0], dims[0])
             return ("c", dims[0]) if len(dims) == 1 else ("m", dims[0], dims[1])
@@ -434,7 +534,23 @@ class _Checker:
                 raise _Mismatch(failed(), node)
             if kind == "square":
                 self.unify(a[1], a[2], node, failed)
+        if record.result == "product":
+            return self.product_of(record, node, kids)
         return kids[0] if record.result == "same" else ("s",)
+
+    def product_of(self, record: FunctionRecord, node: Ast, kids: list[MType]) -> MType:
+        """A "product" result: ``kron(A, B)`` of m x n and p x q is (m*p) x (n*q); of two vectors
+        of one orientation, a vector of length m*p."""
+        first = kids[0]
+        if all(a[0] == first[0] for a in kids) and first[0] in "mcr":
+            return (first[0], *(self.dims.product(*axis) for axis in zip(*(a[1:] for a in kids), strict=True)))
+        given = " and ".join(
+            f"{self.src(arg)} is {_describe(a, self.dims)}" for arg, a in zip(node.args, kids, strict=True)
+        )
+        raise _Mismatch(
+            f"{record.name} at column {node.column} needs {record.product_arguments} of one orientation, but {given}",
+            node,
+        )
 
 
 def quote(text: str, ast: Ast, width: int = 40) -> str:
@@ -477,9 +593,10 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     if text is not None:
         text = flatten(text)  # the columns stay; carets line up under one line
     order = _dim_walk(ast)
+    dim_values = _dimension_values(order, declared)
     names: list[str] = []
     for node in order:
-        if node.op == "name" and node.value not in names:
+        if node.op == "name" and node.value not in names and node.value not in dim_values:
             names.append(node.value)
     forced = _forced_kinds(order, declared)
     undeclared = [n for n in names if n not in declared]
@@ -490,7 +607,7 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     loose = frozenset(undeclared)
 
     def check(kinds: Mapping[str, str]) -> _Checked:
-        return _Checker(text, order, kinds, declared, loose).run()
+        return _Checker(text, order, kinds, declared, loose, dim_values).run()
 
     solutions: list[tuple[tuple[int, int, int], dict[str, str], _Checked]] = []
     first_error: _Mismatch | None = None
@@ -542,6 +659,25 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     return _build(order, best_kinds, best, declared, names, text)
 
 
+def _dimension_values(order: list[Ast], declared: Mapping[str, Declared]) -> frozenset[str]:
+    """Names that read as the size of a dimension: a named dimension of the expression (in a
+    declared shape, ``types={"x": ("n",)}``, or an argument of eye/ones/zeros) used as a value,
+    and not itself declared a variable. ``sum(x)/n`` is then the mean of x."""
+    named: set[str] = set()
+    for decl in declared.values():
+        named.update(d for d in decl.shape or () if isinstance(d, str))
+    for node in order:
+        if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
+            stack = list(node.args)
+            while stack:
+                arg = stack.pop()
+                if arg.op == "name":
+                    named.add(arg.value)
+                stack.extend(arg.args)
+    used = {node.value for node in order if node.op == "name"}
+    return frozenset(name for name in named & used if name not in declared)
+
+
 def _kind_error(exc: _Mismatch) -> bool:
     return "cannot" in exc.message or "needs" in exc.message or "'^'" in exc.message
 
@@ -584,7 +720,10 @@ def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict
         root = dims.find(d)
         if root not in resolved:
             fixed = dims.fixed[root]
-            resolved[root] = fixed if fixed is not None else next(pool)
+            if isinstance(fixed, _Product):
+                resolved[root] = g.dim_product(*(name_of(f) for f in fixed.factors))
+            else:
+                resolved[root] = fixed if fixed is not None else next(pool)
         return resolved[root]
 
     for name in names:
@@ -630,7 +769,7 @@ def _build(
         if ast.op == "num":
             node = g.const(ast.value)
         elif ast.op == "name":
-            node = variables[ast.value]
+            node = g.size_of(ast.value) if ast.value not in variables else variables[ast.value]
         elif ast.op == "transpose":
             node = g.transpose(kids[0])
         elif ast.op == "unary":
@@ -650,7 +789,7 @@ def _build(
 def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
     """A division by a constant zero (``x/0``, ``x./(0*y)``, ``0^-1``) is an error at its column,
     not a ``ZeroDivisionError`` from folding the constant or an ``inf`` at evaluation."""
-    if ast.value in ("/", "./") and g.is_zero(b):
+    if ast.value in ("/", "./") and (g.is_zero(b) or _exact_value(b) == 0):
         divisor = ast.args[1]
         column = divisor.start + 1
         what = "" if divisor.op == "num" or text is None else f": {quote(text, divisor)} is 0"
@@ -663,6 +802,41 @@ def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
             text=text,
             column=column if text else None,
         )
+
+
+def _exact_value(node: g.Node, budget: int = 64) -> Fraction | None:
+    """The exact value of a small constant scalar expression such as ``1 + -1.^2``, else None.
+
+    Sums of constants are not folded while parsing, so ``x ./ (1 - 1)`` needs this to be refused
+    where it is written (simplification folds it later, into a ``0^-1`` that no longer parses)."""
+    if budget <= 0 or node.shape:
+        return None
+    if isinstance(node, g.Const):
+        return node.value
+    if isinstance(node, g.Add):
+        total = Fraction(0)
+        for term in node.args:
+            value = _exact_value(term, budget // max(len(node.args), 1))
+            if value is None:
+                return None
+            total += value
+        return total
+    if isinstance(node, g.Contract):
+        product = node.coeff
+        for factor in node.args:
+            value = _exact_value(factor, budget // max(len(node.args), 1))
+            if value is None:
+                return None
+            product *= value
+        return product
+    if isinstance(node, g.Power):
+        base, exponent = (_exact_value(arg, budget // 2) for arg in node.args)
+        if base is None or exponent is None or exponent.denominator != 1 or abs(exponent) > 64:
+            return None
+        if base == 0:
+            return None if exponent < 0 else Fraction(0 ** int(exponent))
+        return base ** int(exponent)
+    return None
 
 
 # Folded constants stay within the doubles that evaluation uses (and far from the size where

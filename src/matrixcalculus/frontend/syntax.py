@@ -29,6 +29,7 @@ from matrixcalculus.ir.functions import FUNCTIONS
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
 DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
+_MAX_DIMENSION = 2**53
 # Functions built into the language beyond the registry (inference builds them as products).
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
 KNOWN_FUNCTIONS = tuple(FUNCTIONS) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
@@ -159,6 +160,13 @@ def number_value(literal: str, column: int, text: str | None = None) -> Fraction
     return Fraction(mantissa * 10**shift) if shift >= 0 else Fraction(mantissa, 10**-shift)
 
 
+def _is_dimension(arg: Ast) -> bool:
+    """A name, a positive whole number, or a product of them (``ones(m*p)``)."""
+    if arg.op == "binary" and arg.value == "*":
+        return all(_is_dimension(a) for a in arg.args)
+    return arg.op == "name" or (arg.op == "num" and arg.value.denominator == 1 and arg.value > 0)
+
+
 class _Build(Transformer):
     def __init__(self, text: str):
         super().__init__()
@@ -206,11 +214,19 @@ class _Build(Transformer):
                 )
         if fname in DIMENSION_FUNCTIONS:
             for arg in args:
-                ok = arg.op == "name" or (arg.op == "num" and arg.value.denominator == 1 and arg.value > 0)
-                if not ok:
+                if not _is_dimension(arg):
                     raise ParseError(
-                        f"{fname} takes dimensions (a name such as n, or a whole number), "
+                        f"{fname} takes dimensions (a name such as n, a whole number, or a product such as m*p), "
                         f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
+                        text=self.text,
+                        column=arg.column,
+                    )
+                if arg.op == "num" and arg.value > _MAX_DIMENSION:
+                    # No array has more entries along one axis than memory has bytes: refuse it here,
+                    # where the text is, instead of carrying a 300-digit size through the pipeline.
+                    raise ParseError(
+                        f"dimension '{self.text[arg.start : arg.end]}' at column {arg.column} is too large "
+                        "(at most 2^53)",
                         text=self.text,
                         column=arg.column,
                     )

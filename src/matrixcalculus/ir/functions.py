@@ -21,15 +21,19 @@ from typing import Any
 
 from matrixcalculus.errors import EvaluationError
 from matrixcalculus.ir.graph import (
+    Const,
     Node,
     add,
     apply,
     compare,
     const,
     contract,
+    dim_product,
     ones,
     power,
+    reshape,
     scale,
+    size_of,
     transpose,
     zeros,
 )
@@ -478,6 +482,89 @@ register(
             }
         },
         aliases=("logsum",),
+        domain="any",
+    )
+)
+
+
+# ---------------------------------------------------------------- mean and kron
+
+
+def _entries(x: Node) -> Node:
+    """The number of entries of ``x`` as a value: ``n`` for a vector of length n, ``m*n`` for a matrix."""
+    return size_of(dim_product(*x.shape))
+
+
+def _reciprocal(value: Node) -> Node:
+    return const(1 / value.value) if isinstance(value, Const) else power(value, const(-1))
+
+
+def _mean(x: Node) -> Node:
+    """``mean(x) = sum(x)/n``, with ``n`` the number of entries (a symbolic size)."""
+    return contract([x, _reciprocal(_entries(x))], [_ij(x), ()], ())
+
+
+def _vjp_mean(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
+    # d mean(x) = sum(dx)/n -> ones(shape)/n
+    (x,) = args
+    b = tuple(range(batch))
+    idx = tuple(range(batch, batch + x.rank))
+    return (contract([g, _reciprocal(_entries(x)), ones(x.shape)], [b, (), idx], b + idx),)
+
+
+# mean is its definition: evaluation and every dialect compute sum(x)/n, n read off x's shape.
+register(
+    FunctionRecord(
+        "mean",
+        ("any",),
+        "scalar",
+        derivative=_vjp_mean,
+        latex=r"\operatorname{mean}\left({0}\right)",
+        definition=_mean,
+        domain="any",
+    )
+)
+
+
+def _vjp_kron(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node, Node]:
+    # y[(i,k),(j,l)] = a[i,j] b[k,l] (row-major pairs): split the cotangent's axes into
+    # (m, p, n, q) and contract with the other factor:
+    #   a_bar[i,j] = sum_kl G[i,k,j,l] b[k,l],   b_bar[k,l] = sum_ij G[i,k,j,l] a[i,j].
+    a, b = args
+    bl = tuple(range(batch))
+    if a.rank == 1:
+        i, k = batch, batch + 1
+        split = reshape(g, g.shape[:batch] + (a.shape[0], b.shape[0]))
+        return (
+            contract([split, b], [bl + (i, k), (k,)], bl + (i,)),
+            contract([split, a], [bl + (i, k), (i,)], bl + (k,)),
+        )
+    i, k, j, l = batch, batch + 1, batch + 2, batch + 3
+    split = reshape(g, g.shape[:batch] + (a.shape[0], b.shape[0], a.shape[1], b.shape[1]))
+    return (
+        contract([split, b], [bl + (i, k, j, l), (k, l)], bl + (i, j)),
+        contract([split, a], [bl + (i, k, j, l), (i, j)], bl + (k, l)),
+    )
+
+
+# kron(A, B) of m x n and p x q is (m*p) x (n*q): the "product" result (see the registry).
+# dask has no kron: the outer product with the factors' axes interleaved, then reshaped.
+_KRON_DASK = """def _kron(a, b):
+    if a.ndim == 1:
+        return xp.reshape(xp.einsum("i,k->ik", a, b), (a.shape[0] * b.shape[0],))
+    rows, cols = a.shape[0] * b.shape[0], a.shape[1] * b.shape[1]
+    return xp.reshape(xp.einsum("ij,kl->ikjl", a, b), (rows, cols))"""
+
+register(
+    FunctionRecord(
+        "kron",
+        ("any", "any"),
+        "product",
+        evaluate=lambda xp, a, b: xp.kron(a, b),
+        derivative=_vjp_kron,
+        latex=r"{p0} \otimes {p1}",
+        spellings={"default": "xp.kron({0}, {1})", "dask": "_kron({0}, {1})"},
+        helpers={"dask": {"_kron": _KRON_DASK}},
         domain="any",
     )
 )

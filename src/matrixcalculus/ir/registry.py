@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from matrixcalculus.errors import ShapeError
-from matrixcalculus.ir.graph import Function, Node, Shape, postorder, shape_text, var
+from matrixcalculus.ir.graph import Function, Node, Shape, dim_product, postorder, shape_text, var
 
 # What an argument may be: the typing rule of inference and the shape rule of the graph.
 ARGUMENT_KINDS: dict[str, str] = {
@@ -34,8 +34,10 @@ ARGUMENT_KINDS: dict[str, str] = {
     "matrix": "a matrix",
     "square": "a square matrix",
 }
-# What the result is: the first argument's type ("same") or a scalar.
-RESULT_KINDS = ("same", "scalar")
+# What the result is: the first argument's type ("same"), a scalar, or the arguments' "product":
+# all of one kind (matrices, or vectors of one orientation), the result of that kind with each
+# dimension the product of theirs (kron of m x n and p x q is (m*p) x (n*q)).
+RESULT_KINDS = ("same", "scalar", "product")
 
 Interval = tuple[float, float]
 
@@ -44,8 +46,8 @@ Interval = tuple[float, float]
 class FunctionRecord:
     """Everything about one named function.
 
-    ``arguments``: one entry of :data:`ARGUMENT_KINDS` per tensor argument. ``result``: "same" or
-    "scalar", unless ``shape_rule`` (argument shapes -> result shape) says more.
+    ``arguments``: one entry of :data:`ARGUMENT_KINDS` per tensor argument. ``result``: one of
+    :data:`RESULT_KINDS`, unless ``shape_rule`` (argument shapes -> result shape) says more.
     ``elementwise``: applied to each entry (one argument, result of its shape).
     ``evaluate(xp, *values)``: the value against the array namespace ``xp``; a record with a
     ``definition`` may leave it out (the definition is evaluated).
@@ -108,6 +110,12 @@ class FunctionRecord:
         return len(self.arguments)
 
     @property
+    def product_arguments(self) -> str:
+        """What the arguments of a "product" function must be, in words."""
+        count = "two" if self.arity == 2 else f"{self.arity}"
+        return f"{count} matrices or {count} vectors"
+
+    @property
     def symmetric_preserving(self) -> bool:
         return self.elementwise if self.keeps_symmetry is None else self.keeps_symmetry
 
@@ -125,6 +133,12 @@ class FunctionRecord:
                 raise ShapeError(f"{self.name} needs {ARGUMENT_KINDS[kind]}, not {shape_text(shape)}")
         if self.shape_rule is not None:
             return self.shape_rule(shapes)
+        if self.result == "product":
+            ranks = {len(shape) for shape in shapes}
+            if len(ranks) != 1 or not ranks <= {1, 2}:
+                given = " and ".join(shape_text(shape) for shape in shapes)
+                raise ShapeError(f"{self.name} needs {self.product_arguments}, not {given}")
+            return tuple(dim_product(*axis) for axis in zip(*shapes, strict=True))
         return shapes[0] if self.result == "same" else ()
 
     def latex_template(self, with_dim: bool = False) -> str:
@@ -144,6 +158,12 @@ class FunctionRecord:
     def spelling(self, dialect: str) -> str | None:
         """The code template for ``dialect``, or None when the record has none (a definition)."""
         return self.spellings.get(dialect, self.spellings.get("default"))
+
+    def repeated_arguments(self, dialect: str) -> frozenset[int]:
+        """The arguments the spelling for ``dialect`` reads more than once (code binds them to a name
+        first, so each is computed once): ``{0}`` for ``xp.sqrt(xp.sum({0} * {0}))``."""
+        slots = re.findall(r"\{p?(\d+)\}", self.spelling(dialect) or "")
+        return frozenset(int(k) for k in slots if slots.count(k) > 1)
 
     def helper_sources(self, dialect: str) -> Mapping[str, str]:
         return self.helpers.get(dialect, self.helpers.get("default", {}))

@@ -28,7 +28,7 @@ def random_values(variables: Mapping[str, g.Var], size: int = 3, seed: int = 0) 
         raise EvaluationError(f"the size of the random inputs must be a positive whole number, not {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise EvaluationError(f"the random seed must be a whole number of at least 0, not {seed!r}")
-    shapes = {name: tuple(d if isinstance(d, int) else size for d in var.shape) for name, var in variables.items()}
+    shapes = {name: tuple(g.dim_size(d, lambda _: size) for d in var.shape) for name, var in variables.items()}
     # Before drawing any: a size such as 10^6 would ask for terabytes.
     for name, shape in shapes.items():
         check_array(shape, f"the random value of {name}")
@@ -119,7 +119,7 @@ def check_derivative(
             "max_check_entries",
             f"a finite-difference check perturbs each of the {x0.size:,} entries of {wrt.name}",
         )
-    f_shape = tuple(d if isinstance(d, int) else sizes.get(d, 1) for d in target.shape)
+    f_shape = tuple(g.dim_size(d, lambda name: sizes.get(name, 1)) for d in target.shape)
     check_array(f_shape + x0.shape, "the finite-difference derivative")
     numeric = finite_difference(fn, x0, symmetric=wrt.kind == "symmetric")
     symbolic = np.asarray(evaluate(derivative, values, dims), dtype=np.float64)

@@ -15,6 +15,7 @@ index notation.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -74,6 +75,16 @@ class Style:
     def bare(self, arg: Piece) -> str:
         """An argument as a template's ``{pk}``: in parentheses unless it binds tighter than a postfix."""
         return arg.text if arg.prec >= POSTFIX else f"({arg.text})"
+
+    def dimension(self, dim: g.Dim) -> Piece:
+        """The size of a dimension as a value: ``n``, ``m*p``."""
+        if isinstance(dim, g.DimProduct):
+            parts = ([str(dim.scale)] if dim.scale != 1 else []) + [self.name(f) for f in dim.factors]
+            text = parts[0]
+            for part in parts[1:]:
+                text = self.mul(text, part)
+            return Piece(text, MUL)
+        return Piece(self.name(dim), ATOM) if isinstance(dim, str) else self.number(Fraction(dim))
 
     def eye(self, n: g.Dim) -> str:
         return f"eye({n})"
@@ -146,6 +157,10 @@ class LatexStyle(Style):
         template = record.latex_template(dim is not None)
         texts = [a.text for a in args] + ([] if dim is None else [str(dim)])
         text = fill(template, texts, [self.bare(a) for a in args])
+        # A template between two arguments is an infix operator ({p0} \otimes {p1}) and binds like
+        # a product; one that only starts with its argument is a postfix ({p0}^{-1}).
+        if re.match(r"\{p?\d+\}", template) and re.search(r"\{p?\d+\}$", template):
+            return Piece(text, MUL)
         return Piece(text, POSTFIX if template.startswith("{p") else ATOM)
 
     def bare(self, arg: Piece) -> str:
@@ -323,7 +338,10 @@ def _taken_names(node: g.Node) -> set[str]:
     for sub in g.postorder(node):
         if isinstance(sub, g.Var):
             taken.add(sub.name)
-        taken.update(d for d in sub.shape if isinstance(d, str))
+        if isinstance(sub, g.DimSize):
+            taken.update(g.dim_names(sub.dim))
+        for d in sub.shape:
+            taken.update(g.dim_names(d))
     return taken
 
 
@@ -473,6 +491,11 @@ class _Printer:
             return Piece(st.ones(node.shape), ATOM)
         if isinstance(node, g.Zeros):
             return Piece(st.zeros(node.shape), ATOM)
+        if isinstance(node, g.DimSize):
+            return st.dimension(node.dim)
+        if isinstance(node, g.Reshape):
+            # No matrix notation: index notation names an entry of a product dimension by a pair.
+            return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
         if node.rank > 2 and isinstance(node, g.Add | g.Contract):
             # No matrix notation for tensors of order three or more.
             return Piece(index_notation(node, st, self.leaf_printer()), ADD)
@@ -495,8 +518,8 @@ class _Printer:
         if isinstance(node, g.Function):
             args = [self.memo[a] for a in node.args]
             piece = st.function(node.record, args, node.dim)
-            # A result that is not a scalar keeps the orientation of the first argument.
-            return Piece(piece.text, piece.prec, args[0].row if node.rank else False)
+            # A result that is not a scalar is a row where its arguments are (kron of two rows).
+            return Piece(piece.text, piece.prec, bool(node.rank) and all(a.row for a in args))
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
     # --------------------------------------------------------------------------- sums
@@ -1045,12 +1068,20 @@ class _IndexPrinter:
             summed: list[str] = []
             # Scalars first, as in matrix notation.
             order = sorted(range(len(node.args)), key=lambda k: node.args[k].rank != 0)
+            dims = {lab: d for k in order for lab, d in zip(node.labels[k], node.args[k].shape, strict=True)}
             for k in order:
                 for lab in node.labels[k]:
                     if lab not in names:
-                        names[lab] = self.fresh(inner_used)
-                        inner_used.add(names[lab])
-                        summed.append(names[lab])
+                        # A summed index over a product dimension m*p is a pair (a,b): a reshape
+                        # below can then split it (docs/conventions.md, "Dimensions").
+                        dim = dims[lab]
+                        parts = len(dim.factors) if isinstance(dim, g.DimProduct) and dim.scale == 1 else 1
+                        letters = []
+                        for _ in range(parts):
+                            letters.append(self.fresh(inner_used))
+                            inner_used.add(letters[-1])
+                        summed.extend(letters)
+                        names[lab] = letters[0] if parts == 1 else f"({','.join(letters)})"
             kids = [(node.args[k], tuple(names[lab] for lab in node.labels[k]), inner_used, False) for k in order]
             coeff = node.coeff
 
@@ -1073,11 +1104,27 @@ class _IndexPrinter:
                 return out
 
             return None, kids, total
+        if isinstance(node, g.Reshape):
+            return self.expand_reshape(node, idx, used)
         text = self.matrix.piece(node).text
         if not node.rank:
             return text, [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
         return self.entry(text if simple else f"({text})", idx), [], None
+
+    def expand_reshape(
+        self, node: g.Reshape, idx: tuple[str, ...], used: set[str]
+    ) -> tuple[str | None, list, Callable[[list[str]], str] | None]:
+        """A split of product dimensions, ``(m*p) x (n*q)`` into ``m x p x n x q``, indexes its
+        argument by pairs: ``C[(i,k),(j,l)]`` is the entry in row ``i*p + k`` (row-major), as in
+        ``kron``; a merge takes a pair index apart. Any other reshape prints as
+        ``reshape(X, dims)[i,...]``."""
+        (x,) = node.args
+        inner = _reshaped_indices(x.shape, node.shape, idx)
+        if inner is not None:
+            return None, [(x, inner, used, False)], lambda texts: texts[0]
+        dims = ", ".join(str(d) for d in node.shape)
+        return self.entry(f"reshape({self.matrix.piece(x).text}, {dims})", idx), [], None
 
     def group_matrix_part(self, node: g.Contract, idx: tuple[str, ...]) -> g.Contract | None:
         """``delta(i,k)*sum_a V[a,j]*V[a,l]`` -> ``delta(i,k)*(V'*V)[j,l]``: the factors beside the
@@ -1108,6 +1155,60 @@ class _IndexPrinter:
         # Build without canonical relabelling surprises: the coefficient stays outside.
         grouped = g.contract(ops, labels, node.out, node.coeff)
         return grouped if isinstance(grouped, g.Contract) else None
+
+
+def _reshaped_indices(old: g.Shape, new: g.Shape, idx: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The indices of a reshape's argument (axes ``old``) given those of its result (axes ``new``).
+
+    The axes are cut into blocks of equal products. In a block where several new axes make one
+    old axis the old index is their pair ``(i,k)``; where one new axis makes several old ones,
+    its index must be such a pair, taken apart. None when neither applies.
+    """
+    inner: list[str] = []
+    a = b = 0
+    while a < len(old) or b < len(new):
+        block = _block(old, new, a, b)
+        if block is None:
+            return None
+        a2, b2 = block
+        if a2 - a == 1:
+            inner.append(idx[b] if b2 - b == 1 else f"({','.join(idx[b:b2])})")
+        elif b2 - b == 1:
+            parts = _pair_parts(idx[b])
+            if parts is None or len(parts) != a2 - a:
+                return None
+            inner.extend(parts)
+        else:
+            return None
+        a, b = a2, b2
+    return tuple(inner)
+
+
+def _block(old: g.Shape, new: g.Shape, a: int, b: int) -> tuple[int, int] | None:
+    """The shortest runs ``old[a:a2]``, ``new[b:b2]`` (each at least one axis) of equal product."""
+    for total in range(2, len(old) - a + len(new) - b + 1):
+        for a2 in range(a + 1, min(len(old), a + total - 1) + 1):
+            b2 = b + total - (a2 - a)
+            if b < b2 <= len(new) and g.dim_product(*old[a:a2]) == g.dim_product(*new[b:b2]):
+                return a2, b2
+    return None
+
+
+def _pair_parts(name: str) -> list[str] | None:
+    """``(a,b)`` -> ``["a", "b"]`` (commas inside nested pairs stay); None for a plain index."""
+    if not (name.startswith("(") and name.endswith(")")):
+        return None
+    parts: list[str] = []
+    depth = 0
+    current = ""
+    for ch in name[1:-1]:
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        current += ch
+    return [*parts, current]
 
 
 def _is_call(text: str) -> bool:

@@ -3,8 +3,8 @@
 * ``distribute_sum``: ``(A + A')*x`` runs as ``A*x + A'*x`` (two mat-vecs, no n x n sum);
 * ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``;
 * ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``;
-* ``expand_definition``: a function whose record gives a ``definition`` (``gelu``) is replaced by
-  it, so every dialect computes it from functions it spells.
+* ``expand_definition``: a function whose record gives a ``definition`` (``gelu``, ``mean(x)``
+  is ``sum(x)/n``) is replaced by it, so every dialect computes it from functions it spells.
 
 Each rewrite gives an equal value; only the arithmetic differs (no overflow, fewer flops).
 """

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -62,6 +63,8 @@ def _simplify_node(node: g.Node, args: list[g.Node]) -> g.Node:
         return g.compare(node.op, args[0], args[1])
     if isinstance(node, g.Function):
         return simplify_function(node, args)
+    if isinstance(node, g.Reshape):
+        return g.reshape(args[0], node.shape)
     return node
 
 
@@ -273,6 +276,13 @@ def _chain(node: g.Node) -> list[tuple[g.Node, bool]] | None:
     if not isinstance(node, g.Contract) or node.coeff != 1 or node.rank != 2 or len(node.args) < 2:
         return None
     if any(op.rank != 2 or op.shape[0] != op.shape[1] for op in node.args):
+        return None
+    # A chain joins each index to exactly one other place: the output or the next factor. A label
+    # seen more often is a Hadamard or diagonal product (B .* eye(n) .* R walks like B*eye(n)'*R
+    # but is not one), and inv of it does not factor.
+    seen = Counter(lab for labs in node.labels for lab in labs)
+    seen.update(node.out)
+    if any(count != 2 for count in seen.values()):
         return None
     label = node.out[0]
     remaining = list(range(len(node.args)))
