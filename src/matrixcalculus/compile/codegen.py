@@ -29,6 +29,8 @@ from fractions import Fraction
 
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError
 from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.ir.registry import fill, helper_names
 from matrixcalculus.transform.lowering import lower
 
 Labels = tuple[int, ...]
@@ -82,38 +84,13 @@ class Dialect:
     def indicator(self, comparison: str) -> str:
         return f"xp.asarray({comparison}, dtype=xp.float64)"
 
-    def call(self, name: str, x: str) -> str:
-        simple = {"exp", "log", "sin", "cos", "tan", "tanh", "sqrt", "abs", "sign", "arcsin", "arccos", "arctan"}
-        if name in simple:
-            return f"xp.{name}({x})"
-        if name == "relu":
-            return f"xp.maximum({x}, 0.0)"
-        if name == "sigmoid":
-            # 1/(1 + exp(-x)) = (1 + tanh(x/2))/2: one transcendental, no overflow.
-            return f"0.5 * (1.0 + xp.tanh(0.5 * {x}))"
-        if name == "softplus":
-            return f"xp.logaddexp(0.0, {x})"
-        if name == "det":
-            return f"xp.linalg.det({x})"
-        if name == "logdet":
-            # log|det| alone would be a wrong number for a negative determinant: + log(sign) makes
-            # it nan (and -inf for a singular matrix), which the finite check then reports.
-            return f"_logdet({x})"
-        if name == "inv":
-            return f"xp.linalg.inv({x})"
-        if name == "norm1":
-            return f"xp.sum(xp.abs({x}))"
-        if name == "norm2":
-            return f"xp.sqrt(xp.sum({x} * {x}))"
-        if name == "logsumexp":
-            return f"_logsumexp({x})"
-        if name == "softmax":
-            return f"_softmax({x})"
-        raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
-
-    def kron(self, a: str, b: str, rank: int, shape: str) -> str:
-        """The Kronecker product of two matrices or two vectors (``shape``: the result's)."""
-        return f"xp.kron({a}, {b})"
+    def call(self, name: str, *args: str) -> str:
+        """``name(args...)`` by the spelling the function's registry record gives this dialect."""
+        record = FUNCTIONS.get(name)
+        template = None if record is None else record.spelling(self.name)
+        if template is None:
+            raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
+        return fill(template, args)
 
     def scalar(self, value: str) -> str:
         """A number literal as a 0-d array: arithmetic on two Python floats raises (``1.0 / 0.0``,
@@ -121,23 +98,12 @@ class Dialect:
         return f"xp.asarray({value}, dtype=xp.float64)"
 
     def helpers(self) -> dict[str, list[str]]:
-        """Module-level helper functions by name (emitted only when the body calls them)."""
+        """Module-level helper functions by name (emitted only when the body calls them): those the
+        registry records give this dialect's spellings."""
         return {
-            "_logdet": [
-                "def _logdet(x):",
-                "    sign, logabs = xp.linalg.slogdet(x)",
-                "    return logabs + xp.log(sign)",
-            ],
-            "_logsumexp": [
-                "def _logsumexp(x):",
-                "    top = xp.max(x)",
-                "    return top + xp.log(xp.sum(xp.exp(x - top)))",
-            ],
-            "_softmax": [
-                "def _softmax(x):",
-                "    e = xp.exp(x - xp.max(x))",
-                "    return e / xp.sum(e)",
-            ],
+            helper: source.splitlines()
+            for record in FUNCTIONS.values()
+            for helper, source in record.helper_sources(self.name).items()
         }
 
 
@@ -156,29 +122,6 @@ class DaskDialect(Dialect):
     def trace(self, x: str) -> str:
         return f"xp.sum(xp.diagonal({x}))"
 
-    def kron(self, a: str, b: str, rank: int, shape: str) -> str:
-        # dask has no kron: the outer product with the factors' axes interleaved, then reshaped.
-        spec = "ij,kl->ikjl" if rank == 2 else "i,k->ik"
-        return f"xp.reshape(xp.einsum({spec!r}, {a}, {b}), {shape})"
-
-    def call(self, name: str, x: str) -> str:
-        if name in ("det", "logdet"):
-            # dask has no determinant: the factorisation runs in memory (a small square matrix).
-            inner = f"np.asarray({x})"
-            return f"np.linalg.det({inner})" if name == "det" else f"_logdet({inner})"
-        return super().call(name, x)
-
-    def helpers(self) -> dict[str, list[str]]:
-        # The factorisation runs in NumPy: its sign and logarithm are NumPy numbers.
-        return {
-            **super().helpers(),
-            "_logdet": [
-                "def _logdet(x):",
-                "    sign, logabs = np.linalg.slogdet(x)",
-                "    return logabs + np.log(sign)",
-            ],
-        }
-
 
 class JaxDialect(Dialect):
     name = "jax"
@@ -186,15 +129,6 @@ class JaxDialect(Dialect):
 
     def header(self) -> list[str]:
         return ["import jax", "import jax.numpy as xp"]
-
-    def call(self, name: str, x: str) -> str:
-        if name == "sigmoid":
-            return f"jax.nn.sigmoid({x})"
-        if name == "logsumexp":
-            return f"jax.nn.logsumexp({x})"
-        if name == "softmax":
-            return f"jax.nn.softmax({x})"
-        return super().call(name, x)
 
 
 class TorchDialect(Dialect):
@@ -234,32 +168,8 @@ class TorchDialect(Dialect):
     def indicator(self, comparison: str) -> str:
         return f"({comparison}).to(torch.float64)"
 
-    def call(self, name: str, x: str) -> str:
-        if name == "relu":
-            return f"torch.relu({x})"
-        if name == "sigmoid":
-            return f"torch.sigmoid({x})"
-        if name == "softplus":
-            return f"torch.nn.functional.softplus({x})"
-        if name == "logsumexp":
-            return f"torch.logsumexp({x}, dim=0)"
-        if name == "softmax":
-            return f"torch.softmax({x}, dim=0)"
-        if name == "norm1":
-            return f"torch.sum(torch.abs({x}))"
-        return super().call(name, x)
-
     def scalar(self, value: str) -> str:
         return f"torch.tensor({value}, dtype=torch.float64, device=_device)"
-
-    def helpers(self) -> dict[str, list[str]]:
-        return {
-            "_logdet": [
-                "def _logdet(x):",
-                "    sign, logabs = torch.linalg.slogdet(x)",
-                "    return logabs + torch.log(sign)",
-            ]
-        }
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -291,7 +201,15 @@ class Program:
 
 
 # Identifiers the generated module defines or imports: a user's variable never takes one of them.
-_INTERNAL = frozenset({"xp", "np", "jax", "torch", "_device", "_logdet", "_logsumexp", "_softmax"})
+# The module's own names: its imports and the helper functions any record's spelling may define
+# (a user variable named _erf must not hide the helper erf(x) calls).
+_MODULE_NAMES = frozenset({"xp", "np", "jax", "torch", "_device"})
+
+
+def _internal() -> frozenset[str]:
+    """The reserved identifiers of a generated module, read when a module is generated (a record
+    registered later reserves its helpers too)."""
+    return _MODULE_NAMES | helper_names()
 
 
 def _safe_identifier(name: str) -> bool:
@@ -336,7 +254,7 @@ class _Emitter:
         self.counter = itertools.count()
         self.code: dict[g.Node, _Array] = {}
         self.bound: dict[str, str] = {}
-        self.names = names or _Names(_INTERNAL)
+        self.names = names or _Names(_internal())
         self.variables: dict[str, str] = {}
         self.dims: dict[str, str] = {}
         self.temporaries: set[str] = set()
@@ -582,9 +500,6 @@ def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
     if isinstance(node, g.Reshape):
         shape = "(" + ", ".join(em.dim(x) for x in node.shape) + ",)"
         return _Array(f"xp.reshape({em.array(args[0].code)}, {shape})", rank_labels)
-    if isinstance(node, g.Function) and node.name == "kron":
-        shape = "(" + ", ".join(em.dim(x) for x in node.shape) + ",)"
-        return _Array(d.kron(em.array(args[0].code), em.array(args[1].code), node.rank, shape), rank_labels)
     if isinstance(node, g.Delta):
         return _Array(d.eye(em.dim(node.params[0])), (0, 1))
     if isinstance(node, g.Ones | g.Zeros):
@@ -612,9 +527,11 @@ def _emit(node: g.Node, args: list[_Array], em: _Emitter) -> _Array:
         a, b = args
         return _Array(d.indicator(f"{em.array(a.code)} {node.op} {b.code}"), rank_labels)
     if isinstance(node, g.Function):
-        arg = em.array(args[0].code)
-        arg = arg if node.name not in ("norm2", "softmax") else em.bind(arg)
-        return _Array(d.call(node.name, arg), rank_labels)
+        # An argument the spelling reads more than once (norm2: sqrt(sum(x * x))) is bound to a
+        # name first, so it is computed once.
+        repeated = node.record.repeated_arguments(d.name)
+        codes = [em.bind(em.array(a.code)) if k in repeated else em.array(a.code) for k, a in enumerate(args)]
+        return _Array(d.call(node.name, *codes), rank_labels)
     if isinstance(node, g.Contract):
         return _emit_contract(node, args, em)
     raise MatrixCalculusError(f"no code for {type(node).__name__}")  # pragma: no cover

@@ -147,7 +147,8 @@ class CompiledDerivatives:
                 {
                     n.name
                     for n in g.postorder(*self.roots)
-                    if isinstance(n, g.Function) and n.name in ("inv", "det", "logdet")
+                    # The functions of a square matrix are the ones that factor it.
+                    if isinstance(n, g.Function) and "square" in n.record.arguments
                 }
             )
             raise EvaluationError(f"{' or '.join(names) or 'a matrix function'} of a singular matrix: {exc}") from None

@@ -34,9 +34,8 @@ from typing import Any
 from matrixcalculus.errors import InferenceError, ParseError, ShapeError
 from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten
 from matrixcalculus.ir import graph as g
-from matrixcalculus.ir.functions import RULES
-
-TypeSpec = str | tuple
+from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.ir.registry import ARGUMENT_KINDS, FunctionRecord
 
 _KIND_WORDS = {
     "scalar": "scalar",
@@ -487,8 +486,8 @@ class _Checker:
             if name == "eye":
                 return ("m", dims[0], dims[0])
             return ("c", dims[0]) if len(dims) == 1 else ("m", dims[0], dims[1])
-        if name == "kron":
-            return self.kron(node, kids)
+        if name in FUNCTIONS:
+            return self.registered(node, kids)
         (a,) = kids
         arg = node.args[0]
 
@@ -530,39 +529,45 @@ class _Checker:
                 ),
             )
             return ("c", a[1])
-        rule = RULES[name]
-        if rule.kind == "elementwise":
-            return a
-        if name in ("det", "logdet", "inv"):
-            need(a[0] == "m", "a square matrix")
-            self.unify(
-                a[1],
-                a[2],
-                node,
-                lambda: (
-                    f"{name} at column {node.column} needs a square matrix, but "
-                    f"{self.src(arg)} is {_describe(a, self.dims)}"
-                ),
-            )
-            return a if name == "inv" else ("s",)
-        if name in ("norm1", "norm2", "mean"):
-            return ("s",)
-        if name in ("softmax", "logsumexp"):
-            need(a[0] in "cr", "a vector")
-            return a if name == "softmax" else ("s",)
-        raise AssertionError(name)  # pragma: no cover
+        raise AssertionError(name)  # pragma: no cover - the parser knows no other function
 
-    def kron(self, node: Ast, kids: list[MType]) -> MType:
-        """``kron(A, B)`` of m x n and p x q is (m*p) x (n*q); of two vectors, a vector of length m*p."""
-        a, b = kids
-        if a[0] == b[0] == "m":
-            return ("m", self.dims.product(a[1], b[1]), self.dims.product(a[2], b[2]))
-        if a[0] == b[0] and a[0] in "cr":
-            return (a[0], self.dims.product(a[1], b[1]))
-        la, lb = node.args
+    def registered(self, node: Ast, kids: list[MType]) -> MType:
+        """The type of a call of a registry function, by its record's typing rule."""
+        record = FUNCTIONS[node.value]
+        for arg, a, kind in zip(node.args, kids, record.arguments, strict=False):
+
+            def failed(arg: Ast = arg, a: MType = a, kind: str = kind) -> str:
+                return (
+                    f"{record.name} at column {node.column} needs {ARGUMENT_KINDS[kind]}, but "
+                    f"{self.src(arg)} is {_describe(a, self.dims)}"
+                )
+
+            ok = {
+                "any": True,
+                "scalar": a[0] == "s",
+                "vector": a[0] in "cr",
+                "matrix": a[0] == "m",
+                "square": a[0] == "m",
+            }[kind]
+            if not ok:
+                raise _Mismatch(failed(), node)
+            if kind == "square":
+                self.unify(a[1], a[2], node, failed)
+        if record.result == "product":
+            return self.product_of(record, node, kids)
+        return kids[0] if record.result == "same" else ("s",)
+
+    def product_of(self, record: FunctionRecord, node: Ast, kids: list[MType]) -> MType:
+        """A "product" result: ``kron(A, B)`` of m x n and p x q is (m*p) x (n*q); of two vectors
+        of one orientation, a vector of length m*p."""
+        first = kids[0]
+        if all(a[0] == first[0] for a in kids) and first[0] in "mcr":
+            return (first[0], *(self.dims.product(*axis) for axis in zip(*(a[1:] for a in kids), strict=True)))
+        given = " and ".join(
+            f"{self.src(arg)} is {_describe(a, self.dims)}" for arg, a in zip(node.args, kids, strict=True)
+        )
         raise _Mismatch(
-            f"kron at column {node.column} needs two matrices or two vectors of one orientation, but "
-            f"{self.src(la)} is {_describe(a, self.dims)} and {self.src(lb)} is {_describe(b, self.dims)}",
+            f"{record.name} at column {node.column} needs {record.product_arguments} of one orientation, but {given}",
             node,
         )
 
@@ -708,6 +713,9 @@ def _kind_error(exc: _Mismatch) -> bool:
     return "cannot" in exc.message or "needs" in exc.message or "'^'" in exc.message
 
 
+_FORCED = {"matrix": "matrix", "square": "matrix", "scalar": "scalar"}
+
+
 def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[str, str]:
     """Kinds that the expression forces on bare names (the base of ^ is a scalar, ...); ``order``
     is the tree's :func:`_dim_walk`, walked once for all of inference."""
@@ -716,7 +724,11 @@ def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[st
         wanted: list[tuple[Ast, str]] = []
         if node.op == "binary" and node.value == "^":
             wanted = [(node.args[0], "scalar"), (node.args[1], "scalar")]
-        elif node.op == "call" and node.value in ("det", "logdet", "inv", "tr"):
+        elif node.op == "call" and node.value in FUNCTIONS:
+            # An argument that must be a matrix (or a scalar) makes a bare name one.
+            kinds = FUNCTIONS[node.value].arguments
+            wanted = [(a, _FORCED[k]) for a, k in zip(node.args, kinds, strict=False) if k in _FORCED]
+        elif node.op == "call" and node.value == "tr":
             wanted = [(node.args[0], "matrix")]
         elif node.op == "call" and node.value in ("vector", "matrix"):
             wanted = [(node.args[0], "scalar")]
@@ -803,11 +815,9 @@ def _build(
             _check_division(ast, kids[0], kids[1], text)
             node = binary(ast.value, kids[0], kids[1], mt[id(a)], mt[id(b)])
             _check_constant(ast, node, text)
-        elif len(kids) > 1:
-            node = g.apply(ast.value, *kids)
         else:
             t = mt[id(ast)]
-            node = call(ast.value, kids[0], tuple(dimname[d] for d in t[1:]))
+            node = call(ast, kids, tuple(dimname[d] for d in t[1:]))
         nodes[id(ast)] = node
     return nodes[id(order[-1])], variables
 
@@ -993,8 +1003,16 @@ def product(a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
     return g.contract([a, b], labels, out)
 
 
-def call(name: str, x: g.Node, shape: g.Shape) -> g.Node:
-    """The node of a function call ``name(x)`` whose result has ``shape``."""
+def call(ast: Ast, args: list[g.Node], shape: g.Shape) -> g.Node:
+    """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``."""
+    name = ast.value
+    if name in FUNCTIONS:
+        record = FUNCTIONS[name]
+        # A trailing whole number beyond the tensor arguments is the axis (see syntax.arity).
+        extra = ast.args[record.arity :]
+        dim = int(extra[0].value) if extra else None
+        return g.apply(name, *args[: record.arity], dim=dim)
+    (x,) = args
     if name == "sum":
         return g.contract([x], [tuple(range(x.rank))], ())
     if name == "tr":
@@ -1005,4 +1023,4 @@ def call(name: str, x: g.Node, shape: g.Shape) -> g.Node:
         return g.contract([x], [(0, 0)], (0,))
     if name in ("vector", "matrix"):
         return broadcast(x, shape)
-    return g.apply(name, x)
+    raise AssertionError(name)  # pragma: no cover - the parser knows no other function

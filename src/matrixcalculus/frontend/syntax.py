@@ -35,34 +35,34 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from matrixcalculus.errors import MatrixCalculusError, ParseError
-from matrixcalculus.ir.functions import RULES
+from matrixcalculus.ir.functions import FUNCTIONS
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
 DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
 _MAX_DIMENSION = 2**53
-# Functions built into the language beyond the table in functions.py.
+# Functions built into the language beyond the registry (inference builds them as products).
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
-KNOWN_FUNCTIONS = tuple(RULES) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
+KNOWN_FUNCTIONS = tuple(FUNCTIONS) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
 
-# Names people use elsewhere for our functions (MATLAB, NumPy, the Matrix Cookbook).
+# Names people use elsewhere for our functions (MATLAB, NumPy, the Matrix Cookbook): an unknown
+# name among them is answered with ours.
 _SYNONYMS = {
     "trace": "tr",
-    "inverse": "inv",
-    "norm": "norm2",
-    "fro": "norm2",
-    "frobenius": "norm2",
-    "asin": "arcsin",
-    "acos": "arccos",
-    "atan": "arctan",
-    "ln": "log",
-    "log_det": "logdet",
-    "logsum": "logsumexp",
-    "soft_max": "softmax",
-    "sigm": "sigmoid",
-    "logistic": "sigmoid",
     "identity": "eye",
     "diagonal": "diag",
+    **{alias: record.name for record in FUNCTIONS.values() for alias in record.aliases},
 }
+
+
+def arity(name: str) -> tuple[int, int]:
+    """The least and the most number of arguments of the function ``name``."""
+    if name in DIMENSION_FUNCTIONS:
+        return DIMENSION_FUNCTIONS[name]
+    if name in FUNCTIONS:
+        record = FUNCTIONS[name]
+        return record.arity, record.arity + record.dim
+    return 1, 1
+
 
 _GRAMMAR = r"""
 ?start: cmp
@@ -213,8 +213,7 @@ class _Build(Transformer):
             raise ParseError(
                 f"unknown function '{fname}' at column {name.column}{hint}", text=self.text, column=name.column
             )
-        arity = RULES[fname].arity if fname in RULES else 1
-        low, high = DIMENSION_FUNCTIONS.get(fname, (arity, arity))
+        low, high = arity(fname)
         if not low <= len(args) <= high:
             want = str(low) if low == high else f"{low} or {high}"
             raise ParseError(
@@ -222,6 +221,15 @@ class _Build(Transformer):
                 text=self.text,
                 column=name.column,
             )
+        for arg in args[low:] if fname in FUNCTIONS else ():
+            # The optional axis of a registry function (its ``dim``): a whole number.
+            if not (arg.op == "num" and arg.value.denominator == 1 and arg.value >= 0):
+                raise ParseError(
+                    f"the last argument of {fname} is an axis, a whole number, "
+                    f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
+                    text=self.text,
+                    column=arg.column,
+                )
         if fname in DIMENSION_FUNCTIONS:
             for arg in args:
                 if not _is_dimension(arg):

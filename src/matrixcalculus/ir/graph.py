@@ -713,42 +713,53 @@ def reshape(x: Node, shape: Shape) -> Node:
 
 
 class Function(Node):
-    """A named function of one or more tensors, ``params = (name,)``; its rules live in ``functions.RULES``."""
+    """A named function of one or more tensors, ``params = (name,)``, or ``(name, dim)`` for a
+    function that takes a whole-number axis. Its record (in the registry, ``ir/registry.py``) holds
+    its shape rule, value and derivative."""
 
     __slots__ = ()
+    # Filled by ir/registry.py (which imports this module): name -> FunctionRecord.
     rules: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
-        return cls.rules[params[0]].shape(*(a.shape for a in args))
+        return cls.rules[params[0]].shape(tuple(a.shape for a in args))
 
     @property
     def name(self) -> str:
         return self.params[0]
 
     @property
-    def rule(self) -> Any:
+    def record(self) -> Any:
         return self.rules[self.params[0]]
 
     def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
-        rule = self.rule
-        if len(self.args) > 1:
-            # A function of several arguments: its rule gives the cotangent of each.
-            return tuple(rule.derivative(self.args, self, g, batch))
-        (x,) = self.args
-        if rule.kind == "elementwise":
+        record = self.record
+        if record.elementwise:
             # The chain rule for an entry-wise function: g .* f'(x).
+            (x,) = self.args
             b = tuple(range(batch))
             idx = tuple(range(batch, batch + x.rank))
-            return (contract([g, rule.derivative(x)], [b + idx, idx], b + idx),)
-        return (rule.derivative(x, self, g, batch),)
+            return (contract([g, record.derivative(x)], [b + idx, idx], b + idx),)
+        return tuple(record.derivative(self.args, self, g, batch))
+
+    @property
+    def dim(self) -> int | None:
+        """The axis argument of a function that takes one, else None."""
+        return self.params[1] if len(self.params) > 1 else None
 
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
-        return self.rule.evaluate(xp, *values)
+        if len(self.params) > 1:
+            return self.record.value(xp, *values, dim=self.params[1])
+        return self.record.value(xp, *values)
 
 
-def apply(name: str, *xs: Node) -> Node:
-    """``name(x, ...)`` for a function in ``functions.RULES``."""
-    if name not in Function.rules:
-        raise KeyError(name)
-    return _intern(Function, tuple(xs), (name,))
+def apply(name: str, *args: Node, dim: int | None = None) -> Node:
+    """``name(x, ...)`` for a function in the registry (a ``KeyError`` for an unknown name);
+    ``dim``: the axis, for a function that takes one."""
+    record = Function.rules[name]
+    if len(args) != record.arity:
+        raise ShapeError(f"{name} takes {record.arity} argument{'s' if record.arity > 1 else ''}, not {len(args)}")
+    if dim is not None and not record.dim:
+        raise ShapeError(f"{name} takes no axis argument")
+    return _intern(Function, tuple(args), (name,) if dim is None else (name, dim))

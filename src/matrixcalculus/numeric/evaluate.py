@@ -278,24 +278,14 @@ def _diagnose(root: g.Node, cache: Mapping[g.Node, Any]) -> str:
     index = _first_bad(value)
     where = _text(node)
     args = [cache[a] for a in node.args]
-    if isinstance(node, g.Function) and node.rule.kind == "elementwise":
-        (arg,) = node.args
-        what = {
-            "log": "log of a non-positive entry",
-            "sqrt": "sqrt of a negative entry",
-            "exp": "exp overflows",
-            "arcsin": "arcsin of an entry outside [-1, 1]",
-            "arccos": "arccos of an entry outside [-1, 1]",
-        }.get(node.name, f"{node.name} is not finite")
-        return f"{what}: {_entry(arg, args[0], index)} in {where}"
     if isinstance(node, g.Function):
-        if node.name == "logdet":
-            sign, _ = np.linalg.slogdet(args[0])
-            why = "the matrix is singular" if sign == 0 else "its determinant is negative"
-            return f"logdet of a matrix with non-positive determinant ({why}) in {where}"
-        if node.name == "inv":
-            return f"inv of a singular matrix in {where}"
-        return f"{node.name} overflows in {where}"
+        # The record says what a non-finite value of its function means (log of a non-positive entry).
+        record = node.record
+        what = record.nonfinite(args) if callable(record.nonfinite) else record.nonfinite
+        if record.elementwise:
+            what = what or f"{node.name} is not finite"
+            return f"{what}: {_entry(node.args[0], args[0], index)} in {where}"
+        return f"{what or f'{node.name} overflows'} in {where}"
     if isinstance(node, g.Power):
         base, exponent = (np.asarray(a) for a in args)
         b = base[index] if base.ndim else base

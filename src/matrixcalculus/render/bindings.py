@@ -13,14 +13,14 @@ import itertools
 from collections.abc import Iterator, Sequence
 
 from matrixcalculus.ir import graph as g
-from matrixcalculus.ir.functions import RULES
+from matrixcalculus.ir.registry import FUNCTIONS
 from matrixcalculus.render.index import free_indices, index_entry
 from matrixcalculus.render.notation import MatrixPrinter
 from matrixcalculus.render.style import ATOM, TEXT, Piece, Style
 
 # Names of the input language that a binding must not shadow (t1 is none of them, but a
 # dimension or variable may be called t1).
-_LANGUAGE_NAMES = frozenset(RULES) | {"sum", "tr", "diag", "vector", "matrix", "eye", "ones", "zeros", "where"}
+_LANGUAGE_NAMES = frozenset(FUNCTIONS) | {"sum", "tr", "diag", "vector", "matrix", "eye", "ones", "zeros", "where"}
 
 
 def binding_names(reserved: set[str]) -> Iterator[str]:

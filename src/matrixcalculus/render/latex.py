@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.registry import FunctionRecord, fill
 from matrixcalculus.render import numbers
 from matrixcalculus.render.style import ATOM, MUL, POSTFIX, UNARY, Piece, Style, as_fraction, paren
 
@@ -36,22 +38,18 @@ class LatexStyle(Style):
     def call(self, name: str, arg: str) -> str:
         return f"\\operatorname{{{name}}}\\left({arg}\\right)"
 
-    def function(self, name: str, piece: Piece) -> Piece:
-        from matrixcalculus.ir.functions import RULES
+    def function(self, record: FunctionRecord, args: Sequence[Piece], dim: int | None = None) -> Piece:
+        template = record.latex_template(dim is not None)
+        texts = [a.text for a in args] + ([] if dim is None else [str(dim)])
+        text = fill(template, texts, [self.bare(a) for a in args])
+        # A template between two arguments is an infix operator ({p0} \otimes {p1}) and binds like
+        # a product; one that only starts with its argument is a postfix ({p0}^{-1}).
+        if re.match(r"\{p?\d+\}", template) and re.search(r"\{p?\d+\}$", template):
+            return Piece(text, MUL)
+        return Piece(text, POSTFIX if template.startswith("{p") else ATOM)
 
-        template = RULES[name].latex
-        bare = piece.text if piece.prec >= POSTFIX else f"\\left({piece.text}\\right)"
-        text = template.replace("{p}", bare).replace("{}", piece.text)
-        return Piece(text, POSTFIX if template.startswith("{p}") else ATOM)
-
-    def function_of(self, name: str, args: Sequence[Piece]) -> Piece:
-        """``{0} \\otimes {1}``: the template's ``{k}`` is argument k, in parentheses unless atomic."""
-        from matrixcalculus.ir.functions import RULES
-
-        text = RULES[name].latex
-        for k, arg in enumerate(args):
-            text = text.replace(f"{{{k}}}", arg.text if arg.prec >= POSTFIX else f"\\left({arg.text}\\right)")
-        return Piece(text, MUL)
+    def bare(self, arg: Piece) -> str:
+        return arg.text if arg.prec >= POSTFIX else f"\\left({arg.text}\\right)"
 
     def eye(self, n: g.Dim) -> str:
         return "I"

@@ -131,15 +131,11 @@ class MatrixPrinter:
             # Printed in parentheses: an indicator reads best as a unit, (w'*x + b > 0)*x.
             text = st.compare(paren(a, ADD, st), node.op, paren(b, ADD, st))
             return Piece(f"\\left({text}\\right)" if st.latex else f"({text})", ATOM, a.row)
-        if isinstance(node, g.Function) and len(node.args) > 1:
-            pieces = [self.memo[a] for a in node.args]
-            piece = st.function_of(node.name, pieces)
-            # kron of two row vectors is a row vector.
-            return Piece(piece.text, piece.prec, node.rank == 1 and all(p.row for p in pieces))
         if isinstance(node, g.Function):
-            arg = self.memo[node.args[0]]
-            piece = st.function(node.name, arg)
-            return Piece(piece.text, piece.prec, arg.row if node.rule.shape(node.args[0].shape) else False)
+            args = [self.memo[a] for a in node.args]
+            piece = st.function(node.record, args, node.dim)
+            # A result that is not a scalar is a row where its arguments are (kron of two rows).
+            return Piece(piece.text, piece.prec, bool(node.rank) and all(a.row for a in args))
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
     # --------------------------------------------------------------------------- sums

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.registry import FunctionRecord, fill
 from matrixcalculus.render import numbers
 
 # Binding strength, loose to tight.
@@ -61,12 +62,15 @@ class Style:
     def call(self, name: str, arg: str) -> str:
         return f"{name}({arg})"
 
-    def function(self, name: str, arg: Piece) -> Piece:
-        return Piece(self.call(name, arg.text), ATOM)
+    def function(self, record: FunctionRecord, args: Sequence[Piece], dim: int | None = None) -> Piece:
+        """A registry function applied to printed arguments (and its axis), by its record's template."""
+        texts = [a.text for a in args] + ([] if dim is None else [str(dim)])
+        template = record.text_template(dim is not None)
+        return Piece(fill(template, texts, [self.bare(a) for a in args]), ATOM)
 
-    def function_of(self, name: str, args: Sequence[Piece]) -> Piece:
-        """A function of several arguments: ``kron(A, B)``."""
-        return Piece(f"{name}({', '.join(a.text for a in args)})", ATOM)
+    def bare(self, arg: Piece) -> str:
+        """An argument as a template's ``{pk}``: in parentheses unless it binds tighter than a postfix."""
+        return arg.text if arg.prec >= POSTFIX else f"({arg.text})"
 
     def dimension(self, dim: g.Dim) -> Piece:
         """The size of a dimension as a value: ``n``, ``m*p``."""
