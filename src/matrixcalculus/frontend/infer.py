@@ -316,7 +316,7 @@ class _Checker:
         """The dimension class of an argument of eye/ones/zeros: a name, a whole number or a product."""
         if arg.op == "binary":
             return self.dims.product(self.dimension(arg.args[0]), self.dimension(arg.args[1]))
-        return self.named_dim(arg.value if arg.op == "name" else int(arg.value))
+        return self.named_dim(arg.symbol if arg.op == "name" else int(arg.number))
 
     def run(self) -> _Checked:
         mt: dict[int, MType] = {}
@@ -361,7 +361,7 @@ class _Checker:
         return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd)
 
     def variable(self, node: Ast, var_dims: dict[str, tuple[int, ...]]) -> MType:
-        name = node.value
+        name = node.symbol
         kind = self.kinds[name]
         if name not in var_dims:
             decl = self.declared.get(name)
@@ -384,7 +384,7 @@ class _Checker:
 
     def binary(self, node: Ast, a: MType, b: MType) -> tuple[MType, int | None]:
         """The type of ``a op b`` and which operand (0/1) was a broadcast scalar, if any."""
-        op = node.value
+        op = node.symbol
         la, lb = node.args
         col = node.column
         if op in ("+", "-", ".*", "./", ".^", ">", "<"):
@@ -480,7 +480,7 @@ class _Checker:
         return result
 
     def call(self, node: Ast, kids: list[MType]) -> MType:
-        name = node.value
+        name = node.symbol
         if name in DIMENSION_FUNCTIONS:
             dims = [self.dimension(arg) for arg in node.args]
             if name == "eye":
@@ -533,7 +533,7 @@ class _Checker:
 
     def registered(self, node: Ast, kids: list[MType]) -> MType:
         """The type of a call of a registry function, by its record's typing rule."""
-        record = FUNCTIONS[node.value]
+        record = FUNCTIONS[node.symbol]
         for arg, a, kind in zip(node.args, kids, record.arguments, strict=False):
 
             def failed(arg: Ast = arg, a: MType = a, kind: str = kind) -> str:
@@ -626,7 +626,7 @@ def infer_with_form(
     names: list[str] = []
     for node in order:
         if node.op == "name" and node.value not in names and node.value not in dim_values:
-            names.append(node.value)
+            names.append(node.symbol)
     forced = _forced_kinds(order, declared)
     undeclared = [n for n in names if n not in declared]
     free = [n for n in undeclared if n not in forced]
@@ -703,9 +703,9 @@ def _dimension_values(order: list[Ast], declared: Mapping[str, Declared]) -> fro
             while stack:
                 arg = stack.pop()
                 if arg.op == "name":
-                    named.add(arg.value)
+                    named.add(arg.symbol)
                 stack.extend(arg.args)
-    used = {node.value for node in order if node.op == "name"}
+    used = {node.symbol for node in order if node.op == "name"}
     return frozenset(name for name in named & used if name not in declared)
 
 
@@ -726,7 +726,7 @@ def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[st
             wanted = [(node.args[0], "scalar"), (node.args[1], "scalar")]
         elif node.op == "call" and node.value in FUNCTIONS:
             # An argument that must be a matrix (or a scalar) makes a bare name one.
-            kinds = FUNCTIONS[node.value].arguments
+            kinds = FUNCTIONS[node.symbol].arguments
             wanted = [(a, _FORCED[k]) for a, k in zip(node.args, kinds, strict=False) if k in _FORCED]
         elif node.op == "call" and node.value == "tr":
             wanted = [(node.args[0], "matrix")]
@@ -734,7 +734,7 @@ def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[st
             wanted = [(node.args[0], "scalar")]
         for arg, kind in wanted:
             if arg.op == "name" and arg.value not in declared:
-                forced.setdefault(arg.value, kind)
+                forced.setdefault(arg.symbol, kind)
     return forced
 
 
@@ -798,14 +798,15 @@ def _build(
         if ast.op == "call" and ast.value in DIMENSION_FUNCTIONS:
             t = mt[id(ast)]
             shape = tuple(dimname[d] for d in t[1:])
-            maker = {"eye": lambda s: g.delta(s[0]), "ones": g.ones, "zeros": g.zeros}[ast.value]
+            maker = {"eye": lambda s: g.delta(s[0]), "ones": g.ones, "zeros": g.zeros}[ast.symbol]
             nodes[id(ast)] = maker(shape)
             continue
         kids = [nodes[id(c)] for c in ast.args]
+        node: g.Node
         if ast.op == "num":
-            node = g.const(ast.value)
+            node = g.const(ast.number)
         elif ast.op == "name":
-            node = g.size_of(ast.value) if ast.value not in variables else variables[ast.value]
+            node = g.size_of(ast.symbol) if ast.symbol not in variables else variables[ast.symbol]
         elif ast.op == "transpose":
             node = g.transpose(kids[0])
         elif ast.op == "unary":
@@ -813,7 +814,7 @@ def _build(
         elif ast.op == "binary":
             a, b = ast.args
             _check_division(ast, kids[0], kids[1], text)
-            node = binary(ast.value, kids[0], kids[1], mt[id(a)], mt[id(b)])
+            node = binary(ast.symbol, kids[0], kids[1], mt[id(a)], mt[id(b)])
             _check_constant(ast, node, text)
         else:
             t = mt[id(ast)]
@@ -924,7 +925,7 @@ def _build_sum(top: Ast, nodes: dict[int, g.Node], mt: dict[int, MType], inner: 
     terms: list[tuple[str, Ast]] = []
     node = top
     while id(node) in inner or node is top:
-        terms.append((node.value, node.args[1]))
+        terms.append((node.symbol, node.args[1]))
         node = node.args[0]
         if not _is_sum(node):
             break
@@ -1005,12 +1006,12 @@ def product(a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
 
 def call(ast: Ast, args: list[g.Node], shape: g.Shape) -> g.Node:
     """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``."""
-    name = ast.value
+    name = ast.symbol
     if name in FUNCTIONS:
         record = FUNCTIONS[name]
         # A trailing whole number beyond the tensor arguments is the axis (see syntax.arity).
         extra = ast.args[record.arity :]
-        dim = int(extra[0].value) if extra else None
+        dim = int(extra[0].number) if extra else None
         return g.apply(name, *args[: record.arity], dim=dim)
     (x,) = args
     if name == "sum":

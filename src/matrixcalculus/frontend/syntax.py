@@ -28,6 +28,7 @@ import difflib
 import math
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -130,11 +131,27 @@ class Ast:
     """
 
     op: str
-    value: object
+    # A number node's value (exact); for every other node its text: the name, the function's
+    # name, or the operator ("+", ".*", "'" ...).
+    value: str | Fraction
     args: tuple[Ast, ...]
     start: int
     end: int
     column: int
+
+    @property
+    def symbol(self) -> str:
+        """The text of a name, call or operator node: ``parse_syntax("a*x").symbol == "*"``."""
+        if isinstance(self.value, Fraction):
+            raise TypeError(f"a {self.op} node has a number, not a symbol")
+        return self.value
+
+    @property
+    def number(self) -> Fraction:
+        """The value of a number node: ``parse_syntax("0.5").number == Fraction(1, 2)``."""
+        if not isinstance(self.value, Fraction):
+            raise TypeError(f"a {self.op} node has a symbol, not a number")
+        return self.value
 
 
 _NUMBER_PARTS = r"(\d*)\.?(\d*)(?:[eE]([+-]?)(\d+))?"  # re caches it compiled
@@ -156,7 +173,10 @@ def number_value(literal: str, column: int, text: str | None = None) -> Fraction
     shown = literal if len(literal) <= 30 else f"{literal[:12]}...{literal[-12:]}"
     if math.isinf(approx):
         raise ParseError(f"number {shown} at column {column} is too large (over 1.8e308)", text=text, column=column)
-    whole, fraction, sign, exponent = re.fullmatch(_NUMBER_PARTS, literal).groups()
+    parts = re.fullmatch(_NUMBER_PARTS, literal)
+    if parts is None:  # pragma: no cover - the grammar's NUMBER token is of this form
+        raise ParseError(f"'{shown}' at column {column} is not a number", text=text, column=column)
+    whole, fraction, sign, exponent = parts.groups()
     digits = (whole + fraction).lstrip("0")
     if not digits:
         return Fraction(0)
@@ -182,7 +202,15 @@ def _is_dimension(arg: Ast) -> bool:
     """A name, a positive whole number, or a product of them (``ones(m*p)``)."""
     if arg.op == "binary" and arg.value == "*":
         return all(_is_dimension(a) for a in arg.args)
-    return arg.op == "name" or (arg.op == "num" and arg.value.denominator == 1 and arg.value > 0)
+    return arg.op == "name" or (arg.op == "num" and arg.number.denominator == 1 and arg.number > 0)
+
+
+def _span(tok: Token) -> tuple[int, int, int]:
+    """A lexed token's start and end offsets and its 1-based column. (lark types them optional: a
+    token made by hand has none; the lexer always sets them.)"""
+    if tok.start_pos is None or tok.end_pos is None or tok.column is None:  # pragma: no cover - lexed
+        raise AssertionError(f"the token {str(tok)!r} has no position")
+    return tok.start_pos, tok.end_pos, tok.column
 
 
 class _Build(Transformer):
@@ -192,11 +220,12 @@ class _Build(Transformer):
 
     def number(self, items: list[Token]) -> Ast:
         (tok,) = items
-        return Ast("num", number_value(str(tok), tok.column, self.text), (), tok.start_pos, tok.end_pos, tok.column)
+        start, end, column = _span(tok)
+        return Ast("num", number_value(str(tok), column, self.text), (), start, end, column)
 
     def name(self, items: list[Token]) -> Ast:
         (tok,) = items
-        return Ast("name", str(tok), (), tok.start_pos, tok.end_pos, tok.column)
+        return Ast("name", str(tok), (), *_span(tok))
 
     def call(self, items: list) -> Ast:
         name, _, args, rpar = items
@@ -376,11 +405,11 @@ def parse_syntax(text: str) -> Ast:
     try:
         with _LOCK:
             _BUILD.text = text
-            return _PARSER.parse(text)
+            tree = _PARSER.parse(text)
     except MatrixCalculusError:
         raise
     except UnexpectedCharacters as exc:
-        ch = text[exc.pos_in_stream]
+        ch = text[exc.column - 1]  # the text is one line (flattened): its column is its offset + 1
         raise ParseError(f"unexpected character {ch!r} at column {exc.column}", text=text, column=exc.column) from None
     except UnexpectedEOF as exc:
         expected = _expected(exc.expected)
@@ -398,6 +427,10 @@ def parse_syntax(text: str) -> Ast:
         ) from None
     except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
         raise ParseError(f"cannot parse the input at column {exc.column}", text=text, column=exc.column) from None
+    # lark types the parse's result as its Tree; the transformer, called during the parse, makes it ours.
+    if not isinstance(tree, Ast):  # pragma: no cover - every rule of the grammar builds an Ast
+        raise AssertionError(f"the parser returned a {type(tree).__name__}, not a syntax tree")
+    return tree
 
 
 def flatten(text: str) -> str:
@@ -405,7 +438,7 @@ def flatten(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
-def _expected(names: set[str] | list[str]) -> str:
+def _expected(names: Iterable[str]) -> str:
     words = sorted({_TOKEN_NAMES.get(n, n) for n in names})
     if len(words) > 4:
         return "an operand or an operator"

@@ -122,6 +122,8 @@ class Node:
     args: tuple[Node, ...]
     params: tuple
     shape: Shape
+    _hash: int  # hash of the interning key, computed once
+    digest: bytes  # stable across runs, unlike hash(); orders operands canonically
 
     def __new__(cls, *a: Any, **k: Any) -> Node:  # pragma: no cover - guard
         raise TypeError(f"build {cls.__name__} nodes with the constructor functions")

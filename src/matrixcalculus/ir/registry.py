@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from matrixcalculus.errors import ShapeError
-from matrixcalculus.ir.graph import Function, Node, Shape, dim_product, postorder, shape_text, var
+from matrixcalculus.ir.graph import Function, Node, Shape, dim_product, dim_size, postorder, shape_text, var
 
 # What an argument may be: the typing rule of inference and the shape rule of the graph.
 ARGUMENT_KINDS: dict[str, str] = {
@@ -183,8 +183,13 @@ class FunctionRecord:
         cache: dict[Node, Any] = dict(zip(leaves, values, strict=True))
         for node in postorder(root):
             if node not in cache:
-                cache[node] = node.evaluate(xp, [cache[a] for a in node.args], lambda d: int(d))
+                cache[node] = node.evaluate(xp, [cache[a] for a in node.args], lambda d: dim_size(d, _no_named_size))
         return cache[root]
+
+
+def _no_named_size(name: str) -> int:
+    # A definition is evaluated on placeholders shaped like the values: every dimension is a number.
+    raise ValueError(f"a definition evaluated on values has no named dimension {name!r}")
 
 
 FUNCTIONS: dict[str, FunctionRecord] = {}

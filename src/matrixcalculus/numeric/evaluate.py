@@ -44,9 +44,9 @@ def bind(
         raise EvaluationError(f"values are a mapping from variable names to arrays, not {type(values).__name__}")
     if dims is not None and not isinstance(dims, Mapping):
         raise EvaluationError(f"dims is a mapping from dimension names to sizes, not {type(dims).__name__}")
-    for dim, size in (dims or {}).items():
+    for dim_name, size in (dims or {}).items():
         if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-            raise EvaluationError(f"dims: the size of {dim} must be a positive whole number, not {size!r}")
+            raise EvaluationError(f"dims: the size of {dim_name} must be a positive whole number, not {size!r}")
     sizes: dict[g.Dim, int] = {d: int(s) for d, s in (dims or {}).items()}
     source: dict[g.Dim, str] = {d: "dims=" for d in sizes}
     arrays: dict[str, Any] = {}

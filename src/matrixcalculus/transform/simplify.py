@@ -475,7 +475,7 @@ def _canonical_key(node: g.Contract) -> object:
             groups[-1].append(k)
         else:
             groups.append([k])
-    candidates = [[]]
+    candidates: list[list[int]] = [[]]
     for group in groups:
         # Bounded: the permutations are only generated when there are few of them.
         if len(group) > 1 and len(candidates) * math.factorial(len(group)) <= _MAX_LABELLINGS:
@@ -574,18 +574,17 @@ def normal_sum(terms: Sequence[g.Node]) -> g.Node:
 
 def common_scalar_factor(terms: list[g.Node]) -> g.Node | None:
     """``s*A + s*B -> s*(A + B)`` for a scalar factor ``s`` (an expression, not a number) of every term."""
-    if not all(isinstance(t, g.Contract) for t in terms):
+    products = [t for t in terms if isinstance(t, g.Contract)]
+    if len(products) != len(terms):
         return None
-    first = terms[0]
-    assert isinstance(first, g.Contract)
+    first = products[0]
     for op, labs in zip(first.args, first.labels, strict=True):
         if labs or isinstance(op, g.Const):
             continue
-        if not all(any(o is op and not l for o, l in zip(t.args, t.labels, strict=True)) for t in terms):
+        if not all(any(o is op and not l for o, l in zip(t.args, t.labels, strict=True)) for t in products):
             continue
         rest = []
-        for t in terms:
-            assert isinstance(t, g.Contract)
+        for t in products:
             k = next(k for k, (o, l) in enumerate(zip(t.args, t.labels, strict=True)) if o is op and not l)
             rest.append(normal_contract(t.args[:k] + t.args[k + 1 :], t.labels[:k] + t.labels[k + 1 :], t.out, t.coeff))
         inner = normal_sum(rest)
