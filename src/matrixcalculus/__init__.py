@@ -10,8 +10,8 @@ prints back in matrix notation or LaTeX and evaluates with NumPy.
 """
 
 from matrixcalculus.api.calculus import check, derivative, gradient, hessian, jacobian, jvp, vjp
-from matrixcalculus.api.equality import Comparison, equal
 from matrixcalculus.api.compiling import codegen, compile
+from matrixcalculus.api.equality import Comparison, equal
 from matrixcalculus.api.expression import Expression, Variable, matrix, parse, scalar, vector
 from matrixcalculus.errors import (
     DerivativeError,
@@ -25,8 +25,8 @@ from matrixcalculus.limits import Limits, current_limits, resource_limits
 from matrixcalculus.numeric.check import CheckResult
 
 __all__ = [
-    "Comparison",
     "CheckResult",
+    "Comparison",
     "DerivativeError",
     "EvaluationError",
     "Expression",

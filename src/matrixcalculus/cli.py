@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jvp",
         metavar="NAME",
-        help="print the Jacobian-vector product along a tangent NAME of the variable's shape, instead of the derivative",
+        help="print the Jacobian-vector product along a tangent NAME of the variable's shape, not the derivative",
     )
     p.add_argument(
         "--compare",
@@ -343,7 +343,9 @@ def _products(
         seed_line = f"  {args.vjp}: the cotangent, of f's shape ({g.shape_text(expr.shape) or 'scalar'})"
     else:
         if len(wrt) != 1:
-            raise MatrixCalculusError(f"--jvp is a product along one variable's tangent; give one --wrt, not {len(wrt)}")
+            raise MatrixCalculusError(
+                f"--jvp is a product along one variable's tangent; give one --wrt, not {len(wrt)}"
+            )
         result = jvp(expr, wrt[0], args.jvp, types=types)
         text = result.latex() if args.latex else str(result)
         lines.append(f"jvp of f w.r.t. {wrt[0]} along {args.jvp} = {text}")

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from matrixcalculus.api.expression import Expression, Variable, parse
 from matrixcalculus.errors import DerivativeError
 from matrixcalculus.frontend.infer import declare, fresh_dimension_names

@@ -70,7 +70,8 @@ class Comparison:
             "transpose": f"they differ only by a transpose: {b} is {_transposed(a)}",
             "factor": f"they differ only by a constant factor: {b} is {_number(self.factor)} times {a}",
             "transposed factor": (
-                f"they differ by a transpose and a constant factor: {b} is {_number(self.factor)} times {_transposed(a)}"
+                f"they differ by a transpose and a constant factor: "
+                f"{b} is {_number(self.factor)} times {_transposed(a)}"
             ),
         }.get(self.relation or "", "")
         lines = [f"not equal{': ' + why if why else ''}"]
@@ -165,9 +166,7 @@ def equal(
     for k in range(draws):
         values = random_values(variables, 3, seed + k, within=_within(left, right), dims=sizes)
         if only_right:
-            values.update(
-                random_values(only_right, 3, seed + k + 1000, within=_within(left, right), dims=right_sizes)
-            )
+            values.update(random_values(only_right, 3, seed + k + 1000, within=_within(left, right), dims=right_sizes))
         try:
             va = np.asarray(left.evaluate(values), dtype=np.float64)
             vb = np.asarray(right.evaluate(values), dtype=np.float64)
@@ -212,7 +211,9 @@ def _right_sizes(
     try:
         _, bound = bind(shared, {name: values[name] for name in shared})
     except EvaluationError as exc:
-        raise MatrixCalculusError(f"the variables have different shapes in the two expressions: {exc.message}") from None
+        raise MatrixCalculusError(
+            f"the variables have different shapes in the two expressions: {exc.message}"
+        ) from None
     result = {d: s for d, s in bound.items() if isinstance(d, str)}
     spare = 2 + len(sizes)
     for var in only_right.values():
@@ -267,9 +268,7 @@ def _relation(
     for k in range(draws):
         values = random_values(variables, 3, seed + k, within=_within(left, right), dims=sizes)
         if only_right:
-            values.update(
-                random_values(only_right, 3, seed + k + 1000, within=_within(left, right), dims=right_sizes)
-            )
+            values.update(random_values(only_right, 3, seed + k + 1000, within=_within(left, right), dims=right_sizes))
         va = _as_matrix(left, np.asarray(left.evaluate(values), dtype=np.float64))
         vb = _as_matrix(right, np.asarray(right.evaluate(values), dtype=np.float64))
         vt = va.T if va.ndim == 2 else None
@@ -286,4 +285,3 @@ def _relation(
         if candidates[name]:
             return name, factors.get(name)
     return None, None
-

@@ -210,9 +210,7 @@ class Expression:
 
     def __str__(self) -> str:
         # A large derived expression names its shared parts in a `where` clause (linear text).
-        return to_text(
-            self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row()
-        )
+        return to_text(self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row())
 
     def _row(self) -> bool | None:
         """A vector prints as what it is: a row (x') or a column; None for other ranks."""
@@ -226,9 +224,7 @@ class Expression:
 
     def latex(self) -> str:
         """The expression in LaTeX: ``x'*A*x`` -> ``x^\\top A x``."""
-        return to_latex(
-            self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row()
-        )
+        return to_latex(self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row())
 
     def index_notation(self) -> str:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
@@ -273,9 +269,7 @@ class Expression:
             if self.node.rank > 2:
                 raise MatrixCalculusError("a tensor of order three or more cannot be combined in matrix notation")
             # The full text (never `where` names): it is parsed again to build on it.
-            self._source = to_text(
-                self.node, result=self._result, scalars=self._declared_scalars(), row=self._row()
-            )
+            self._source = to_text(self.node, result=self._result, scalars=self._declared_scalars(), row=self._row())
         return self._source
 
     def _declared(self) -> dict[str, Declared]:

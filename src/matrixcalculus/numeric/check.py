@@ -20,7 +20,6 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import check_array, current_limits, limit_error
 from matrixcalculus.numeric.evaluate import bind, evaluate
 
-
 # The domains a random input must lie in. An element-wise log, a root or any power that is not
 # a whole number of at least zero needs positive entries (a negative power also keeps its base
 # away from zero); arcsin and arccos need entries inside (-1, 1); det, logdet, inv and a

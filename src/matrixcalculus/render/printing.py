@@ -38,7 +38,12 @@ __all__ = [
 
 
 def to_text(
-    node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(), share: bool = False, row: bool | None = None
+    node: g.Node,
+    *,
+    result: bool = False,
+    scalars: frozenset[str] = frozenset(),
+    share: bool = False,
+    row: bool | None = None,
 ) -> str:
     """The expression in the input syntax; parsing it gives the same values.
 
@@ -79,7 +84,12 @@ def _printed(printer: MatrixPrinter, node: g.Node, row: bool | None) -> Piece:
 
 
 def to_latex(
-    node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(), share: bool = False, row: bool | None = None
+    node: g.Node,
+    *,
+    result: bool = False,
+    scalars: frozenset[str] = frozenset(),
+    share: bool = False,
+    row: bool | None = None,
 ) -> str:
     """The expression in LaTeX; ``share`` and ``row`` as in :func:`to_text` (``body, \\text{where } t_{1} = ...``)."""
     rows = frozenset([node]) if row else frozenset()
