@@ -299,9 +299,10 @@ def _layout_text(expr: Expression, result: Expression, layout: str) -> str:
     ``1 x n (numerator layout: a row)``, ``m x 1 (numerator layout: a column)``."""
     shape = g.shape_text(result.shape)
     if result.node.rank == 1 and layout != "shape":
+        length = g.dim_text(result.shape[0])
         if is_row(expr.node.rank, result.node.rank, layout):
-            return f"1 x {shape} ({layout} layout: a row)"
-        return f"{shape} x 1 ({layout} layout: a column)"
+            return f"1 x {length} ({layout} layout: a row)"
+        return f"{length} x 1 ({layout} layout: a column)"
     return f"{shape} ({layout} layout)"
 
 

@@ -26,7 +26,7 @@ from matrixcalculus.numeric.evaluate import bind, evaluate
 # fractional power of a quadratic form (sqrt(x'*S*x)) need a square matrix that is symmetric
 # positive definite. A variable anywhere inside such an argument gets the domain: inside
 # log(1 + exp(x)), x is drawn positive too, which is harmless.
-_POSITIVE_FUNCTIONS = frozenset({"log"})
+_POSITIVE_FUNCTIONS = frozenset({"log", "sqrt"})
 _UNIT_FUNCTIONS = frozenset({"arcsin", "arccos"})
 _DEFINITE_FUNCTIONS = frozenset({"det", "logdet", "inv"})
 
