@@ -131,7 +131,9 @@ def equal(
     """Whether ``a`` and ``b`` are the same function of their variables (see the module's docstring).
 
     >>> print(equal("(A + A')*x", "A*x + A'*x"))
-    equal: (A + A')*x and A*x + A'*x agree at 4 random points (numerically, to 1e-08)
+    equal: (A + A')*x and A*x + A'*x have the same canonical form
+    >>> print(equal("tr(A*B)", "tr(B*A)"))
+    equal: tr(A*B) and tr(B*A) agree at 4 random points (numerically, to 1e-08)
     """
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise MatrixCalculusError(f"draws is a whole number of at least 1, not {draws!r}")
@@ -277,8 +279,8 @@ def _relation(
             if not candidates[name] or base is None or base.shape != vb.shape:
                 candidates[name] = False
                 continue
-            c = _factor(base, vb)
-            if c is None or (factors[name] is not None and abs(c - factors[name]) > RTOL * max(1.0, abs(c))):
+            c, before = _factor(base, vb), factors[name]
+            if c is None or (before is not None and abs(c - before) > RTOL * max(1.0, abs(c))):
                 candidates[name] = False
             factors[name] = c
     for name in ("transpose", "factor", "transposed factor"):
