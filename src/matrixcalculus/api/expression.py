@@ -210,7 +210,11 @@ class Expression:
 
     def __str__(self) -> str:
         # A large derived expression names its shared parts in a `where` clause (linear text).
-        return to_text(self.node, result=self._result, scalars=self._declared_scalars(), share=True)
+        return to_text(self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row())
+
+    def _row(self) -> bool | None:
+        """A vector prints as what it is: a row (x') or a column; None for other ranks."""
+        return {"r": True, "c": False}.get(self._form or "") if self.node.rank == 1 else None
 
     def _declared_scalars(self) -> frozenset[str]:
         return frozenset(n for n, d in self._types.items() if d.kind == "scalar")
@@ -220,7 +224,7 @@ class Expression:
 
     def latex(self) -> str:
         """The expression in LaTeX: ``x'*A*x`` -> ``x^\\top A x``."""
-        return to_latex(self.node, result=self._result, scalars=self._declared_scalars(), share=True)
+        return to_latex(self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row())
 
     def index_notation(self) -> str:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
@@ -248,6 +252,13 @@ class Expression:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Expression) and other.node is self.node
 
+    def equals(self, other: str | Expression, *, types: Mapping[str, Any] | None = None) -> Any:
+        """Whether ``other`` is the same function (a :class:`~matrixcalculus.api.equality.Comparison`,
+        truthy when equal): ``derivative("x'*A*x", "x").equals("A*x + A'*x")``."""
+        from matrixcalculus.api.equality import equal  # equality builds on this module
+
+        return equal(self, other, types=types)
+
     def __hash__(self) -> int:
         return hash(self.node)
 
@@ -258,7 +269,7 @@ class Expression:
             if self.node.rank > 2:
                 raise MatrixCalculusError("a tensor of order three or more cannot be combined in matrix notation")
             # The full text (never `where` names): it is parsed again to build on it.
-            self._source = to_text(self.node, result=self._result, scalars=self._declared_scalars())
+            self._source = to_text(self.node, result=self._result, scalars=self._declared_scalars(), row=self._row())
         return self._source
 
     def _declared(self) -> dict[str, Declared]:

@@ -67,7 +67,11 @@ def taken_names(node: g.Node) -> set[str]:
 
 
 def with_bindings(
-    roots: Sequence[g.Node], reserved: set[str], style: Style = TEXT, min_length: int = 12
+    roots: Sequence[g.Node],
+    reserved: set[str],
+    style: Style = TEXT,
+    min_length: int = 12,
+    rows: frozenset[g.Node] = frozenset(),
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Print several derived expressions together, naming repeated subexpressions.
 
@@ -78,9 +82,10 @@ def with_bindings(
 
     Where the full texts would be long (:func:`needs_bindings`), the length that decides is that
     of the text with the names already chosen inside it (:func:`shared_text`): linear time.
+    ``rows``: the roots that are rows (numerator-layout gradients), printed transposed (``x'``).
     """
     if needs_bindings(roots):
-        return shared_text(roots, reserved, style, frozenset(), min_length)
+        return shared_text(roots, reserved, style, frozenset(), min_length, rows)
     uses = _uses(roots)
     order = g.postorder(*roots)
     plain = MatrixPrinter(style, True)
@@ -94,6 +99,7 @@ def with_bindings(
     chosen.sort(key=lambda node: (-uses[node], -position[node]))
     name_of = {node: next(names) for node in chosen}
     printer = MatrixPrinter(style, True)
+    printer.rows = rows
     bindings: list[tuple[str, str]] = []
     for node in order:
         piece = printer.render(node)
@@ -101,7 +107,7 @@ def with_bindings(
             bindings.append((name_of[node], piece.text))
             piece = Piece(style.name(name_of[node]), ATOM, piece.row)
         printer.memo[node] = piece
-    return [printer.memo[r].text for r in roots], bindings
+    return [printer.output(r).text for r in roots], bindings
 
 
 def _uses(roots: Sequence[g.Node]) -> dict[g.Node, int]:
@@ -116,7 +122,12 @@ def _uses(roots: Sequence[g.Node]) -> dict[g.Node, int]:
 
 
 def shared_text(
-    roots: Sequence[g.Node], reserved: set[str], style: Style, scalars: frozenset[str], min_length: int = 12
+    roots: Sequence[g.Node],
+    reserved: set[str],
+    style: Style,
+    scalars: frozenset[str],
+    min_length: int = 12,
+    rows: frozenset[g.Node] = frozenset(),
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """:func:`with_bindings` in time linear in the graph: each node is printed with the nodes
     named before it (children first) printed by their names, so no text repeats a shared part.
@@ -143,6 +154,7 @@ def shared_text(
     chosen.sort(key=lambda node: (-uses[node], -position[node]))
     printer = MatrixPrinter(style, True, scalars, share=True)
     printer.names = {node: next(spare) for node in chosen}
+    printer.rows = rows
     bindings: list[tuple[str, str]] = []
     for node in order:
         piece = printer.render(node)
@@ -155,4 +167,4 @@ def shared_text(
                 bindings.append((name, piece.text))
             piece = Piece(style.name(name), ATOM, piece.row, sym=piece.sym)
         printer.memo[node] = piece
-    return [printer.memo[r].text for r in roots], bindings
+    return [printer.output(r).text for r in roots], bindings

@@ -52,6 +52,21 @@ class MatrixPrinter:
         self.names: dict[g.Node, str] = {}
         self._bases: MatrixPrinter | None = None
         self._leaves: MatrixPrinter | None = None
+        # Vectors to print as rows (a numerator-layout gradient, x'): their pieces are chosen
+        # to read best once transposed, and :meth:`output` transposes them. ``columns``: vectors
+        # that must print as columns (an expression that is a column: (x'*A')' stays so).
+        self.rows: frozenset[g.Node] = frozenset()
+        self.columns: frozenset[g.Node] = frozenset()
+
+    def output(self, node: g.Node) -> Piece:
+        """The printed piece of a root: a vector of ``rows`` as a row (``x'``), of ``columns``
+        as a column, else as it is."""
+        piece = self.memo[node]
+        if node.rank == 1 and node in self.rows:
+            return as_row(piece, self.style)
+        if node.rank == 1 and node in self.columns:
+            return as_col(piece, self.style)
+        return piece
 
     def base_printer(self) -> MatrixPrinter:
         """The printer of reciprocal bases (``a/b``): a typed-expression printer, as ever, kept
@@ -192,6 +207,7 @@ class MatrixPrinter:
             vector_terms = [p for t, (_, p) in zip(node.args, terms, strict=True) if t.rank == 1]
             rows = sum(p.row for p in vector_terms)
             row = rows * 2 > len(vector_terms) or (rows * 2 == len(vector_terms) and terms[0][1].row)
+            row = row or node in self.rows
             terms = [
                 (neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 else p)
                 for t, (neg, p) in zip(node.args, terms, strict=True)
@@ -274,6 +290,9 @@ class MatrixPrinter:
             raise NotMatrixNotation("no matrix-notation order")
         if not self.result:
             return candidates[0]
+        if node in self.rows and node.rank == 1:
+            # Printed as a row: the candidate that reads best once transposed (x'*A, not (A'*x)').
+            return min(candidates, key=lambda p: (transposes(as_row(p, st).text), len(as_row(p, st).text)))
         return min(candidates, key=lambda p: (transposes(p.text) + p.row, len(p.text)))
 
     def single(self, node: g.Contract, p: Piece) -> Piece | None:

@@ -37,7 +37,14 @@ __all__ = [
 ]
 
 
-def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(), share: bool = False) -> str:
+def to_text(
+    node: g.Node,
+    *,
+    result: bool = False,
+    scalars: frozenset[str] = frozenset(),
+    share: bool = False,
+    row: bool | None = None,
+) -> str:
     """The expression in the input syntax; parsing it gives the same values.
 
     ``result=True`` is for derived expressions: products may be printed in any operand
@@ -51,27 +58,49 @@ def to_text(node: g.Node, *, result: bool = False, scalars: frozenset[str] = fro
     instead, ``text`` then ``where`` and one ``  name = text`` line per name, so that the text
     stays linear in the size of the graph. Both forms parse back to the same values.
 
+    ``row=True``: a vector that is a row (a numerator-layout gradient) prints transposed, ``x'``;
+    ``row=False``: a vector that is a column prints as one (``(x'*A')'``, never ``x'*A'``);
+    ``None``: as the printer finds it best.
+
     >>> from matrixcalculus.ir import graph as g
     >>> x = g.var("x", "vector", ("n",))
     >>> to_text(g.contract([x, x], [(0,), (0,)], ()))
     "x'*x"
     """
+    rows = frozenset([node]) if row else frozenset()
     if share and result and needs_bindings([node]):
-        body, bindings = shared_text([node], taken_names(node), TEXT, scalars)
+        body, bindings = shared_text([node], taken_names(node), TEXT, scalars, rows=rows)
         return "\n".join([body[0], "where", *(f"  {name} = {text}" for name, text in bindings)])
-    return MatrixPrinter(TEXT, result, scalars).piece(node).text
+    return _printed(MatrixPrinter(TEXT, result, scalars), node, row).text
 
 
-def to_latex(node: g.Node, *, result: bool = False, scalars: frozenset[str] = frozenset(), share: bool = False) -> str:
-    """The expression in LaTeX; ``share`` as in :func:`to_text` (``body, \\text{where } t_{1} = ...``)."""
+def _printed(printer: MatrixPrinter, node: g.Node, row: bool | None) -> Piece:
+    if row is True:
+        printer.rows = frozenset([node])
+    elif row is False:
+        printer.columns = frozenset([node])
+    printer.piece(node)
+    return printer.output(node)
+
+
+def to_latex(
+    node: g.Node,
+    *,
+    result: bool = False,
+    scalars: frozenset[str] = frozenset(),
+    share: bool = False,
+    row: bool | None = None,
+) -> str:
+    """The expression in LaTeX; ``share`` and ``row`` as in :func:`to_text` (``body, \\text{where } t_{1} = ...``)."""
+    rows = frozenset([node]) if row else frozenset()
     if share and result and needs_bindings([node]):
-        body, bindings = shared_text([node], taken_names(node), LATEX, scalars)
+        body, bindings = shared_text([node], taken_names(node), LATEX, scalars, rows=rows)
         # A tensor's binding comes with its indices, already in LaTeX: {t_{1}}_{ijk}.
         where = ", \\; ".join(
             f"{LATEX.name(name) if name.isidentifier() else name} = {text}" for name, text in bindings
         )
         return f"{body[0]}, \\quad \\text{{where }} {where}"
-    return MatrixPrinter(LATEX, result, scalars).piece(node).text
+    return _printed(MatrixPrinter(LATEX, result, scalars), node, row).text
 
 
 def index_notation(node: g.Node, style: Style = TEXT, leaves: MatrixPrinter | None = None) -> str:
