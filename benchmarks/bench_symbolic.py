@@ -21,6 +21,10 @@ For each expression it reports the median wall time (time.perf_counter) of
 
 ``ratio`` is sympy / ours* (cold against cold). The script takes well under a minute.
 
+A last row times building ``x'*A0*A1*...*A399`` from Python operators (``x.T @ A0 @ ...``)
+against parsing its text (``--only-build`` for that row alone): building is linear and should
+stay within a small factor of parsing.
+
 A second table (``--scaling``, or ``--only-scaling`` for it alone) times derivation and printing
 (``str`` of the result) against the size of families of expressions -- ``tr(A*...*A)`` with k
 factors, a sum of k quadratic forms, nested softmax of depth k, and its second derivative --
@@ -291,14 +295,43 @@ def scaling_table(repeats: int = 3) -> None:
     print("fit = exponent of k fitted to the last three sizes (1 is linear).")
 
 
+def build_table(k: int = 400, repeats: int = 5) -> tuple[float, float]:
+    """Build ``x'*A0*A1*...*A(k-1)`` from Python operators and by parsing its text (fresh names
+    each repeat; the factors are made before the clock starts): median seconds of each."""
+    built, parsed = [], []
+    for _ in range(repeats):
+        s = f"_{next(_fresh)}"
+        x = mc.vector("x" + s)
+        factors = [mc.matrix(f"A{i}{s}") for i in range(k)]
+        gc.disable()
+        start = time.perf_counter()
+        e = x.T
+        for f in factors:
+            e = e @ f
+        built.append(time.perf_counter() - start)
+        s = f"_{next(_fresh)}"
+        text = f"x{s}'*" + "*".join(f"A{i}{s}" for i in range(k))
+        start = time.perf_counter()
+        mc.parse(text)
+        parsed.append(time.perf_counter() - start)
+        gc.enable()
+    b, p = statistics.median(built), statistics.median(parsed)
+    print(f"build {k} products from Python vs parse the text: {b * 1e3:.1f} ms vs {p * 1e3:.1f} ms ({b / p:.2f}x)")
+    return b, p
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--scaling", action="store_true", help="also time derivation and printing against size")
     parser.add_argument("--only-scaling", action="store_true", help="only the scaling table")
+    parser.add_argument("--only-build", action="store_true", help="only building from Python against parsing")
     args = parser.parse_args(argv)
     if args.only_scaling:
         scaling_table()
+        return 0
+    if args.only_build:
+        build_table()
         return 0
 
     for b in BENCHES:  # warm up: imports, the parser's tables, SymPy's modules
@@ -338,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         f"ours* = distinct variable names each repeat (no shared nodes); ratio = sympy / ours*. "
         f"total {time.perf_counter() - total:.1f} s"
     )
+    print()
+    build_table()
     if args.scaling:
         print()
         scaling_table()

@@ -12,6 +12,8 @@ import matrixcalculus as mc
 from matrixcalculus.compile.structured import Factored
 from matrixcalculus.numeric.check import random_values
 
+from .conftest import require
+
 CASES = [
     # (function, wrt, types)
     ("x'*A*x", "x", None),
@@ -167,7 +169,7 @@ def test_bad_backend_and_derivative_names() -> None:
 
 
 def test_dask_gradient_over_a_tall_chunked_matrix_matches_numpy() -> None:
-    da = pytest.importorskip("dask.array")
+    da = require("dask.array")
     rng = np.random.default_rng(0)
     X = rng.standard_normal((4000, 20))
     y = np.sign(rng.standard_normal(4000))
@@ -194,10 +196,10 @@ def test_dask_gradient_over_a_tall_chunked_matrix_matches_numpy() -> None:
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_other_backends_match_numpy(backend: str) -> None:
     if backend == "torch":
-        torch = pytest.importorskip("torch")
+        torch = require("torch")
         convert = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     else:
-        jax = pytest.importorskip("jax")
+        jax = require("jax")
         jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp
 
@@ -220,7 +222,7 @@ def test_auto_backend_follows_the_arrays() -> None:
     fn = mc.compile("x'*A*x", wrt="x", backend="auto")
     value, grad = fn({"x": np.ones(3), "A": np.eye(3)})
     assert float(value) == 3.0 and grad.tolist() == [2.0, 2.0, 2.0]
-    da = pytest.importorskip("dask.array")
+    da = require("dask.array")
     value, _grad = fn({"x": da.ones(3), "A": da.eye(3)})
     assert backend_of([da.ones(3)]) == "dask" and float(value.compute()) == 3.0
 

@@ -18,6 +18,8 @@ import matrixcalculus as mc
 from matrixcalculus.compile.structured import Factored
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError, ParseError
 
+from .conftest import require
+
 SYM = {"S": "symmetric matrix"}
 TYPES = {"A": "matrix", "B": "matrix", "S": "symmetric matrix", "x": "vector"}
 
@@ -346,7 +348,7 @@ def test_non_finite_output_names_the_operation_as_evaluate_does() -> None:
 @pytest.mark.parametrize("backend", ["torch", "jax", "dask"])
 def test_other_backends_apply_the_policy(backend: str) -> None:
     if backend == "dask":
-        da = pytest.importorskip("dask.array")
+        da = require("dask.array")
         x_bad, x_ok = da.from_array(np.array([1000.0, 0.0]), chunks=1), da.from_array(np.zeros(2), chunks=1)
         fn = mc.compile("sum(exp(x))", wrt="x", backend="dask")
         value, grad = fn({"x": x_ok})
@@ -357,7 +359,7 @@ def test_other_backends_apply_the_policy(backend: str) -> None:
         with pytest.raises(EvaluationError, match="logdet"):
             mc.compile("logdet(X)", wrt="X", backend="dask")({"X": da.from_array(-np.eye(3))})[0].compute()
         return
-    lib = pytest.importorskip(backend)
+    lib = require(backend)
     if backend == "jax":
         lib.config.update("jax_enable_x64", True)
         arr = lib.numpy.asarray

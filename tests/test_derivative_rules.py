@@ -474,7 +474,7 @@ class Problem:
         dims = with_wrt_dims(self.dims, tuple(e.shape), self.wrt_shape) if wrt_axes else self.dims
         return np.asarray(e.evaluate(values, dims=dims), dtype=np.float64)
 
-    def derivative(self, order: int, layout: str = "numerator") -> mc.Expression:
+    def derivative(self, order: int, layout: str = "shape") -> mc.Expression:
         d = mc.derivative(self.rule.text, self.wrt, types=self.types, order=order, layout=layout)
         assert isinstance(d, mc.Expression)
         return d
@@ -545,13 +545,14 @@ def test_denominator_layout_is_the_transpose(text: str, wrt: str) -> None:
     den_expr = p.derivative(1, layout="denominator")
     r = p.f_value.ndim
     assert len(den_expr.shape) == num.ndim
-    # In denominator layout the variable's axes come first.
+    # In denominator layout the variable's axes come first, then the function's in reverse
+    # (the transpose of the numerator layout: f's axes, then the variable's in reverse).
     dims = dict(p.dims)
     for d, n in zip(den_expr.shape[: len(p.wrt_shape)], p.wrt_shape, strict=True):
         if isinstance(d, str):
             dims[d] = n
     den = np.asarray(den_expr.evaluate(p.values, dims=dims), dtype=np.float64)
-    axes = tuple(range(r, num.ndim)) + tuple(range(r))
+    axes = tuple(range(r, num.ndim)) + tuple(range(r))[::-1]
     assert den.shape == tuple(np.transpose(num, axes).shape)
     np.testing.assert_allclose(den, np.transpose(num, axes), rtol=1e-12, atol=1e-12)
     assert_close(den, np.transpose(p.fd_of_f(), axes), lambda: f"denominator layout of {text} w.r.t. {wrt}")

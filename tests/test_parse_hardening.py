@@ -329,3 +329,11 @@ def test_token_soup_gives_only_library_errors_with_a_column(text):
 @given(st.one_of(grammar_text, mutated()))
 def test_grammar_made_and_mutated_text_gives_only_library_errors_with_a_column(text):
     check_only_pointed_library_errors(text)
+
+
+@pytest.mark.parametrize(("text", "column"), [("x ./ (1 + -1.^2)", 6), ("x/(1-1)", 3), ("sum(x)/(2*3 - 6)", 8)])
+def test_division_by_a_constant_sum_that_is_zero_points_at_the_divisor(text: str, column: int) -> None:
+    # 1 + (-1)^2... is exactly 0: refused where it is written, not folded later into a 0^-1.
+    with pytest.raises(mc.ParseError, match=f"division by zero at column {column}"):
+        mc.parse(text)
+    assert str(mc.parse(text.replace("1-1", "2-1").replace("-1.^2", "1").replace("- 6", "- 5")))

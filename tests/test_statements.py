@@ -168,6 +168,75 @@ def test_helpers_follow_the_dialect() -> None:
     assert _defined_helpers(_program(f, "x", ("value",), backend="torch").source) == {"_logdet"}
 
 
+# ------------------------------------------------------------------------------ dimensions, reshapes, records
+
+
+def _run(roots: list, variables: list, *values: np.ndarray, backend: str = "numpy") -> tuple:
+    program = generate(roots, variables, backend)
+    namespace: dict = {}
+    exec(program.source, namespace)  # our own generated source
+    if backend == "dask":
+        import dask.array as da
+
+        return tuple(np.asarray(r) for r in namespace[program.function](*(da.from_array(v) for v in values)))
+    return namespace[program.function](*values)
+
+
+def test_a_product_dimension_is_one_size_statement_read_off_its_factors() -> None:
+    from matrixcalculus.ir import graph as g
+
+    x, y = g.var("x", "vector", ("m",)), g.var("y", "vector", ("p",))
+    mp = g.dim_product("m", "p")
+    roots = [g.ones((mp,)), g.size_of(mp)]  # ones(m*p) and the number m*p, both from one size
+    block = live(plan(roots, [x, y]))
+    products = [s for s in block.sizes if s.op.name == "product"]
+    assert len(products) == 1
+    assert {a.value.key for a in products[0].op.args if isinstance(a, View)} == {"m", "p"}
+    ones, size = _run(roots, [x, y], np.zeros(3), np.zeros(5))
+    assert ones.shape == (15,) and float(size) == 15.0 and np.asarray(size).dtype == np.float64
+
+
+def test_a_reshape_reads_a_transposed_view_in_row_major_order() -> None:
+    from matrixcalculus.ir import graph as g
+
+    A = g.var("A", "matrix", ("m", "n"))
+    flat = g.reshape(g.contract([A], [(0, 1)], (1, 0)), (g.dim_product("m", "n"),))  # vec of A' row-major
+    block = live(plan([flat], [A]))
+    (statement,) = block.statements
+    assert statement.op.name == "reshape" and statement.op.args[0] == View(_argument(block, "A"), (1, 0))
+    a = np.arange(6.0).reshape(2, 3)
+    for backend in ("numpy", "dask"):
+        (got,) = _run([flat], [A], a, backend=backend)
+        np.testing.assert_array_equal(got, a.T.reshape(-1))
+
+
+def test_a_call_takes_several_arguments_and_its_record_helpers() -> None:
+    f = "sum(kron(A, B)*x)"
+    assert _defined_helpers(_program(f, "A", ("value",), backend="dask").source) == {"_kron"}
+    assert _defined_helpers(_program(f, "A", ("value",)).source) == set()
+    roots, variables = _roots(f, "A", ("value",))
+    (call,) = [s for s in live(plan(roots, variables)).statements if s.op.name == "call"]
+    assert call.op.params == ("kron",) and len(call.op.args) == 2
+    rng = np.random.default_rng(0)
+    a, b, x = rng.normal(size=(2, 3)), rng.normal(size=(4, 5)), rng.normal(size=15)
+    order = [v.name for v in variables]
+    values = {"A": a, "B": b, "x": x}
+    for backend in ("numpy", "dask"):
+        (got,) = _run(roots, variables, *(values[n] for n in order), backend=backend)
+        np.testing.assert_allclose(float(got), np.sum(np.kron(a, b) @ x), rtol=1e-12)
+
+
+def test_a_spelling_that_reads_its_argument_twice_reads_a_computed_value() -> None:
+    # norm2 is sqrt(sum(u * u)): u = A @ x must be one statement, not spelled twice.
+    source = _program("norm2(A*x)", "x", ("value",)).source
+    assert source.count("@") == 1 and "xp.sqrt(xp.sum(t0 * t0))" in source
+
+
+def test_a_user_variable_named_like_a_helper_of_any_record_is_renamed() -> None:
+    source = _program("_kron'*x", "x", ("value",)).source
+    assert "def derivatives(_kron_, x):" in source
+
+
 # ------------------------------------------------------------------------------ views and order
 
 

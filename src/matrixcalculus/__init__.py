@@ -9,8 +9,9 @@ prints back in matrix notation or LaTeX and evaluates with NumPy.
 "x'*A*x"
 """
 
-from matrixcalculus.api.calculus import derivative, gradient, hessian, jacobian, jvp, vjp
+from matrixcalculus.api.calculus import check, derivative, gradient, hessian, jacobian, jvp, vjp
 from matrixcalculus.api.compiling import codegen, compile
+from matrixcalculus.api.equality import Comparison, equal
 from matrixcalculus.api.expression import Expression, Variable, matrix, parse, scalar, vector
 from matrixcalculus.errors import (
     DerivativeError,
@@ -21,8 +22,11 @@ from matrixcalculus.errors import (
     ShapeError,
 )
 from matrixcalculus.limits import Limits, current_limits, resource_limits
+from matrixcalculus.numeric.check import CheckResult
 
 __all__ = [
+    "CheckResult",
+    "Comparison",
     "DerivativeError",
     "EvaluationError",
     "Expression",
@@ -32,10 +36,12 @@ __all__ = [
     "ParseError",
     "ShapeError",
     "Variable",
+    "check",
     "codegen",
     "compile",
     "current_limits",
     "derivative",
+    "equal",
     "gradient",
     "hessian",
     "jacobian",

@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from matrixcalculus.api.calculus import derivative
+from matrixcalculus.api.calculus import LAYOUTS, check, derivative, is_row, jvp, vjp
+from matrixcalculus.api.equality import equal
 from matrixcalculus.api.expression import Expression, parse
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError
 from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import Limits, current_limits, limit_error, resource_limits
-from matrixcalculus.numeric.check import CheckResult, check_derivative, random_values
+from matrixcalculus.numeric.check import CheckResult, derivative_label, random_values
 from matrixcalculus.render.printing import LATEX, TEXT, free_indices, with_bindings
 
 
@@ -59,7 +60,7 @@ def _describe(expr: Expression) -> list[str]:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is our one-line error (main prints it), not usage + exit."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise MatrixCalculusError(f"{message} (see matrixcalculus --help)")
 
 
@@ -92,11 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         '  matrixcalculus "x\'*A*x" --wrt x\n'
         '  matrixcalculus "0.5*norm2(W*x - t)^2" --wrt W --check\n'
         '  matrixcalculus "x\'*A*x" --wrt x --order 2 --types A=symmetric\n'
+        '  matrixcalculus "w\'*x" --wrt w --layout numerator\n'
+        '  matrixcalculus "x\'*A*x" --wrt x --compare "2*A*x"\n'
+        '  matrixcalculus "A*x" --wrt A --vjp g\n'
         '  matrixcalculus "x\'*A*x" --evaluate',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "expression", help='the expression, e.g. "x\'*A*x" or "norm2(W*x - t)^2/2"; - reads it from standard input'
+        "expression",
+        nargs="?",
+        help='the expression, e.g. "x\'*A*x" or "norm2(W*x - t)^2/2"; - reads it from standard input',
     )
     p.add_argument(
         "--wrt",
@@ -108,9 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, default=1, help="order of the derivative (1; 2 for a Hessian)")
     p.add_argument(
         "--layout",
-        choices=("numerator", "denominator"),
-        default="numerator",
-        help="numerator: shape f x wrt (default); denominator: wrt x f",
+        choices=LAYOUTS,
+        default="shape",
+        help="shape: f.shape + wrt.shape, a gradient has its variable's shape (default); numerator: the "
+        "tutorials' numerator layout (a scalar by a vector is a row x', by an m x n matrix n x m); "
+        "denominator: its transpose",
+    )
+    p.add_argument(
+        "--vjp",
+        metavar="NAME",
+        help="print the vector-Jacobian product with a cotangent NAME of f's shape, instead of the derivative",
+    )
+    p.add_argument(
+        "--jvp",
+        metavar="NAME",
+        help="print the Jacobian-vector product along a tangent NAME of the variable's shape, not the derivative",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="EXPRESSION",
+        help="say whether the derivative (without --wrt: the expression) equals EXPRESSION; exit 1 when not",
     )
     p.add_argument(
         "--types",
@@ -149,8 +172,30 @@ def run(argv: Sequence[str] | None = None) -> tuple[str, int]:
         # An expression such as -x^2 is not an option: read it as the positional argument.
         argv = [*argv[1:], "--", argv[0]]
     args = build_parser().parse_args(argv)
+    _expression_among_types(args)
     with resource_limits(**_limits(args.limit)):
         return _run(args)
+
+
+def _is_declaration(item: str) -> bool:
+    """``A=symmetric`` or ``W=3x4,x=5``: NAME=TYPE parts, as --types takes them."""
+    parts = [part for part in item.split(",") if part.strip()]
+    for part in parts:
+        name, sep, spec = part.partition("=")
+        if not sep or not name.strip().isidentifier() or not spec.strip().replace(" ", "").isalnum():
+            return False
+    return bool(parts)
+
+
+def _expression_among_types(args: argparse.Namespace) -> None:
+    """``--types A=symmetric "x'*A*x"``: --types takes several words, so it takes the expression
+    too; the last word that is not NAME=TYPE is the expression (the others stay, to be reported)."""
+    if args.expression is not None:
+        return
+    others = [k for k, item in enumerate(args.types) if not _is_declaration(item)]
+    if not others:
+        raise MatrixCalculusError("no expression given (see matrixcalculus --help)")
+    args.expression = args.types.pop(others[-1])
 
 
 def _read_expression(text: str) -> str:
@@ -205,16 +250,20 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
             except EvaluationError as exc:
                 raise _at_random_inputs(args, exc) from None
             lines += _value_lines(value)
+        if args.compare is not None:
+            status = _compare(args, [expr], types, lines)
         return "\n".join(lines), status
+    if args.vjp or args.jvp:
+        return _products(args, expr, wrt, types, style)
     results = derivative(expr, wrt, types=types, order=args.order, layout=args.layout)
     assert isinstance(results, tuple)
     reserved = set(expr.variables) | {v for r in results for v in r.variables}
     matrix_results = [r for r in results if r.node.rank <= 2]
-    texts, bindings = with_bindings([r.node for r in matrix_results], reserved, style)
+    rows = frozenset(r.node for r in matrix_results if r._form == "r")
+    texts, bindings = with_bindings([r.node for r in matrix_results], reserved, style, rows=rows)
     printed = dict(zip([id(r) for r in matrix_results], texts, strict=True))
-    mark = "^2" if args.order == 2 else "" if args.order == 1 else f"^{args.order}"
     for name, result in zip(wrt, results, strict=True):
-        label = f"d{mark}f/d{name}{mark}" if args.order > 1 else f"df/d{name}"
+        label = derivative_label(name, args.order)
         if result.node.rank > 2:
             free = ",".join(free_indices(result.node))
             lines.append(f"{label}[{free}] = {result.index_notation() if not args.latex else result.latex()}")
@@ -225,52 +274,89 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     if bindings:
         lines.append("where")
         lines += [f"  {name} = {text}" for name, text in bindings]
+    lines += _absent(expr, wrt)
     lines.append(f"f = {expr.latex() if args.latex else expr}")
     lines += _describe(expr)
     for name, result in zip(wrt, results, strict=True):
-        lines.append(f"  shape of df/d{name}: {g.shape_text(result.shape)} ({args.layout} layout)")
+        lines.append(f"  shape of {derivative_label(name, args.order)}: {_layout_text(expr, result, args.layout)}")
     if args.check:
-        values = random_values(expr.node_variables(), args.size, args.seed)
+        values = random_values(expr.node_variables(), args.size, args.seed, within=expr.node)
         for name, result in zip(wrt, results, strict=True):
             try:
-                report = check(expr, name, result, values, args.order, args.layout, types)
+                report = check(expr, name, result, types=types, order=args.order, layout=args.layout, values=values)
             except EvaluationError as exc:
                 raise _at_random_inputs(args, exc) from None
+            assert isinstance(report, CheckResult)
             lines.append(f"  check: {report}")
             status = status or (0 if report.ok else 1)
+    if args.compare is not None:
+        status = _compare(args, results, types, lines) or status
     return "\n".join(lines), status
 
 
-def check(
-    expr: Expression,
-    name: str,
-    result: Expression,
-    values: dict[str, np.ndarray],
-    order: int,
-    layout: str,
-    types: dict[str, Any],
-) -> CheckResult:
-    """Finite-difference check of one printed derivative (numerator layout internally)."""
-    from matrixcalculus.transform.differentiation import to_denominator
+def _layout_text(expr: Expression, result: Expression, layout: str) -> str:
+    """``m x n (shape layout)``; a vector in the tutorials' layouts as the matrix it is there:
+    ``1 x n (numerator layout: a row)``, ``m x 1 (numerator layout: a column)``."""
+    shape = g.shape_text(result.shape)
+    if result.node.rank == 1 and layout != "shape":
+        length = g.dim_text(result.shape[0])
+        if is_row(expr.node.rank, result.node.rank, layout):
+            return f"1 x {length} ({layout} layout: a row)"
+        return f"{length} x 1 ({layout} layout: a column)"
+    return f"{shape} ({layout} layout)"
 
-    variables = expr.node_variables()
-    if name not in variables:
-        var = result.variables[name].node if name in result.variables else None
-        if var is None:
-            raise MatrixCalculusError(f"{name} does not occur; nothing to check")
-        variables = {**variables, name: var}
-        values = {**values, **random_values({name: var}, 3, 1)}
-    wrt = variables[name]
-    node = result.node
-    if layout == "denominator":
-        # Undo the layout: the check works in numerator layout.
-        node = to_denominator(node, wrt.rank * order)
-    lower = None
-    if order >= 2:
-        first = derivative(expr, name, types=types, order=order - 1)
-        assert isinstance(first, Expression)
-        lower = first.node
-    return check_derivative(expr.node, node, wrt, values, order, lower)
+
+def _absent(expr: Expression, wrt: Sequence[str]) -> list[str]:
+    """A notice for each variable that does not occur in f (a misspelt name?): its derivative is zero."""
+    return [
+        f"  notice: {name} does not occur in {expr}, so its derivative is zero (a misspelt name?)"
+        for name in wrt
+        if name not in expr.variables
+    ]
+
+
+def _compare(args: argparse.Namespace, results: Sequence[Expression], types: dict[str, Any], lines: list[str]) -> int:
+    """``--compare``: the one derivative (or the expression) against the expression given; 1 if unequal."""
+    if len(results) != 1:
+        raise MatrixCalculusError(f"--compare compares one result, but there are {len(results)} (one --wrt)")
+    comparison = equal(results[0], args.compare, types=types, seed=args.seed)
+    lines.append(f"compare: {comparison}")
+    return 0 if comparison.equal else 1
+
+
+def _products(
+    args: argparse.Namespace, expr: Expression, wrt: Sequence[str], types: dict[str, Any], style: Any
+) -> tuple[str, int]:
+    """``--vjp g`` / ``--jvp V``: the vector-Jacobian or Jacobian-vector product, never the Jacobian."""
+    if args.vjp and args.jvp:
+        raise MatrixCalculusError("--vjp and --jvp: give one of them")
+    if args.order != 1:
+        raise MatrixCalculusError("--vjp and --jvp are products with the first derivative; leave out --order")
+    if args.check or args.compare is not None:
+        raise MatrixCalculusError("--check and --compare work on derivatives; leave out --vjp/--jvp to use them")
+    lines: list[str] = []
+    if args.vjp:
+        found = vjp(expr, wrt, args.vjp, types=types)
+        assert isinstance(found, tuple)
+        for name, result in zip(wrt, found, strict=True):
+            text = result.latex() if args.latex else str(result)
+            lines.append(f"vjp of f w.r.t. {name} with cotangent {args.vjp} = {text}")
+        seed_line = f"  {args.vjp}: the cotangent, of f's shape ({g.shape_text(expr.shape) or 'scalar'})"
+    else:
+        if len(wrt) != 1:
+            raise MatrixCalculusError(
+                f"--jvp is a product along one variable's tangent; give one --wrt, not {len(wrt)}"
+            )
+        result = jvp(expr, wrt[0], args.jvp, types=types)
+        text = result.latex() if args.latex else str(result)
+        lines.append(f"jvp of f w.r.t. {wrt[0]} along {args.jvp} = {text}")
+        shape = result.variables[args.jvp].shape if args.jvp in result.variables else ()
+        seed_line = f"  {args.jvp}: the tangent, of {wrt[0]}'s shape ({g.shape_text(shape) or 'scalar'})"
+    lines += _absent(expr, wrt)
+    lines.append(f"f = {expr.latex() if args.latex else expr}")
+    lines += _describe(expr)
+    lines.append(seed_line)
+    return "\n".join(lines), 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

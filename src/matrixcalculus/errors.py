@@ -26,6 +26,9 @@ class MatrixCalculusError(ValueError):
     ``text`` and ``column`` (1-based) are set when the error points into an input expression.
     """
 
+    # The resource limit that was exceeded (limits.py sets it), None for an error of the input.
+    limit: str | None = None
+
     def __init__(self, message: str, *, text: str | None = None, column: int | None = None):
         self.message = message
         self.text = text

@@ -102,7 +102,7 @@ def limit_error(error: type[E], name: str, what: str, **where: Any) -> E:
     """An error of class ``error`` for the exceeded limit ``name``; ``.limit`` names it (the command
     line tells these apart from errors of the input itself)."""
     exc = error(exceeded(name, what), **where)
-    exc.limit = name  # type: ignore[attr-defined]
+    exc.limit = name
     return exc
 
 
@@ -118,16 +118,25 @@ def check_array(shape: tuple[int, ...], what: str) -> None:
 
 
 def _bytes(n: int) -> str:
+    if n >= 10**15:  # integer arithmetic only: a size such as eye(1e308) is beyond float division
+        digits = str(n)
+        return f"about {digits[0]}.{digits[1:3]}e{len(digits) - 1} bytes"
     for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if n >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{n} bytes"
 
 
-def check_nodes(roots: Sequence[Any], what: str, error: type[MatrixCalculusError] = MatrixCalculusError) -> None:
-    """Refuse a graph of more than ``max_nodes`` nodes."""
+def check_nodes(roots: Sequence[Any], what: str, error: type[MatrixCalculusError] = MatrixCalculusError) -> int:
+    """Refuse a graph of more than ``max_nodes`` nodes; returns how many it has."""
     from matrixcalculus.ir.graph import postorder  # the graph module is a later stage than this one
 
     count = len(postorder(*roots))
+    check_count(count, what, error)
+    return count
+
+
+def check_count(count: int, what: str, error: type[MatrixCalculusError] = MatrixCalculusError) -> None:
+    """Refuse ``count`` nodes (counted by the caller) if over ``max_nodes``."""
     if count > current_limits().max_nodes:
         raise limit_error(error, "max_nodes", f"{what} has {count:,} nodes")

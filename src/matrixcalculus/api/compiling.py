@@ -73,7 +73,8 @@ def codegen(
     dimension is taken as 1000.
     """
     roots, _groups, variables, _, _labels = _plan(f, wrt, derivatives, types)
-    return generate(roots, variables, backend, dict(sizes or {}), dense=dense).source
+    guide: dict[g.Dim, int] = {d: size for d, size in (sizes or {}).items()}
+    return generate(roots, variables, backend, guide, dense=dense).source
 
 
 def compile(

@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from matrixcalculus.compile.emit import emit, helpers_in
+from matrixcalculus.compile.emit import emit
 from matrixcalculus.compile.plan import Structure, plan
 from matrixcalculus.compile.statements import Block, Factors, live
 from matrixcalculus.errors import MatrixCalculusError
 from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.ir.registry import fill
 
 __all__ = ["DIALECTS", "Dialect", "Program", "Structure", "generate"]
 
@@ -44,8 +46,17 @@ class Dialect:
 
     def requires(self, name: str) -> frozenset[str]:
         """The helpers (keys of :meth:`helpers`) that a call of the function ``name`` needs: those
-        its spelling calls."""
-        return helpers_in(self.call(name, "x"), tuple(self.helpers()))
+        its record declares for this dialect and its spelling here calls (jax spells softmax
+        ``jax.nn.softmax``, so the default ``_softmax`` is not needed there).
+
+        >>> sorted(DIALECTS["dask"].requires("kron")), sorted(DIALECTS["numpy"].requires("kron"))
+        (['_kron'], [])
+        """
+        record = FUNCTIONS.get(name)
+        if record is None:
+            raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
+        spelling = record.spelling(self.name) or ""
+        return frozenset(h for h in record.helper_sources(self.name) if f"{h}(" in spelling)
 
     def sum(self, x: str, axes: Sequence[int]) -> str:
         axes = tuple(axes)
@@ -84,34 +95,13 @@ class Dialect:
     def indicator(self, comparison: str) -> str:
         return f"xp.asarray({comparison}, dtype=xp.float64)"
 
-    def call(self, name: str, x: str) -> str:
-        simple = {"exp", "log", "sin", "cos", "tan", "tanh", "sqrt", "abs", "sign", "arcsin", "arccos", "arctan"}
-        if name in simple:
-            return f"xp.{name}({x})"
-        if name == "relu":
-            return f"xp.maximum({x}, 0.0)"
-        if name == "sigmoid":
-            # 1/(1 + exp(-x)) = (1 + tanh(x/2))/2: one transcendental, no overflow.
-            return f"0.5 * (1.0 + xp.tanh(0.5 * {x}))"
-        if name == "softplus":
-            return f"xp.logaddexp(0.0, {x})"
-        if name == "det":
-            return f"xp.linalg.det({x})"
-        if name == "logdet":
-            # log|det| alone would be a wrong number for a negative determinant: + log(sign) makes
-            # it nan (and -inf for a singular matrix), which the finite check then reports.
-            return f"_logdet({x})"
-        if name == "inv":
-            return f"xp.linalg.inv({x})"
-        if name == "norm1":
-            return f"xp.sum(xp.abs({x}))"
-        if name == "norm2":
-            return f"xp.sqrt(xp.sum({x} * {x}))"
-        if name == "logsumexp":
-            return f"_logsumexp({x})"
-        if name == "softmax":
-            return f"_softmax({x})"
-        raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
+    def call(self, name: str, *args: str) -> str:
+        """``name(args...)`` by the spelling the function's registry record gives this dialect."""
+        record = FUNCTIONS.get(name)
+        template = None if record is None else record.spelling(self.name)
+        if template is None:
+            raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
+        return fill(template, args)
 
     def scalar(self, value: str) -> str:
         """A number literal as a 0-d array: arithmetic on two Python floats raises (``1.0 / 0.0``,
@@ -119,23 +109,12 @@ class Dialect:
         return f"xp.asarray({value}, dtype=xp.float64)"
 
     def helpers(self) -> dict[str, list[str]]:
-        """Module-level helper functions by name (emitted only when the body calls them)."""
+        """Module-level helper functions by name (emitted only when the body calls them): those the
+        registry records give this dialect's spellings."""
         return {
-            "_logdet": [
-                "def _logdet(x):",
-                "    sign, logabs = xp.linalg.slogdet(x)",
-                "    return logabs + xp.log(sign)",
-            ],
-            "_logsumexp": [
-                "def _logsumexp(x):",
-                "    top = xp.max(x)",
-                "    return top + xp.log(xp.sum(xp.exp(x - top)))",
-            ],
-            "_softmax": [
-                "def _softmax(x):",
-                "    e = xp.exp(x - xp.max(x))",
-                "    return e / xp.sum(e)",
-            ],
+            helper: source.splitlines()
+            for record in FUNCTIONS.values()
+            for helper, source in record.helper_sources(self.name).items()
         }
 
 
@@ -154,24 +133,6 @@ class DaskDialect(Dialect):
     def trace(self, x: str) -> str:
         return f"xp.sum(xp.diagonal({x}))"
 
-    def call(self, name: str, x: str) -> str:
-        if name in ("det", "logdet"):
-            # dask has no determinant: the factorisation runs in memory (a small square matrix).
-            inner = f"np.asarray({x})"
-            return f"np.linalg.det({inner})" if name == "det" else f"_logdet({inner})"
-        return super().call(name, x)
-
-    def helpers(self) -> dict[str, list[str]]:
-        # The factorisation runs in NumPy: its sign and logarithm are NumPy numbers.
-        return {
-            **super().helpers(),
-            "_logdet": [
-                "def _logdet(x):",
-                "    sign, logabs = np.linalg.slogdet(x)",
-                "    return logabs + np.log(sign)",
-            ],
-        }
-
 
 class JaxDialect(Dialect):
     name = "jax"
@@ -179,15 +140,6 @@ class JaxDialect(Dialect):
 
     def header(self) -> list[str]:
         return ["import jax", "import jax.numpy as xp"]
-
-    def call(self, name: str, x: str) -> str:
-        if name == "sigmoid":
-            return f"jax.nn.sigmoid({x})"
-        if name == "logsumexp":
-            return f"jax.nn.logsumexp({x})"
-        if name == "softmax":
-            return f"jax.nn.softmax({x})"
-        return super().call(name, x)
 
 
 class TorchDialect(Dialect):
@@ -231,32 +183,8 @@ class TorchDialect(Dialect):
     def indicator(self, comparison: str) -> str:
         return f"({comparison}).to(torch.float64)"
 
-    def call(self, name: str, x: str) -> str:
-        if name == "relu":
-            return f"torch.relu({x})"
-        if name == "sigmoid":
-            return f"torch.sigmoid({x})"
-        if name == "softplus":
-            return f"torch.nn.functional.softplus({x})"
-        if name == "logsumexp":
-            return f"torch.logsumexp({x}, dim=0)"
-        if name == "softmax":
-            return f"torch.softmax({x}, dim=0)"
-        if name == "norm1":
-            return f"torch.sum(torch.abs({x}))"
-        return super().call(name, x)
-
     def scalar(self, value: str) -> str:
         return f"torch.tensor({value}, dtype=torch.float64, device=_device)"
-
-    def helpers(self) -> dict[str, list[str]]:
-        return {
-            "_logdet": [
-                "def _logdet(x):",
-                "    sign, logabs = torch.linalg.slogdet(x)",
-                "    return logabs + torch.log(sign)",
-            ]
-        }
 
 
 DIALECTS: dict[str, Dialect] = {

@@ -17,21 +17,27 @@ functions the block calls, as the dialect spells them.
 
 from __future__ import annotations
 
-import ast
-import functools
 import keyword
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from matrixcalculus.compile.statements import Block, Factors, Lit, Operand, Statement, Value, number_text
+from matrixcalculus.ir.registry import helper_names
 
 if TYPE_CHECKING:
     from matrixcalculus.compile.codegen import Dialect
 
-# Identifiers the generated module defines or imports: a user's variable never takes one of them
-# (nor the name of a helper function of the dialect).
-_INTERNAL = frozenset({"xp", "np", "jax", "torch", "_device", "_logdet", "_logsumexp", "_softmax"})
+# Identifiers the generated module defines or imports: a user's variable never takes one of them.
+# The module's own names: its imports and the helper functions any record's spelling may define
+# (a user variable named _erf must not hide the helper erf(x) calls).
+_MODULE_NAMES = frozenset({"xp", "np", "jax", "torch", "_device"})
+
+
+def _internal() -> frozenset[str]:
+    """The reserved identifiers of a generated module, read when a module is emitted (a record
+    registered later reserves its helpers too)."""
+    return _MODULE_NAMES | helper_names()
 
 
 def _safe_identifier(name: str) -> bool:
@@ -102,20 +108,12 @@ def emit(block: Block, dialect: Dialect, function: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@functools.lru_cache(maxsize=1024)
-def helpers_in(spelling: str, helpers: tuple[str, ...]) -> frozenset[str]:
-    """The helper functions that a dialect's spelling of a call calls (read with ``ast``; cached:
-    a module calls few functions, and the same ones again and again)."""
-    calls = [n.func for n in ast.walk(ast.parse(spelling)) if isinstance(n, ast.Call)]
-    return frozenset(f.id for f in calls if isinstance(f, ast.Name)) & frozenset(helpers)
-
-
 class _Printer:
     """Names every value of a block and spells its statements with a dialect."""
 
     def __init__(self, block: Block, dialect: Dialect):
         self.d = dialect
-        names = _Names(_INTERNAL | set(dialect.helpers()))
+        names = _Names(_internal() | set(dialect.helpers()))
         self.names: dict[Value, str] = {}
         # User names first (they read as typed where they can), then sizes, then temporaries.
         renamed = names.variables([str(v.key) for v in block.arguments])
@@ -157,7 +155,13 @@ class _Printer:
         args = [self.operand(a) for a in op.args]
         name = op.name
         if name == "call":
-            return d.call(str(op.params[0]), self.operand(op.args[0], array=True))
+            # A whole-number axis (params (name, dim)) is the spelling's last slot, as in printing.
+            extra = [str(p) for p in op.params[1:]]
+            return d.call(str(op.params[0]), *(self.operand(a, array=True) for a in op.args), *extra)
+        if name == "scalar":
+            return d.scalar(args[0])
+        if name == "reshape":
+            return f"xp.reshape({self.operand(op.args[0], array=True)}, {self.shape(op.params[0])})"  # type: ignore[arg-type]
         if name == "matmul":
             return f"({args[0]} @ {args[1]})"
         if name == "mul":
@@ -199,4 +203,7 @@ class _Printer:
             return d.full(self.shape(op.params[0]), args[0])  # type: ignore[arg-type]
         if name == "size":
             return f"{args[0]}.shape[{op.params[0]}]"
+        if name == "product":
+            (scale,) = op.params
+            return "(" + " * ".join(([str(scale)] if scale != 1 else []) + args) + ")"
         raise AssertionError(f"no spelling for {name}")  # pragma: no cover - OPS is closed

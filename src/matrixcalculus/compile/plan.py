@@ -53,7 +53,11 @@ class Structure:
         """In words, with the arrays called ``names``: ``2.0 * eye(m)[0,2] * t3[1,3]``."""
         parts = []
         for (kind, ref), axes in self.factors:
-            base = f"eye({ref})" if kind == "eye" else names[int(ref)]
+            if kind == "eye":
+                base = f"eye({ref})"
+            else:
+                assert isinstance(ref, int), "an array factor is numbered"
+                base = names[ref]
             parts.append(f"{base}[{','.join(map(str, axes))}]")
         return f"{self.coeff} * " + " * ".join(parts)
 
@@ -88,7 +92,7 @@ class _Planner:
         self.sizes = sizes
         self.values: dict[g.Node, _Array] = {}
         self.variables: dict[str, Value] = {}
-        self.dims: dict[str, Value] = {}
+        self.dims: dict[g.Dim, Value] = {}
         self.uses: dict[g.Node, int] = {}
         self.roots: set[g.Node] = set()
 
@@ -96,8 +100,14 @@ class _Planner:
         for v in variables:
             self.variables[v.name] = self.block.argument(v.name, v.shape)
         order = g.postorder(*roots)
-        # Symbolic dimensions are read off the arguments' shapes.
-        for d in sorted({d for node in order for d in node.shape if isinstance(d, str)}):
+        # Symbolic dimensions are read off the arguments' shapes (a product m*p from its factors').
+        named = {
+            name
+            for node in order
+            for d in node.shape + ((node.dim,) if isinstance(node, g.DimSize) else ())
+            for name in g.dim_names(d)
+        }
+        for d in sorted(named):
             source = next(((v, axis) for v in variables for axis, vd in enumerate(v.shape) if vd == d), None)
             if source is None:
                 raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
@@ -126,12 +136,15 @@ class _Planner:
     def size(self, dims: Sequence[g.Dim]) -> int:
         total = 1
         for d in dims:
-            total *= self.sizes.get(d, 1000) if not isinstance(d, int) else d
+            total *= g.dim_size(d, lambda name: self.sizes.get(name, 1000))
         return total
 
     def dim(self, d: g.Dim) -> int | Value:
         if isinstance(d, int):
             return d
+        if isinstance(d, g.DimProduct) and d not in self.dims and all(f in self.dims for f in d.factors):
+            # Its size is a statement of its own (named once), read off its factors' sizes.
+            self.dims[d] = self.block.product(d, [self.dims[f] for f in d.factors])
         if d not in self.dims:
             raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
         return self.dims[d]
@@ -149,6 +162,14 @@ class _Planner:
             return _Array(View(self.variables[node.name]), rank_labels)
         if isinstance(node, g.Const):
             return _Array(literal(node.value), ())
+        if isinstance(node, g.DimSize):
+            # The size the function read off an argument's shape, as a float64 0-d array.
+            size = self.dim(node.dim)
+            if isinstance(size, int):
+                return _Array(literal(Fraction(size)), ())
+            return _Array(self.assign("scalar", [View(size)], ()), ())
+        if isinstance(node, g.Reshape):
+            return _Array(self.assign("reshape", [args[0].operand], node.shape, self.shape(node.shape)), rank_labels)
         if isinstance(node, g.Delta):
             return _Array(self.assign("eye", [], node.shape, self.dim(node.params[0])), (0, 1))
         if isinstance(node, g.Ones | g.Zeros):
@@ -162,7 +183,10 @@ class _Planner:
             a, b = args
             return _Array(self.assign("compare", [a.operand, b.operand], node.shape, node.op), rank_labels)
         if isinstance(node, g.Function):
-            return _Array(self.assign("call", [args[0].operand], node.shape, node.name), rank_labels)
+            # params (name,) or (name, axis). An argument the spelling reads twice (norm2's
+            # sqrt(sum(x * x))) is a value or view here, so it is computed once in any case.
+            operands = [a.operand for a in args]
+            return _Array(self.assign("call", operands, node.shape, *node.params), rank_labels)
         if isinstance(node, g.Contract):
             return self.contract(node, args)
         raise MatrixCalculusError(f"no code for {type(node).__name__}")  # pragma: no cover
@@ -563,7 +587,7 @@ class _Network:
     def searched(self, method: str) -> Tree:
         """The tree of ``opt_einsum``'s path search ``method`` (its path lists positions in a list
         of operands from which each step removes its operands and appends their product)."""
-        import opt_einsum  # type: ignore[import-untyped]
+        import opt_einsum
 
         symbol = opt_einsum.get_symbol
         spec = ",".join("".join(symbol(lab) for lab in labs) for labs in self.labels)

@@ -62,13 +62,15 @@ class CompiledDerivatives:
         shape: dict[int, int] = {}
         for (kind, ref), axes in structure.factors:
             if kind == "eye":
-                n = ref if isinstance(ref, int) else sizes[ref]
+                n = g.dim_size(ref, sizes.__getitem__)  # a product (eye(m*p)) by its factors' sizes
                 factors.append((("eye", n), axes))
                 shape.update({a: n for a in axes})
-            else:
-                array = xp.asarray(item[int(ref)])
+            elif isinstance(ref, int):  # ("array", k): the k-th array returned for this output
+                array = xp.asarray(item[ref])
                 factors.append((array, axes))
                 shape.update(zip(axes, tuple(array.shape), strict=True))
+            else:  # pragma: no cover - code generation makes no other factor
+                raise AssertionError(f"an array factor is numbered, not {ref!r}")
         result = Factored(structure.coeff, factors, tuple(shape[k] for k in range(len(shape))), xp)
         return result.dense() if self.dense else result
 
@@ -147,7 +149,8 @@ class CompiledDerivatives:
                 {
                     n.name
                     for n in g.postorder(*self.roots)
-                    if isinstance(n, g.Function) and n.name in ("inv", "det", "logdet")
+                    # The functions of a square matrix are the ones that factor it.
+                    if isinstance(n, g.Function) and "square" in n.record.arguments
                 }
             )
             raise EvaluationError(f"{' or '.join(names) or 'a matrix function'} of a singular matrix: {exc}") from None

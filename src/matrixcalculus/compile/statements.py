@@ -32,7 +32,7 @@ from matrixcalculus.ir import graph as g
 # for operands ``a, b, ...`` and ``params``.
 OPS = frozenset(
     {
-        "call",  # params (function name,): the function record ``name`` applied to a
+        "call",  # params (function name,) or (name, axis): the function record ``name`` applied to a, b, ...
         "matmul",  # a @ b (a and b of rank 1 or 2; a transposed operand is a view)
         "mul",  # a * b * ... with broadcasting (views carry the new axes)
         "add",  # params (negative flags,): a + b - c ... with broadcasting
@@ -49,6 +49,9 @@ OPS = frozenset(
         "zeros",  # params (shape,)
         "full",  # params (shape,): an array of copies of the scalar a
         "size",  # params (axis,): the length of axis ``axis`` of the argument a
+        "product",  # params (scale,): the size scale * a * b * ... (a product dimension, kron's m*p)
+        "scalar",  # the size a (a Python int) as a float64 0-d array: a dimension as a value
+        "reshape",  # params (shape,): the entries of a read in row-major order into ``shape``
     }
 )
 
@@ -196,6 +199,12 @@ class Block:
     def size(self, dim: g.Dim, source: Value, axis: int) -> Value:
         value = Value("size", str(dim), ())
         self.sizes.append(Statement(value, Op("size", (View(source),), (axis,))))
+        return value
+
+    def product(self, dim: g.DimProduct, factors: Sequence[Value]) -> Value:
+        """The size of the product dimension ``dim`` from the sizes of its factors."""
+        value = Value("size", "_".join(dim.factors) if dim.scale == 1 else f"{dim.scale}_{'_'.join(dim.factors)}", ())
+        self.sizes.append(Statement(value, Op("product", tuple(View(f) for f in factors), (dim.scale,))))
         return value
 
     def assign(self, op: Op, shape: tuple[g.Dim, ...]) -> Value:

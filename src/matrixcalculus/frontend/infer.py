@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from matrixcalculus.errors import InferenceError, ParseError, ShapeError
 from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten
 from matrixcalculus.ir import graph as g
-from matrixcalculus.ir.functions import RULES
-
-TypeSpec = str | tuple
+from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.ir.registry import ARGUMENT_KINDS, FunctionRecord
 
 _KIND_WORDS = {
     "scalar": "scalar",
@@ -45,7 +45,19 @@ _KIND_WORDS = {
     "symmetric matrix": "symmetric",
     "sym": "symmetric",
 }
-_DIM_POOL = ("n", "m", "p", "q", "r", "s", "k", "l", "t", "u", "v", "w")
+# The one pool of names for dimensions nobody named, in the order they are handed out.
+DIMENSION_NAMES = ("n", "m", "p", "q", "r", "s", "k", "l", "t", "u", "v", "w")
+
+
+def fresh_dimension_names(taken: Container[str] = ()) -> Iterator[str]:
+    """Names for new dimensions: :data:`DIMENSION_NAMES`, then ``n1, n2, ...``, skipping ``taken``.
+
+    >>> list(itertools.islice(fresh_dimension_names({"m"}), 3))
+    ['n', 'p', 'q']
+    """
+    return (d for d in itertools.chain(DIMENSION_NAMES, (f"n{i}" for i in itertools.count(1))) if d not in taken)
+
+
 _MAX_CHECKS = 4000
 
 
@@ -90,17 +102,35 @@ class _Mismatch(Exception):
         self.ast = ast
 
 
+@dataclass(frozen=True)
+class _Product:
+    """A dimension class that is the product of other classes (by index): kron's ``m*p``."""
+
+    factors: tuple[int, ...]
+
+
 class _Dims:
-    """Union-find over dimension variables; a class may be fixed to an int or a user's name."""
+    """Union-find over dimension variables; a class may be fixed to an int, a user's name, or a
+    product of other classes.
+
+    Two products unify factor by factor when they have as many factors (``kron(A, B) + kron(C, D)``
+    makes C like A and D like B) unless they are already equal. An equality between a product
+    and a number or a name (``kron(A, B)*x`` with x of length 6) cannot be decided before the
+    factors are known: it is kept in ``deferred`` and checked when the whole expression is read.
+    """
 
     def __init__(self) -> None:
         self.parent: list[int] = []
-        self.fixed: list[g.Dim | None] = []
+        self.fixed: list[g.Dim | _Product | None] = []
+        self.deferred: list[tuple[int, int]] = []
 
-    def new(self, fixed: g.Dim | None = None) -> int:
+    def new(self, fixed: g.Dim | _Product | None = None) -> int:
         self.parent.append(len(self.parent))
         self.fixed.append(fixed)
         return len(self.parent) - 1
+
+    def product(self, *factors: int) -> int:
+        return self.new(_Product(tuple(factors)))
 
     def find(self, i: int) -> int:
         root = i
@@ -111,18 +141,74 @@ class _Dims:
         return root
 
     def value(self, i: int) -> g.Dim | None:
-        return self.fixed[self.find(i)]
+        """The dimension as far as it is known: None for a free class; a product shows its free
+        factors as ``?``."""
+        fixed = self.fixed[self.find(i)]
+        if isinstance(fixed, _Product):
+            return g.dim_product(*(self.resolve(f, lambda root: "?") for f in fixed.factors))
+        return fixed
+
+    def resolve(self, i: int, free: Callable[[int], g.Dim]) -> g.Dim:
+        """The dimension of class ``i``, with ``free(root)`` standing for each free class."""
+        root = self.find(i)
+        fixed = self.fixed[root]
+        if fixed is None:
+            return free(root)
+        if isinstance(fixed, _Product):
+            return g.dim_product(*(self.resolve(f, free) for f in fixed.factors))
+        return fixed
+
+    def _contains(self, product: int, root: int) -> bool:
+        """Whether class ``root`` is a factor of ``product`` (at any depth): m = m*p has no solution."""
+        stack = [product]
+        while stack:
+            top = self.find(stack.pop())
+            if top == root:
+                return True
+            fixed = self.fixed[top]
+            if isinstance(fixed, _Product):
+                stack.extend(fixed.factors)
+        return False
 
     def unify(self, a: int, b: int) -> bool:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
         fa, fb = self.fixed[ra], self.fixed[rb]
-        if fa is not None and fb is not None and fa != fb:
+        if fa is None or fb is None:
+            free, other = (ra, rb) if fa is None else (rb, ra)
+            if isinstance(self.fixed[other], _Product) and self._contains(other, free):
+                return False
+            self.parent[free] = other
+            return True
+        if isinstance(fa, _Product) or isinstance(fb, _Product):
+            return self._unify_products(ra, rb)
+        if fa != fb:
             return False
         self.parent[rb] = ra
-        self.fixed[ra] = fa if fa is not None else fb
         return True
+
+    def _unify_products(self, ra: int, rb: int) -> bool:
+        fa, fb = self.fixed[ra], self.fixed[rb]
+
+        def symbol(root: int) -> g.Dim:
+            return f"?{root}"
+
+        if self.resolve(ra, symbol) == self.resolve(rb, symbol):
+            self.parent[rb] = ra
+            return True
+        if isinstance(fa, _Product) and isinstance(fb, _Product) and len(fa.factors) == len(fb.factors):
+            for x, y in zip(fa.factors, fb.factors, strict=True):
+                if not self.unify(x, y):
+                    return False
+            self.parent[self.find(rb)] = self.find(ra)
+            return True
+        self.deferred.append((ra, rb))
+        return True
+
+    def settled(self, a: int, b: int) -> bool:
+        """A deferred equality, checked once everything is unified (free classes are unknowns)."""
+        return self.resolve(a, lambda root: f"?{root}") == self.resolve(b, lambda root: f"?{root}")
 
 
 # An mtype is the matrix-level type: ("s",), ("c", d), ("r", d) or ("m", d_rows, d_cols).
@@ -132,28 +218,35 @@ MType = tuple
 def _describe(t: MType, dims: _Dims) -> str:
     def dv(d: int) -> str:
         v = dims.value(d)
-        return "?" if v is None else str(v)
+        return "?" if v is None else g.dim_text(v)
 
     if t[0] == "s":
         return "a scalar"
     if t[0] in "cr":
         size = dims.value(t[1])
         word = "column" if t[0] == "c" else "row"
-        return f"a {word} vector" + ("" if size is None else f" of length {size}")
+        return f"a {word} vector" + ("" if size is None else f" of length {g.dim_text(size)}")
     if dims.value(t[1]) is None and dims.value(t[2]) is None:
         return "a matrix"
     return f"a {dv(t[1])}x{dv(t[2])} matrix"
 
 
 def _dim_walk(root: Ast) -> list[Ast]:
-    """Post-order of the syntax tree, iteratively, skipping the dimension arguments of eye/ones/zeros."""
+    """Post-order of the syntax tree, iteratively, skipping the dimension arguments of eye/ones/zeros.
+
+    Each node once: a tree with ``where`` bindings shares the bound subtrees (a DAG).
+    """
     order: list[Ast] = []
+    seen: set[int] = set()
     stack: list[tuple[Ast, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         if done:
             order.append(node)
             continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         stack.append((node, True))
         if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
             continue
@@ -181,14 +274,18 @@ class _Checker:
         kinds: Mapping[str, str],
         declared: Mapping[str, Declared],
         undeclared: frozenset[str],
+        dim_values: frozenset[str] = frozenset(),
     ):
         self.text = text
+        self.dim_values = dim_values
         self.order = order
         self.kinds = kinds
         self.declared = declared
         self.undeclared = undeclared
         self.dims = _Dims()
         self.named: dict[str, int] = {}
+        # Equalities of a product dimension with a number or a name, checked at the end of run().
+        self.deferred: list[tuple[int, int, Ast, Callable[[], str]]] = []
 
     def src(self, ast: Ast) -> str:
         if self.text is None:
@@ -204,8 +301,22 @@ class _Checker:
     def unify(self, a: int, b: int, ast: Ast, message: Callable[[], str]) -> None:
         # The message is built only on failure: building it quotes operand text, and doing that
         # for every node of a long sum would cost time quadratic in the text's length.
-        if not self.dims.unify(a, b):
+        if not self.unified(a, b, ast, message):
             raise _Mismatch(message(), ast)
+
+    def unified(self, a: int, b: int, ast: Ast, message: Callable[[], str]) -> bool:
+        """``dims.unify``, keeping an equality it defers with the node and message to report."""
+        before = len(self.dims.deferred)
+        ok = self.dims.unify(a, b)
+        for x, y in self.dims.deferred[before:]:
+            self.deferred.append((x, y, ast, message))
+        return ok
+
+    def dimension(self, arg: Ast) -> int:
+        """The dimension class of an argument of eye/ones/zeros: a name, a whole number or a product."""
+        if arg.op == "binary":
+            return self.dims.product(self.dimension(arg.args[0]), self.dimension(arg.args[1]))
+        return self.named_dim(arg.symbol if arg.op == "name" else int(arg.number))
 
     def run(self) -> _Checked:
         mt: dict[int, MType] = {}
@@ -219,6 +330,8 @@ class _Checker:
             loose[id(node)] = any(loose[id(c)] for c in node.args) if kids else False
             if node.op == "num":
                 t: MType = ("s",)
+            elif node.op == "name" and node.value in self.dim_values:
+                t = ("s",)  # the size of a named dimension (docs/conventions.md, "Dimensions")
             elif node.op == "name":
                 t = self.variable(node, var_dims)
                 loose[id(node)] = node.value in self.undeclared
@@ -241,11 +354,14 @@ class _Checker:
             else:
                 t = self.call(node, kids)
             mt[id(node)] = t
+        for x, y, ast, message in self.deferred:
+            if not self.dims.settled(x, y):
+                raise _Mismatch(message(), ast)
         deviations = sum(_deviation(name, self.kinds[name]) for name in self.undeclared)
         return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd)
 
     def variable(self, node: Ast, var_dims: dict[str, tuple[int, ...]]) -> MType:
-        name = node.value
+        name = node.symbol
         kind = self.kinds[name]
         if name not in var_dims:
             decl = self.declared.get(name)
@@ -268,7 +384,7 @@ class _Checker:
 
     def binary(self, node: Ast, a: MType, b: MType) -> tuple[MType, int | None]:
         """The type of ``a op b`` and which operand (0/1) was a broadcast scalar, if any."""
-        op = node.value
+        op = node.symbol
         la, lb = node.args
         col = node.column
         if op in ("+", "-", ".*", "./", ".^", ">", "<"):
@@ -349,25 +465,29 @@ class _Checker:
                 node,
             )
         da, db = inner
-        if not self.dims.unify(da, db):
+
+        def message() -> str:
             left = self.src(la)
             right = self.src(lb)
             ncols = self.dims.value(da)
             nrows = self.dims.value(db)
-            raise _Mismatch(
+            return (
                 f"shape mismatch at column {node.column}: {left} is {_describe(a, self.dims)} but {right} is "
-                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows",
-                node,
+                f"{_describe(b, self.dims)}; {left} has {ncols} columns and {right} has {nrows} rows"
             )
+
+        self.unify(da, db, node, message)
         return result
 
     def call(self, node: Ast, kids: list[MType]) -> MType:
-        name = node.value
+        name = node.symbol
         if name in DIMENSION_FUNCTIONS:
-            dims = [self.named_dim(arg.value if arg.op == "name" else int(arg.value)) for arg in node.args]
+            dims = [self.dimension(arg) for arg in node.args]
             if name == "eye":
                 return ("m", dims[0], dims[0])
             return ("c", dims[0]) if len(dims) == 1 else ("m", dims[0], dims[1])
+        if name in FUNCTIONS:
+            return self.registered(node, kids)
         (a,) = kids
         arg = node.args[0]
 
@@ -409,27 +529,47 @@ class _Checker:
                 ),
             )
             return ("c", a[1])
-        rule = RULES[name]
-        if rule.kind == "elementwise":
-            return a
-        if name in ("det", "logdet", "inv"):
-            need(a[0] == "m", "a square matrix")
-            self.unify(
-                a[1],
-                a[2],
-                node,
-                lambda: (
-                    f"{name} at column {node.column} needs a square matrix, but "
+        raise AssertionError(name)  # pragma: no cover - the parser knows no other function
+
+    def registered(self, node: Ast, kids: list[MType]) -> MType:
+        """The type of a call of a registry function, by its record's typing rule."""
+        record = FUNCTIONS[node.symbol]
+        for arg, a, kind in zip(node.args, kids, record.arguments, strict=False):
+
+            def failed(arg: Ast = arg, a: MType = a, kind: str = kind) -> str:
+                return (
+                    f"{record.name} at column {node.column} needs {ARGUMENT_KINDS[kind]}, but "
                     f"{self.src(arg)} is {_describe(a, self.dims)}"
-                ),
-            )
-            return a if name == "inv" else ("s",)
-        if name in ("norm1", "norm2"):
-            return ("s",)
-        if name in ("softmax", "logsumexp"):
-            need(a[0] in "cr", "a vector")
-            return a if name == "softmax" else ("s",)
-        raise AssertionError(name)  # pragma: no cover
+                )
+
+            ok = {
+                "any": True,
+                "scalar": a[0] == "s",
+                "vector": a[0] in "cr",
+                "matrix": a[0] == "m",
+                "square": a[0] == "m",
+            }[kind]
+            if not ok:
+                raise _Mismatch(failed(), node)
+            if kind == "square":
+                self.unify(a[1], a[2], node, failed)
+        if record.result == "product":
+            return self.product_of(record, node, kids)
+        return kids[0] if record.result == "same" else ("s",)
+
+    def product_of(self, record: FunctionRecord, node: Ast, kids: list[MType]) -> MType:
+        """A "product" result: ``kron(A, B)`` of m x n and p x q is (m*p) x (n*q); of two vectors
+        of one orientation, a vector of length m*p."""
+        first = kids[0]
+        if all(a[0] == first[0] for a in kids) and first[0] in "mcr":
+            return (first[0], *(self.dims.product(*axis) for axis in zip(*(a[1:] for a in kids), strict=True)))
+        given = " and ".join(
+            f"{self.src(arg)} is {_describe(a, self.dims)}" for arg, a in zip(node.args, kids, strict=True)
+        )
+        raise _Mismatch(
+            f"{record.name} at column {node.column} needs {record.product_arguments} of one orientation, but {given}",
+            node,
+        )
 
 
 def quote(text: str, ast: Ast, width: int = 40) -> str:
@@ -466,16 +606,27 @@ def _deviation(name: str, kind: str) -> int:
 
 def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) -> tuple[g.Node, dict[str, g.Var]]:
     """Type ``ast`` and build its graph; returns the root node and the variables by name."""
+    node, variables, _ = infer_with_form(ast, text, types)
+    return node, variables
+
+
+def infer_with_form(
+    ast: Ast, text: str | None, types: Mapping[str, Any] | None = None
+) -> tuple[g.Node, dict[str, g.Var], str]:
+    """:func:`infer`, plus the matrix-level form of the result: ``"s"`` (scalar), ``"c"`` (column
+    vector), ``"r"`` (row vector) or ``"m"`` (matrix); the graph alone does not tell ``x`` from
+    ``x'``, and the Python builders need that to type ``x.T @ A``."""
     if types is not None and not isinstance(types, Mapping):
         raise InferenceError(f"types is a mapping such as {{'A': 'symmetric matrix'}}, not {type(types).__name__}")
     declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
     if text is not None:
         text = flatten(text)  # the columns stay; carets line up under one line
     order = _dim_walk(ast)
+    dim_values = _dimension_values(order, declared)
     names: list[str] = []
     for node in order:
-        if node.op == "name" and node.value not in names:
-            names.append(node.value)
+        if node.op == "name" and node.value not in names and node.value not in dim_values:
+            names.append(node.symbol)
     forced = _forced_kinds(order, declared)
     undeclared = [n for n in names if n not in declared]
     free = [n for n in undeclared if n not in forced]
@@ -485,7 +636,7 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
     loose = frozenset(undeclared)
 
     def check(kinds: Mapping[str, str]) -> _Checked:
-        return _Checker(text, order, kinds, declared, loose).run()
+        return _Checker(text, order, kinds, declared, loose, dim_values).run()
 
     solutions: list[tuple[tuple[int, int, int], dict[str, str], _Checked]] = []
     first_error: _Mismatch | None = None
@@ -534,11 +685,35 @@ def infer(ast: Ast, text: str | None, types: Mapping[str, Any] | None = None) ->
             text=text,
             column=first.column if text else None,
         )
-    return _build(order, best_kinds, best, declared, names, text)
+    root, variables = _build(order, best_kinds, best, declared, names, text)
+    form: str = best.mtypes[id(order[-1])][0]
+    return root, variables, form
+
+
+def _dimension_values(order: list[Ast], declared: Mapping[str, Declared]) -> frozenset[str]:
+    """Names that read as the size of a dimension: a named dimension of the expression (in a
+    declared shape, ``types={"x": ("n",)}``, or an argument of eye/ones/zeros) used as a value,
+    and not itself declared a variable. ``sum(x)/n`` is then the mean of x."""
+    named: set[str] = set()
+    for decl in declared.values():
+        named.update(d for d in decl.shape or () if isinstance(d, str))
+    for node in order:
+        if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
+            stack = list(node.args)
+            while stack:
+                arg = stack.pop()
+                if arg.op == "name":
+                    named.add(arg.symbol)
+                stack.extend(arg.args)
+    used = {node.symbol for node in order if node.op == "name"}
+    return frozenset(name for name in named & used if name not in declared)
 
 
 def _kind_error(exc: _Mismatch) -> bool:
     return "cannot" in exc.message or "needs" in exc.message or "'^'" in exc.message
+
+
+_FORCED = {"matrix": "matrix", "square": "matrix", "scalar": "scalar"}
 
 
 def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[str, str]:
@@ -549,13 +724,17 @@ def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[st
         wanted: list[tuple[Ast, str]] = []
         if node.op == "binary" and node.value == "^":
             wanted = [(node.args[0], "scalar"), (node.args[1], "scalar")]
-        elif node.op == "call" and node.value in ("det", "logdet", "inv", "tr"):
+        elif node.op == "call" and node.value in FUNCTIONS:
+            # An argument that must be a matrix (or a scalar) makes a bare name one.
+            kinds = FUNCTIONS[node.symbol].arguments
+            wanted = [(a, _FORCED[k]) for a, k in zip(node.args, kinds, strict=False) if k in _FORCED]
+        elif node.op == "call" and node.value == "tr":
             wanted = [(node.args[0], "matrix")]
         elif node.op == "call" and node.value in ("vector", "matrix"):
             wanted = [(node.args[0], "scalar")]
         for arg, kind in wanted:
             if arg.op == "name" and arg.value not in declared:
-                forced.setdefault(arg.value, kind)
+                forced.setdefault(arg.symbol, kind)
     return forced
 
 
@@ -565,14 +744,17 @@ def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[st
 def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict[int, g.Dim]:
     dims = checked.dims
     taken = {v for v in dims.fixed if isinstance(v, str)} | var_names
-    pool = (d for d in itertools.chain(_DIM_POOL, (f"n{i}" for i in itertools.count(1))) if d not in taken)
+    pool = fresh_dimension_names(taken)
     resolved: dict[int, g.Dim] = {}
 
     def name_of(d: int) -> g.Dim:
         root = dims.find(d)
         if root not in resolved:
             fixed = dims.fixed[root]
-            resolved[root] = fixed if fixed is not None else next(pool)
+            if isinstance(fixed, _Product):
+                resolved[root] = g.dim_product(*(name_of(f) for f in fixed.factors))
+            else:
+                resolved[root] = fixed if fixed is not None else next(pool)
         return resolved[root]
 
     for name in names:
@@ -600,8 +782,13 @@ def _build(
         variables[name] = g.var(name, kinds[name], shape)
     nodes: dict[int, g.Node] = {}
     mt = checked.mtypes
-    # A chain a + b - c + ... is built once at its top as one sum: linear in its length.
-    inner_sums = {id(a.args[0]) for a in order if _is_sum(a) and _is_sum(a.args[0])}
+    # A chain a + b - c + ... is built once at its top as one sum: linear in its length. A sum
+    # used more than once (a `where` binding) is built on its own; g.add flattens it all the same.
+    parents: dict[int, int] = {}
+    for ast in order:
+        for arg in ast.args:
+            parents[id(arg)] = parents.get(id(arg), 0) + 1
+    inner_sums = {id(a.args[0]) for a in order if _is_sum(a) and _is_sum(a.args[0]) and parents[id(a.args[0])] == 1}
     for ast in order:
         if id(ast) in inner_sums:
             continue
@@ -611,14 +798,15 @@ def _build(
         if ast.op == "call" and ast.value in DIMENSION_FUNCTIONS:
             t = mt[id(ast)]
             shape = tuple(dimname[d] for d in t[1:])
-            maker = {"eye": lambda s: g.delta(s[0]), "ones": g.ones, "zeros": g.zeros}[ast.value]
+            maker = {"eye": lambda s: g.delta(s[0]), "ones": g.ones, "zeros": g.zeros}[ast.symbol]
             nodes[id(ast)] = maker(shape)
             continue
         kids = [nodes[id(c)] for c in ast.args]
+        node: g.Node
         if ast.op == "num":
-            node = g.const(ast.value)
+            node = g.const(ast.number)
         elif ast.op == "name":
-            node = variables[ast.value]
+            node = g.size_of(ast.symbol) if ast.symbol not in variables else variables[ast.symbol]
         elif ast.op == "transpose":
             node = g.transpose(kids[0])
         elif ast.op == "unary":
@@ -626,11 +814,11 @@ def _build(
         elif ast.op == "binary":
             a, b = ast.args
             _check_division(ast, kids[0], kids[1], text)
-            node = binary(ast.value, kids[0], kids[1], mt[id(a)], mt[id(b)])
+            node = binary(ast.symbol, kids[0], kids[1], mt[id(a)], mt[id(b)])
             _check_constant(ast, node, text)
         else:
             t = mt[id(ast)]
-            node = call(ast.value, kids[0], tuple(dimname[d] for d in t[1:]))
+            node = call(ast, kids, tuple(dimname[d] for d in t[1:]))
         nodes[id(ast)] = node
     return nodes[id(order[-1])], variables
 
@@ -638,7 +826,7 @@ def _build(
 def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
     """A division by a constant zero (``x/0``, ``x./(0*y)``, ``0^-1``) is an error at its column,
     not a ``ZeroDivisionError`` from folding the constant or an ``inf`` at evaluation."""
-    if ast.value in ("/", "./") and g.is_zero(b):
+    if ast.value in ("/", "./") and (g.is_zero(b) or _exact_value(b) == 0):
         divisor = ast.args[1]
         column = divisor.start + 1
         what = "" if divisor.op == "num" or text is None else f": {quote(text, divisor)} is 0"
@@ -653,23 +841,67 @@ def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
         )
 
 
+def _exact_value(node: g.Node, budget: int = 64) -> Fraction | None:
+    """The exact value of a small constant scalar expression such as ``1 + -1.^2``, else None.
+
+    Sums of constants are not folded while parsing, so ``x ./ (1 - 1)`` needs this to be refused
+    where it is written (simplification folds it later, into a ``0^-1`` that no longer parses)."""
+    if budget <= 0 or node.shape:
+        return None
+    if isinstance(node, g.Const):
+        return node.value
+    if isinstance(node, g.Add):
+        total = Fraction(0)
+        for term in node.args:
+            value = _exact_value(term, budget // max(len(node.args), 1))
+            if value is None:
+                return None
+            total += value
+        return total
+    if isinstance(node, g.Contract):
+        product = node.coeff
+        for factor in node.args:
+            value = _exact_value(factor, budget // max(len(node.args), 1))
+            if value is None:
+                return None
+            product *= value
+        return product
+    if isinstance(node, g.Power):
+        base, exponent = (_exact_value(arg, budget // 2) for arg in node.args)
+        if base is None or exponent is None or exponent.denominator != 1 or abs(exponent) > 64:
+            return None
+        if base == 0:
+            return None if exponent < 0 else Fraction(0 ** int(exponent))
+        return base ** int(exponent)
+    return None
+
+
 # Folded constants stay within the doubles that evaluation uses (and far from the size where
 # exact arithmetic on them gets slow): 1e200*1e200 is an error, not a 401-digit coefficient.
 _MAX_CONSTANT_BITS = 8000
 
 
 def _check_constant(ast: Ast, node: g.Node, text: str | None) -> None:
+    problem = constant_problem(node)
+    if problem is None:
+        return
+    column = ast.column
+    what = f"the constant factor of {quote(text, ast)}" if text is not None else "a constant factor"
+    raise ParseError(f"{what} at column {column} {problem}", text=text, column=column if text else None)
+
+
+def constant_problem(node: g.Node) -> str | None:
+    """Why the constant factor of ``node`` (a number or a contraction's coefficient) is out of
+    range, e.g. ``"is too large (over 1.8e308)"``; None when it is fine (or there is none)."""
     if isinstance(node, g.Const):
         value = node.value
     elif isinstance(node, g.Contract):
         value = node.coeff
     else:
-        return
+        return None
     top, bottom = value.numerator.bit_length(), value.denominator.bit_length()
     if top < 900 and bottom < 900:
-        return  # the common case: well inside the range of doubles
-    column = ast.column
-    what = f"the constant factor of {quote(text, ast)}" if text is not None else "a constant factor"
+        return None  # the common case: well inside the range of doubles
     try:
         approx = float(value)
     except OverflowError:
@@ -681,8 +913,8 @@ def _check_constant(ast: Ast, node: g.Node, text: str | None) -> None:
     elif top + bottom > _MAX_CONSTANT_BITS:
         problem = f"has too many digits (over {_MAX_CONSTANT_BITS * 3 // 10} in exact arithmetic)"
     else:
-        return
-    raise ParseError(f"{what} at column {column} {problem}", text=text, column=column if text else None)
+        return None
+    return problem
 
 
 def _is_sum(ast: Ast) -> bool:
@@ -693,7 +925,7 @@ def _build_sum(top: Ast, nodes: dict[int, g.Node], mt: dict[int, MType], inner: 
     terms: list[tuple[str, Ast]] = []
     node = top
     while id(node) in inner or node is top:
-        terms.append((node.value, node.args[1]))
+        terms.append((node.symbol, node.args[1]))
         node = node.args[0]
         if not _is_sum(node):
             break
@@ -772,8 +1004,16 @@ def product(a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
     return g.contract([a, b], labels, out)
 
 
-def call(name: str, x: g.Node, shape: g.Shape) -> g.Node:
-    """The node of a function call ``name(x)`` whose result has ``shape``."""
+def call(ast: Ast, args: list[g.Node], shape: g.Shape) -> g.Node:
+    """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``."""
+    name = ast.symbol
+    if name in FUNCTIONS:
+        record = FUNCTIONS[name]
+        # A trailing whole number beyond the tensor arguments is the axis (see syntax.arity).
+        extra = ast.args[record.arity :]
+        dim = int(extra[0].number) if extra else None
+        return g.apply(name, *args[: record.arity], dim=dim)
+    (x,) = args
     if name == "sum":
         return g.contract([x], [tuple(range(x.rank))], ())
     if name == "tr":
@@ -784,4 +1024,4 @@ def call(name: str, x: g.Node, shape: g.Shape) -> g.Node:
         return g.contract([x], [(0, 0)], (0,))
     if name in ("vector", "matrix"):
         return broadcast(x, shape)
-    return g.apply(name, x)
+    raise AssertionError(name)  # pragma: no cover - the parser knows no other function

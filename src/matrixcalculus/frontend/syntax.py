@@ -10,6 +10,16 @@ precedence follows MATLAB, from loose to tight::
     + -      unary plus and minus        (-a*x is (-a)*x;  -x^2 is -(x^2))
     ^ .^     power, left-associative     (2^-1 allowed)
     '        transpose (postfix)
+
+An expression may end in ``where`` bindings, which name subexpressions (the form in which large
+results print)::
+
+    body where t1 = expr, t2 = expr      (commas or line breaks between the bindings)
+
+The body may use every name bound; a binding may use the names bound before it. The names
+are substituted when the tree is built (each bound tree is shared, not copied, so the tree is a
+DAG as large as the text), and the result is the tree of the expression written out in full.
+A parenthesised expression may have its own bindings: ``(t1 + x where t1 = A*y)'``.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import difflib
 import math
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -25,36 +36,40 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from matrixcalculus.errors import MatrixCalculusError, ParseError
-from matrixcalculus.ir.functions import RULES
+from matrixcalculus.ir.functions import FUNCTIONS
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
 DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
-# Functions built into the language beyond the table in functions.py.
+_MAX_DIMENSION = 2**53
+# Functions built into the language beyond the registry (inference builds them as products).
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
-KNOWN_FUNCTIONS = tuple(RULES) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
+KNOWN_FUNCTIONS = tuple(FUNCTIONS) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
 
-# Names people use elsewhere for our functions (MATLAB, NumPy, the Matrix Cookbook).
+# Names people use elsewhere for our functions (MATLAB, NumPy, the Matrix Cookbook): an unknown
+# name among them is answered with ours.
 _SYNONYMS = {
     "trace": "tr",
-    "inverse": "inv",
-    "norm": "norm2",
-    "fro": "norm2",
-    "frobenius": "norm2",
-    "asin": "arcsin",
-    "acos": "arccos",
-    "atan": "arctan",
-    "ln": "log",
-    "log_det": "logdet",
-    "logsum": "logsumexp",
-    "soft_max": "softmax",
-    "sigm": "sigmoid",
-    "logistic": "sigmoid",
     "identity": "eye",
     "diagonal": "diag",
+    **{alias: record.name for record in FUNCTIONS.values() for alias in record.aliases},
 }
+
+
+def arity(name: str) -> tuple[int, int]:
+    """The least and the most number of arguments of the function ``name``."""
+    if name in DIMENSION_FUNCTIONS:
+        return DIMENSION_FUNCTIONS[name]
+    if name in FUNCTIONS:
+        record = FUNCTIONS[name]
+        return record.arity, record.arity + record.dim
+    return 1, 1
+
 
 _GRAMMAR = r"""
 ?start: cmp
+    | cmp WHERE bindings     -> where
+bindings: binding (COMMA? binding)*
+binding: NAME EQUALS cmp
 ?cmp: sum
     | cmp CMPOP sum          -> binary
 ?sum: product
@@ -73,6 +88,7 @@ _GRAMMAR = r"""
     | NAME                   -> name
     | NAME LPAR args RPAR    -> call
     | LPAR cmp RPAR          -> group
+    | LPAR cmp WHERE bindings RPAR -> group_where
 args: cmp (COMMA cmp)*
 CMPOP: ">" | "<"
 ADDOP: "+" | "-"
@@ -82,6 +98,8 @@ QUOTE: "'"
 LPAR: "("
 RPAR: ")"
 COMMA: ","
+EQUALS: "="
+WHERE.2: /where\b/
 NUMBER: /(\d+(\.(?![*\/^'])\d*)?|\.\d+)([eE][+-]?\d+)?/
 NAME: /[A-Za-z_][A-Za-z_0-9]*/
 %ignore /[ \t\r\n]+/
@@ -96,6 +114,8 @@ _TOKEN_NAMES = {
     "LPAR": "'('",
     "RPAR": "')'",
     "COMMA": "','",
+    "EQUALS": "'='",
+    "WHERE": "'where'",
     "NUMBER": "a number",
     "NAME": "a name",
     "$END": "the end of the input",
@@ -111,11 +131,27 @@ class Ast:
     """
 
     op: str
-    value: object
+    # A number node's value (exact); for every other node its text: the name, the function's
+    # name, or the operator ("+", ".*", "'" ...).
+    value: str | Fraction
     args: tuple[Ast, ...]
     start: int
     end: int
     column: int
+
+    @property
+    def symbol(self) -> str:
+        """The text of a name, call or operator node: ``parse_syntax("a*x").symbol == "*"``."""
+        if isinstance(self.value, Fraction):
+            raise TypeError(f"a {self.op} node has a number, not a symbol")
+        return self.value
+
+    @property
+    def number(self) -> Fraction:
+        """The value of a number node: ``parse_syntax("0.5").number == Fraction(1, 2)``."""
+        if not isinstance(self.value, Fraction):
+            raise TypeError(f"a {self.op} node has a symbol, not a number")
+        return self.value
 
 
 _NUMBER_PARTS = r"(\d*)\.?(\d*)(?:[eE]([+-]?)(\d+))?"  # re caches it compiled
@@ -137,7 +173,10 @@ def number_value(literal: str, column: int, text: str | None = None) -> Fraction
     shown = literal if len(literal) <= 30 else f"{literal[:12]}...{literal[-12:]}"
     if math.isinf(approx):
         raise ParseError(f"number {shown} at column {column} is too large (over 1.8e308)", text=text, column=column)
-    whole, fraction, sign, exponent = re.fullmatch(_NUMBER_PARTS, literal).groups()
+    parts = re.fullmatch(_NUMBER_PARTS, literal)
+    if parts is None:  # pragma: no cover - the grammar's NUMBER token is of this form
+        raise ParseError(f"'{shown}' at column {column} is not a number", text=text, column=column)
+    whole, fraction, sign, exponent = parts.groups()
     digits = (whole + fraction).lstrip("0")
     if not digits:
         return Fraction(0)
@@ -159,6 +198,21 @@ def number_value(literal: str, column: int, text: str | None = None) -> Fraction
     return Fraction(mantissa * 10**shift) if shift >= 0 else Fraction(mantissa, 10**-shift)
 
 
+def _is_dimension(arg: Ast) -> bool:
+    """A name, a positive whole number, or a product of them (``ones(m*p)``)."""
+    if arg.op == "binary" and arg.value == "*":
+        return all(_is_dimension(a) for a in arg.args)
+    return arg.op == "name" or (arg.op == "num" and arg.number.denominator == 1 and arg.number > 0)
+
+
+def _span(tok: Token) -> tuple[int, int, int]:
+    """A lexed token's start and end offsets and its 1-based column. (lark types them optional: a
+    token made by hand has none; the lexer always sets them.)"""
+    if tok.start_pos is None or tok.end_pos is None or tok.column is None:  # pragma: no cover - lexed
+        raise AssertionError(f"the token {str(tok)!r} has no position")
+    return tok.start_pos, tok.end_pos, tok.column
+
+
 class _Build(Transformer):
     def __init__(self, text: str):
         super().__init__()
@@ -166,11 +220,12 @@ class _Build(Transformer):
 
     def number(self, items: list[Token]) -> Ast:
         (tok,) = items
-        return Ast("num", number_value(str(tok), tok.column, self.text), (), tok.start_pos, tok.end_pos, tok.column)
+        start, end, column = _span(tok)
+        return Ast("num", number_value(str(tok), column, self.text), (), start, end, column)
 
     def name(self, items: list[Token]) -> Ast:
         (tok,) = items
-        return Ast("name", str(tok), (), tok.start_pos, tok.end_pos, tok.column)
+        return Ast("name", str(tok), (), *_span(tok))
 
     def call(self, items: list) -> Ast:
         name, _, args, rpar = items
@@ -187,7 +242,7 @@ class _Build(Transformer):
             raise ParseError(
                 f"unknown function '{fname}' at column {name.column}{hint}", text=self.text, column=name.column
             )
-        low, high = DIMENSION_FUNCTIONS.get(fname, (1, 1))
+        low, high = arity(fname)
         if not low <= len(args) <= high:
             want = str(low) if low == high else f"{low} or {high}"
             raise ParseError(
@@ -195,13 +250,30 @@ class _Build(Transformer):
                 text=self.text,
                 column=name.column,
             )
+        for arg in args[low:] if fname in FUNCTIONS else ():
+            # The optional axis of a registry function (its ``dim``): a whole number.
+            if not (arg.op == "num" and arg.value.denominator == 1 and arg.value >= 0):
+                raise ParseError(
+                    f"the last argument of {fname} is an axis, a whole number, "
+                    f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
+                    text=self.text,
+                    column=arg.column,
+                )
         if fname in DIMENSION_FUNCTIONS:
             for arg in args:
-                ok = arg.op == "name" or (arg.op == "num" and arg.value.denominator == 1 and arg.value > 0)
-                if not ok:
+                if not _is_dimension(arg):
                     raise ParseError(
-                        f"{fname} takes dimensions (a name such as n, or a whole number), "
+                        f"{fname} takes dimensions (a name such as n, a whole number, or a product such as m*p), "
                         f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
+                        text=self.text,
+                        column=arg.column,
+                    )
+                if arg.op == "num" and arg.value > _MAX_DIMENSION:
+                    # No array has more entries along one axis than memory has bytes: refuse it here,
+                    # where the text is, instead of carrying a 300-digit size through the pipeline.
+                    raise ParseError(
+                        f"dimension '{self.text[arg.start : arg.end]}' at column {arg.column} is too large "
+                        "(at most 2^53)",
                         text=self.text,
                         column=arg.column,
                     )
@@ -215,6 +287,56 @@ class _Build(Transformer):
         # The same node, its text widened to the parentheses (messages quote balanced text).
         return Ast(inner.op, inner.value, inner.args, lpar.start_pos, rpar.end_pos, inner.column)
 
+    def binding(self, items: list) -> tuple[Token, Ast]:
+        name, _, value = items
+        return name, value
+
+    def bindings(self, items: list) -> list[tuple[Token, Ast]]:
+        return [item for item in items if isinstance(item, tuple)]
+
+    def where(self, items: list) -> Ast:
+        body, _, bindings = items
+        return self.bind(body, bindings)
+
+    def group_where(self, items: list) -> Ast:
+        lpar, body, _, bindings, rpar = items
+        inner = self.bind(body, bindings)
+        return Ast(inner.op, inner.value, inner.args, lpar.start_pos, rpar.end_pos, inner.column)
+
+    def bind(self, body: Ast, bindings: list[tuple[Token, Ast]]) -> Ast:
+        """``body where name = value, ...``: the body with each bound name replaced by its value."""
+        env: dict[str, Ast] = {}
+        used: set[str] = set()
+        free: list[set[str]] = []
+        for name, value in bindings:
+            if str(name) in env:
+                raise ParseError(
+                    f"{name} is bound twice in the where clause (column {name.column})",
+                    text=self.text,
+                    column=name.column,
+                )
+            resolved, names = _substitute(value, env, used)
+            env[str(name)] = resolved
+            free.append(names)
+        # A binding uses only the names bound before it: a later one (or its own) is an error.
+        for k, (name, _) in enumerate(bindings):
+            for later, _ in bindings[k:]:
+                if str(later) in free[k]:
+                    whose = "its own binding" if later is name else f"the binding of {name}, before it is bound"
+                    raise ParseError(
+                        f"{later} is used in {whose} (column {name.column}); a binding uses only the names bound "
+                        f"before it",
+                        text=self.text,
+                        column=name.column,
+                    )
+        result, _ = _substitute(body, env, used)
+        for name, _ in bindings:
+            if str(name) not in used:
+                raise ParseError(
+                    f"{name} is bound but never used (column {name.column})", text=self.text, column=name.column
+                )
+        return result
+
     def unary(self, items: list) -> Ast:
         op, x = items
         return Ast("unary", str(op), (x,), op.start_pos, x.end, op.column)
@@ -226,6 +348,44 @@ class _Build(Transformer):
     def transpose(self, items: list) -> Ast:
         x, quote = items
         return Ast("transpose", "'", (x,), x.start, quote.end_pos, quote.column)
+
+
+def _substitute(root: Ast, env: dict[str, Ast], used: set[str]) -> tuple[Ast, set[str]]:
+    """``root`` with each name bound in ``env`` replaced by its (shared) tree; also the names left
+    free. Names that are dimensions (``eye(n)``) are not expressions and stay. Bound names met
+    are added to ``used``. Iterative and memoised, so a deep or shared tree costs its size once.
+    """
+    done: dict[int, Ast] = {}
+    free: set[str] = set()
+    expanded: set[int] = set()
+    stack: list[Ast] = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in done:
+            stack.pop()
+            continue
+        if node.op == "name":
+            stack.pop()
+            name = str(node.value)
+            if name in env:
+                used.add(name)
+                done[id(node)] = env[name]
+            else:
+                free.add(name)
+                done[id(node)] = node
+            continue
+        kids = () if node.op == "call" and node.value in DIMENSION_FUNCTIONS else node.args
+        if id(node) not in expanded:
+            expanded.add(id(node))
+            stack.extend(kid for kid in kids if id(kid) not in done)
+            continue
+        stack.pop()
+        new = tuple(done[id(kid)] for kid in kids)
+        if all(a is b for a, b in zip(new, kids, strict=True)):
+            done[id(node)] = node
+        else:
+            done[id(node)] = Ast(node.op, node.value, new, node.start, node.end, node.column)
+    return done[id(root)], free
 
 
 _BUILD = _Build("")
@@ -245,11 +405,11 @@ def parse_syntax(text: str) -> Ast:
     try:
         with _LOCK:
             _BUILD.text = text
-            return _PARSER.parse(text)
+            tree = _PARSER.parse(text)
     except MatrixCalculusError:
         raise
     except UnexpectedCharacters as exc:
-        ch = text[exc.pos_in_stream]
+        ch = text[exc.column - 1]  # the text is one line (flattened): its column is its offset + 1
         raise ParseError(f"unexpected character {ch!r} at column {exc.column}", text=text, column=exc.column) from None
     except UnexpectedEOF as exc:
         expected = _expected(exc.expected)
@@ -267,6 +427,10 @@ def parse_syntax(text: str) -> Ast:
         ) from None
     except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
         raise ParseError(f"cannot parse the input at column {exc.column}", text=text, column=exc.column) from None
+    # lark types the parse's result as its Tree; the transformer, called during the parse, makes it ours.
+    if not isinstance(tree, Ast):  # pragma: no cover - every rule of the grammar builds an Ast
+        raise AssertionError(f"the parser returned a {type(tree).__name__}, not a syntax tree")
+    return tree
 
 
 def flatten(text: str) -> str:
@@ -274,7 +438,7 @@ def flatten(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
-def _expected(names: set[str] | list[str]) -> str:
+def _expected(names: Iterable[str]) -> str:
     words = sorted({_TOKEN_NAMES.get(n, n) for n in names})
     if len(words) > 4:
         return "an operand or an operator"

@@ -1,74 +1,45 @@
-"""The named functions of the language, one table row each.
+"""The named functions of the language: one registry record each (see :mod:`matrixcalculus.ir.registry`).
 
-A row keeps everything about one function together: its shape rule, its NumPy-style
-evaluation (written against an array namespace ``xp``, numerically stable where it matters),
-its LaTeX form, and its derivative. Element-wise functions give their scalar derivative
-``f'(x)`` as an expression; matrix functions give their vector-Jacobian product.
+A record keeps everything about one function together: what its arguments must be, its evaluation
+against an array namespace ``xp`` (numerically stable where it matters), its derivative, its LaTeX
+form and its spelling in compiled code. Element-wise functions give their scalar derivative
+``f'(x)`` as an expression; the others give their vector-Jacobian product.
 
-Adding a function is one row here plus one test.
+Adding a function is one record here plus its tests (``tests/test_registry.py`` checks every
+record on every backend). For example::
+
+    >>> FUNCTIONS["exp"].spelling("numpy")
+    'xp.exp({0})'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
-from matrixcalculus.errors import EvaluationError, ShapeError
+from matrixcalculus.errors import EvaluationError
 from matrixcalculus.ir.graph import (
-    Function,
+    Const,
     Node,
-    Shape,
     add,
     apply,
     compare,
     const,
     contract,
+    dim_product,
     ones,
     power,
+    reshape,
     scale,
-    shape_text,
+    size_of,
     transpose,
     zeros,
 )
+from matrixcalculus.ir.registry import FUNCTIONS, FunctionRecord, register
 
-
-@dataclass(frozen=True)
-class FunctionRule:
-    name: str
-    kind: str  # "elementwise" or "matrix"
-    shape: Callable[[Shape], Shape]
-    evaluate: Callable[[Any, Any], Any]
-    # LaTeX: "{}" is the argument as printed, "{p}" the argument in parentheses unless it is atomic.
-    latex: str
-    # Element-wise: x -> f'(x) as an expression. Matrix functions: (x, f(x), g, batch) -> x_bar,
-    # the vector-Jacobian product for a cotangent g of shape batch + f(x).shape.
-    derivative: Callable[..., Node] | None = None
-    doc: str = ""
-    argument: str = field(default="a scalar, vector or matrix")
-
-
-RULES: dict[str, FunctionRule] = {}
-Function.rules = RULES
-
-
-def _elementwise(name: str, evaluate: Callable[[Any, Any], Any], latex: str, derivative: Any) -> None:
-    template = latex if ("{}" in latex or "{p}" in latex) else latex + r"\left({}\right)"
-    RULES[name] = FunctionRule(name, "elementwise", lambda s: s, evaluate, template, derivative)
-
-
-def _matrix(
-    name: str,
-    shape: Callable[[Shape], Shape],
-    evaluate: Callable[[Any, Any], Any],
-    latex: str,
-    derivative: Any,
-    argument: str,
-) -> None:
-    template = latex if ("{}" in latex or "{p}" in latex) else latex + r"\left({}\right)"
-    RULES[name] = FunctionRule(name, "matrix", shape, evaluate, template, derivative, argument=argument)
-
+__all__ = ["FUNCTIONS", "hadamard", "one_minus", "one_plus"]
 
 # ---------------------------------------------------------------- expression helpers
 
@@ -95,72 +66,205 @@ def _pow(x: Node, p: int | str) -> Node:
     return power(x, const(p))
 
 
+def _elementwise(
+    name: str,
+    evaluate: Callable[[Any, Any], Any] | None,
+    latex: str,
+    derivative: Callable[[Node], Node],
+    spellings: dict[str, str] | None = None,
+    **more: Any,
+) -> None:
+    """Register an element-wise function; ``latex`` without ``{0}``/``{p0}`` is an operator name
+    applied to the argument in parentheses. Its spelling is ``xp.name`` unless given."""
+    template = latex if ("{0}" in latex or "{p0}" in latex) else latex + r"\left({0}\right)"
+    register(
+        FunctionRecord(
+            name,
+            ("any",),
+            "same",
+            elementwise=True,
+            evaluate=evaluate,
+            latex=template,
+            derivative=derivative,
+            spellings={"default": f"xp.{name}({{0}})"} if spellings is None else spellings,
+            **more,
+        )
+    )
+
+
 # ---------------------------------------------------------------- element-wise functions
 
+_REAL = (-math.inf, math.inf)
+_POSITIVE = (0.0, math.inf)
+_UNIT = (-1.0, 1.0)
+
 # Each derivative is f'(x), an expression in x; the chain rule multiplies it entry-wise.
-_elementwise("exp", lambda xp, x: xp.exp(x), r"\exp", lambda x: apply("exp", x))
-_elementwise("log", lambda xp, x: xp.log(x), r"\log", lambda x: _pow(x, -1))
+_elementwise("exp", lambda xp, x: xp.exp(x), r"\exp", lambda x: apply("exp", x), nonfinite="exp overflows")
+_elementwise(
+    "log",
+    lambda xp, x: xp.log(x),
+    r"\log",
+    lambda x: _pow(x, -1),
+    aliases=("ln",),
+    domain=_POSITIVE,
+    undoes="exp",
+    nonfinite="log of a non-positive entry",
+)
 _elementwise("sin", lambda xp, x: xp.sin(x), r"\sin", lambda x: apply("cos", x))
 _elementwise("cos", lambda xp, x: xp.cos(x), r"\cos", lambda x: scale(-1, apply("sin", x)))
-_elementwise("tan", lambda xp, x: xp.tan(x), r"\tan", lambda x: one_plus(_pow(apply("tan", x), 2)))
+_elementwise(
+    "tan",
+    lambda xp, x: xp.tan(x),
+    r"\tan",
+    lambda x: one_plus(_pow(apply("tan", x), 2)),
+    domain=(-math.pi / 2, math.pi / 2),
+)
 _elementwise("tanh", lambda xp, x: xp.tanh(x), r"\tanh", lambda x: one_minus(_pow(apply("tanh", x), 2)))
 _elementwise(
-    "sqrt", lambda xp, x: xp.sqrt(x), r"\sqrt{{}}", lambda x: scale(Fraction(1, 2), _pow(apply("sqrt", x), -1))
+    "sqrt",
+    lambda xp, x: xp.sqrt(x),
+    r"\sqrt{{0}}",
+    lambda x: scale(Fraction(1, 2), _pow(apply("sqrt", x), -1)),
+    domain=_POSITIVE,
+    nonfinite="sqrt of a negative entry",
 )
 # |x|' = sign(x), with abs'(0) = 0 as in the field's autodiff systems.
-_elementwise("abs", lambda xp, x: xp.abs(x), r"\left|{}\right|", lambda x: apply("sign", x))
-_elementwise("sign", lambda xp, x: xp.sign(x), r"\operatorname{sign}", lambda x: zeros(x.shape))
+_elementwise("abs", lambda xp, x: xp.abs(x), r"\left|{0}\right|", lambda x: apply("sign", x), kinks=(0.0,))
+_elementwise("sign", lambda xp, x: xp.sign(x), r"\operatorname{sign}", lambda x: zeros(x.shape), kinks=(0.0,))
 # relu'(0) = 0: the derivative is the indicator x > 0.
-_elementwise("relu", lambda xp, x: xp.maximum(x, 0.0), r"\operatorname{relu}", lambda x: compare(">", x, const(0)))
+_elementwise(
+    "relu",
+    lambda xp, x: xp.maximum(x, 0.0),
+    r"\operatorname{relu}",
+    lambda x: compare(">", x, const(0)),
+    {"default": "xp.maximum({0}, 0.0)", "torch": "torch.relu({0})"},
+    kinks=(0.0,),
+)
 # sigmoid(x) = 1/(1 + exp(-x)) = exp(-log(1 + exp(-x))): logaddexp keeps it finite for any x.
+# Compiled: (1 + tanh(x/2))/2, one transcendental, no overflow.
 _elementwise(
     "sigmoid",
     lambda xp, x: xp.exp(-xp.logaddexp(0.0, -x)),
     r"\sigma",
     lambda x: hadamard(apply("sigmoid", x), one_minus(apply("sigmoid", x))),
+    {
+        "default": "0.5 * (1.0 + xp.tanh(0.5 * {0}))",
+        "jax": "jax.nn.sigmoid({0})",
+        "torch": "torch.sigmoid({0})",
+    },
+    aliases=("sigm", "logistic"),
 )
-_elementwise("softplus", lambda xp, x: xp.logaddexp(0.0, x), r"\operatorname{softplus}", lambda x: apply("sigmoid", x))
-_elementwise("arcsin", lambda xp, x: xp.arcsin(x), r"\arcsin", lambda x: _pow(one_minus(_pow(x, 2)), "-1/2"))
+_elementwise(
+    "softplus",
+    lambda xp, x: xp.logaddexp(0.0, x),
+    r"\operatorname{softplus}",
+    lambda x: apply("sigmoid", x),
+    {"default": "xp.logaddexp(0.0, {0})", "torch": "torch.nn.functional.softplus({0})"},
+)
+_elementwise(
+    "arcsin",
+    lambda xp, x: xp.arcsin(x),
+    r"\arcsin",
+    lambda x: _pow(one_minus(_pow(x, 2)), "-1/2"),
+    aliases=("asin",),
+    domain=_UNIT,
+    nonfinite="arcsin of an entry outside [-1, 1]",
+)
 _elementwise(
     "arccos",
     lambda xp, x: xp.arccos(x),
     r"\arccos",
     lambda x: scale(-1, _pow(one_minus(_pow(x, 2)), "-1/2")),
+    aliases=("acos",),
+    domain=_UNIT,
+    nonfinite="arccos of an entry outside [-1, 1]",
 )
-_elementwise("arctan", lambda xp, x: xp.arctan(x), r"\arctan", lambda x: _pow(one_plus(_pow(x, 2)), -1))
+_elementwise(
+    "arctan", lambda xp, x: xp.arctan(x), r"\arctan", lambda x: _pow(one_plus(_pow(x, 2)), -1), aliases=("atan",)
+)
+
+# log1p(x) = log(1 + x) and expm1(x) = exp(x) - 1, exact where x is tiny (1 + 1e-17 is 1).
+_elementwise(
+    "log1p",
+    lambda xp, x: xp.log1p(x),
+    r"\log\left(1 + {0}\right)",
+    lambda x: _pow(one_plus(x), -1),
+    domain=(-1.0, math.inf),
+    nonfinite="log1p of an entry at most -1",
+)
+_elementwise(
+    "expm1",
+    lambda xp, x: xp.expm1(x),
+    r"\left(\exp\left({0}\right) - 1\right)",
+    lambda x: apply("exp", x),
+    nonfinite="expm1 overflows",
+)
+
+
+def _erf(xp: Any, x: Any) -> Any:
+    # NumPy has no erf; math.erf per entry is correctly rounded C code and needs no SciPy.
+    return xp.vectorize(math.erf, otypes=[xp.float64])(x)
+
+
+# erf'(x) = 2/sqrt(pi) exp(-x^2); the constant to the 17 digits that fix a double.
+_elementwise(
+    "erf",
+    _erf,
+    r"\operatorname{erf}",
+    lambda x: scale(Fraction("1.1283791670955126"), apply("exp", scale(-1, _pow(x, 2)))),
+    {
+        "default": "_erf({0})",
+        "torch": "torch.special.erf({0})",
+        "jax": "jax.scipy.special.erf({0})",
+    },
+    helpers={
+        "default": {
+            "_erf": "def _erf(x):\n    import math\n\n    return xp.vectorize(math.erf, otypes=[xp.float64])(x)"
+        },
+        "dask": {
+            "_erf": (
+                "def _erf(x):\n    import math\n\n"
+                "    return xp.asarray(x).map_blocks(np.vectorize(math.erf, otypes=[np.float64]), dtype=np.float64)"
+            )
+        },
+        "cupy": {"_erf": "def _erf(x):\n    import cupyx.scipy.special\n\n    return cupyx.scipy.special.erf(x)"},
+    },
+)
+
+
+def _over_sqrt2(x: Node) -> Node:
+    """``x/sqrt(2)``, exact in the graph (it prints so)."""
+    return hadamard(x, _pow(apply("sqrt", const(2)), -1))
+
+
+def _gelu(x: Node) -> Node:
+    """gelu(x) = x .* (1 + erf(x/sqrt(2)))/2 = x .* Phi(x), Phi the standard normal distribution."""
+    return scale(Fraction(1, 2), hadamard(x, one_plus(apply("erf", _over_sqrt2(x)))))
+
+
+# gelu'(x) = Phi(x) + x .* phi(x) = (1 + erf(x/sqrt(2)))/2 + x .* exp(-x^2/2)/sqrt(2 pi).
+_elementwise(
+    "gelu",
+    None,
+    r"\operatorname{GELU}",
+    lambda x: add(
+        [
+            scale(Fraction(1, 2), one_plus(apply("erf", _over_sqrt2(x)))),
+            scale(
+                Fraction("0.3989422804014327"),
+                hadamard(x, apply("exp", scale(Fraction(-1, 2), _pow(x, 2)))),
+            ),
+        ]
+    ),
+    {},
+    definition=_gelu,
+)
 
 
 # ---------------------------------------------------------------- matrix functions
 
 
-def _square(name: str) -> Callable[[Shape], Shape]:
-    def rule(shape: Shape) -> Shape:
-        if len(shape) != 2 or shape[0] != shape[1]:
-            raise ShapeError(f"{name} needs a square matrix, not {shape_text(shape)}")
-        return ()
-
-    return rule
-
-
-def _square_same(shape: Shape) -> Shape:
-    _square("inv")(shape)
-    return shape
-
-
-def _vector(name: str, result: Callable[[Shape], Shape]) -> Callable[[Shape], Shape]:
-    def rule(shape: Shape) -> Shape:
-        if len(shape) != 1:
-            raise ShapeError(f"{name} needs a vector, not {shape_text(shape)}")
-        return result(shape)
-
-    return rule
-
-
-def _any_to_scalar(shape: Shape) -> Shape:
-    return ()
-
-
-def _linalg(xp: Any, what: str, fn: Callable[[Any], Any], x: Any) -> Any:
+def _linalg(what: str, fn: Callable[[Any], Any], x: Any) -> Any:
     import numpy as np
 
     try:
@@ -176,6 +280,14 @@ def _logdet(xp: Any, x: Any) -> Any:
     # non-finite result into an error naming logdet (docs/conventions.md, domain errors).
     sign, logabs = xp.linalg.slogdet(x)
     return xp.where(sign > 0, logabs, xp.where(sign < 0, xp.nan, -xp.inf))
+
+
+def _logdet_nonfinite(values: Sequence[Any]) -> str:
+    import numpy as np
+
+    sign, _ = np.linalg.slogdet(values[0])
+    why = "the matrix is singular" if sign == 0 else "its determinant is negative"
+    return f"logdet of a matrix with non-positive determinant ({why})"
 
 
 def _logsumexp(xp: Any, x: Any) -> Any:
@@ -207,66 +319,252 @@ def _outer_with(g: Node, batch: int, m: Node) -> Node:
 #   d norm1(X) = <sign(X), dX>
 #   d logsumexp(x) = <softmax(x), dx>
 #   d softmax(x) = (diag(s) - s s') dx   -> s .* (g - s'g)
-def _vjp_det(x: Node, y: Node, g: Node, batch: int) -> Node:
-    return _outer_with(
-        contract([g, y], [tuple(range(batch)), ()], tuple(range(batch))), batch, transpose(apply("inv", x))
-    )
+# Each takes the arguments, the value y, the cotangent g and the number of batch axes, and gives
+# one cotangent per argument.
+def _vjp_det(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
+    (x,) = args
+    b = tuple(range(batch))
+    return (_outer_with(contract([g, y], [b, ()], b), batch, transpose(apply("inv", x))),)
 
 
-def _vjp_logdet(x: Node, y: Node, g: Node, batch: int) -> Node:
-    return _outer_with(g, batch, transpose(apply("inv", x)))
+def _vjp_logdet(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
+    (x,) = args
+    return (_outer_with(g, batch, transpose(apply("inv", x))),)
 
 
-def _vjp_inv(x: Node, y: Node, g: Node, batch: int) -> Node:
+def _vjp_inv(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
     b = tuple(range(batch))
     i, j, k, l = batch, batch + 1, batch + 2, batch + 3
     # x_bar[b, k, l] = - sum_ij g[b, i, j] * y[i, k] * y[l, j]
-    return contract([g, y, y], [b + (i, j), (i, k), (l, j)], b + (k, l), -1)
+    return (contract([g, y, y], [b + (i, j), (i, k), (l, j)], b + (k, l), -1),)
 
 
-def _vjp_norm2(x: Node, y: Node, g: Node, batch: int) -> Node:
-    return _outer_with(g, batch, contract([x, power(y, const(-1))], [_ij(x), ()], _ij(x)))
+def _vjp_norm2(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
+    (x,) = args
+    return (_outer_with(g, batch, contract([x, power(y, const(-1))], [_ij(x), ()], _ij(x))),)
 
 
-def _vjp_norm1(x: Node, y: Node, g: Node, batch: int) -> Node:
-    return _outer_with(g, batch, apply("sign", x))
+def _vjp_norm1(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
+    (x,) = args
+    return (_outer_with(g, batch, apply("sign", x)),)
 
 
-def _vjp_logsumexp(x: Node, y: Node, g: Node, batch: int) -> Node:
-    return _outer_with(g, batch, apply("softmax", x))
+def _vjp_logsumexp(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
+    (x,) = args
+    return (_outer_with(g, batch, apply("softmax", x)),)
 
 
-def _vjp_softmax(x: Node, y: Node, g: Node, batch: int) -> Node:
+def _vjp_softmax(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
     b = tuple(range(batch))
     i, j = batch, batch + 1
     # x_bar[b, i] = s_i * (g[b, i] - sum_j g[b, j] s_j)
     first = contract([g, y], [b + (i,), (i,)], b + (i,))
     second = contract([g, y, y], [b + (j,), (j,), (i,)], b + (i,), -1)
-    return add([first, second])
+    return (add([first, second]),)
 
 
-_matrix("det", _square("det"), lambda xp, x: _linalg(xp, "det", xp.linalg.det, x), r"\det", _vjp_det, "a square matrix")
-_matrix("logdet", _square("logdet"), _logdet, r"\log\det", _vjp_logdet, "a square matrix")
-_matrix(
-    "inv", _square_same, lambda xp, x: _linalg(xp, "inv", xp.linalg.inv, x), "{p}^{-1}", _vjp_inv, "a square matrix"
+# log|det| alone would be a wrong number for a negative determinant: + log(sign) makes it nan
+# (and -inf for a singular matrix), which the finite check of compiled code then reports.
+_LOGDET_HELPERS = {
+    "default": {
+        "_logdet": "def _logdet(x):\n    sign, logabs = xp.linalg.slogdet(x)\n    return logabs + xp.log(sign)",
+    },
+    # dask has no determinant: the factorisation runs in NumPy, in memory (a small square matrix).
+    "dask": {
+        "_logdet": "def _logdet(x):\n    sign, logabs = np.linalg.slogdet(x)\n    return logabs + np.log(sign)",
+    },
+    "torch": {
+        "_logdet": "def _logdet(x):\n    sign, logabs = torch.linalg.slogdet(x)\n    return logabs + torch.log(sign)",
+    },
+}
+
+register(
+    FunctionRecord(
+        "det",
+        ("square",),
+        "scalar",
+        evaluate=lambda xp, x: _linalg("det", xp.linalg.det, x),
+        derivative=_vjp_det,
+        latex=r"\det\left({0}\right)",
+        spellings={"default": "xp.linalg.det({0})", "dask": "np.linalg.det(np.asarray({0}))"},
+        domain="square",
+    )
 )
-_matrix(
-    "norm1", _any_to_scalar, lambda xp, x: xp.sum(xp.abs(x)), r"\left\| {} \right\|_1", _vjp_norm1, "a vector or matrix"
+register(
+    FunctionRecord(
+        "logdet",
+        ("square",),
+        "scalar",
+        evaluate=_logdet,
+        derivative=_vjp_logdet,
+        latex=r"\log\det\left({0}\right)",
+        spellings={"default": "_logdet({0})", "dask": "_logdet(np.asarray({0}))"},
+        helpers=_LOGDET_HELPERS,
+        aliases=("log_det",),
+        domain="positive definite",
+        nonfinite=_logdet_nonfinite,
+    )
+)
+register(
+    FunctionRecord(
+        "inv",
+        ("square",),
+        "same",
+        evaluate=lambda xp, x: _linalg("inv", xp.linalg.inv, x),
+        derivative=_vjp_inv,
+        latex="{p0}^{-1}",
+        spellings={"default": "xp.linalg.inv({0})"},
+        aliases=("inverse",),
+        domain="invertible",
+        undoes="inv",
+        keeps_symmetry=True,
+        nonfinite="inv of a singular matrix",
+    )
+)
+register(
+    FunctionRecord(
+        "norm1",
+        ("any",),
+        "scalar",
+        evaluate=lambda xp, x: xp.sum(xp.abs(x)),
+        derivative=_vjp_norm1,
+        latex=r"\left\| {0} \right\|_1",
+        spellings={"default": "xp.sum(xp.abs({0}))", "torch": "torch.sum(torch.abs({0}))"},
+        domain="any",
+    )
 )
 # norm2 is Euclidean for vectors and Frobenius for matrices: the root of the sum of squares.
-_matrix(
-    "norm2",
-    _any_to_scalar,
-    lambda xp, x: xp.sqrt(xp.sum(x * x)),
-    r"\left\| {} \right\|_2",
-    _vjp_norm2,
-    "a vector or matrix",
+register(
+    FunctionRecord(
+        "norm2",
+        ("any",),
+        "scalar",
+        evaluate=lambda xp, x: xp.sqrt(xp.sum(x * x)),
+        derivative=_vjp_norm2,
+        latex=r"\left\| {0} \right\|_2",
+        spellings={"default": "xp.sqrt(xp.sum({0} * {0}))"},
+        aliases=("norm", "fro", "frobenius"),
+        domain="any",
+    )
 )
-_matrix("softmax", _vector("softmax", lambda s: s), _softmax, r"\operatorname{softmax}", _vjp_softmax, "a vector")
-_matrix(
-    "logsumexp", _vector("logsumexp", lambda s: ()), _logsumexp, r"\operatorname{logsumexp}", _vjp_logsumexp, "a vector"
+register(
+    FunctionRecord(
+        "softmax",
+        ("vector",),
+        "same",
+        evaluate=_softmax,
+        derivative=_vjp_softmax,
+        latex=r"\operatorname{softmax}\left({0}\right)",
+        spellings={"default": "_softmax({0})", "jax": "jax.nn.softmax({0})", "torch": "torch.softmax({0}, dim=0)"},
+        helpers={"default": {"_softmax": "def _softmax(x):\n    e = xp.exp(x - xp.max(x))\n    return e / xp.sum(e)"}},
+        aliases=("soft_max",),
+        domain="any",
+    )
+)
+register(
+    FunctionRecord(
+        "logsumexp",
+        ("vector",),
+        "scalar",
+        evaluate=_logsumexp,
+        derivative=_vjp_logsumexp,
+        latex=r"\operatorname{logsumexp}\left({0}\right)",
+        spellings={
+            "default": "_logsumexp({0})",
+            "jax": "jax.nn.logsumexp({0})",
+            "torch": "torch.logsumexp({0}, dim=0)",
+        },
+        helpers={
+            "default": {
+                "_logsumexp": (
+                    "def _logsumexp(x):\n    top = xp.max(x)\n    return top + xp.log(xp.sum(xp.exp(x - top)))"
+                )
+            }
+        },
+        aliases=("logsum",),
+        domain="any",
+    )
 )
 
 
-ELEMENTWISE = tuple(name for name, rule in RULES.items() if rule.kind == "elementwise")
-MATRIX_FUNCTIONS = tuple(name for name, rule in RULES.items() if rule.kind == "matrix")
+# ---------------------------------------------------------------- mean and kron
+
+
+def _entries(x: Node) -> Node:
+    """The number of entries of ``x`` as a value: ``n`` for a vector of length n, ``m*n`` for a matrix."""
+    return size_of(dim_product(*x.shape))
+
+
+def _reciprocal(value: Node) -> Node:
+    return const(1 / value.value) if isinstance(value, Const) else power(value, const(-1))
+
+
+def _mean(x: Node) -> Node:
+    """``mean(x) = sum(x)/n``, with ``n`` the number of entries (a symbolic size)."""
+    return contract([x, _reciprocal(_entries(x))], [_ij(x), ()], ())
+
+
+def _vjp_mean(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
+    # d mean(x) = sum(dx)/n -> ones(shape)/n
+    (x,) = args
+    b = tuple(range(batch))
+    idx = tuple(range(batch, batch + x.rank))
+    return (contract([g, _reciprocal(_entries(x)), ones(x.shape)], [b, (), idx], b + idx),)
+
+
+# mean is its definition: evaluation and every dialect compute sum(x)/n, n read off x's shape.
+register(
+    FunctionRecord(
+        "mean",
+        ("any",),
+        "scalar",
+        derivative=_vjp_mean,
+        latex=r"\operatorname{mean}\left({0}\right)",
+        definition=_mean,
+        domain="any",
+    )
+)
+
+
+def _vjp_kron(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node, Node]:
+    # y[(i,k),(j,l)] = a[i,j] b[k,l] (row-major pairs): split the cotangent's axes into
+    # (m, p, n, q) and contract with the other factor:
+    #   a_bar[i,j] = sum_kl G[i,k,j,l] b[k,l],   b_bar[k,l] = sum_ij G[i,k,j,l] a[i,j].
+    a, b = args
+    bl = tuple(range(batch))
+    if a.rank == 1:
+        i, k = batch, batch + 1
+        split = reshape(g, g.shape[:batch] + (a.shape[0], b.shape[0]))
+        return (
+            contract([split, b], [bl + (i, k), (k,)], bl + (i,)),
+            contract([split, a], [bl + (i, k), (i,)], bl + (k,)),
+        )
+    i, k, j, l = batch, batch + 1, batch + 2, batch + 3
+    split = reshape(g, g.shape[:batch] + (a.shape[0], b.shape[0], a.shape[1], b.shape[1]))
+    return (
+        contract([split, b], [bl + (i, k, j, l), (k, l)], bl + (i, j)),
+        contract([split, a], [bl + (i, k, j, l), (i, j)], bl + (k, l)),
+    )
+
+
+# kron(A, B) of m x n and p x q is (m*p) x (n*q): the "product" result (see the registry).
+# dask has no kron: the outer product with the factors' axes interleaved, then reshaped.
+_KRON_DASK = """def _kron(a, b):
+    if a.ndim == 1:
+        return xp.reshape(xp.einsum("i,k->ik", a, b), (a.shape[0] * b.shape[0],))
+    rows, cols = a.shape[0] * b.shape[0], a.shape[1] * b.shape[1]
+    return xp.reshape(xp.einsum("ij,kl->ikjl", a, b), (rows, cols))"""
+
+register(
+    FunctionRecord(
+        "kron",
+        ("any", "any"),
+        "product",
+        evaluate=lambda xp, a, b: xp.kron(a, b),
+        derivative=_vjp_kron,
+        latex=r"{p0} \otimes {p1}",
+        spellings={"default": "xp.kron({0}, {1})", "dask": "_kron({0}, {1})"},
+        helpers={"dask": {"_kron": _KRON_DASK}},
+        domain="any",
+    )
+)

@@ -18,13 +18,80 @@ from __future__ import annotations
 import hashlib
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
 from matrixcalculus.errors import ShapeError
 
-Dim = int | str
+
+@dataclass(frozen=True)
+class DimProduct:
+    """A dimension that is the product of others: ``kron`` of m x n and p x q is (m*p) x (n*q).
+
+    Normalised by :func:`dim_product` (symbolic factors sorted, whole numbers multiplied into
+    ``scale``), so equal products are equal and hash alike: ``m*p`` is ``p*m``.
+
+    >>> dim_product("p", "m", 2)
+    DimProduct(factors=('m', 'p'), scale=2)
+    """
+
+    factors: tuple[str, ...]
+    scale: int = 1
+
+    def __str__(self) -> str:
+        return "*".join(([str(self.scale)] if self.scale != 1 else []) + list(self.factors))
+
+
+Dim = int | str | DimProduct
 Shape = tuple[Dim, ...]
+
+
+def dim_product(*dims: Dim) -> Dim:
+    """The product of dimensions, normalised: ``dim_product("m", "p")`` is ``m*p``; a product of
+    whole numbers is a whole number, a product of one name is that name, of nothing is 1."""
+    scale = 1
+    factors: list[str] = []
+    for d in dims:
+        if isinstance(d, DimProduct):
+            scale *= d.scale
+            factors.extend(d.factors)
+        elif isinstance(d, str):
+            factors.append(d)
+        else:
+            scale *= d
+    if not factors:
+        return scale
+    if scale == 1 and len(factors) == 1:
+        return factors[0]
+    return DimProduct(tuple(sorted(factors)), scale)
+
+
+def dim_size(dim: Dim, size: Callable[[str], int]) -> int:
+    """The number a dimension stands for, given the size of each named dimension."""
+    if isinstance(dim, int):
+        return dim
+    if isinstance(dim, str):
+        return size(dim)
+    total = dim.scale
+    for factor in dim.factors:
+        total *= size(factor)
+    return total
+
+
+def dim_names(dim: Dim) -> tuple[str, ...]:
+    """The named dimensions a dimension is made of: ``m*p`` -> ``("m", "p")``."""
+    if isinstance(dim, str):
+        return (dim,)
+    if isinstance(dim, DimProduct):
+        return dim.factors
+    return ()
+
+
+def dim_text(dim: Dim) -> str:
+    """A dimension as text in a shape: ``n``, ``3``, ``(m*p)``."""
+    return f"({dim})" if isinstance(dim, DimProduct) else str(dim)
+
 
 KINDS = ("scalar", "vector", "matrix", "symmetric")
 
@@ -55,6 +122,8 @@ class Node:
     args: tuple[Node, ...]
     params: tuple
     shape: Shape
+    _hash: int  # hash of the interning key, computed once
+    digest: bytes  # stable across runs, unlike hash(); orders operands canonically
 
     def __new__(cls, *a: Any, **k: Any) -> Node:  # pragma: no cover - guard
         raise TypeError(f"build {cls.__name__} nodes with the constructor functions")
@@ -118,7 +187,7 @@ def shape_text(shape: Shape) -> str:
         return "scalar"
     if len(shape) == 1:
         return f"vector ({shape[0]})"
-    return " x ".join(str(d) for d in shape)
+    return " x ".join(dim_text(d) for d in shape)
 
 
 # ---------------------------------------------------------------------------------- leaves
@@ -203,6 +272,38 @@ class Ones(Node):
 
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
         return xp.ones(tuple(size(d) for d in self.shape))
+
+
+class DimSize(Node):
+    """The size of a dimension as a scalar value: the ``n`` of ``sum(x)/n`` (``params = (dim,)``).
+
+    A leaf: its value is fixed by the arrays an expression is evaluated at, so its derivative is
+    zero and ``1/n`` stays symbolic, a number only at evaluation.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        return ()
+
+    @property
+    def dim(self) -> Dim:
+        return self.params[0]
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        return xp.asarray(float(size(self.params[0])))
+
+
+def size_of(dim: Dim) -> Node:
+    """The size of ``dim`` as a value: a number for a whole-number dimension, else a :class:`DimSize`.
+
+    >>> size_of(3) is const(3)
+    True
+    """
+    if isinstance(dim, int):
+        return const(dim)
+    return _intern(DimSize, (), (dim,))
 
 
 def ones(shape: Shape) -> Node:
@@ -563,43 +664,104 @@ def compare(op: str, a: Node, b: Node) -> Node:
     return _intern(Compare, (a, b), (op,))
 
 
+# ------------------------------------------------------------------------------ reshape
+
+
+class Reshape(Node):
+    """The entries of a tensor read in row-major (C) order into another shape, ``params = (shape,)``.
+
+    The shapes hold the same number of entries: the products of their dimensions are equal
+    (``(m*p) x (n*q)`` reshapes to ``m x p x n x q``). The VJP of ``kron`` splits its cotangent
+    this way.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        (new,) = params
+        if dim_product(*args[0].shape) != dim_product(*new):
+            raise ShapeError(f"reshape: {shape_text(args[0].shape)} has not as many entries as {shape_text(new)}")
+        return new
+
+    def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
+        # A reshape only moves entries: the cotangent moves back (batch axes lead, so row-major
+        # order over the whole tensor is row-major order over the trailing axes).
+        (x,) = self.args
+        return (reshape(g, g.shape[:batch] + x.shape),)
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        return xp.reshape(values[0], tuple(size(d) for d in self.shape))
+
+
+def reshape(x: Node, shape: Shape) -> Node:
+    """``x`` reshaped (row-major) to ``shape``; a reshape of a reshape is one reshape.
+
+    >>> reshape(ones(("m", "p")), (dim_product("m", "p"),)) is ones((dim_product("m", "p"),))
+    True
+    """
+    shape = tuple(shape)
+    if isinstance(x, Reshape):
+        x = x.args[0]
+    if shape == x.shape:
+        return x
+    if isinstance(x, Ones | Zeros):
+        Reshape.shape_rule((x,), (shape,))
+        return ones(shape) if isinstance(x, Ones) else zeros(shape)
+    return _intern(Reshape, (x,), (shape,))
+
+
 # ------------------------------------------------------------------------------ functions
 
 
 class Function(Node):
-    """A named function of one tensor, ``params = (name,)``; its rules live in ``functions.RULES``."""
+    """A named function of one or more tensors, ``params = (name,)``, or ``(name, dim)`` for a
+    function that takes a whole-number axis. Its record (in the registry, ``ir/registry.py``) holds
+    its shape rule, value and derivative."""
 
     __slots__ = ()
+    # Filled by ir/registry.py (which imports this module): name -> FunctionRecord.
     rules: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
-        return cls.rules[params[0]].shape(args[0].shape)
+        return cls.rules[params[0]].shape(tuple(a.shape for a in args))
 
     @property
     def name(self) -> str:
         return self.params[0]
 
     @property
-    def rule(self) -> Any:
+    def record(self) -> Any:
         return self.rules[self.params[0]]
 
     def vjp(self, g: Node, batch: int) -> tuple[Node | None, ...]:
-        (x,) = self.args
-        rule = self.rule
-        if rule.kind == "elementwise":
+        record = self.record
+        if record.elementwise:
             # The chain rule for an entry-wise function: g .* f'(x).
+            (x,) = self.args
             b = tuple(range(batch))
             idx = tuple(range(batch, batch + x.rank))
-            return (contract([g, rule.derivative(x)], [b + idx, idx], b + idx),)
-        return (rule.derivative(x, self, g, batch),)
+            return (contract([g, record.derivative(x)], [b + idx, idx], b + idx),)
+        return tuple(record.derivative(self.args, self, g, batch))
+
+    @property
+    def dim(self) -> int | None:
+        """The axis argument of a function that takes one, else None."""
+        return self.params[1] if len(self.params) > 1 else None
 
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
-        return self.rule.evaluate(xp, values[0])
+        if len(self.params) > 1:
+            return self.record.value(xp, *values, dim=self.params[1])
+        return self.record.value(xp, *values)
 
 
-def apply(name: str, x: Node) -> Node:
-    """``name(x)`` for a function in ``functions.RULES``."""
-    if name not in Function.rules:
-        raise KeyError(name)
-    return _intern(Function, (x,), (name,))
+def apply(name: str, *args: Node, dim: int | None = None) -> Node:
+    """``name(x, ...)`` for a function in the registry (a ``KeyError`` for an unknown name);
+    ``dim``: the axis, for a function that takes one."""
+    record = Function.rules[name]
+    if len(args) != record.arity:
+        raise ShapeError(f"{name} takes {record.arity} argument{'s' if record.arity > 1 else ''}, not {len(args)}")
+    if dim is not None and not record.dim:
+        raise ShapeError(f"{name} takes no axis argument")
+    return _intern(Function, tuple(args), (name,) if dim is None else (name, dim))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -19,30 +20,133 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import check_array, current_limits, limit_error
 from matrixcalculus.numeric.evaluate import bind, evaluate
 
+# The domains a random input must lie in. An element-wise log, a root or any power that is not
+# a whole number of at least zero needs positive entries (a negative power also keeps its base
+# away from zero); arcsin and arccos need entries inside (-1, 1); det, logdet, inv and a
+# fractional power of a quadratic form (sqrt(x'*S*x)) need a square matrix that is symmetric
+# positive definite. A variable anywhere inside such an argument gets the domain: inside
+# log(1 + exp(x)), x is drawn positive too, which is harmless.
+_POSITIVE_FUNCTIONS = frozenset({"log", "sqrt"})
+_UNIT_FUNCTIONS = frozenset({"arcsin", "arccos"})
+_DEFINITE_FUNCTIONS = frozenset({"det", "logdet", "inv"})
 
-def random_values(variables: Mapping[str, g.Var], size: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+
+def _needs_positive(node: g.Node) -> bool:
+    """Does ``node`` need its argument (the base, for a power) to be positive?"""
+    if isinstance(node, g.Function):
+        return node.name in _POSITIVE_FUNCTIONS
+    if isinstance(node, g.Power):
+        exponent = node.args[1]
+        if not isinstance(exponent, g.Const):
+            return True  # x.^y: log(x) is part of its derivative
+        value = Fraction(exponent.value)
+        return value.denominator != 1 or value < 0
+    return False
+
+
+def domains(root: g.Node) -> dict[str, str]:
+    """The domain each variable of ``root`` is drawn from for checks: ``"positive"`` (entries
+    positive), ``"definite"`` (symmetric positive definite, with positive entries), ``"unit"``
+    (entries inside (-1, 1)); absent: any real value.
+
+    >>> from matrixcalculus.ir import graph as g
+    >>> x = g.var("x", "vector", ("n",))
+    >>> domains(g.apply("log", x))
+    {'x': 'positive'}
+    """
+    # Each node's requirement on the variables below it, pushed down from the root.
+    need: dict[g.Node, set[str]] = {root: set()}
+    found: dict[str, set[str]] = {}
+    for node in reversed(g.postorder(root)):
+        here = need.get(node, set())
+        if isinstance(node, g.Var):
+            found.setdefault(node.name, set()).update(here)
+            continue
+        below = set(here)
+        if _needs_positive(node):
+            below.add("positive")
+        if isinstance(node, g.Function) and node.name in _UNIT_FUNCTIONS:
+            below.add("unit")
+        if isinstance(node, g.Function) and node.name in _DEFINITE_FUNCTIONS:
+            below.add("definite")
+        for k, arg in enumerate(node.args):
+            if isinstance(node, g.Power) and k == 1 and isinstance(arg, g.Const):
+                continue
+            need.setdefault(arg, set()).update(below)
+    result: dict[str, str] = {}
+    for name, wants in found.items():
+        var = next(n for n in g.postorder(root) if isinstance(n, g.Var) and n.name == name)
+        square = var.rank == 2 and var.shape[0] == var.shape[1]
+        if square and wants & {"definite", "positive"}:
+            # A positive definite matrix keeps x'*S*x positive under a root or a log.
+            result[name] = "definite"
+        elif "positive" in wants:
+            result[name] = "positive"
+        elif "unit" in wants:
+            result[name] = "unit"
+    return result
+
+
+def random_values(
+    variables: Mapping[str, g.Var],
+    size: int = 3,
+    seed: int = 0,
+    *,
+    within: g.Node | None = None,
+    dims: Mapping[str, int] | None = None,
+) -> dict[str, np.ndarray]:
     """Well-conditioned random values: normal entries; square matrices shifted by ``size*I``
     (so inverses and determinants are tame), symmetric ones symmetrised. Symbolic dimensions
-    all get ``size``."""
+    all get ``size`` (or their size in ``dims``).
+
+    ``within``: an expression whose functions' domains the values must lie in (see
+    :func:`domains`): positive entries ``|z| + 1/2``, entries ``tanh(z)/2`` inside (-1, 1),
+    symmetric positive definite ``B*B'/n + I`` (``B`` with entries ``|z|``). The normal draws
+    are the same with or without ``within``; only their transformation differs.
+    """
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
         raise EvaluationError(f"the size of the random inputs must be a positive whole number, not {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise EvaluationError(f"the random seed must be a whole number of at least 0, not {seed!r}")
-    shapes = {name: tuple(d if isinstance(d, int) else size for d in var.shape) for name, var in variables.items()}
+    sized = dict(dims or {})
+    shapes = {
+        name: tuple(g.dim_size(d, lambda name: sized.get(name, size)) for d in var.shape)
+        for name, var in variables.items()
+    }
     # Before drawing any: a size such as 10^6 would ask for terabytes.
     for name, shape in shapes.items():
         check_array(shape, f"the random value of {name}")
+    domain = domains(within) if within is not None else {}
     rng = np.random.default_rng(seed)
     values: dict[str, np.ndarray] = {}
     for name, var in variables.items():
         shape = shapes[name]
         value = rng.standard_normal(shape)
-        if var.rank == 2 and var.shape[0] == var.shape[1]:
+        kind = domain.get(name)
+        if kind == "definite" and len(shape) == 2 and shape[0] == shape[1]:
+            base = np.abs(value)
+            value = base @ base.T / shape[0] + np.eye(shape[0])
+        elif kind == "positive":
+            value = np.abs(value) + 0.5
+        elif kind == "unit":
+            value = np.tanh(value) / 2
+        elif var.rank == 2 and var.shape[0] == var.shape[1]:
             if var.kind == "symmetric":
                 value = (value + value.T) / 2
             value = value + shape[0] * np.eye(shape[0])
         values[name] = value
     return values
+
+
+def derivative_label(name: str, order: int = 1, f: str = "f") -> str:
+    """``df/dW``, ``d^2f/dW^2``, ``d^3f/dW^3``: the one spelling of a derivative's name.
+
+    >>> derivative_label("W", 2)
+    'd^2f/dW^2'
+    """
+    if order == 1:
+        return f"d{f}/d{name}"
+    return f"d^{order}{f}/d{name}^{order}"
 
 
 def finite_difference(
@@ -83,7 +187,7 @@ class CheckResult:
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "MISMATCH"
         return (
-            f"d{'^2' if self.order == 2 else ''}/d{self.variable}: max abs error {self.max_abs_error:.2e}, "
+            f"{derivative_label(self.variable, self.order)}: max abs error {self.max_abs_error:.2e}, "
             f"relative {self.max_rel_error:.2e} against central differences ({verdict})"
         )
 
@@ -119,7 +223,7 @@ def check_derivative(
             "max_check_entries",
             f"a finite-difference check perturbs each of the {x0.size:,} entries of {wrt.name}",
         )
-    f_shape = tuple(d if isinstance(d, int) else sizes.get(d, 1) for d in target.shape)
+    f_shape = tuple(g.dim_size(d, lambda name: sizes.get(name, 1)) for d in target.shape)
     check_array(f_shape + x0.shape, "the finite-difference derivative")
     numeric = finite_difference(fn, x0, symmetric=wrt.kind == "symmetric")
     symbolic = np.asarray(evaluate(derivative, values, dims), dtype=np.float64)

@@ -44,12 +44,14 @@ def bind(
         raise EvaluationError(f"values are a mapping from variable names to arrays, not {type(values).__name__}")
     if dims is not None and not isinstance(dims, Mapping):
         raise EvaluationError(f"dims is a mapping from dimension names to sizes, not {type(dims).__name__}")
-    for dim, size in (dims or {}).items():
+    for dim_name, size in (dims or {}).items():
         if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-            raise EvaluationError(f"dims: the size of {dim} must be a positive whole number, not {size!r}")
+            raise EvaluationError(f"dims: the size of {dim_name} must be a positive whole number, not {size!r}")
     sizes: dict[g.Dim, int] = {d: int(s) for d, s in (dims or {}).items()}
     source: dict[g.Dim, str] = {d: "dims=" for d in sizes}
     arrays: dict[str, Any] = {}
+    # An axis whose dimension is a product (kron's m*p) is checked once its factors are sized.
+    products: list[tuple[g.DimProduct, int, str]] = []
     for name, var in variables.items():
         if name not in values:
             raise EvaluationError(f"no value given for {name} ({_kind_text(var)})")
@@ -75,6 +77,9 @@ def bind(
                 if size != dim:
                     raise EvaluationError(f"{what} must be {dim}, but the value given has {size}")
                 continue
+            if isinstance(dim, g.DimProduct):
+                products.append((dim, size, what))
+                continue
             if dim in sizes and sizes[dim] != size:
                 raise EvaluationError(
                     f"dimension {dim} is {sizes[dim]} from {source[dim]} but {size} from {what}; "
@@ -92,6 +97,21 @@ def bind(
             if not np.allclose(array, array.T, rtol=1e-10, atol=1e-12):
                 raise EvaluationError(f"{name} is declared symmetric but its value is not symmetric")
         arrays[name] = array
+    for product, given, what in products:
+        unknown = sorted(set(product.factors) - set(sizes))
+        if len(unknown) == 1 and product.factors.count(unknown[0]) == 1:
+            # The one factor no other value sizes is what the product leaves (6 rows of m*p, p = 3: m = 2).
+            missing = unknown[0]
+            others = {**{f: sizes[f] for f in product.factors if f != missing}, missing: 1}
+            known = g.dim_size(product, others.__getitem__)
+            if given % known == 0:
+                sizes[missing] = given // known
+                source[missing] = what
+        if unknown and unknown[0] not in sizes:
+            continue  # an evaluation that needs the size says so, naming the dimension
+        expected = g.dim_size(product, sizes.__getitem__)
+        if expected != given:
+            raise EvaluationError(f"{what} must be {product} = {expected}, but the value given has {given}")
     return arrays, sizes
 
 
@@ -130,6 +150,8 @@ def evaluate(
     def size(dim: g.Dim) -> int:
         if isinstance(dim, int):
             return dim
+        if isinstance(dim, g.DimProduct):
+            return g.dim_size(dim, size)
         if dim not in sizes:
             raise EvaluationError(
                 f"the size of dimension {dim} is unknown: no value fixes it; pass dims={{{dim!r}: ...}}"
@@ -256,24 +278,14 @@ def _diagnose(root: g.Node, cache: Mapping[g.Node, Any]) -> str:
     index = _first_bad(value)
     where = _text(node)
     args = [cache[a] for a in node.args]
-    if isinstance(node, g.Function) and node.rule.kind == "elementwise":
-        (arg,) = node.args
-        what = {
-            "log": "log of a non-positive entry",
-            "sqrt": "sqrt of a negative entry",
-            "exp": "exp overflows",
-            "arcsin": "arcsin of an entry outside [-1, 1]",
-            "arccos": "arccos of an entry outside [-1, 1]",
-        }.get(node.name, f"{node.name} is not finite")
-        return f"{what}: {_entry(arg, args[0], index)} in {where}"
     if isinstance(node, g.Function):
-        if node.name == "logdet":
-            sign, _ = np.linalg.slogdet(args[0])
-            why = "the matrix is singular" if sign == 0 else "its determinant is negative"
-            return f"logdet of a matrix with non-positive determinant ({why}) in {where}"
-        if node.name == "inv":
-            return f"inv of a singular matrix in {where}"
-        return f"{node.name} overflows in {where}"
+        # The record says what a non-finite value of its function means (log of a non-positive entry).
+        record = node.record
+        what = record.nonfinite(args) if callable(record.nonfinite) else record.nonfinite
+        if record.elementwise:
+            what = what or f"{node.name} is not finite"
+            return f"{what}: {_entry(node.args[0], args[0], index)} in {where}"
+        return f"{what or f'{node.name} overflows'} in {where}"
     if isinstance(node, g.Power):
         base, exponent = (np.asarray(a) for a in args)
         b = base[index] if base.ndim else base

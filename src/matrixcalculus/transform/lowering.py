@@ -2,7 +2,9 @@
 
 * ``distribute_sum``: ``(A + A')*x`` runs as ``A*x + A'*x`` (two mat-vecs, no n x n sum);
 * ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``;
-* ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``.
+* ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``;
+* ``expand_definition``: a function whose record gives a ``definition`` (``gelu``, ``mean(x)``
+  is ``sum(x)/n``) is replaced by it, so every dialect computes it from functions it spells.
 
 Each rewrite gives an equal value; only the arithmetic differs (no overflow, fewer flops).
 """
@@ -12,6 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.functions import FUNCTIONS
+
+# The stable forms are identities of particular functions; they name their records through the
+# registry, once (a record renamed or removed fails at import).
+_LOG, _EXP, _SOFTPLUS, _LOGSUMEXP, _NORM2 = (
+    FUNCTIONS[name].name for name in ("log", "exp", "softplus", "logsumexp", "norm2")
+)
 
 
 def _stored(node: g.Node) -> bool:
@@ -42,7 +51,7 @@ def distribute_sum(node: g.Contract) -> g.Node | None:
 
 def stable_form(node: g.Function) -> g.Node | None:
     """``log(1 + exp(u)) -> softplus(u)``; ``log(sum(exp(u))) -> logsumexp(u)``."""
-    if node.name != "log":
+    if node.name != _LOG:
         return None
     (arg,) = node.args
     if isinstance(arg, g.Add) and len(arg.args) == 2:
@@ -50,29 +59,37 @@ def stable_form(node: g.Function) -> g.Node | None:
         if isinstance(other, g.Ones) or (isinstance(other, g.Const) and other.value == 1):
             one, other = other, one
         is_one = isinstance(one, g.Ones) or (isinstance(one, g.Const) and one.value == 1)
-        if is_one and isinstance(other, g.Function) and other.name == "exp":
-            return g.apply("softplus", other.args[0])
+        if is_one and isinstance(other, g.Function) and other.name == _EXP:
+            return g.apply(_SOFTPLUS, other.args[0])
     if (
         isinstance(arg, g.Contract)
         and arg.coeff == 1
         and len(arg.args) == 1
         and not arg.out
         and isinstance(arg.args[0], g.Function)
-        and arg.args[0].name == "exp"
+        and arg.args[0].name == _EXP
         and arg.args[0].rank == 1
     ):
-        return g.apply("logsumexp", arg.args[0].args[0])
+        return g.apply(_LOGSUMEXP, arg.args[0].args[0])
     return None
 
 
 def square_of_norm(node: g.Power) -> g.Node | None:
     """``norm2(u)^2 -> sum(u .* u)``: no square root to undo."""
     base, exponent = node.args
-    if isinstance(exponent, g.Const) and exponent.value == 2 and isinstance(base, g.Function) and base.name == "norm2":
+    if isinstance(exponent, g.Const) and exponent.value == 2 and isinstance(base, g.Function) and base.name == _NORM2:
         u = base.args[0]
         idx = tuple(range(u.rank))
         return g.contract([u, u], [idx, idx], ())
     return None
+
+
+def expand_definition(node: g.Function) -> g.Node | None:
+    """A function given by its record's ``definition`` -> that composition of other functions."""
+    definition = node.record.definition
+    if definition is None:
+        return None
+    return definition(*node.args) if node.dim is None else definition(*node.args, dim=node.dim)
 
 
 def lower(roots: Sequence[g.Node]) -> list[g.Node]:
@@ -86,7 +103,7 @@ def lower(roots: Sequence[g.Node]) -> list[g.Node]:
             if isinstance(new, g.Contract):
                 changed = distribute_sum(new)
             elif isinstance(new, g.Function):
-                changed = stable_form(new)
+                changed = expand_definition(new) or stable_form(new)
             elif isinstance(new, g.Power):
                 changed = square_of_norm(new)
             if changed is None:

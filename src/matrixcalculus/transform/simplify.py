@@ -22,12 +22,19 @@ from __future__ import annotations
 import itertools
 import math
 import weakref
+from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.functions import FUNCTIONS
 
 Labels = tuple[int, ...]
+
+# Identities of particular functions (u*sign(u) = abs(u), X*inv(X) = I, exp(u)/(1 + exp(u)) =
+# sigmoid(u)) name their records here, through the registry, once: a record renamed or removed
+# fails at import, not silently. Generic rules read the records (``undoes``, ``keeps_symmetry``).
+_SIGN, _ABS, _INV, _EXP, _SIGMOID = (FUNCTIONS[name].name for name in ("sign", "abs", "inv", "exp", "sigmoid"))
 
 
 def simplify(root: g.Node) -> g.Node:
@@ -55,17 +62,19 @@ def _simplify_node(node: g.Node, args: list[g.Node]) -> g.Node:
     if isinstance(node, g.Compare):
         return g.compare(node.op, args[0], args[1])
     if isinstance(node, g.Function):
-        return simplify_function(node.name, args[0])
+        return simplify_function(node, args)
+    if isinstance(node, g.Reshape):
+        return g.reshape(args[0], node.shape)
     return node
 
 
-def simplify_function(name: str, x: g.Node) -> g.Node:
-    """``inv(inv(X)) -> X``; ``log(exp(x)) -> x``."""
-    if name == "inv" and isinstance(x, g.Function) and x.name == "inv":
-        return x.args[0]
-    if name == "log" and isinstance(x, g.Function) and x.name == "exp":
-        return x.args[0]
-    return g.apply(name, x)
+def simplify_function(node: g.Function, args: Sequence[g.Node]) -> g.Node:
+    """``f(g(x)) -> x`` where ``f`` undoes ``g`` (its record says so): ``inv(inv(X)) -> X``,
+    ``log(exp(x)) -> x``."""
+    undone = node.record.undoes
+    if undone is not None and len(args) == 1 and isinstance(args[0], g.Function) and args[0].name == undone:
+        return args[0].args[0]
+    return g.apply(node.name, *args, dim=node.dim)
 
 
 # ------------------------------------------------------------------------------ contractions
@@ -194,10 +203,10 @@ def merge_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
 def sign_times_self(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
     """``u*sign(u) = abs(u)`` for scalar factors (then ``abs(u)/abs(u)`` cancels)."""
     for k, op in enumerate(ops):
-        if op.rank == 0 and isinstance(op, g.Function) and op.name == "sign" and op.args[0] in ops:
+        if op.rank == 0 and isinstance(op, g.Function) and op.name == _SIGN and op.args[0] in ops:
             j = ops.index(op.args[0])
             keep = [i for i in range(len(ops)) if i not in (j, k)]
-            return [ops[i] for i in keep] + [g.apply("abs", op.args[0])], [labels[i] for i in keep] + [()], out
+            return [ops[i] for i in keep] + [g.apply(_ABS, op.args[0])], [labels[i] for i in keep] + [()], out
     return None
 
 
@@ -240,7 +249,7 @@ def merge_powers(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrit
 def cancel_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
     """``X*inv(X) = inv(X)*X = I``: a matrix times its inverse over an index only they carry."""
     for k, op in enumerate(ops):
-        if not (isinstance(op, g.Function) and op.name == "inv"):
+        if not (isinstance(op, g.Function) and op.name == _INV):
             continue
         x = op.args[0]
         for j, other in enumerate(ops):
@@ -268,6 +277,13 @@ def _chain(node: g.Node) -> list[tuple[g.Node, bool]] | None:
         return None
     if any(op.rank != 2 or op.shape[0] != op.shape[1] for op in node.args):
         return None
+    # A chain joins each index to exactly one other place: the output or the next factor. A label
+    # seen more often is a Hadamard or diagonal product (B .* eye(n) .* R walks like B*eye(n)'*R
+    # but is not one), and inv of it does not factor.
+    seen = Counter(lab for labs in node.labels for lab in labs)
+    seen.update(node.out)
+    if any(count != 2 for count in seen.values()):
+        return None
     label = node.out[0]
     remaining = list(range(len(node.args)))
     chain: list[tuple[g.Node, bool]] = []
@@ -289,7 +305,7 @@ def expand_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewr
     """``X*inv(X*Y) -> inv(Y)``: the inverse of a product of square matrices is the product of the
     inverses in reverse order; expanded only where a factor then meets its own inverse."""
     for k, op in enumerate(ops):
-        if not (isinstance(op, g.Function) and op.name == "inv"):
+        if not (isinstance(op, g.Function) and op.name == _INV):
             continue
         chain = _chain(op.args[0])
         if chain is None:
@@ -312,7 +328,7 @@ def expand_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewr
         left = a
         for step, (factor, transposed) in enumerate(reversed(chain)):
             right = b if step == len(chain) - 1 else top + step
-            inverse = g.apply("inv", factor)
+            inverse = g.apply(_INV, factor)
             new_ops.append(inverse)
             new_labels.append((right, left) if transposed else (left, right))
             left = right
@@ -324,7 +340,7 @@ def expand_inverse(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewr
 def sigmoid_of_ratio(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
     """``exp(u) ./ (1 + exp(u)) = sigmoid(u)``, entry-wise: the logistic function, and its stable form."""
     for k, op in enumerate(ops):
-        if not (isinstance(op, g.Function) and op.name == "exp"):
+        if not (isinstance(op, g.Function) and op.name == _EXP):
             continue
         u = op.args[0]
         for j, other in enumerate(ops):
@@ -336,7 +352,7 @@ def sigmoid_of_ratio(ops: list[g.Node], labels: list[Labels], out: Labels) -> Re
                 and _is_one_plus(other.args[0], op)
             ):
                 keep = [i for i in range(len(ops)) if i not in (j, k)]
-                return ([ops[i] for i in keep] + [g.apply("sigmoid", u)], [labels[i] for i in keep] + [labels[k]], out)
+                return ([ops[i] for i in keep] + [g.apply(_SIGMOID, u)], [labels[i] for i in keep] + [labels[k]], out)
     return None
 
 
@@ -373,7 +389,7 @@ def _symmetric_here(node: g.Node) -> bool:
         return True
     if isinstance(node, g.Function):
         # Entry-wise functions and the inverse keep symmetry; they do not make it.
-        return (node.rule.kind == "elementwise" or node.name == "inv") and _SYMMETRIC.get(node.args[0], False)
+        return node.record.symmetric_preserving and all(_SYMMETRIC.get(a, False) for a in node.args)
     if isinstance(node, g.Power):
         return _SYMMETRIC.get(node.args[0], False) and (node.args[1].rank == 0 or _SYMMETRIC.get(node.args[1], False))
     if isinstance(node, g.Add):
@@ -459,7 +475,7 @@ def _canonical_key(node: g.Contract) -> object:
             groups[-1].append(k)
         else:
             groups.append([k])
-    candidates = [[]]
+    candidates: list[list[int]] = [[]]
     for group in groups:
         # Bounded: the permutations are only generated when there are few of them.
         if len(group) > 1 and len(candidates) * math.factorial(len(group)) <= _MAX_LABELLINGS:
@@ -558,18 +574,17 @@ def normal_sum(terms: Sequence[g.Node]) -> g.Node:
 
 def common_scalar_factor(terms: list[g.Node]) -> g.Node | None:
     """``s*A + s*B -> s*(A + B)`` for a scalar factor ``s`` (an expression, not a number) of every term."""
-    if not all(isinstance(t, g.Contract) for t in terms):
+    products = [t for t in terms if isinstance(t, g.Contract)]
+    if len(products) != len(terms):
         return None
-    first = terms[0]
-    assert isinstance(first, g.Contract)
+    first = products[0]
     for op, labs in zip(first.args, first.labels, strict=True):
         if labs or isinstance(op, g.Const):
             continue
-        if not all(any(o is op and not l for o, l in zip(t.args, t.labels, strict=True)) for t in terms):
+        if not all(any(o is op and not l for o, l in zip(t.args, t.labels, strict=True)) for t in products):
             continue
         rest = []
-        for t in terms:
-            assert isinstance(t, g.Contract)
+        for t in products:
             k = next(k for k, (o, l) in enumerate(zip(t.args, t.labels, strict=True)) if o is op and not l)
             rest.append(normal_contract(t.args[:k] + t.args[k + 1 :], t.labels[:k] + t.labels[k + 1 :], t.out, t.coeff))
         inner = normal_sum(rest)

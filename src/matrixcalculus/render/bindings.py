@@ -1,0 +1,170 @@
+"""``where`` bindings: shared subexpressions printed once, by name.
+
+A derived expression that uses a subexpression many times would repeat its text at every
+use; here such subexpressions get temporary names ``t1, t2, ...`` (skipping every name in use:
+variables, dimensions, functions), printed as ``body`` then ``where`` and one ``name = text``
+per binding, each binding using only names bound before it. That text is input syntax
+(``frontend.syntax``): it parses back to the same values.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+from matrixcalculus.ir import graph as g
+from matrixcalculus.ir.registry import FUNCTIONS
+from matrixcalculus.render.index import free_indices, index_entry
+from matrixcalculus.render.notation import MatrixPrinter
+from matrixcalculus.render.style import ATOM, TEXT, Piece, Style
+
+# Names of the input language that a binding must not shadow (t1 is none of them, but a
+# dimension or variable may be called t1).
+_LANGUAGE_NAMES = frozenset(FUNCTIONS) | {"sum", "tr", "diag", "vector", "matrix", "eye", "ones", "zeros", "where"}
+
+
+def binding_names(reserved: set[str]) -> Iterator[str]:
+    """Temporary names ``t1, t2, ...``, skipping the ``reserved`` ones (variables, dimensions).
+
+    >>> list(itertools.islice(binding_names({"t2"}), 3))
+    ['t1', 't3', 't4']
+    """
+    return (
+        name for name in (f"t{k}" for k in itertools.count(1)) if name not in reserved and name not in _LANGUAGE_NAMES
+    )
+
+
+# Written out in full, a derived expression repeats each shared subexpression at every use: its
+# text grows with the number of nodes of the graph unfolded into a tree, which is exponential in
+# depth for nested softmax or Hessians of deep compositions. Up to this many unfolded nodes (or
+# four times the graph's own size, whichever is more) the full text is printed, as it always
+# was; above, shared subexpressions are named in a ``where`` clause.
+SHARE_TREE_LIMIT = 1000
+
+
+def needs_bindings(roots: Sequence[g.Node]) -> bool:
+    """Would the full text of ``roots`` repeat shared subexpressions too often (see above)?"""
+    order = g.postorder(*roots)
+    limit = max(SHARE_TREE_LIMIT, 4 * len(order))
+    size: dict[g.Node, int] = {}
+    for node in order:
+        # Capped: only "more than the limit" matters, and the uncapped count can be huge.
+        size[node] = min(limit + 1, 1 + sum(size[a] for a in node.args))
+    return sum(size[r] for r in roots) > limit
+
+
+def taken_names(node: g.Node) -> set[str]:
+    """Names a ``where`` name must not be: the variables and the named dimensions."""
+    taken: set[str] = set()
+    for sub in g.postorder(node):
+        if isinstance(sub, g.Var):
+            taken.add(sub.name)
+        if isinstance(sub, g.DimSize):
+            taken.update(g.dim_names(sub.dim))
+        for d in sub.shape:
+            taken.update(g.dim_names(d))
+    return taken
+
+
+def with_bindings(
+    roots: Sequence[g.Node],
+    reserved: set[str],
+    style: Style = TEXT,
+    min_length: int = 12,
+    rows: frozenset[g.Node] = frozenset(),
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Print several derived expressions together, naming repeated subexpressions.
+
+    Returns the texts and the ``where`` bindings ``[(name, text), ...]`` in dependency order:
+    a subexpression is named when it is used at least twice and its text is at least
+    ``min_length`` characters, so that naming it shortens the result. Outer subexpressions
+    get the first names.
+
+    Where the full texts would be long (:func:`needs_bindings`), the length that decides is that
+    of the text with the names already chosen inside it (:func:`shared_text`): linear time.
+    ``rows``: the roots that are rows (numerator-layout gradients), printed transposed (``x'``).
+    """
+    if needs_bindings(roots):
+        return shared_text(roots, reserved, style, frozenset(), min_length, rows)
+    uses = _uses(roots)
+    order = g.postorder(*roots)
+    plain = MatrixPrinter(style, True)
+    plain.piece_all(order)
+    chosen = [
+        node for node in order if uses.get(node, 0) >= 2 and node.args and len(plain.memo[node].text) >= min_length
+    ]
+    names = binding_names(reserved)
+    # The most used (then the outermost) subexpression gets the first name.
+    position = {node: k for k, node in enumerate(order)}
+    chosen.sort(key=lambda node: (-uses[node], -position[node]))
+    name_of = {node: next(names) for node in chosen}
+    printer = MatrixPrinter(style, True)
+    printer.rows = rows
+    bindings: list[tuple[str, str]] = []
+    for node in order:
+        piece = printer.render(node)
+        if node in name_of:
+            bindings.append((name_of[node], piece.text))
+            piece = Piece(style.name(name_of[node]), ATOM, piece.row)
+        printer.memo[node] = piece
+    return [printer.output(r).text for r in roots], bindings
+
+
+def _uses(roots: Sequence[g.Node]) -> dict[g.Node, int]:
+    """How often each node is used: as an argument (counted per use) or as a root."""
+    uses: dict[g.Node, int] = {}
+    for node in g.postorder(*roots):
+        for arg in node.args:
+            uses[arg] = uses.get(arg, 0) + 1
+    for root in roots:
+        uses[root] = uses.get(root, 0) + 1
+    return uses
+
+
+def shared_text(
+    roots: Sequence[g.Node],
+    reserved: set[str],
+    style: Style,
+    scalars: frozenset[str],
+    min_length: int = 12,
+    rows: frozenset[g.Node] = frozenset(),
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """:func:`with_bindings` in time linear in the graph: each node is printed with the nodes
+    named before it (children first) printed by their names, so no text repeats a shared part.
+
+    Two passes: the first decides which nodes to name (used at least twice, and a text of at
+    least ``min_length`` characters with the names inside it), the second prints with the final
+    names, the most used (then outermost) node getting the first name. A named tensor of order
+    three or more is bound in index notation, ``t1[i,j,k] = ...`` (as the result it is part of
+    prints), so that its text is not repeated either.
+    """
+    uses = _uses(roots)
+    order = g.postorder(*roots)
+    probe = MatrixPrinter(style, True, scalars, share=True)
+    chosen: list[g.Node] = []
+    for node in order:
+        piece = probe.render(node)
+        if uses.get(node, 0) >= 2 and node.args and len(piece.text) >= min_length:
+            chosen.append(node)
+            probe.names[node] = "t0"  # a stand-in as long as most names
+            piece = Piece(style.name("t0"), ATOM, piece.row, sym=piece.sym)
+        probe.memo[node] = piece
+    spare = binding_names(reserved)
+    position = {node: k for k, node in enumerate(order)}
+    chosen.sort(key=lambda node: (-uses[node], -position[node]))
+    printer = MatrixPrinter(style, True, scalars, share=True)
+    printer.names = {node: next(spare) for node in chosen}
+    printer.rows = rows
+    bindings: list[tuple[str, str]] = []
+    for node in order:
+        piece = printer.render(node)
+        if node in printer.names:
+            name = printer.names[node]
+            if node.rank > 2:
+                free = free_indices(node, set(printer.names.values()))
+                bindings.append((index_entry(style.name(name), free, style), piece.text))
+            else:
+                bindings.append((name, piece.text))
+            piece = Piece(style.name(name), ATOM, piece.row, sym=piece.sym)
+        printer.memo[node] = piece
+    return [printer.output(r).text for r in roots], bindings
