@@ -220,6 +220,8 @@ UNIT_ONLY = _elementwise(lambda r: not r.kinks and r.domain == (-1, 1))
 BOUNDED = _elementwise(
     lambda r: not r.kinks and r.domain != (-1, 1) and r.domain[0] <= -0.5 and 0.5 <= r.domain[1] < math.inf
 )
+# Two arguments of one shape, with a kink where they tie.
+KINKED_PAIRS = ("max", "min")
 MATRIX_SPD = ("det", "logdet", "inv")
 MATRIX_ANY = ("norm1", "norm2", "mean")
 VECTOR_ONLY = ("softmax", "logsumexp")
@@ -323,8 +325,11 @@ def expression(
             e = sub(shape, "unit")
             return _g(f"{ch.choice(UNIT_ONLY + BOUNDED)}({e.text})", e)
         if kind == 2:
+            name = ch.choice(KINKED + KINKED_PAIRS)
+            if name in KINKED_PAIRS:
+                e, f = sub(shape), sub(shape)
+                return _g(f"{name}({e.text}, {f.text})", e, f, kinks=(f"{e.text} - {f.text}",))
             e = sub(shape)
-            name = ch.choice(KINKED)
             return _g(f"{name}({e.text})", e, kinks=(e.text,))
         e = sub(shape)
         return _g(f"{ch.choice(ANYWHERE)}({e.text})", e)
@@ -444,7 +449,9 @@ def expression(
 
 def covered_functions() -> set[str]:
     """The functions the grammar can emit (a test checks this is the whole table)."""
-    return set(ANYWHERE + KINKED + POSITIVE_ONLY + UNIT_ONLY + BOUNDED + MATRIX_SPD + MATRIX_ANY + VECTOR_ONLY)
+    return set(
+        ANYWHERE + KINKED + KINKED_PAIRS + POSITIVE_ONLY + UNIT_ONLY + BOUNDED + MATRIX_SPD + MATRIX_ANY + VECTOR_ONLY
+    )
 
 
 assert set(FUNCTIONS) >= covered_functions()

@@ -32,7 +32,7 @@ from fractions import Fraction
 from typing import Any
 
 from matrixcalculus.errors import InferenceError, ParseError, ShapeError
-from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten
+from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten, read_declared_notation
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
 from matrixcalculus.ir.registry import ARGUMENT_KINDS, FunctionRecord
@@ -353,6 +353,9 @@ class _Checker:
                     right_scalars += 1
             else:
                 t = self.call(node, kids)
+                if t[0] != "s" and node.value in FUNCTIONS and FUNCTIONS[node.symbol].result == "broadcast":
+                    # A scalar argument repeated over the other (max(b, x)) is a broadcast, as in b + x.
+                    broadcasts += sum(1 for c, k in zip(node.args, kids, strict=False) if k[0] == "s" and loose[id(c)])
             mt[id(node)] = t
         for x, y, ast, message in self.deferred:
             if not self.dims.settled(x, y):
@@ -555,7 +558,32 @@ class _Checker:
                 self.unify(a[1], a[2], node, failed)
         if record.result == "product":
             return self.product_of(record, node, kids)
+        if record.result == "broadcast":
+            return self.broadcast_of(record, node, kids)
         return kids[0] if record.result == "same" else ("s",)
+
+    def broadcast_of(self, record: FunctionRecord, node: Ast, kids: list[MType]) -> MType:
+        """A "broadcast" result: ``max(a, b)`` of two tensors of one type is that type; a scalar
+        argument is repeated over the other (``max(0, z)``)."""
+        tensors = [(arg, a) for arg, a in zip(node.args, kids, strict=False) if a[0] != "s"]
+        if not tensors:
+            return ("s",)
+        (first_arg, first), *rest = tensors
+        for arg, a in rest:
+
+            def message(arg: Ast = arg, a: MType = a) -> str:
+                hint = "; transpose one of them" if {a[0], first[0]} == {"c", "r"} else ""
+                return (
+                    f"{record.name} at column {node.column} needs arguments of one shape (or scalars), but "
+                    f"{self.src(first_arg)} is {_describe(first, self.dims)} and {self.src(arg)} is "
+                    f"{_describe(a, self.dims)}{hint}"
+                )
+
+            if a[0] != first[0]:
+                raise _Mismatch(message(), node)
+            for da, db in zip(first[1:], a[1:], strict=True):
+                self.unify(da, db, node, message)
+        return first
 
     def product_of(self, record: FunctionRecord, node: Ast, kids: list[MType]) -> MType:
         """A "product" result: ``kron(A, B)`` of m x n and p x q is (m*p) x (n*q); of two vectors
@@ -619,6 +647,7 @@ def infer_with_form(
     if types is not None and not isinstance(types, Mapping):
         raise InferenceError(f"types is a mapping such as {{'A': 'symmetric matrix'}}, not {type(types).__name__}")
     declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
+    ast = read_declared_notation(ast, declared)
     if text is not None:
         text = flatten(text)  # the columns stay; carets line up under one line
     order = _dim_walk(ast)

@@ -28,7 +28,7 @@ import difflib
 import math
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -37,18 +37,22 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from matrixcalculus.errors import MatrixCalculusError, ParseError
 from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.ir.graph import PI
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
 DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
 _MAX_DIMENSION = 2**53
 # Functions built into the language beyond the registry (inference builds them as products).
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
-KNOWN_FUNCTIONS = tuple(FUNCTIONS) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS)
+# Other names for our notation, as MATLAB, NumPy and the tutorials write it, accepted and read
+# as ours (see _Build.alias): name -> (least, most) number of arguments. trace(X) is tr(X),
+# transpose(X) is X', dot(x, y) is x'*y, norm(x) and norm(X, 'fro') are norm2, norm(x, 1) is norm1.
+ALIASES = {"trace": (1, 1), "transpose": (1, 1), "dot": (2, 2), "norm": (1, 2)}
+KNOWN_FUNCTIONS = tuple(FUNCTIONS) + STRUCTURAL_FUNCTIONS + tuple(DIMENSION_FUNCTIONS) + tuple(ALIASES)
 
 # Names people use elsewhere for our functions (MATLAB, NumPy, the Matrix Cookbook): an unknown
 # name among them is answered with ours.
 _SYNONYMS = {
-    "trace": "tr",
     "identity": "eye",
     "diagonal": "diag",
     **{alias: record.name for record in FUNCTIONS.values() for alias in record.aliases},
@@ -59,6 +63,8 @@ def arity(name: str) -> tuple[int, int]:
     """The least and the most number of arguments of the function ``name``."""
     if name in DIMENSION_FUNCTIONS:
         return DIMENSION_FUNCTIONS[name]
+    if name in ALIASES:
+        return ALIASES[name]
     if name in FUNCTIONS:
         record = FUNCTIONS[name]
         return record.arity, record.arity + record.dim
@@ -89,12 +95,15 @@ binding: NAME EQUALS cmp
     | NAME LPAR args RPAR    -> call
     | LPAR cmp RPAR          -> group
     | LPAR cmp WHERE bindings RPAR -> group_where
-args: cmp (COMMA cmp)*
+args: arg (COMMA arg)*
+?arg: cmp
+    | STRING                 -> string
 CMPOP: ">" | "<"
 ADDOP: "+" | "-"
 MULOP: ".*" | "./" | "*" | "/"
 POWOP: ".^" | "^"
-QUOTE: "'"
+QUOTE: "'" | ".'"
+STRING: /'[^']*'|"[^"]*"/
 LPAR: "("
 RPAR: ")"
 COMMA: ","
@@ -111,6 +120,7 @@ _TOKEN_NAMES = {
     "MULOP": "'*', '/', '.*' or './'",
     "POWOP": "'^' or '.^'",
     "QUOTE": 'a transpose "\'"',
+    "STRING": "a quoted text",
     "LPAR": "'('",
     "RPAR": "')'",
     "COMMA": "','",
@@ -124,7 +134,8 @@ _TOKEN_NAMES = {
 
 @dataclass(frozen=True, eq=False)
 class Ast:
-    """A syntax-tree node. ``op`` is one of: num, name, call, unary, binary, transpose.
+    """A syntax-tree node. ``op`` is one of: num, name, call, unary, binary, transpose, text
+    (a quoted argument, ``'fro'``, which only the call that takes it reads).
 
     ``start``/``end`` are 0-based offsets of the node's text; ``column`` (1-based) points at
     the operator or name that an error about this node should point at.
@@ -227,9 +238,15 @@ class _Build(Transformer):
         (tok,) = items
         return Ast("name", str(tok), (), *_span(tok))
 
+    def string(self, items: list[Token]) -> Ast:
+        (tok,) = items
+        return Ast("text", str(tok)[1:-1], (), *_span(tok))
+
     def call(self, items: list) -> Ast:
         name, _, args, rpar = items
         fname = str(name)
+        if fname in ALIASES:
+            return self.alias(name, args, rpar)
         if fname not in KNOWN_FUNCTIONS:
             close = (
                 [_SYNONYMS[fname.lower()]]
@@ -242,6 +259,8 @@ class _Build(Transformer):
             raise ParseError(
                 f"unknown function '{fname}' at column {name.column}{hint}", text=self.text, column=name.column
             )
+        for arg in args:
+            self.no_text(fname, arg)
         low, high = arity(fname)
         if not low <= len(args) <= high:
             want = str(low) if low == high else f"{low} or {high}"
@@ -278,6 +297,51 @@ class _Build(Transformer):
                         column=arg.column,
                     )
         return Ast("call", fname, tuple(args), name.start_pos, rpar.end_pos, name.column)
+
+    def no_text(self, fname: str, arg: Ast) -> None:
+        if arg.op == "text":
+            raise ParseError(
+                f"{fname} takes no quoted argument such as {self.text[arg.start : arg.end]} (column {arg.column}); "
+                "a quoted argument is norm's 'fro' only",
+                text=self.text,
+                column=arg.column,
+            )
+
+    def alias(self, name: Token, args: list[Ast], rpar: Token) -> Ast:
+        """A call by another name for our notation (:data:`ALIASES`), as the tree of ours."""
+        (start, _, column), (_, end, _) = _span(name), _span(rpar)
+        fname = str(name)
+        low, high = ALIASES[fname]
+        if not low <= len(args) <= high:
+            want = str(low) if low == high else f"{low} or {high}"
+            raise ParseError(
+                f"{fname} takes {want} argument{'s' if high > 1 else ''}, not {len(args)} (column {column})",
+                text=self.text,
+                column=column,
+            )
+        for arg in args[:1] if fname == "norm" else args:
+            self.no_text(fname, arg)
+        if fname == "trace":
+            return Ast("call", "tr", (args[0],), start, end, column)
+        if fname == "transpose":
+            return Ast("transpose", "'", (args[0],), start, end, column)
+        if fname == "dot":
+            x, y = args
+            return Ast("binary", "*", (Ast("transpose", "'", (x,), x.start, x.end, x.column), y), start, end, column)
+        # norm(x) and norm(X, 'fro') are the root of the sum of squares (Euclidean, Frobenius);
+        # norm(x, 1) the sum of absolute values. Other norms (inf, the spectral norm of a matrix) are not here.
+        which = "norm2"
+        if len(args) == 2:
+            p = args[1]
+            if p.op == "num" and p.value == 1:
+                which = "norm1"
+            elif not ((p.op == "num" and p.value == 2) or (p.op == "text" and p.value == "fro")):
+                raise ParseError(
+                    f"norm's second argument is 1, 2 or 'fro', not {self.text[p.start : p.end]} (column {p.column})",
+                    text=self.text,
+                    column=p.column,
+                )
+        return Ast("call", which, (args[0],), start, end, column)
 
     def args(self, items: list) -> list[Ast]:
         return [item for item in items if isinstance(item, Ast)]
@@ -350,6 +414,42 @@ class _Build(Transformer):
         return Ast("transpose", "'", (x,), x.start, quote.end_pos, quote.column)
 
 
+def read_declared_notation(root: Ast, declared: Container[str]) -> Ast:
+    """``root`` with the notation that depends on the declarations read: ``x^T`` is the transpose
+    ``x'`` and the name ``pi`` is the constant π, unless ``T`` (or ``pi``) is a declared variable.
+
+    >>> read_declared_notation(parse_syntax("x^T"), ()).op, read_declared_notation(parse_syntax("x^T"), {"T"}).op
+    ('transpose', 'binary')
+    """
+    done: dict[int, Ast] = {}
+    stack: list[Ast] = [root]
+    while stack:  # iterative and memoised, as _substitute: a deep or shared tree costs its size once
+        node = stack[-1]
+        if id(node) in done:
+            stack.pop()
+            continue
+        kids = () if node.op == "call" and node.value in DIMENSION_FUNCTIONS else node.args
+        pending = [kid for kid in kids if id(kid) not in done]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        new = tuple(done[id(kid)] for kid in kids)
+        if node.op == "name" and node.value == "pi" and "pi" not in declared:
+            done[id(node)] = Ast("num", PI, (), node.start, node.end, node.column)
+        elif node.op == "binary" and node.value == "^" and _is_name(node.args[1], "T") and "T" not in declared:
+            done[id(node)] = Ast("transpose", "'", (new[0],), node.start, node.end, node.args[1].column)
+        elif all(a is b for a, b in zip(new, kids, strict=True)):
+            done[id(node)] = node
+        else:
+            done[id(node)] = Ast(node.op, node.value, new, node.start, node.end, node.column)
+    return done[id(root)]
+
+
+def _is_name(node: Ast, name: str) -> bool:
+    return node.op == "name" and node.value == name
+
+
 def _substitute(root: Ast, env: dict[str, Ast], used: set[str]) -> tuple[Ast, set[str]]:
     """``root`` with each name bound in ``env`` replaced by its (shared) tree; also the names left
     free. Names that are dimensions (``eye(n)``) are not expressions and stay. Bound names met
@@ -419,6 +519,12 @@ def parse_syntax(text: str) -> Ast:
         if tok.type == "$END":
             raise ParseError(
                 f"unexpected end of input; expected {_expected(exc.expected)}", text=text, column=len(text.rstrip()) + 1
+            ) from None
+        if tok.type == "STRING":
+            raise ParseError(
+                f"unexpected quoted text {tok} at column {tok.column}; a quoted argument is norm's 'fro' only",
+                text=text,
+                column=tok.column,
             ) from None
         raise ParseError(
             f"unexpected {str(tok)!r} at column {tok.column}; expected {_expected(exc.expected)}",

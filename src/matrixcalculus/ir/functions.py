@@ -443,7 +443,7 @@ register(
         derivative=_vjp_norm2,
         latex=r"\left\| {0} \right\|_2",
         spellings={"default": "xp.sqrt(xp.sum({0} * {0}))"},
-        aliases=("norm", "fro", "frobenius"),
+        aliases=("fro", "frobenius"),
         domain="any",
     )
 )
@@ -568,3 +568,67 @@ register(
         domain="any",
     )
 )
+
+
+# ---------------------------------------------------------------- max and min
+
+
+def _larger_or_smaller(a: Node, b: Node, bigger: bool) -> tuple[Node, Node]:
+    """The indicators (0/1, of the result's shape) of where ``max(a, b)`` (``bigger``) or
+    ``min(a, b)`` takes ``a`` and where it takes ``b``. At a tie the value is the first argument's,
+    unless only the second is a constant: a constant takes the tie (docs/conventions.md, "Kinks"),
+    so ``max(z, 0)`` and ``max(0, z)`` both have relu's derivative 0 at ``z = 0``."""
+    op, strict = ("<", ">") if bigger else (">", "<")
+    if isinstance(b, Const) and not isinstance(a, Const):
+        takes_a = compare(strict, a, b)  # a strictly beyond b: a tie goes to the constant b
+        return takes_a, one_minus(takes_a)
+    takes_b = compare(op, a, b)  # b strictly beyond a: a tie goes to a
+    return one_minus(takes_b), takes_b
+
+
+def _select(a: Node, b: Node, bigger: bool) -> Node:
+    # a .* [takes a] + b .* [takes b]: exact (a 0/1 weight), and a composition every dialect has.
+    takes_a, takes_b = _larger_or_smaller(a, b, bigger)
+    return add([hadamard(a, takes_a), hadamard(b, takes_b)])
+
+
+def _vjp_select(bigger: bool) -> Callable[..., tuple[Node, Node]]:
+    def vjp(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node, Node]:
+        # d max(a, b) = [takes a] .* da + [takes b] .* db; a scalar argument that was repeated
+        # over the result collects the sum over its entries.
+        a, b = args
+        bl = tuple(range(batch))
+        idx = tuple(range(batch, batch + y.rank))
+        indicators = _larger_or_smaller(a, b, bigger)
+        return tuple(  # type: ignore[return-value]
+            contract([g, ind], [bl + idx, idx], bl + (idx if arg.rank else ()))
+            for arg, ind in zip(args, indicators, strict=True)
+        )
+
+    return vjp
+
+
+def _max_rewrite(a: Node, b: Node) -> Node | None:
+    """``max(0, z) = max(z, 0) = relu(z)``: one node for the neuron however it is written."""
+    for zero, z in ((a, b), (b, a)):
+        if isinstance(zero, Const) and zero.value == 0 and not isinstance(z, Const):
+            return apply("relu", z)
+    return None
+
+
+# Element-wise, a scalar argument repeated over the other (max(0, A*x)); given by a definition,
+# so evaluation and every dialect compute a .* [a wins] + b .* [b wins].
+for _name, _bigger in (("max", True), ("min", False)):
+    register(
+        FunctionRecord(
+            _name,
+            ("any", "any"),
+            "broadcast",
+            derivative=_vjp_select(_bigger),
+            latex=rf"\{_name}\left({{0}}, {{1}}\right)",
+            definition=lambda a, b, bigger=_bigger: _select(a, b, bigger),
+            rewrite=_max_rewrite if _bigger else None,
+            aliases=("maximum",) if _bigger else ("minimum",),
+            domain="any",
+        )
+    )

@@ -16,6 +16,7 @@ subexpressions are shared and ``is``/``==`` (identity) decide structural equalit
 from __future__ import annotations
 
 import hashlib
+import math
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -238,6 +239,11 @@ class Const(Node):
 
     def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
         return xp.asarray(float(self.params[0]))
+
+
+# pi, the constant of the language: the nearest double to π, exact in the graph as every constant
+# is; printing writes its rational multiples as pi (2*pi, pi/2), so it reads back the same.
+PI = Fraction(math.pi)
 
 
 def const(value: int | float | Fraction | str) -> Const:
@@ -764,4 +770,8 @@ def apply(name: str, *args: Node, dim: int | None = None) -> Node:
         raise ShapeError(f"{name} takes {record.arity} argument{'s' if record.arity > 1 else ''}, not {len(args)}")
     if dim is not None and not record.dim:
         raise ShapeError(f"{name} takes no axis argument")
+    if record.rewrite is not None and dim is None:
+        simpler = record.rewrite(*args)
+        if simpler is not None:
+            return simpler
     return _intern(Function, tuple(args), (name,) if dim is None else (name, dim))

@@ -34,10 +34,12 @@ ARGUMENT_KINDS: dict[str, str] = {
     "matrix": "a matrix",
     "square": "a square matrix",
 }
-# What the result is: the first argument's type ("same"), a scalar, or the arguments' "product":
+# What the result is: the first argument's type ("same"), a scalar, the arguments' "product":
 # all of one kind (matrices, or vectors of one orientation), the result of that kind with each
-# dimension the product of theirs (kron of m x n and p x q is (m*p) x (n*q)).
-RESULT_KINDS = ("same", "scalar", "product")
+# dimension the product of theirs (kron of m x n and p x q is (m*p) x (n*q)), or their common
+# shape under "broadcast": the arguments that are not scalars all of one type, the scalars
+# repeated over it (max(0, z) of a vector z is a vector).
+RESULT_KINDS = ("same", "scalar", "product", "broadcast")
 
 Interval = tuple[float, float]
 
@@ -68,6 +70,9 @@ class FunctionRecord:
     smooth (``kinks`` lists points where it is not differentiable); for the others a word:
     "any", "square", "invertible", "positive definite". Tests draw their inputs from it.
     ``undoes``: the function this one inverts on its left (``log(exp(x)) = x``).
+    ``rewrite``: ``(*args) -> node or None``, an equal node of other functions for particular
+    arguments, which building the function returns instead (``max(0, z)`` is ``relu(z)``), so
+    that the two spellings are one node.
     ``keeps_symmetry``: the value of a symmetric matrix is symmetric.
     ``nonfinite``: the message when the value is not finite although the arguments are (a text,
     or ``values -> text``).
@@ -89,6 +94,7 @@ class FunctionRecord:
     domain: Interval | str = (-math.inf, math.inf)
     kinks: tuple[float, ...] = ()
     undoes: str | None = None
+    rewrite: Callable[..., Node | None] | None = None
     keeps_symmetry: bool | None = None
     nonfinite: str | Callable[[Sequence[Any]], str] = ""
     shape_rule: Callable[[tuple[Shape, ...]], Shape] | None = None
@@ -139,6 +145,12 @@ class FunctionRecord:
                 given = " and ".join(shape_text(shape) for shape in shapes)
                 raise ShapeError(f"{self.name} needs {self.product_arguments}, not {given}")
             return tuple(dim_product(*axis) for axis in zip(*shapes, strict=True))
+        if self.result == "broadcast":
+            tensors = {shape for shape in shapes if shape}
+            if len(tensors) > 1:
+                given = " and ".join(shape_text(shape) for shape in shapes)
+                raise ShapeError(f"{self.name} needs arguments of one shape (or scalars), not {given}")
+            return tensors.pop() if tensors else ()
         return shapes[0] if self.result == "same" else ()
 
     def latex_template(self, with_dim: bool = False) -> str:

@@ -93,7 +93,18 @@ class LatexStyle(Style):
             base, sub = base[0], base[1:] + sub
         return f"{base}_{{{sub}}}" if sub else base
 
+    def pi(self, ratio: Fraction) -> Piece:
+        num, den = abs(ratio.numerator), ratio.denominator
+        top = "\\pi" if num == 1 else f"{num} \\pi"
+        text = top if den == 1 else f"\\frac{{{top}}}{{{den}}}"
+        if ratio < 0:
+            return Piece("-" + text, UNARY)
+        return Piece(text, ATOM if num == 1 or den != 1 else MUL)
+
     def number(self, value: Fraction) -> Piece:
+        ratio = numbers.pi_multiple(value)
+        if ratio is not None:
+            return self.pi(ratio)
         if numbers.is_long(value):
             return _exponent_latex(value)
         if not as_fraction(value):

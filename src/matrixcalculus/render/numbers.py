@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from matrixcalculus.ir.graph import PI
+
 # An integer with more digits than this prints in exponent form when that is shorter (``1e21``),
 # as JavaScript prints numbers; below it, integers print in full (``123456789012345``).
 PLAIN_DIGITS = 21
@@ -34,6 +36,20 @@ def decimal(value: Fraction) -> str | None:
         return None
     text = f"{float(value):.{digits}f}" if digits else str(value.numerator)
     return text if Fraction(text) == value else None
+
+
+def pi_multiple(value: Fraction) -> Fraction | None:
+    """``value/pi`` when ``value`` is a short rational multiple of the language's constant ``pi``
+    (the double nearest to π), else None. Constants are exact fractions, so ``pi/2`` divided by
+    ``pi`` is exactly 1/2: a number the user typed is never mistaken for one.
+
+    >>> pi_multiple(PI * Fraction(3, 4)), pi_multiple(Fraction(3))
+    (Fraction(3, 4), None)
+    """
+    ratio = value / PI
+    if ratio == 0 or ratio.denominator > 1000 or abs(ratio.numerator) > 1000:
+        return None
+    return ratio
 
 
 def is_long(value: Fraction) -> bool:

@@ -98,8 +98,12 @@ class Style:
         return name
 
     def number(self, value: Fraction) -> Piece:
-        """A constant: ``3``, ``0.5``, ``1/3``, or in exponent form where that is long (``1e-320``)."""
+        """A constant: ``3``, ``0.5``, ``1/3``, or in exponent form where that is long (``1e-320``);
+        a rational multiple of the constant pi as one (``pi``, ``2*pi``, ``-pi/2``)."""
         sign = UNARY if value < 0 else ATOM
+        ratio = numbers.pi_multiple(value)
+        if ratio is not None:
+            return self.pi(ratio)
         if numbers.is_long(value):
             text = numbers.exponent_form(value)
             return Piece(text, MUL if "/" in text else sign)
@@ -109,6 +113,14 @@ class Style:
         if decimal is not None:
             return Piece(decimal, sign)
         return Piece(f"{value.numerator}/{value.denominator}", MUL)
+
+    def pi(self, ratio: Fraction) -> Piece:
+        """``ratio`` times pi: ``pi``, ``-pi``, ``2*pi``, ``3*pi/4``."""
+        num, den = abs(ratio.numerator), ratio.denominator
+        text = ("pi" if num == 1 else f"{num}*pi") + (f"/{den}" if den != 1 else "")
+        if ratio < 0:
+            return Piece("-" + text, UNARY)
+        return Piece(text, ATOM if text == "pi" else MUL)
 
     def scaled(self, coeff: Fraction, body: Piece) -> Piece:
         """``coeff * body`` for a coefficient other than 1 (a vector keeps its orientation)."""
@@ -133,7 +145,7 @@ TEXT = Style()
 
 def as_fraction(value: Fraction) -> bool:
     """Print as ``p/q`` (``x/2``, ``2*x/3``) rather than a decimal (``0.001*x``) or an exponent form?"""
-    if value.denominator == 1 or numbers.is_long(value):
+    if value.denominator == 1 or numbers.is_long(value) or numbers.pi_multiple(value) is not None:
         return False
     return value.denominator <= 12 or numbers.decimal(value) is None
 
