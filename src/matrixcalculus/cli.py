@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from matrixcalculus.api.calculus import LAYOUTS, check, derivative, is_row, jvp, vjp
+from matrixcalculus.api.calculus import LAYOUTS, check, derivative, is_row, jvp, pure_derivatives, vjp
 from matrixcalculus.api.equality import equal
 from matrixcalculus.api.expression import Expression, parse
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         '  matrixcalculus "x\'*A*x" --wrt x\n'
         '  matrixcalculus "0.5*norm2(W*x - t)^2" --wrt W --check\n'
         '  matrixcalculus "x\'*A*x" --wrt x --order 2 --types A=symmetric\n'
+        '  matrixcalculus "0.5*norm2(W*x + b - t)^2" --wrt W --wrt2 b --types b=vector\n'
         '  matrixcalculus "w\'*x" --wrt w --layout numerator\n'
         '  matrixcalculus "x\'*A*x" --wrt x --compare "2*A*x"\n'
         '  matrixcalculus "A*x" --wrt A --vjp g\n'
@@ -110,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="differentiate with respect to NAME (repeat, or NAME,NAME, for several)",
+    )
+    p.add_argument(
+        "--wrt2",
+        metavar="NAME",
+        help="the mixed second derivative: d/dNAME of the derivative by the one --wrt (--wrt W --wrt2 b: d^2f/dW db)",
     )
     p.add_argument("--order", type=int, default=1, help="order of the derivative (1; 2 for a Hessian)")
     p.add_argument(
@@ -255,15 +261,13 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
         return "\n".join(lines), status
     if args.vjp or args.jvp:
         return _products(args, expr, wrt, types, style)
-    results = derivative(expr, wrt, types=types, order=args.order, layout=args.layout)
-    assert isinstance(results, tuple)
+    results, labels, keys = _derivatives(args, expr, wrt, types)
     reserved = set(expr.variables) | {v for r in results for v in r.variables}
     matrix_results = [r for r in results if r.node.rank <= 2]
     rows = frozenset(r.node for r in matrix_results if r._form == "r")
     texts, bindings = with_bindings([r.node for r in matrix_results], reserved, style, rows=rows)
     printed = dict(zip([id(r) for r in matrix_results], texts, strict=True))
-    for name, result in zip(wrt, results, strict=True):
-        label = derivative_label(name, args.order)
+    for label, result in zip(labels, results, strict=True):
         if result.node.rank > 2:
             free = ",".join(free_indices(result.node))
             lines.append(f"{label}[{free}] = {result.index_notation() if not args.latex else result.latex()}")
@@ -274,16 +278,16 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     if bindings:
         lines.append("where")
         lines += [f"  {name} = {text}" for name, text in bindings]
-    lines += _absent(expr, wrt)
+    lines += _absent(expr, [*wrt, *([args.wrt2] if args.wrt2 else [])])
     lines.append(f"f = {expr.latex() if args.latex else expr}")
     lines += _describe(expr)
-    for name, result in zip(wrt, results, strict=True):
-        lines.append(f"  shape of {derivative_label(name, args.order)}: {_layout_text(expr, result, args.layout)}")
+    for label, result in zip(labels, results, strict=True):
+        lines.append(f"  shape of {label}: {_layout_text(expr, result, args.layout)}")
     if args.check:
         values = random_values(expr.node_variables(), args.size, args.seed, within=expr.node)
-        for name, result in zip(wrt, results, strict=True):
+        for key, result in zip(keys, results, strict=True):
             try:
-                report = check(expr, name, result, types=types, order=args.order, layout=args.layout, values=values)
+                report = check(expr, key, result, types=types, order=args.order, layout=args.layout, values=values)
             except EvaluationError as exc:
                 raise _at_random_inputs(args, exc) from None
             assert isinstance(report, CheckResult)
@@ -292,6 +296,26 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     if args.compare is not None:
         status = _compare(args, results, types, lines) or status
     return "\n".join(lines), status
+
+
+def _derivatives(
+    args: argparse.Namespace, expr: Expression, wrt: list[str], types: dict[str, Any]
+) -> tuple[tuple[Expression, ...], list[str], list[str | tuple[str, ...]]]:
+    """The derivatives to print, their labels, and what ``check`` takes for each: one per
+    ``--wrt`` (of ``--order``), or with ``--wrt2`` the one mixed block d/d(wrt2) of df/d(wrt)."""
+    if not args.wrt2:
+        results = pure_derivatives(expr, wrt, types=types, order=args.order, layout=args.layout)
+        return results, [derivative_label(name, args.order) for name in wrt], list(wrt)
+    if len(wrt) != 1:
+        raise MatrixCalculusError(
+            f"--wrt2 differentiates the derivative by one --wrt further; give one --wrt, not {len(wrt)}"
+        )
+    if args.order != 1:
+        raise MatrixCalculusError("--wrt W --wrt2 b is the mixed derivative of order 2; leave out --order")
+    key = (wrt[0], args.wrt2.strip())
+    mixed = derivative(expr, key, types=types, layout=args.layout)
+    assert isinstance(mixed, Expression)
+    return (mixed,), [derivative_label(key)], [key]
 
 
 def _layout_text(expr: Expression, result: Expression, layout: str) -> str:
@@ -330,8 +354,10 @@ def _products(
     """``--vjp g`` / ``--jvp V``: the vector-Jacobian or Jacobian-vector product, never the Jacobian."""
     if args.vjp and args.jvp:
         raise MatrixCalculusError("--vjp and --jvp: give one of them")
-    if args.order != 1:
-        raise MatrixCalculusError("--vjp and --jvp are products with the first derivative; leave out --order")
+    if args.order != 1 or args.wrt2:
+        raise MatrixCalculusError(
+            "--vjp and --jvp are products with the first derivative; leave out --order and --wrt2"
+        )
     if args.check or args.compare is not None:
         raise MatrixCalculusError("--check and --compare work on derivatives; leave out --vjp/--jvp to use them")
     lines: list[str] = []
