@@ -29,7 +29,7 @@ from matrixcalculus.errors import EvaluationError, MatrixCalculusError
 from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import Limits, current_limits, limit_error, resource_limits
 from matrixcalculus.numeric.check import CheckResult, derivative_label, random_values
-from matrixcalculus.render.printing import LATEX, TEXT, free_indices, with_bindings
+from matrixcalculus.render.printing import LATEX, TEXT, free_indices, index_notation, with_bindings
 
 
 def _types(items: Sequence[str]) -> dict[str, Any]:
@@ -50,11 +50,55 @@ def _types(items: Sequence[str]) -> dict[str, Any]:
     return types
 
 
-def _describe(expr: Expression) -> list[str]:
-    lines = []
-    for var in expr.variables.values():
-        lines.append(f"  {var!r}")
-    return lines
+def _describe(expr: Expression, latex: bool = False) -> list[str]:
+    return [_note(repr(var), latex) for var in expr.variables.values()]
+
+
+# LaTeX: the whole output of --latex is one align* environment; formulas are rows "lhs &= rhs",
+# everything else (types, shapes, checks) a row "& \text{...}", so that it compiles as it is.
+_TEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {
+    "\\": "\\textbackslash{}",
+    "^": "\\^{}",
+    "~": "\\~{}",
+}
+
+
+def tex_text(text: str) -> str:
+    """Plain text as LaTeX text mode: ``\\text{...}``, its special characters escaped.
+
+    >>> print(tex_text("x_1: 50% of A^2"))
+    \\text{x\\_1: 50\\% of A\\^{}2}
+    """
+    return "\\text{" + "".join(_TEX_SPECIALS.get(c, c) for c in text) + "}"
+
+
+def _note(text: str, latex: bool, indent: str = "  ") -> str:
+    """A line of plain text: indented, or with --latex an aligned row of LaTeX text."""
+    return f"& {tex_text(text)}" if latex else indent + text
+
+
+def tex_label(key: str | tuple[str, ...], order: int = 1) -> str:
+    """The name of a derivative in LaTeX: ``\\frac{\\partial f}{\\partial W}``; ``order`` 2:
+    ``\\frac{\\partial^{2} f}{\\partial W^{2}}``; a tuple (mixed): ``...{\\partial W \\, \\partial b}``.
+
+    >>> print(tex_label(("W", "b")))
+    \\frac{\\partial^{2} f}{\\partial W \\, \\partial b}
+    """
+    if isinstance(key, tuple):
+        if len(set(key)) == 1:
+            return tex_label(key[0], len(key))
+        below = " \\, ".join(f"\\partial {LATEX.name(n)}" for n in key)
+        return f"\\frac{{\\partial^{{{len(key)}}} f}}{{{below}}}"
+    if order == 1:
+        return f"\\frac{{\\partial f}}{{\\partial {LATEX.name(key)}}}"
+    return f"\\frac{{\\partial^{{{order}}} f}}{{\\partial {LATEX.name(key)}^{{{order}}}}}"
+
+
+def _finished(lines: Sequence[str], latex: bool) -> str:
+    """The output: the lines, or with --latex the rows of one ``align*`` environment."""
+    if not latex:
+        return "\n".join(lines)
+    return "\n".join(["\\begin{align*}", " \\\\\n".join(lines), "\\end{align*}"])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -242,47 +286,61 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     lines: list[str] = []
     status = 0
     if not wrt:
-        lines.append(expr.latex() if args.latex else str(expr))
-        lines.append(f"  shape: {g.shape_text(expr.shape)}")
-        lines += _describe(expr)
+        lines.append(f"f &= {expr.latex()}" if args.latex else str(expr))
+        lines.append(_note(f"shape: {g.shape_text(expr.shape)}", args.latex))
+        lines += _describe(expr, args.latex)
         if args.index:
-            lines.append(f"  index notation: {expr.index_notation()}")
+            lines.append(_index_line(expr, args.latex))
         if args.evaluate:
             values = random_values(expr.node_variables(), args.size, args.seed)
             dims = {d: args.size for n in g.postorder(expr.node) for d in n.shape if isinstance(d, str)}
-            lines.append(f"  value at random inputs (size {args.size}, seed {args.seed}):")
+            lines.append(_note(f"value at random inputs (size {args.size}, seed {args.seed}):", args.latex))
             try:
                 value = expr.evaluate(values, dims=dims)
             except EvaluationError as exc:
                 raise _at_random_inputs(args, exc) from None
-            lines += _value_lines(value)
+            lines += [_note(line.strip(), args.latex, "") if args.latex else line for line in _value_lines(value)]
         if args.compare is not None:
             status = _compare(args, [expr], types, lines)
-        return "\n".join(lines), status
+        return _finished(lines, args.latex), status
     if args.vjp or args.jvp:
         return _products(args, expr, wrt, types, style)
     results, labels, keys = _derivatives(args, expr, wrt, types)
+    tex_labels = [tex_label(key, args.order) for key in keys]
     reserved = set(expr.variables) | {v for r in results for v in r.variables}
     matrix_results = [r for r in results if r.node.rank <= 2]
     rows = frozenset(r.node for r in matrix_results if r._form == "r")
     texts, bindings = with_bindings([r.node for r in matrix_results], reserved, style, rows=rows)
     printed = dict(zip([id(r) for r in matrix_results], texts, strict=True))
-    for label, result in zip(labels, results, strict=True):
+    for label, tex, result in zip(labels, tex_labels, results, strict=True):
         if result.node.rank > 2:
-            free = ",".join(free_indices(result.node))
-            lines.append(f"{label}[{free}] = {result.index_notation() if not args.latex else result.latex()}")
+            free = free_indices(result.node)
+            if args.latex:
+                lines.append(f"\\left({tex}\\right)_{{{_tex_indices(free)}}} &= {result.latex()}")
+            else:
+                lines.append(f"{label}[{','.join(free)}] = {result.index_notation()}")
         else:
-            lines.append(f"{label} = {printed[id(result)]}")
+            lines.append(f"{tex} &= {printed[id(result)]}" if args.latex else f"{label} = {printed[id(result)]}")
         if args.index and result.node.rank <= 2:
-            lines.append(f"  index notation: {result.index_notation()}")
-    if bindings:
+            lines.append(_index_line(result, args.latex))
+    if bindings and args.latex:
+        names = [LATEX.name(name) if name.isidentifier() else name for name, _ in bindings]
+        lines += [
+            f"{tex_text('where ') if k == 0 else ''}{name} &= {text}"
+            for k, (name, (_, text)) in enumerate(zip(names, bindings, strict=True))
+        ]
+    elif bindings:
         lines.append("where")
         lines += [f"  {name} = {text}" for name, text in bindings]
-    lines += _absent(expr, [*wrt, *([args.wrt2] if args.wrt2 else [])])
-    lines.append(f"f = {expr.latex() if args.latex else expr}")
-    lines += _describe(expr)
-    for label, result in zip(labels, results, strict=True):
-        lines.append(f"  shape of {label}: {_layout_text(expr, result, args.layout)}")
+    lines += _absent(expr, [*wrt, *([args.wrt2] if args.wrt2 else [])], args.latex)
+    lines.append(f"f &= {expr.latex()}" if args.latex else f"f = {expr}")
+    lines += _describe(expr, args.latex)
+    for label, tex, result in zip(labels, tex_labels, results, strict=True):
+        layout = _layout_text(expr, result, args.layout)
+        if args.latex:
+            lines.append(f"{tex_text('shape of ')}{tex} &: {tex_text(layout)}")
+        else:
+            lines.append(f"  shape of {label}: {layout}")
     if args.check:
         values = random_values(expr.node_variables(), args.size, args.seed, within=expr.node)
         for key, result in zip(keys, results, strict=True):
@@ -291,11 +349,25 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
             except EvaluationError as exc:
                 raise _at_random_inputs(args, exc) from None
             assert isinstance(report, CheckResult)
-            lines.append(f"  check: {report}")
+            lines.append(_note(f"check: {report}", args.latex))
             status = status or (0 if report.ok else 1)
     if args.compare is not None:
         status = _compare(args, results, types, lines) or status
-    return "\n".join(lines), status
+    return _finished(lines, args.latex), status
+
+
+def _index_line(expr: Expression, latex: bool) -> str:
+    """``  index notation: sum_j A[i,j]*x[j]``, or its LaTeX row."""
+    if latex:
+        return f"{tex_text('index notation:')} &\\; {index_notation(expr.node, LATEX)}"
+    return f"  index notation: {expr.index_notation()}"
+
+
+def _tex_indices(free: Sequence[str]) -> str:
+    """Free indices as a LaTeX subscript: ``ijkl``, or ``i_{1},i_{2}`` past the letters."""
+    if all(len(name) == 1 for name in free):
+        return "".join(free)
+    return ",".join(f"{name[0]}_{{{name[1:]}}}" if len(name) > 1 else name for name in free)
 
 
 def _derivatives(
@@ -330,10 +402,10 @@ def _layout_text(expr: Expression, result: Expression, layout: str) -> str:
     return f"{shape} ({layout} layout)"
 
 
-def _absent(expr: Expression, wrt: Sequence[str]) -> list[str]:
+def _absent(expr: Expression, wrt: Sequence[str], latex: bool = False) -> list[str]:
     """A notice for each variable that does not occur in f (a misspelt name?): its derivative is zero."""
     return [
-        f"  notice: {name} does not occur in {expr}, so its derivative is zero (a misspelt name?)"
+        _note(f"notice: {name} does not occur in {expr}, so its derivative is zero (a misspelt name?)", latex)
         for name in wrt
         if name not in expr.variables
     ]
@@ -344,7 +416,7 @@ def _compare(args: argparse.Namespace, results: Sequence[Expression], types: dic
     if len(results) != 1:
         raise MatrixCalculusError(f"--compare compares one result, but there are {len(results)} (one --wrt)")
     comparison = equal(results[0], args.compare, types=types, seed=args.seed)
-    lines.append(f"compare: {comparison}")
+    lines.append(_note(f"compare: {comparison}", args.latex, ""))
     return 0 if comparison.equal else 1
 
 
@@ -365,24 +437,32 @@ def _products(
         found = vjp(expr, wrt, args.vjp, types=types)
         assert isinstance(found, tuple)
         for name, result in zip(wrt, found, strict=True):
-            text = result.latex() if args.latex else str(result)
-            lines.append(f"vjp of f w.r.t. {name} with cotangent {args.vjp} = {text}")
-        seed_line = f"  {args.vjp}: the cotangent, of f's shape ({g.shape_text(expr.shape) or 'scalar'})"
+            if args.latex:
+                lines.append(f"{tex_text(f'vjp of f w.r.t. {name} with cotangent {args.vjp}')} &= {result.latex()}")
+            else:
+                lines.append(f"vjp of f w.r.t. {name} with cotangent {args.vjp} = {result}")
+        seed_line = _note(
+            f"{args.vjp}: the cotangent, of f's shape ({g.shape_text(expr.shape) or 'scalar'})", args.latex
+        )
     else:
         if len(wrt) != 1:
             raise MatrixCalculusError(
                 f"--jvp is a product along one variable's tangent; give one --wrt, not {len(wrt)}"
             )
         result = jvp(expr, wrt[0], args.jvp, types=types)
-        text = result.latex() if args.latex else str(result)
-        lines.append(f"jvp of f w.r.t. {wrt[0]} along {args.jvp} = {text}")
+        if args.latex:
+            lines.append(f"{tex_text(f'jvp of f w.r.t. {wrt[0]} along {args.jvp}')} &= {result.latex()}")
+        else:
+            lines.append(f"jvp of f w.r.t. {wrt[0]} along {args.jvp} = {result}")
         shape = result.variables[args.jvp].shape if args.jvp in result.variables else ()
-        seed_line = f"  {args.jvp}: the tangent, of {wrt[0]}'s shape ({g.shape_text(shape) or 'scalar'})"
-    lines += _absent(expr, wrt)
-    lines.append(f"f = {expr.latex() if args.latex else expr}")
-    lines += _describe(expr)
+        seed_line = _note(
+            f"{args.jvp}: the tangent, of {wrt[0]}'s shape ({g.shape_text(shape) or 'scalar'})", args.latex
+        )
+    lines += _absent(expr, wrt, args.latex)
+    lines.append(f"f &= {expr.latex()}" if args.latex else f"f = {expr}")
+    lines += _describe(expr, args.latex)
     lines.append(seed_line)
-    return "\n".join(lines), 0
+    return _finished(lines, args.latex), 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -191,17 +191,18 @@ def derivative(
     >>> str(derivative("x'*A*y", ("x", "y")))
     'A'
     """
-    mixed = isinstance(wrt, tuple)
-    if mixed and order != 1:
+    # A tuple: one mixed derivative, by its variables in turn.
+    sequence = list(wrt) if isinstance(wrt, tuple) else None
+    if sequence is not None and order != 1:
         raise DerivativeError(
-            f"a tuple of variables {wrt!r} is one mixed derivative of order {len(wrt)}; leave out order "
+            f"a tuple of variables {wrt!r} is one mixed derivative of order {len(sequence)}; leave out order "
             f"(for every block of order {order}, give a list)"
         )
-    _validate(len(wrt) if mixed else order, layout)
+    _validate(len(sequence) if sequence is not None else order, layout)
     expr = _expression(f, types)
-    names, single = _names(list(wrt) if mixed else wrt)
+    names, single = _names(sequence if sequence is not None else wrt)
     wrts = [_variable(expr, n, types) for n in names]
-    if mixed:
+    if sequence is not None:
         node = expr.node
         for w in wrts:
             (node,) = jacobian_nodes(node, [w])

@@ -157,14 +157,14 @@ def _print_named(
 
 
 # A name as it stands in a text: t1, or t_{1} in LaTeX.
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\{[0-9]+\})?")
+_WORD = r"[A-Za-z_][A-Za-z0-9_]*(?:\{[0-9]+\})?"
 
 
 def _unused(texts: Sequence[str], bindings: Sequence[tuple[str, str]], names: Iterable[str], style: Style) -> set[str]:
     """The ``names`` that neither a text nor a binding's text mentions (linear in the texts)."""
     words: set[str] = set()
     for text in [*texts, *(text for _, text in bindings)]:
-        words.update(_WORD.findall(text))
+        words.update(re.findall(_WORD, text))
     return {name for name in names if style.name(name) not in words}
 
 
