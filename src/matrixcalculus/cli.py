@@ -192,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=TYPE",
         help="declare types: scalar, vector, matrix, symmetric, or a shape such as 3 or 3x4",
     )
-    p.add_argument("--latex", action="store_true", help="print LaTeX instead of the input syntax")
+    p.add_argument(
+        "--latex", action="store_true", help="print the whole output as LaTeX: one align* environment, ready to paste"
+    )
     p.add_argument("--index", action="store_true", help="also print the index notation")
     p.add_argument(
         "--check", action="store_true", help="compare the derivative with central finite differences at random inputs"
