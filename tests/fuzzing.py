@@ -41,6 +41,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 import matrixcalculus as mc
+from matrixcalculus.api.calculus import pure_derivatives
 from matrixcalculus.compile.structured import Factored
 from matrixcalculus.ir.functions import FUNCTIONS
 from matrixcalculus.ir.graph import postorder
@@ -925,7 +926,7 @@ def run_compile(case: Case, hessian: bool = True) -> Outcome:
         skipped = 0
         wants: list[list[Any]] = [[want_value]]
         for kind in kinds[1:]:
-            ds = lib(mc.derivative, f, list(case.wrt), types=case.types, order=2 if kind == "hessian" else 1)
+            ds = lib(pure_derivatives, f, list(case.wrt), types=case.types, order=2 if kind == "hessian" else 1)
             wants.append(list(ds))
         for kind, g, w in zip(kinds, got, wants, strict=True):
             g_list = [g] if kind == "value" or len(case.wrt) == 1 else list(g)
@@ -958,7 +959,7 @@ def run_compile(case: Case, hessian: bool = True) -> Outcome:
 def _some_derivative_refuses(f: Any, case: Case, vals: Mapping[str, Any], kinds: list[str]) -> bool:
     """Whether the interpreter raises for one of the derivatives that the compiled call also computed."""
     for kind in kinds[1:]:
-        for d in lib(mc.derivative, f, list(case.wrt), types=case.types, order=2 if kind == "hessian" else 1):
+        for d in lib(pure_derivatives, f, list(case.wrt), types=case.types, order=2 if kind == "hessian" else 1):
             try:
                 lib(d.evaluate, vals, dims=_dims(f, d))
             except mc.EvaluationError:

@@ -143,6 +143,9 @@ def test_several_wrt_compiled_equals_interpreted_equals_finite_differences(probl
         part = got[order] if len(wrt) > 1 else (got[order],)
         want = mc.derivative(f, wrt, types=TYPES, order=order)
         want = want if isinstance(want, tuple) else (want,)
+        if order == 2:
+            # A list at order 2 is every block; compile's "hessian" is each variable's own block.
+            want = tuple(want[k][k] for k in range(len(wrt)))
         for name, g, w in zip(wrt, part, want, strict=True):
             g = _dense(g)
             if not dense and order == 2:

@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from matrixcalculus.api.calculus import LAYOUTS, check, derivative, is_row, jvp, vjp
+from matrixcalculus.api.calculus import LAYOUTS, check, derivative, is_row, jvp, pure_derivatives, vjp
 from matrixcalculus.api.equality import equal
 from matrixcalculus.api.expression import Expression, parse
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError
 from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import Limits, current_limits, limit_error, resource_limits
 from matrixcalculus.numeric.check import CheckResult, derivative_label, random_values
-from matrixcalculus.render.printing import LATEX, TEXT, free_indices, with_bindings
+from matrixcalculus.render.printing import LATEX, TEXT, free_indices, index_notation, with_bindings
 
 
 def _types(items: Sequence[str]) -> dict[str, Any]:
@@ -50,11 +50,55 @@ def _types(items: Sequence[str]) -> dict[str, Any]:
     return types
 
 
-def _describe(expr: Expression) -> list[str]:
-    lines = []
-    for var in expr.variables.values():
-        lines.append(f"  {var!r}")
-    return lines
+def _describe(expr: Expression, latex: bool = False) -> list[str]:
+    return [_note(repr(var), latex) for var in expr.variables.values()]
+
+
+# LaTeX: the whole output of --latex is one align* environment; formulas are rows "lhs &= rhs",
+# everything else (types, shapes, checks) a row "& \text{...}", so that it compiles as it is.
+_TEX_SPECIALS = {c: "\\" + c for c in "&%$#_{}"} | {
+    "\\": "\\textbackslash{}",
+    "^": "\\^{}",
+    "~": "\\~{}",
+}
+
+
+def tex_text(text: str) -> str:
+    """Plain text as LaTeX text mode: ``\\text{...}``, its special characters escaped.
+
+    >>> print(tex_text("x_1: 50% of A^2"))
+    \\text{x\\_1: 50\\% of A\\^{}2}
+    """
+    return "\\text{" + "".join(_TEX_SPECIALS.get(c, c) for c in text) + "}"
+
+
+def _note(text: str, latex: bool, indent: str = "  ") -> str:
+    """A line of plain text: indented, or with --latex an aligned row of LaTeX text."""
+    return f"& {tex_text(text)}" if latex else indent + text
+
+
+def tex_label(key: str | tuple[str, ...], order: int = 1) -> str:
+    """The name of a derivative in LaTeX: ``\\frac{\\partial f}{\\partial W}``; ``order`` 2:
+    ``\\frac{\\partial^{2} f}{\\partial W^{2}}``; a tuple (mixed): ``...{\\partial W \\, \\partial b}``.
+
+    >>> print(tex_label(("W", "b")))
+    \\frac{\\partial^{2} f}{\\partial W \\, \\partial b}
+    """
+    if isinstance(key, tuple):
+        if len(set(key)) == 1:
+            return tex_label(key[0], len(key))
+        below = " \\, ".join(f"\\partial {LATEX.name(n)}" for n in key)
+        return f"\\frac{{\\partial^{{{len(key)}}} f}}{{{below}}}"
+    if order == 1:
+        return f"\\frac{{\\partial f}}{{\\partial {LATEX.name(key)}}}"
+    return f"\\frac{{\\partial^{{{order}}} f}}{{\\partial {LATEX.name(key)}^{{{order}}}}}"
+
+
+def _finished(lines: Sequence[str], latex: bool) -> str:
+    """The output: the lines, or with --latex the rows of one ``align*`` environment."""
+    if not latex:
+        return "\n".join(lines)
+    return "\n".join(["\\begin{align*}", " \\\\\n".join(lines), "\\end{align*}"])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         '  matrixcalculus "x\'*A*x" --wrt x\n'
         '  matrixcalculus "0.5*norm2(W*x - t)^2" --wrt W --check\n'
         '  matrixcalculus "x\'*A*x" --wrt x --order 2 --types A=symmetric\n'
+        '  matrixcalculus "0.5*norm2(W*x + b - t)^2" --wrt W --wrt2 b --types b=vector\n'
         '  matrixcalculus "w\'*x" --wrt w --layout numerator\n'
         '  matrixcalculus "x\'*A*x" --wrt x --compare "2*A*x"\n'
         '  matrixcalculus "A*x" --wrt A --vjp g\n'
@@ -110,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="differentiate with respect to NAME (repeat, or NAME,NAME, for several)",
+    )
+    p.add_argument(
+        "--wrt2",
+        metavar="NAME",
+        help="the mixed second derivative: d/dNAME of the derivative by the one --wrt (--wrt W --wrt2 b: d^2f/dW db)",
     )
     p.add_argument("--order", type=int, default=1, help="order of the derivative (1; 2 for a Hessian)")
     p.add_argument(
@@ -142,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=TYPE",
         help="declare types: scalar, vector, matrix, symmetric, or a shape such as 3 or 3x4",
     )
-    p.add_argument("--latex", action="store_true", help="print LaTeX instead of the input syntax")
+    p.add_argument(
+        "--latex", action="store_true", help="print the whole output as LaTeX: one align* environment, ready to paste"
+    )
     p.add_argument("--index", action="store_true", help="also print the index notation")
     p.add_argument(
         "--check", action="store_true", help="compare the derivative with central finite differences at random inputs"
@@ -236,62 +288,108 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     lines: list[str] = []
     status = 0
     if not wrt:
-        lines.append(expr.latex() if args.latex else str(expr))
-        lines.append(f"  shape: {g.shape_text(expr.shape)}")
-        lines += _describe(expr)
+        lines.append(f"f &= {expr.latex()}" if args.latex else str(expr))
+        lines.append(_note(f"shape: {g.shape_text(expr.shape)}", args.latex))
+        lines += _describe(expr, args.latex)
         if args.index:
-            lines.append(f"  index notation: {expr.index_notation()}")
+            lines.append(_index_line(expr, args.latex))
         if args.evaluate:
             values = random_values(expr.node_variables(), args.size, args.seed)
             dims = {d: args.size for n in g.postorder(expr.node) for d in n.shape if isinstance(d, str)}
-            lines.append(f"  value at random inputs (size {args.size}, seed {args.seed}):")
+            lines.append(_note(f"value at random inputs (size {args.size}, seed {args.seed}):", args.latex))
             try:
                 value = expr.evaluate(values, dims=dims)
             except EvaluationError as exc:
                 raise _at_random_inputs(args, exc) from None
-            lines += _value_lines(value)
+            lines += [_note(line.strip(), args.latex, "") if args.latex else line for line in _value_lines(value)]
         if args.compare is not None:
             status = _compare(args, [expr], types, lines)
-        return "\n".join(lines), status
+        return _finished(lines, args.latex), status
     if args.vjp or args.jvp:
         return _products(args, expr, wrt, types, style)
-    results = derivative(expr, wrt, types=types, order=args.order, layout=args.layout)
-    assert isinstance(results, tuple)
+    results, labels, keys = _derivatives(args, expr, wrt, types)
+    tex_labels = [tex_label(key, args.order) for key in keys]
     reserved = set(expr.variables) | {v for r in results for v in r.variables}
     matrix_results = [r for r in results if r.node.rank <= 2]
     rows = frozenset(r.node for r in matrix_results if r._form == "r")
     texts, bindings = with_bindings([r.node for r in matrix_results], reserved, style, rows=rows)
     printed = dict(zip([id(r) for r in matrix_results], texts, strict=True))
-    for name, result in zip(wrt, results, strict=True):
-        label = derivative_label(name, args.order)
+    for label, tex, result in zip(labels, tex_labels, results, strict=True):
         if result.node.rank > 2:
-            free = ",".join(free_indices(result.node))
-            lines.append(f"{label}[{free}] = {result.index_notation() if not args.latex else result.latex()}")
+            free = free_indices(result.node)
+            if args.latex:
+                lines.append(f"\\left({tex}\\right)_{{{_tex_indices(free)}}} &= {result.latex()}")
+            else:
+                lines.append(f"{label}[{','.join(free)}] = {result.index_notation()}")
         else:
-            lines.append(f"{label} = {printed[id(result)]}")
+            lines.append(f"{tex} &= {printed[id(result)]}" if args.latex else f"{label} = {printed[id(result)]}")
         if args.index and result.node.rank <= 2:
-            lines.append(f"  index notation: {result.index_notation()}")
-    if bindings:
+            lines.append(_index_line(result, args.latex))
+    if bindings and args.latex:
+        names = [LATEX.name(name) if name.isidentifier() else name for name, _ in bindings]
+        lines += [
+            f"{tex_text('where ') if k == 0 else ''}{name} &= {text}"
+            for k, (name, (_, text)) in enumerate(zip(names, bindings, strict=True))
+        ]
+    elif bindings:
         lines.append("where")
         lines += [f"  {name} = {text}" for name, text in bindings]
-    lines += _absent(expr, wrt)
-    lines.append(f"f = {expr.latex() if args.latex else expr}")
-    lines += _describe(expr)
-    for name, result in zip(wrt, results, strict=True):
-        lines.append(f"  shape of {derivative_label(name, args.order)}: {_layout_text(expr, result, args.layout)}")
+    lines += _absent(expr, [*wrt, *([args.wrt2] if args.wrt2 else [])], args.latex)
+    lines.append(f"f &= {expr.latex()}" if args.latex else f"f = {expr}")
+    lines += _describe(expr, args.latex)
+    for label, tex, result in zip(labels, tex_labels, results, strict=True):
+        layout = _layout_text(expr, result, args.layout)
+        if args.latex:
+            lines.append(f"{tex_text('shape of ')}{tex} &: {tex_text(layout)}")
+        else:
+            lines.append(f"  shape of {label}: {layout}")
     if args.check:
         values = random_values(expr.node_variables(), args.size, args.seed, within=expr.node)
-        for name, result in zip(wrt, results, strict=True):
+        for key, result in zip(keys, results, strict=True):
             try:
-                report = check(expr, name, result, types=types, order=args.order, layout=args.layout, values=values)
+                report = check(expr, key, result, types=types, order=args.order, layout=args.layout, values=values)
             except EvaluationError as exc:
                 raise _at_random_inputs(args, exc) from None
             assert isinstance(report, CheckResult)
-            lines.append(f"  check: {report}")
+            lines.append(_note(f"check: {report}", args.latex))
             status = status or (0 if report.ok else 1)
     if args.compare is not None:
         status = _compare(args, results, types, lines) or status
-    return "\n".join(lines), status
+    return _finished(lines, args.latex), status
+
+
+def _index_line(expr: Expression, latex: bool) -> str:
+    """``  index notation: sum_j A[i,j]*x[j]``, or its LaTeX row."""
+    if latex:
+        return f"{tex_text('index notation:')} &\\; {index_notation(expr.node, LATEX)}"
+    return f"  index notation: {expr.index_notation()}"
+
+
+def _tex_indices(free: Sequence[str]) -> str:
+    """Free indices as a LaTeX subscript: ``ijkl``, or ``i_{1},i_{2}`` past the letters."""
+    if all(len(name) == 1 for name in free):
+        return "".join(free)
+    return ",".join(f"{name[0]}_{{{name[1:]}}}" if len(name) > 1 else name for name in free)
+
+
+def _derivatives(
+    args: argparse.Namespace, expr: Expression, wrt: list[str], types: dict[str, Any]
+) -> tuple[tuple[Expression, ...], list[str], list[str | tuple[str, ...]]]:
+    """The derivatives to print, their labels, and what ``check`` takes for each: one per
+    ``--wrt`` (of ``--order``), or with ``--wrt2`` the one mixed block d/d(wrt2) of df/d(wrt)."""
+    if not args.wrt2:
+        results = pure_derivatives(expr, wrt, types=types, order=args.order, layout=args.layout)
+        return results, [derivative_label(name, args.order) for name in wrt], list(wrt)
+    if len(wrt) != 1:
+        raise MatrixCalculusError(
+            f"--wrt2 differentiates the derivative by one --wrt further; give one --wrt, not {len(wrt)}"
+        )
+    if args.order != 1:
+        raise MatrixCalculusError("--wrt W --wrt2 b is the mixed derivative of order 2; leave out --order")
+    key = (wrt[0], args.wrt2.strip())
+    mixed = derivative(expr, key, types=types, layout=args.layout)
+    assert isinstance(mixed, Expression)
+    return (mixed,), [derivative_label(key)], [key]
 
 
 def _layout_text(expr: Expression, result: Expression, layout: str) -> str:
@@ -306,10 +404,10 @@ def _layout_text(expr: Expression, result: Expression, layout: str) -> str:
     return f"{shape} ({layout} layout)"
 
 
-def _absent(expr: Expression, wrt: Sequence[str]) -> list[str]:
+def _absent(expr: Expression, wrt: Sequence[str], latex: bool = False) -> list[str]:
     """A notice for each variable that does not occur in f (a misspelt name?): its derivative is zero."""
     return [
-        f"  notice: {name} does not occur in {expr}, so its derivative is zero (a misspelt name?)"
+        _note(f"notice: {name} does not occur in {expr}, so its derivative is zero (a misspelt name?)", latex)
         for name in wrt
         if name not in expr.variables
     ]
@@ -320,7 +418,7 @@ def _compare(args: argparse.Namespace, results: Sequence[Expression], types: dic
     if len(results) != 1:
         raise MatrixCalculusError(f"--compare compares one result, but there are {len(results)} (one --wrt)")
     comparison = equal(results[0], args.compare, types=types, seed=args.seed)
-    lines.append(f"compare: {comparison}")
+    lines.append(_note(f"compare: {comparison}", args.latex, ""))
     return 0 if comparison.equal else 1
 
 
@@ -330,8 +428,10 @@ def _products(
     """``--vjp g`` / ``--jvp V``: the vector-Jacobian or Jacobian-vector product, never the Jacobian."""
     if args.vjp and args.jvp:
         raise MatrixCalculusError("--vjp and --jvp: give one of them")
-    if args.order != 1:
-        raise MatrixCalculusError("--vjp and --jvp are products with the first derivative; leave out --order")
+    if args.order != 1 or args.wrt2:
+        raise MatrixCalculusError(
+            "--vjp and --jvp are products with the first derivative; leave out --order and --wrt2"
+        )
     if args.check or args.compare is not None:
         raise MatrixCalculusError("--check and --compare work on derivatives; leave out --vjp/--jvp to use them")
     lines: list[str] = []
@@ -339,24 +439,32 @@ def _products(
         found = vjp(expr, wrt, args.vjp, types=types)
         assert isinstance(found, tuple)
         for name, result in zip(wrt, found, strict=True):
-            text = result.latex() if args.latex else str(result)
-            lines.append(f"vjp of f w.r.t. {name} with cotangent {args.vjp} = {text}")
-        seed_line = f"  {args.vjp}: the cotangent, of f's shape ({g.shape_text(expr.shape) or 'scalar'})"
+            if args.latex:
+                lines.append(f"{tex_text(f'vjp of f w.r.t. {name} with cotangent {args.vjp}')} &= {result.latex()}")
+            else:
+                lines.append(f"vjp of f w.r.t. {name} with cotangent {args.vjp} = {result}")
+        seed_line = _note(
+            f"{args.vjp}: the cotangent, of f's shape ({g.shape_text(expr.shape) or 'scalar'})", args.latex
+        )
     else:
         if len(wrt) != 1:
             raise MatrixCalculusError(
                 f"--jvp is a product along one variable's tangent; give one --wrt, not {len(wrt)}"
             )
         result = jvp(expr, wrt[0], args.jvp, types=types)
-        text = result.latex() if args.latex else str(result)
-        lines.append(f"jvp of f w.r.t. {wrt[0]} along {args.jvp} = {text}")
+        if args.latex:
+            lines.append(f"{tex_text(f'jvp of f w.r.t. {wrt[0]} along {args.jvp}')} &= {result.latex()}")
+        else:
+            lines.append(f"jvp of f w.r.t. {wrt[0]} along {args.jvp} = {result}")
         shape = result.variables[args.jvp].shape if args.jvp in result.variables else ()
-        seed_line = f"  {args.jvp}: the tangent, of {wrt[0]}'s shape ({g.shape_text(shape) or 'scalar'})"
-    lines += _absent(expr, wrt)
-    lines.append(f"f = {expr.latex() if args.latex else expr}")
-    lines += _describe(expr)
+        seed_line = _note(
+            f"{args.jvp}: the tangent, of {wrt[0]}'s shape ({g.shape_text(shape) or 'scalar'})", args.latex
+        )
+    lines += _absent(expr, wrt, args.latex)
+    lines.append(f"f &= {expr.latex()}" if args.latex else f"f = {expr}")
+    lines += _describe(expr, args.latex)
     lines.append(seed_line)
-    return "\n".join(lines), 0
+    return _finished(lines, args.latex), 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

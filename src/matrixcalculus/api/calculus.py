@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from matrixcalculus.api.expression import Expression, Variable, parse
@@ -152,6 +153,9 @@ def _result(node: g.Node, expr: Expression, extra: Sequence[g.Var] = (), *, row:
     return result
 
 
+Blocks = Expression | tuple["Blocks", ...]
+
+
 def derivative(
     f: str | Expression,
     wrt: Wrt,
@@ -159,8 +163,20 @@ def derivative(
     types: Mapping[str, Any] | None = None,
     order: int = 1,
     layout: str = "shape",
-) -> Expression | tuple[Expression, ...]:
-    """The derivative of ``f`` with respect to ``wrt`` (a name, or a list of names for a tuple).
+) -> Expression | tuple[Blocks, ...]:
+    """The derivative of ``f`` with respect to ``wrt``.
+
+    ``wrt`` is one of:
+
+    * a name: the derivative of order ``order``, one expression;
+    * a list of names: one derivative per name, a tuple (order 1); for ``order`` k >= 2 every
+      block, nested k deep as ``jax.hessian`` with several ``argnums`` returns them:
+      ``derivative(f, ["W", "b"], order=2)[i][j]`` is d/d(wrt[j]) of df/d(wrt[i]), of shape
+      ``f.shape + wrt[i].shape + wrt[j].shape`` (so ``[0][1]`` is d²f/dW db, ``[1][0]`` its
+      transpose d²f/db dW);
+    * a tuple of names: one mixed derivative, by the first name, then the second, ...:
+      ``derivative(f, ("W", "b"))`` is d/db (df/dW), of shape ``f.shape + W.shape + b.shape``
+      (its order is the tuple's length; leave ``order`` at 1).
 
     ``layout="shape"`` (the default): shape ``f.shape + wrt.shape``, each further order
     appending ``wrt.shape`` again (as matrixcalculus.org and JAX); a gradient has its
@@ -172,7 +188,33 @@ def derivative(
     "(A + A')*x"
     >>> str(derivative("w'*x", "w", layout="numerator"))
     "x'"
+    >>> str(derivative("x'*A*y", ("x", "y")))
+    'A'
     """
+    # A tuple: one mixed derivative, by its variables in turn.
+    sequence = list(wrt) if isinstance(wrt, tuple) else None
+    if sequence is not None and order != 1:
+        raise DerivativeError(
+            f"a tuple of variables {wrt!r} is one mixed derivative of order {len(sequence)}; leave out order "
+            f"(for every block of order {order}, give a list)"
+        )
+    _validate(len(sequence) if sequence is not None else order, layout)
+    expr = _expression(f, types)
+    names, single = _names(sequence if sequence is not None else wrt)
+    wrts = [_variable(expr, n, types) for n in names]
+    if sequence is not None:
+        node = expr.node
+        for w in wrts:
+            (node,) = jacobian_nodes(node, [w])
+            check_nodes([node], "the derivative", DerivativeError)
+        return _finished(node, expr, wrts, layout)
+    if single or order == 1:
+        results = tuple(_finished(node, expr, wrts, layout) for node in _pure(expr.node, wrts, order))
+        return results[0] if single else results
+    return _blocks(expr.node, wrts, order, lambda node: _finished(node, expr, wrts, layout))
+
+
+def _validate(order: Any, layout: str) -> None:
     if layout not in LAYOUTS:
         raise DerivativeError(f"layout is 'shape', 'numerator' or 'denominator', not {layout!r}")
     if not isinstance(order, int) or isinstance(order, bool) or order < 1:
@@ -180,18 +222,57 @@ def derivative(
     if order > current_limits().max_order:
         # Each order multiplies the work; a huge order would run for ever instead of failing.
         raise limit_error(DerivativeError, "max_order", f"a derivative of order {order:,} was asked for")
-    expr = _expression(f, types)
-    names, single = _names(wrt)
-    wrts = [_variable(expr, n, types) for n in names]
-    nodes = jacobian_nodes(expr.node, wrts)
+
+
+def _finished(node: g.Node, expr: Expression, wrts: Sequence[g.Var], layout: str) -> Expression:
+    """A shape-layout derivative of ``expr`` as the result in ``layout``."""
+    f_rank = expr.node.rank
+    node = _arrange(node, f_rank, layout)
+    return _result(node, expr, wrts, row=is_row(f_rank, node.rank, layout))
+
+
+def _pure(node: g.Node, wrts: Sequence[g.Var], order: int) -> list[g.Node]:
+    """d^order f / d w^order for each variable w of ``wrts`` (the shape layout)."""
+    nodes = jacobian_nodes(node, list(wrts))
     check_nodes(nodes, "the derivative", DerivativeError)
     for _ in range(order - 1):
-        nodes = [jacobian_nodes(node, [w])[0] for node, w in zip(nodes, wrts, strict=True)]
+        nodes = [jacobian_nodes(n, [w])[0] for n, w in zip(nodes, wrts, strict=True)]
         check_nodes(nodes, "the derivative", DerivativeError)
-    f_rank = expr.node.rank
-    nodes = [_arrange(node, f_rank, layout) for node in nodes]
-    results = tuple(_result(node, expr, wrts, row=is_row(f_rank, node.rank, layout)) for node in nodes)
-    return results[0] if single else results
+    return nodes
+
+
+def _blocks(
+    node: g.Node, wrts: Sequence[g.Var], order: int, finished: Callable[[g.Node], Expression]
+) -> tuple[Blocks, ...]:
+    """Every block of the derivative of ``order``, nested ``order`` deep: ``[i][j]`` is
+    d/d(wrts[j]) of d``node``/d(wrts[i]). Each level differentiates by all variables at once
+    (one reverse sweep shares the work)."""
+    nodes = jacobian_nodes(node, list(wrts))
+    check_nodes(nodes, "the derivative", DerivativeError)
+    if order == 1:
+        return tuple(finished(n) for n in nodes)
+    return tuple(_blocks(n, wrts, order - 1, finished) for n in nodes)
+
+
+def pure_derivatives(
+    f: str | Expression,
+    wrt: Sequence[str | Expression | Variable],
+    *,
+    types: Mapping[str, Any] | None = None,
+    order: int = 1,
+    layout: str = "shape",
+) -> tuple[Expression, ...]:
+    """d^order f / d w^order for each name w of ``wrt``: the diagonal blocks only, one per name
+    (what ``--order 2`` prints and ``compile(..., derivatives=("hessian",))`` computes).
+
+    >>> [str(d) for d in pure_derivatives("x'*A*x + a^3", ["x", "a"], types={"a": "scalar"}, order=2)]
+    ["A + A'", '6*a']
+    """
+    _validate(order, layout)
+    expr = _expression(f, types)
+    names, _ = _names(list(wrt))
+    wrts = [_variable(expr, n, types) for n in names]
+    return tuple(_finished(node, expr, wrts, layout) for node in _pure(expr.node, wrts, order))
 
 
 def gradient(
@@ -208,28 +289,39 @@ def gradient(
             f"a gradient is of a scalar function, but {expr} has shape {g.shape_text(expr.shape)}; "
             f"use jacobian() or vjp()"
         )
-    return derivative(expr, wrt, types=types)
+    return _first_order(expr, wrt, types, "shape")
 
 
 def jacobian(
     f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None = None, layout: str = "shape"
 ) -> Expression | tuple[Expression, ...]:
     """The Jacobian: shape ``f.shape + wrt.shape``; ``jacobian("A*x", "x")`` is ``A``
-    (``layout`` as in :func:`derivative`)."""
-    return derivative(f, wrt, types=types, layout=layout)
+    (``layout`` as in :func:`derivative`); several variables (a list or a tuple): one each."""
+    return _first_order(f, wrt, types, layout)
+
+
+def _first_order(
+    f: str | Expression, wrt: Wrt, types: Mapping[str, Any] | None, layout: str
+) -> Expression | tuple[Expression, ...]:
+    """The first derivative by each variable of ``wrt`` (a tuple is a list here, never mixed)."""
+    names, single = _names(list(wrt) if isinstance(wrt, tuple) else wrt)
+    found = pure_derivatives(f, names, types=types, layout=layout)
+    return found[0] if single else found
 
 
 def hessian(
     f: str | Expression, wrt: Wrt, *, types: Mapping[str, Any] | None = None
-) -> Expression | tuple[Expression, ...]:
-    """The Hessian of a scalar function: ``hessian("x'*A*x", "x")`` is ``A + A'``."""
+) -> Expression | tuple[Blocks, ...]:
+    """The Hessian of a scalar function: ``hessian("x'*A*x", "x")`` is ``A + A'``; of several
+    variables (a list or a tuple), every block, ``[i][j]`` = d/d(wrt[j]) of df/d(wrt[i]), as
+    :func:`derivative` with ``order=2``."""
     expr = _expression(f, types)
     if expr.shape:
         raise DerivativeError(
             f"a Hessian is of a scalar function, but {expr} has shape {g.shape_text(expr.shape)}; "
             f"use derivative(..., order=2)"
         )
-    return derivative(expr, wrt, types=types, order=2)
+    return derivative(expr, list(wrt) if isinstance(wrt, tuple) else wrt, types=types, order=2)
 
 
 def _named_like(name: str | Expression, shape: g.Shape, expr: Expression, role: str) -> g.Node:
@@ -308,17 +400,22 @@ def check(
     function's domain: positive under ``log`` and roots, symmetric positive definite under
     ``logdet``, ``inv``, ``det``; see ``docs/conventions.md``, "Checks").
 
+    A tuple ``wrt`` checks the one mixed derivative (``derivative(f, ("W", "b"))``): the
+    differences of d/dW f along b.
+
     >>> check("sum(log(x))", "x").ok
+    True
+    >>> check("x'*A*y", ("x", "y")).ok
     True
     """
     if layout not in LAYOUTS:
         raise DerivativeError(f"layout is 'shape', 'numerator' or 'denominator', not {layout!r}")
     expr = _expression(f, types)
+    if isinstance(wrt, tuple) and len(wrt) >= 2:
+        return _check_mixed(expr, wrt, derivative_, types, layout, values, size, seed)
     names, single = _names(wrt)
     if derivative_ is None:
-        found = derivative(expr, names, types=types, order=order, layout=layout)
-        assert isinstance(found, tuple)
-        results: tuple[Expression, ...] = found
+        results: tuple[Expression, ...] = pure_derivatives(expr, names, types=types, order=order, layout=layout)
     else:
         results = (derivative_,) if isinstance(derivative_, Expression) else tuple(derivative_)
         if len(results) != len(names):
@@ -344,3 +441,37 @@ def check(
             lower = first.node
         reports.append(check_derivative(expr.node, node, wrt_var, point, order, lower))
     return reports[0] if single else tuple(reports)
+
+
+def _check_mixed(
+    expr: Expression,
+    wrt: tuple[str | Expression | Variable, ...],
+    derivative_: Expression | Sequence[Expression] | None,
+    types: Mapping[str, Any] | None,
+    layout: str,
+    values: Mapping[str, Any] | None,
+    size: int,
+    seed: int,
+) -> CheckResult:
+    """:func:`check` of one mixed derivative: central differences, along the last variable, of
+    the derivative by all the others (computed and itself checkable in the same way)."""
+    names, _ = _names(list(wrt))
+    if derivative_ is None:
+        found = derivative(expr, tuple(names), types=types, layout=layout)
+    elif isinstance(derivative_, Expression):
+        found = derivative_
+    else:
+        raise DerivativeError("a mixed derivative (a tuple of variables) is one expression, not a list")
+    assert isinstance(found, Expression)
+    lower = derivative(expr, tuple(names[:-1]) if len(names) > 2 else names[0], types=types)
+    assert isinstance(lower, Expression)
+    variables = expr.node_variables()
+    point = dict(values) if values is not None else random_values(variables, size, seed, within=expr.node)
+    last = _variable(expr, names[-1], types)
+    for name in names:
+        if name not in point:
+            # Absent from f (the derivative is zero): it still needs a value.
+            point.update(random_values({name: _variable(expr, name, types)}, size, seed + 1))
+    node = to_shape_layout(found.node, expr.node.rank, layout)
+    report = check_derivative(expr.node, node, last, point, len(names), lower.node)
+    return dataclasses.replace(report, variables=tuple(names))

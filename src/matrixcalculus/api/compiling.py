@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matrixcalculus.api.calculus import Wrt, _expression, _names, _variable, derivative
+from matrixcalculus.api.calculus import Wrt, _expression, _names, _variable, pure_derivatives
 from matrixcalculus.compile.codegen import generate
 from matrixcalculus.compile.runtime import CompiledDerivatives
 from matrixcalculus.errors import MatrixCalculusError
@@ -45,8 +45,7 @@ def _plan(
         if kind == "hessian" and expr.shape:
             raise MatrixCalculusError(f"a Hessian is of a scalar function; {expr} has shape {expr.shape}")
         order = 2 if kind == "hessian" else 1
-        results = derivative(expr, names, types=types, order=order)
-        assert isinstance(results, tuple)
+        results = pure_derivatives(expr, names, types=types, order=order)
         roots += [r.node for r in results]
         groups.append((kind, len(results)))
         word = {"hessian": "Hessian", "gradient": "Jacobian" if expr.shape else "gradient"}.get(kind, kind)

@@ -138,12 +138,17 @@ def random_values(
     return values
 
 
-def derivative_label(name: str, order: int = 1, f: str = "f") -> str:
-    """``df/dW``, ``d^2f/dW^2``, ``d^3f/dW^3``: the one spelling of a derivative's name.
+def derivative_label(name: str | tuple[str, ...], order: int = 1, f: str = "f") -> str:
+    """``df/dW``, ``d^2f/dW^2``, ``d^3f/dW^3``: the one spelling of a derivative's name; a
+    tuple of names is a mixed derivative, by the first name first: ``d^2f/dW db``.
 
-    >>> derivative_label("W", 2)
-    'd^2f/dW^2'
+    >>> derivative_label("W", 2), derivative_label(("W", "b"))
+    ('d^2f/dW^2', 'd^2f/dW db')
     """
+    if isinstance(name, tuple):
+        if len(set(name)) == 1:
+            return derivative_label(name[0], len(name), f)
+        return f"d^{len(name)}{f}/" + " ".join(f"d{n}" for n in name)
     if order == 1:
         return f"d{f}/d{name}"
     return f"d^{order}{f}/d{name}^{order}"
@@ -179,6 +184,8 @@ class CheckResult:
     max_abs_error: float
     max_rel_error: float
     scale: float
+    # A mixed derivative: the variables in the order of differentiation (``variable`` the last).
+    variables: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -187,7 +194,7 @@ class CheckResult:
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "MISMATCH"
         return (
-            f"{derivative_label(self.variable, self.order)}: max abs error {self.max_abs_error:.2e}, "
+            f"{derivative_label(self.variables or self.variable, self.order)}: max abs error {self.max_abs_error:.2e}, "
             f"relative {self.max_rel_error:.2e} against central differences ({verdict})"
         )
 

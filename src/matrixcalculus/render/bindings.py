@@ -10,7 +10,8 @@ per binding, each binding using only names bound before it. That text is input s
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.registry import FUNCTIONS
@@ -93,21 +94,78 @@ def with_bindings(
     chosen = [
         node for node in order if uses.get(node, 0) >= 2 and node.args and len(plain.memo[node].text) >= min_length
     ]
-    names = binding_names(reserved)
-    # The most used (then the outermost) subexpression gets the first name.
+    return _name_all_used(roots, order, chosen, uses, reserved, style, frozenset(), rows)
+
+
+def _name_all_used(
+    roots: Sequence[g.Node],
+    order: Sequence[g.Node],
+    chosen: Sequence[g.Node],
+    uses: dict[g.Node, int],
+    reserved: set[str],
+    style: Style,
+    scalars: frozenset[str],
+    rows: frozenset[g.Node],
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Print ``roots`` with the ``chosen`` nodes named, the most used (then the outermost)
+    getting the first name; a name the text would not use is dropped and the rest named again,
+    so that every bound name is used."""
     position = {node: k for k, node in enumerate(order)}
-    chosen.sort(key=lambda node: (-uses[node], -position[node]))
-    name_of = {node: next(names) for node in chosen}
-    printer = MatrixPrinter(style, True)
+    chosen = sorted(chosen, key=lambda node: (-uses[node], -position[node]))
+    while True:
+        spare = binding_names(reserved)
+        name_of = {node: next(spare) for node in chosen}
+        texts, bindings = _print_named(roots, order, name_of, style, scalars, rows)
+        unused = _unused(texts, bindings, name_of.values(), style)
+        if not unused:
+            return texts, bindings
+        # Rare (a named node that its users print from its parts); each round drops a name.
+        chosen = [node for node in chosen if name_of[node] not in unused]
+
+
+def _print_named(
+    roots: Sequence[g.Node],
+    order: Sequence[g.Node],
+    name_of: dict[g.Node, str],
+    style: Style,
+    scalars: frozenset[str],
+    rows: frozenset[g.Node],
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The texts of ``roots`` and the bindings, each node of ``name_of`` printed by its name.
+
+    The printer knows the names (``share``), so that no part of it looks inside a named node
+    (a negative term of a sum, the base of a quotient): a named part is printed by its name
+    everywhere, never written out again. A named tensor of order three or more is bound in
+    index notation, ``t1[i,j,k] = ...``.
+    """
+    printer = MatrixPrinter(style, True, scalars, share=True)
+    printer.names = dict(name_of)
     printer.rows = rows
     bindings: list[tuple[str, str]] = []
     for node in order:
         piece = printer.render(node)
         if node in name_of:
-            bindings.append((name_of[node], piece.text))
-            piece = Piece(style.name(name_of[node]), ATOM, piece.row)
+            name = name_of[node]
+            if node.rank > 2:
+                free = free_indices(node, set(name_of.values()))
+                bindings.append((index_entry(style.name(name), free, style), piece.text))
+            else:
+                bindings.append((name, piece.text))
+            piece = Piece(style.name(name), ATOM, piece.row, sym=piece.sym)
         printer.memo[node] = piece
     return [printer.output(r).text for r in roots], bindings
+
+
+# A name as it stands in a text: t1, or t_{1} in LaTeX.
+_WORD = r"[A-Za-z_][A-Za-z0-9_]*(?:\{[0-9]+\})?"
+
+
+def _unused(texts: Sequence[str], bindings: Sequence[tuple[str, str]], names: Iterable[str], style: Style) -> set[str]:
+    """The ``names`` that neither a text nor a binding's text mentions (linear in the texts)."""
+    words: set[str] = set()
+    for text in [*texts, *(text for _, text in bindings)]:
+        words.update(re.findall(_WORD, text))
+    return {name for name in names if style.name(name) not in words}
 
 
 def _uses(roots: Sequence[g.Node]) -> dict[g.Node, int]:
@@ -149,22 +207,4 @@ def shared_text(
             probe.names[node] = "t0"  # a stand-in as long as most names
             piece = Piece(style.name("t0"), ATOM, piece.row, sym=piece.sym)
         probe.memo[node] = piece
-    spare = binding_names(reserved)
-    position = {node: k for k, node in enumerate(order)}
-    chosen.sort(key=lambda node: (-uses[node], -position[node]))
-    printer = MatrixPrinter(style, True, scalars, share=True)
-    printer.names = {node: next(spare) for node in chosen}
-    printer.rows = rows
-    bindings: list[tuple[str, str]] = []
-    for node in order:
-        piece = printer.render(node)
-        if node in printer.names:
-            name = printer.names[node]
-            if node.rank > 2:
-                free = free_indices(node, set(printer.names.values()))
-                bindings.append((index_entry(style.name(name), free, style), piece.text))
-            else:
-                bindings.append((name, piece.text))
-            piece = Piece(style.name(name), ATOM, piece.row, sym=piece.sym)
-        printer.memo[node] = piece
-    return [printer.output(r).text for r in roots], bindings
+    return _name_all_used(roots, order, chosen, uses, reserved, style, scalars, rows)

@@ -7,11 +7,12 @@ matrix-notation form; the parts that do have one print as entries of a matrix-no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from matrixcalculus.ir import graph as g
-from matrixcalculus.render.style import MUL, NotMatrixNotation, Piece, Style
+from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, paren
 
 if TYPE_CHECKING:
     from matrixcalculus.render.notation import MatrixPrinter
@@ -172,16 +173,22 @@ class IndexPrinter:
                 return f"({body})" if summed and not top else body
 
             return None, kids, contraction
-        if isinstance(node, g.Add) and top:
+        if isinstance(node, g.Add) and (top or node.rank > 2):
+            # Inside a product, a sum of tensors is written entry by entry, in parentheses:
+            # never the index notation of the sum (with free indices of its own) subscripted.
             kids = [(t, idx, used, False) for t in node.args]
 
             def total(texts: list[str]) -> str:
                 out = texts[0]
                 for text in texts[1:]:
                     out += f" - {text[1:]}" if text.startswith("-") else f" + {text}"
-                return out
+                return out if top else f"({out})"
 
             return None, kids, total
+        if node.rank > 2 and (isinstance(node, g.Power) or (isinstance(node, g.Function) and node.record.elementwise)):
+            # An element-wise function of a tensor: the function of the entry.
+            kids = [(a, idx if a.rank else (), used, False) for a in node.args]
+            return None, kids, lambda texts: self.elementwise(node, texts)
         if isinstance(node, g.Reshape):
             return self.expand_reshape(node, idx, used)
         text = self.matrix.piece(node).text
@@ -189,6 +196,18 @@ class IndexPrinter:
             return text, [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
         return self.entry(text if simple else f"({text})", idx), [], None
+
+    def elementwise(self, node: g.Node, texts: list[str]) -> str:
+        """The entry of an element-wise power or function, from the entries of its arguments."""
+        st = self.style
+        pieces = [Piece(t, ATOM if _is_entry(t) else ADD) for t in texts]
+        if isinstance(node, g.Power):
+            base, exponent = pieces
+            return st.power(
+                paren(base, POW + 1, st), exponent.text if _is_entry(exponent.text) else f"({exponent.text})", False
+            )
+        assert isinstance(node, g.Function)
+        return st.function(node.record, pieces, node.dim).text
 
     def expand_reshape(
         self, node: g.Reshape, idx: tuple[str, ...], used: set[str]
@@ -287,6 +306,11 @@ def _pair_parts(name: str) -> list[str] | None:
         depth += (ch == "(") - (ch == ")")
         current += ch
     return [*parts, current]
+
+
+def _is_entry(text: str) -> bool:
+    """``A[i,j]``, ``x``, ``2``, ``t_{1}``: an entry or a number, that needs no parentheses."""
+    return re.fullmatch(r"[A-Za-z0-9_.{}\\]+(\[[a-z0-9,()]+\]|_\{[a-z0-9,_{}]+\})?", text) is not None
 
 
 def _is_call(text: str) -> bool:

@@ -157,6 +157,8 @@ class MatrixPrinter:
 
     def broadcast_scalar(self, node: g.Node) -> Piece | None:
         """The scalar printed for a term that repeats a scalar over a tensor (``x + a``)."""
+        if node in self.names:
+            return None  # a ``where`` name stands for the whole term
         # Only over symbolic dimensions: ones(3) fixes a size that "1" would lose.
         if isinstance(node, g.Ones | g.Contract) and not all(isinstance(d, str) for d in node.shape):
             return None
@@ -181,6 +183,10 @@ class MatrixPrinter:
     def term(self, node: g.Node, shape: g.Shape) -> tuple[bool, Piece]:
         """(negative, piece of the magnitude) for a term of a sum."""
         st = self.style
+        if node in self.names:
+            # Named in a ``where`` clause: printed by its name, never re-rendered (the name
+            # would be bound and unused, and its text written out again here).
+            return False, self.memo[node]
         if shape:
             scalar = self.broadcast_scalar(node)
             if scalar is not None:
