@@ -18,6 +18,7 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 import matrixcalculus as mc
+from matrixcalculus.api.calculus import pure_derivatives
 from matrixcalculus.compile.codegen import DIALECTS, Program, generate
 from matrixcalculus.compile.emit import emit
 from matrixcalculus.compile.plan import plan, product_order
@@ -292,7 +293,7 @@ def test_compiled_with_several_wrt_equals_interpreted(problem, data) -> None:
             np.testing.assert_allclose(g, want, rtol=1e-8, atol=1e-10 * scale, err_msg=f"order {order} w.r.t. {name}")
     # The block the code was printed from: every statement is read, no two compute the same op,
     # and the module defines exactly the helpers that its live calls need.
-    roots = [f.node] + [r.node for k in range(1, len(kinds)) for r in mc.derivative(f, wrt, types=TYPES, order=k)]
+    roots = [f.node] + [r.node for k in range(1, len(kinds)) for r in pure_derivatives(f, wrt, types=TYPES, order=k)]
     program = generate(roots, list(f.node_variables().values()), dense=dense)
     block = program.block
     read = {a.value for s in block.statements for a in s.op.args if isinstance(a, View)}
