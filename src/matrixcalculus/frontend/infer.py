@@ -860,7 +860,7 @@ def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
         column = divisor.start + 1
         what = "" if divisor.op == "num" or text is None else f": {quote(text, divisor)} is 0"
         raise ParseError(f"division by zero at column {column}{what}", text=text, column=column if text else None)
-    if ast.value in ("^", ".^") and g.is_zero(a) and isinstance(b, g.Const) and b.value < 0:
+    if ast.value in ("^", ".^") and (g.is_zero(a) or _exact_value(a) == 0) and isinstance(b, g.Const) and b.value < 0:
         column = ast.column
         where = f": {quote(text, ast)}" if text is not None else ""
         raise ParseError(

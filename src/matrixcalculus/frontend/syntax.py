@@ -216,6 +216,13 @@ def _is_dimension(arg: Ast) -> bool:
     return arg.op == "name" or (arg.op == "num" and arg.number.denominator == 1 and arg.number > 0)
 
 
+def _numeric_factor(arg: Ast) -> int:
+    """The product of the whole numbers in a dimension (``3*m*4`` -> 12; a name counts 1)."""
+    if arg.op == "binary" and arg.value == "*":
+        return math.prod(_numeric_factor(a) for a in arg.args)
+    return int(arg.number) if arg.op == "num" else 1
+
+
 def _span(tok: Token) -> tuple[int, int, int]:
     """A lexed token's start and end offsets and its 1-based column. (lark types them optional: a
     token made by hand has none; the lexer always sets them.)"""
@@ -287,7 +294,7 @@ class _Build(Transformer):
                         text=self.text,
                         column=arg.column,
                     )
-                if arg.op == "num" and arg.value > _MAX_DIMENSION:
+                if _numeric_factor(arg) > _MAX_DIMENSION:
                     # No array has more entries along one axis than memory has bytes: refuse it here,
                     # where the text is, instead of carrying a 300-digit size through the pipeline.
                     raise ParseError(

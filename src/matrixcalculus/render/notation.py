@@ -148,6 +148,10 @@ class MatrixPrinter:
             return Piece(f"\\left({text}\\right)" if st.latex else f"({text})", ATOM, a.row)
         if isinstance(node, g.Function):
             args = [self.memo[a] for a in node.args]
+            vectors = [a for a, arg in zip(args, node.args, strict=True) if arg.rank == 1]
+            if len(vectors) > 1 and not all(a.row for a in vectors):
+                # Arguments of one shape read in one orientation: max(x'*A, y) is max((x'*A)', y).
+                args = [as_col(a, st) if arg.rank == 1 else a for a, arg in zip(args, node.args, strict=True)]
             piece = st.function(node.record, args, node.dim)
             # A result that is not a scalar is a row where its arguments are (kron of two rows).
             return Piece(piece.text, piece.prec, bool(node.rank) and all(a.row for a in args))

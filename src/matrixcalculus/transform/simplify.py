@@ -364,6 +364,8 @@ def _is_one_plus(node: g.Node, term: g.Node) -> bool:
 
 
 _SYMMETRIC: weakref.WeakKeyDictionary[g.Node, bool] = weakref.WeakKeyDictionary()
+# The same facts by the node's digest (its structure), oldest dropped first beyond the bound.
+_SYMMETRIC_BY_DIGEST: dict[bytes, bool] = {}
 
 
 def is_symmetric(node: g.Node) -> bool:
@@ -376,7 +378,14 @@ def is_symmetric(node: g.Node) -> bool:
         return known
     for sub in g.postorder(node):  # children first, so the recursion below is one level deep
         if sub not in _SYMMETRIC and sub.rank == 2:
-            _SYMMETRIC[sub] = _symmetric_here(sub)
+            # The printer asks about short-lived regroupings of one graph again and again; the
+            # weak table forgets them with the node, the digest table (bounded) does not.
+            by_digest = _SYMMETRIC_BY_DIGEST.get(sub.digest)
+            if by_digest is None:
+                by_digest = _SYMMETRIC_BY_DIGEST[sub.digest] = _symmetric_here(sub)
+                if len(_SYMMETRIC_BY_DIGEST) > 200_000:
+                    _SYMMETRIC_BY_DIGEST.pop(next(iter(_SYMMETRIC_BY_DIGEST)))
+            _SYMMETRIC[sub] = by_digest
     return _SYMMETRIC[node]
 
 
