@@ -199,7 +199,7 @@ def _time_ours(b: Bench, repeats: int, distinct: bool) -> float:
         wrt = [w + suffix for w in b.wrt]
         gc.disable()  # as timeit does: no collector pauses inside the timed call
         start = time.perf_counter()
-        result = mc.derivative(text, wrt if len(wrt) > 1 else wrt[0], types=types)
+        result = mc.derivative(text, list(wrt) if len(wrt) > 1 else wrt[0], types=types)
         times.append(time.perf_counter() - start)
         gc.enable()
         del result
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     for b in BENCHES:  # warm up: imports, the parser's tables, SymPy's modules
-        mc.derivative(b.text, b.wrt if len(b.wrt) > 1 else b.wrt[0], types=b.types)
+        mc.derivative(b.text, list(b.wrt) if len(b.wrt) > 1 else b.wrt[0], types=b.types)
     _time_sympy(BENCHES[0], 1)
 
     rows = []
