@@ -228,6 +228,11 @@ def _np() -> Any:
 def _finite(a: Any, xp: Any) -> bool:
     if isinstance(a, int | float):
         return math.isfinite(a)
+    # One reduction, no boolean temporary: a nan or inf entry makes the sum non-finite. Only when the
+    # sum itself is not finite (an overflow of finite entries can do that) is every entry looked at.
+    total = xp.sum(a)
+    if bool(xp.isfinite(total)):
+        return True
     return bool(xp.all(xp.isfinite(a)))
 
 
