@@ -94,7 +94,8 @@ def dim_text(dim: Dim) -> str:
     return f"({dim})" if isinstance(dim, DimProduct) else str(dim)
 
 
-KINDS = ("scalar", "vector", "matrix", "symmetric")
+# The kinds of a variable and the number of axes each has.
+KINDS = {"scalar": 0, "vector": 1, "matrix": 2, "symmetric": 2}
 
 _TABLE: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
 
@@ -216,7 +217,9 @@ class Var(Node):
 
 
 def var(name: str, kind: str, shape: Shape) -> Var:
-    expected = {"scalar": 0, "vector": 1, "matrix": 2, "symmetric": 2}[kind]
+    if kind not in KINDS:
+        raise ShapeError(f"variable {name}: unknown kind {kind!r}; one of {', '.join(KINDS)}")
+    expected = KINDS[kind]
     if len(shape) != expected:
         raise ShapeError(f"variable {name}: a {kind} has {expected} axes, not {len(shape)}")
     if kind == "symmetric" and shape[0] != shape[1]:

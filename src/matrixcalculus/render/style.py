@@ -16,8 +16,8 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.registry import FunctionRecord, fill
 from matrixcalculus.render import numbers
 
-# Binding strength, loose to tight.
-CMP, ADD, MUL, UNARY, POW, POSTFIX, ATOM = 1, 2, 3, 4, 5, 6, 7
+# Binding strength, loose to tight (a comparison is always printed in parentheses: no level).
+ADD, MUL, UNARY, POW, POSTFIX, ATOM = 2, 3, 4, 5, 6, 7
 
 
 class NotMatrixNotation(Exception):
