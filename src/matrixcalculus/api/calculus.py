@@ -304,9 +304,50 @@ def _first_order(
     f: str | Expression, wrt: Wrt, types: Mapping[str, Any] | None, layout: str
 ) -> Expression | tuple[Expression, ...]:
     """The first derivative by each variable of ``wrt`` (a tuple is a list here, never mixed)."""
+    stacked = _stacked_names(wrt)
+    if stacked is not None:
+        return _by_stack(f, stacked, types, layout)
     names, single = _names(list(wrt) if isinstance(wrt, tuple) else wrt)
     found = pure_derivatives(f, names, types=types, layout=layout)
     return found[0] if single else found
+
+
+def _stacked_names(wrt: Wrt) -> list[str] | None:
+    """The names of a stacked ``wrt`` such as ``"[x; y]"`` (or ``"[x, y]"``), else None."""
+    if not isinstance(wrt, str) or not wrt.strip().startswith("["):
+        return None
+    inner = wrt.strip()
+    if not inner.endswith("]"):
+        raise DerivativeError(f"with respect to: {wrt!r} opens a stack '[' that it does not close")
+    parts = [part.strip() for part in inner[1:-1].replace(",", ";").split(";")]
+    for part in parts:
+        if not part.isidentifier():
+            raise DerivativeError(f"with respect to: {wrt!r} stacks variable names, and {part!r} is none")
+    if len(set(parts)) != len(parts):
+        raise DerivativeError(f"with respect to: {wrt!r} names a variable twice")
+    return parts
+
+
+def _by_stack(f: str | Expression, names: list[str], types: Mapping[str, Any] | None, layout: str) -> Expression:
+    """The derivative by the vector ``[w1; w2; ...]`` of scalar variables: the derivatives by each
+    stacked along a last axis, so ``jacobian("[x^2*y; x + y]", "[x; y]")`` is
+    ``[2*x*y, x^2; 1, 1]``."""
+    expr = _expression(f, types)
+    wrts = [_variable(expr, name, {**(types or {}), name: (types or {}).get(name, "scalar")}) for name in names]
+    for w in wrts:
+        if w.shape:
+            raise DerivativeError(
+                f"with respect to a stack of variables: each is a scalar, but {w.name} is {g.shape_text(w.shape)}"
+            )
+    parts = jacobian_nodes(expr.node, wrts)
+    check_nodes(parts, "the derivative", DerivativeError)
+    f_axes = tuple(range(expr.node.rank))
+    n = len(parts)
+    terms = [
+        g.contract([part, g.embed(n, k)], [f_axes, (len(f_axes),)], (*f_axes, len(f_axes)))
+        for k, part in enumerate(parts)
+    ]
+    return _finished(simplify(g.add(terms)), expr, wrts, layout)
 
 
 def hessian(

@@ -82,7 +82,7 @@ _FORM_OF_RANK = {0: "s", 1: "c", 2: "m"}
 _TRANSPOSED = {"s": "s", "c": "r", "r": "c", "m": "m"}
 # Node types whose dimensions are all in their leaves' parameters (the others derive shapes from
 # their arguments), so renaming dimensions rebuilds leaves and re-interns the rest.
-_LEAVES = (g.Var, g.Delta, g.Ones, g.Zeros, g.Const)
+_LEAVES = (g.Var, g.Delta, g.Ones, g.Zeros, g.Const, g.Embed)
 _INNER = (g.Contract, g.Add, g.Power, g.Compare, g.Function)
 # Python's operators in the input language: @ is the matrix product, * / ** act entry-wise.
 _SPELLING = {"+": "+", "-": "-", "*": "@", ".*": "*", "./": "/", ".^": "**", ">": ">", "<": "<"}

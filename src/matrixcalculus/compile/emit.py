@@ -196,6 +196,9 @@ class _Printer:
             return d.indicator(f"{self.operand(op.args[0], array=True)} {op.params[0]} {args[1]}")
         if name == "eye":
             return d.eye(self.dim(op.params[0]))  # type: ignore[arg-type]
+        if name == "unit":
+            length, position = op.params
+            return f"{d.eye(str(length))}[{position}]"
         if name in ("ones", "zeros"):
             shape = self.shape(op.params[0])  # type: ignore[arg-type]
             return d.ones(shape) if name == "ones" else d.zeros(shape)

@@ -172,6 +172,8 @@ class _Planner:
             return _Array(self.assign("reshape", [args[0].operand], node.shape, self.shape(node.shape)), rank_labels)
         if isinstance(node, g.Delta):
             return _Array(self.assign("eye", [], node.shape, self.dim(node.params[0])), (0, 1))
+        if isinstance(node, g.Embed):
+            return _Array(self.assign("unit", [], node.shape, *node.params), (0,))
         if isinstance(node, g.Ones | g.Zeros):
             kind = "ones" if isinstance(node, g.Ones) else "zeros"
             return _Array(self.assign(kind, [], node.shape, self.shape(node.shape)), rank_labels)

@@ -45,6 +45,7 @@ OPS = frozenset(
         "power",  # params (exponent,) for a constant exponent, else a ** b
         "compare",  # params (operator,): 1.0 where ``a op b`` holds, else 0.0
         "eye",  # params (size,): an identity matrix
+        "unit",  # params (length, k): the unit vector e_k (k from 0), a stack's building block
         "ones",  # params (shape,)
         "zeros",  # params (shape,)
         "full",  # params (shape,): an array of copies of the scalar a

@@ -344,6 +344,8 @@ class _Checker:
                 )
             elif node.op == "unary":
                 t = kids[0]
+            elif node.op == "stack":
+                t = self.stack(node, kids)
             elif node.op == "binary":
                 a, b = kids
                 t, broadcast = self.binary(node, a, b)
@@ -362,6 +364,24 @@ class _Checker:
                 raise _Mismatch(message(), ast)
         deviations = sum(_deviation(name, self.kinds[name]) for name in self.undeclared)
         return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd)
+
+    def stack(self, node: Ast, kids: list[MType]) -> MType:
+        """``[a, b; c, d]`` of scalars: a column vector (one column), a row vector (one row), a
+        matrix; ``[a]`` is ``a``."""
+        for entry, kid in zip(node.args, kids, strict=True):
+            if kid[0] != "s":
+                raise _Mismatch(
+                    f"the entries of {self.src(node)} are scalars; {self.src(entry)} is {_describe(kid, self.dims)}",
+                    entry,
+                )
+        rows, columns = (int(n) for n in node.symbol.split("x"))
+        if rows * columns == 1:
+            return ("s",)
+        if columns == 1:
+            return ("c", self.named_dim(rows))
+        if rows == 1:
+            return ("r", self.named_dim(columns))
+        return ("m", self.named_dim(rows), self.named_dim(columns))
 
     def variable(self, node: Ast, var_dims: dict[str, tuple[int, ...]]) -> MType:
         name = node.symbol
@@ -840,6 +860,9 @@ def _build(
             node = g.transpose(kids[0])
         elif ast.op == "unary":
             node = g.scale(-1, kids[0]) if ast.value == "-" else kids[0]
+        elif ast.op == "stack":
+            rows, columns = (int(n) for n in ast.symbol.split("x"))
+            node = g.stack(kids, rows, columns)
         elif ast.op == "binary":
             a, b = ast.args
             _check_division(ast, kids[0], kids[1], text)

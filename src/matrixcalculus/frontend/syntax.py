@@ -95,6 +95,9 @@ binding: NAME EQUALS cmp
     | NAME LPAR args RPAR    -> call
     | LPAR cmp RPAR          -> group
     | LPAR cmp WHERE bindings RPAR -> group_where
+    | LBRACK rows RBRACK     -> stack
+rows: row (SEMI row)*
+row: cmp (COMMA cmp)*
 args: arg (COMMA arg)*
 ?arg: cmp
     | STRING                 -> string
@@ -106,6 +109,9 @@ QUOTE: "'" | ".'"
 STRING: /'[^']*'|"[^"]*"/
 LPAR: "("
 RPAR: ")"
+LBRACK: "["
+RBRACK: "]"
+SEMI: ";"
 COMMA: ","
 EQUALS: "="
 WHERE.2: /where\b/
@@ -123,6 +129,9 @@ _TOKEN_NAMES = {
     "STRING": "a quoted text",
     "LPAR": "'('",
     "RPAR": "')'",
+    "LBRACK": "'['",
+    "RBRACK": "']'",
+    "SEMI": "';'",
     "COMMA": "','",
     "EQUALS": "'='",
     "WHERE": "'where'",
@@ -357,6 +366,29 @@ class _Build(Transformer):
         lpar, inner, rpar = items
         # The same node, its text widened to the parentheses (messages quote balanced text).
         return Ast(inner.op, inner.value, inner.args, lpar.start_pos, rpar.end_pos, inner.column)
+
+    def row(self, items: list) -> list[Ast]:
+        return [item for item in items if isinstance(item, Ast)]
+
+    def rows(self, items: list) -> list[list[Ast]]:
+        return [item for item in items if isinstance(item, list)]
+
+    def stack(self, items: list) -> Ast:
+        """``[a, b; c, d]``: rows separated by ``;``, entries by ``,`` (MATLAB); a "stack" node
+        whose value is ``"RxC"`` and whose arguments are the entries, row by row."""
+        lbrack, rows, rbrack = items
+        start, _, column = _span(lbrack)
+        end = _span(rbrack)[1]
+        columns = len(rows[0])
+        for row in rows[1:]:
+            if len(row) != columns:
+                raise ParseError(
+                    f"the rows of [...] (column {column}) have {columns} and {len(row)} entries; every row has as many",
+                    text=self.text,
+                    column=column,
+                )
+        entries = tuple(entry for row in rows for entry in row)
+        return Ast("stack", f"{len(rows)}x{columns}", entries, start, end, column)
 
     def binding(self, items: list) -> tuple[Token, Ast]:
         name, _, value = items

@@ -336,6 +336,59 @@ def zeros(shape: Shape) -> Node:
     return _intern(Zeros, (), (tuple(shape),)) if shape else const(0)
 
 
+class Embed(Node):
+    """The unit vector ``e_k`` of length ``n``, ``params = (n, k)`` (``k`` counts from 0): 1 at
+    entry ``k``, 0 elsewhere. A stack ``[a; b]`` is the sum ``a*e_0 + b*e_1`` (see :func:`stack`),
+    so its derivative is the stack of the derivatives with no rule of its own.
+
+    >>> embed(3, 1).shape
+    (3,)
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        n, k = params
+        if not isinstance(n, int) or not isinstance(k, int) or not 0 <= k < n:
+            raise ShapeError(f"unit vector: entry {k} of a vector of length {n}")
+        return (n,)
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        n, k = self.params
+        return xp.eye(n)[k]
+
+
+def embed(n: int, k: int) -> Embed:
+    """The unit vector ``e_k`` of length ``n`` (``k`` from 0)."""
+    return _intern(Embed, (), (n, k))
+
+
+def stack(entries: Sequence[Node], rows: int, columns: int) -> Node:
+    """The literal ``[a, b; c, d]`` of scalar ``entries`` (row-major): a vector of length
+    ``rows*columns`` when there is one row or one column (a vector has one axis, whatever its
+    orientation), else a ``rows x columns`` matrix; one entry is that entry.
+
+    >>> stack([const(1), const(2)], 2, 1).shape
+    (2,)
+    """
+    if len(entries) != rows * columns:
+        raise ShapeError(f"a {rows}x{columns} stack has {rows * columns} entries, not {len(entries)}")
+    for entry in entries:
+        if entry.shape:
+            raise ShapeError(f"a stack's entries are scalars here, not {shape_text(entry.shape)}")
+    if rows * columns == 1:
+        return entries[0]
+    terms: list[Node] = []
+    for k, entry in enumerate(entries):
+        if rows == 1 or columns == 1:
+            terms.append(contract([entry, embed(rows * columns, k)], [(), (0,)], (0,)))
+        else:
+            i, j = divmod(k, columns)
+            terms.append(contract([entry, embed(rows, i), embed(columns, j)], [(), (0,), (1,)], (0, 1)))
+    return add(terms)
+
+
 def is_zero(node: Node) -> bool:
     return isinstance(node, Zeros) or (isinstance(node, Const) and node.value == 0)
 

@@ -9,7 +9,7 @@ notation (:mod:`~.index`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
@@ -103,6 +103,30 @@ class MatrixPrinter:
             piece = Piece(piece.text, piece.prec, piece.row, piece.plain, True, piece.op)
         return piece
 
+    def render_stack(self, node: g.Node, entries: dict[tuple[int, ...], g.Node]) -> Piece:
+        """A vector or matrix of whole-number size written entry by entry: ``[a; b]``, ``[a, b; c, d]``."""
+        shape = node.shape
+        rows, columns = (shape[0], 1) if len(shape) == 1 else shape
+        assert isinstance(rows, int) and isinstance(columns, int)
+        zero = g.const(0)
+
+        def entry(i: int, j: int) -> str:
+            key = (i,) if len(shape) == 1 else (i, j)
+            return self.piece(entries.get(key, zero)).text
+
+        def literal(rows: int, columns: int, at: Callable[[int, int], str]) -> str:
+            if self.style.latex:
+                body = " \\\\ ".join(" & ".join(at(i, j) for j in range(columns)) for i in range(rows))
+                return f"\\begin{{bmatrix}} {body} \\end{{bmatrix}}"
+            return "[" + "; ".join(", ".join(at(i, j) for j in range(columns)) for i in range(rows)) + "]"
+
+        if len(shape) == 1:
+            # A vector literal transposes to the other literal ([a, b]), not to [a; b]'.
+            column_text = literal(rows, 1, entry)
+            row = Piece(literal(1, rows, lambda i, j: entry(j, 0)), ATOM, True, Piece(column_text, ATOM))
+            return Piece(column_text, ATOM, plain=row)
+        return Piece(literal(rows, columns, entry), ATOM)
+
     def render_node(self, node: g.Node) -> Piece:
         st = self.style
         if isinstance(node, g.Var):
@@ -117,6 +141,9 @@ class MatrixPrinter:
             return Piece(st.zeros(node.shape), ATOM)
         if isinstance(node, g.DimSize):
             return st.dimension(node.dim)
+        entries = stack_entries(node)
+        if entries is not None:
+            return self.render_stack(node, entries)
         if isinstance(node, g.Reshape):
             # No matrix notation: index notation names an entry of a product dimension by a pair.
             return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
@@ -372,3 +399,66 @@ def _negated(p: Piece) -> tuple[bool, Piece]:
     if p.text.startswith("-") and p.prec in (UNARY, MUL):
         return True, Piece(p.text[1:], p.prec, p.row, sym=p.sym, op=p.op)
     return False, p
+
+
+def stack_entries(node: g.Node) -> dict[tuple[int, ...], g.Node] | None:
+    """The entries of a vector or matrix that is made of scalars times unit vectors (a stack
+    ``[a; b]`` as :func:`~matrixcalculus.ir.graph.stack` builds it, and sums and products of
+    such), by position; None for any other node. Entries not in the dict are zero.
+
+    >>> sorted(stack_entries(g.stack([g.const(1), g.const(2)], 2, 1)))
+    [(0,), (1,)]
+    """
+    if node.rank not in (1, 2) or not all(isinstance(d, int) for d in node.shape):
+        return None
+    return _entries(node, {})
+
+
+Entries = dict[tuple[int, ...], g.Node]
+
+
+def _entries(node: g.Node, memo: dict[g.Node, Entries | None]) -> Entries | None:
+    if node in memo:
+        return memo[node]
+    found: dict[tuple[int, ...], list[g.Node]] | None = {}
+    assert found is not None
+    if isinstance(node, g.Embed):
+        found[(node.params[1],)] = [g.const(1)]
+    elif isinstance(node, g.Add):
+        for term in node.args:
+            inner = _entries(term, memo)
+            if inner is None:
+                found = None
+                break
+            for key, value in inner.items():
+                found.setdefault(key, []).append(value)
+    elif isinstance(node, g.Contract) and node.rank:
+        # Every operand is a scalar or has entries: each consistent choice of one entry per
+        # operand is one product, at the position its free labels name.
+        choices: list[tuple[dict[int, int], list[g.Node]]] = [({}, [])]
+        for arg, labs in zip(node.args, node.labels, strict=True):
+            if arg.rank == 0:
+                choices = [(fixed, [*factors, arg]) for fixed, factors in choices]
+                continue
+            inner = _entries(arg, memo) if all(isinstance(d, int) for d in arg.shape) else None
+            if inner is None:
+                found = None
+                break
+            grown: list[tuple[dict[int, int], list[g.Node]]] = []
+            for fixed, factors in choices:
+                for key, value in inner.items():
+                    new = dict(fixed)
+                    if all(new.setdefault(lab, i) == i for lab, i in zip(labs, key, strict=True)):
+                        grown.append((new, [*factors, value]))
+            choices = grown
+        for fixed, factors in choices if found is not None else ():
+            entry = g.contract(factors, [() for _ in factors], (), node.coeff)
+            if isinstance(entry, g.Contract) and len(entry.args) == 1 and isinstance(entry.args[0], g.Add):
+                # 2*(a + b) as 2*a + 2*b: the entry reads as the sum it is.
+                entry = g.add(g.scale(entry.coeff, term) for term in entry.args[0].args)
+            found.setdefault(tuple(fixed[lab] for lab in node.out), []).append(entry)  # type: ignore[union-attr]
+    else:
+        found = None
+    result = None if found is None else {key: g.add(values) for key, values in found.items()}
+    memo[node] = result
+    return result
