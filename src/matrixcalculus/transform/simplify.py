@@ -374,6 +374,8 @@ def is_symmetric(node: g.Node) -> bool:
     if node.rank != 2 or node.shape[0] != node.shape[1]:
         return False
     known = _SYMMETRIC.get(node)
+    if known is None:
+        known = _SYMMETRIC_BY_DIGEST.get(node.digest)  # a regrouping asked about before
     if known is not None:
         return known
     for sub in g.postorder(node):  # children first, so the recursion below is one level deep
