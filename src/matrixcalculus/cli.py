@@ -22,7 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from matrixcalculus.api.calculus import LAYOUTS, check, derivative, is_row, jvp, pure_derivatives, vjp
+from matrixcalculus.api.calculus import (
+    LAYOUTS,
+    _stacked_names,
+    check,
+    derivative,
+    is_row,
+    jvp,
+    pure_derivatives,
+    vjp,
+)
 from matrixcalculus.api.equality import equal
 from matrixcalculus.api.expression import Expression, parse
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError
@@ -283,7 +292,13 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
         raise MatrixCalculusError(f"--seed must be at least 0, not {args.seed}")
     types = _types(args.types)
     expr = parse(_read_expression(args.expression), types=types)
-    wrt = [name.strip() for item in args.wrt for name in item.split(",") if name.strip()]
+    # "--wrt x,y" is two variables; "--wrt '[x, y]'" one stack of them.
+    wrt = [
+        name.strip()
+        for item in args.wrt
+        for name in ([item] if item.strip().startswith("[") else item.split(","))
+        if name.strip()
+    ]
     style = LATEX if args.latex else TEXT
     lines: list[str] = []
     status = 0
@@ -408,7 +423,8 @@ def _absent(expr: Expression, wrt: Sequence[str], latex: bool = False) -> list[s
     """A notice for each variable that does not occur in f (a misspelt name?): its derivative is zero."""
     return [
         _note(f"notice: {name} does not occur in {expr}, so its derivative is zero (a misspelt name?)", latex)
-        for name in wrt
+        for item in wrt
+        for name in _stacked_names(item) or [item]
         if name not in expr.variables
     ]
 

@@ -83,8 +83,9 @@ def _expression(f: str | Expression, types: Mapping[str, Any] | None) -> Express
     raise DerivativeError(f"expected an expression or its text, not {type(f).__name__}")
 
 
-def _names(wrt: Wrt) -> tuple[list[str], bool]:
-    """The variable names of ``wrt`` and whether one (not a list) was given."""
+def _names(wrt: Wrt, *, stacks: bool = False) -> tuple[list[str], bool]:
+    """The variable names of ``wrt`` and whether one (not a list) was given; with ``stacks``, a
+    stack of scalar variables such as ``"[x; y]"`` passes as one name (see :func:`_stacked_names`)."""
     items: list[str | Expression | Variable]
     if isinstance(wrt, str | Expression | Variable):
         single, items = True, [wrt]
@@ -99,6 +100,13 @@ def _names(wrt: Wrt) -> tuple[list[str], bool]:
                 raise DerivativeError(f"can only differentiate with respect to a variable, not {item}")
             names.append(item.node.name)
         elif isinstance(item, str) and item.isidentifier():
+            names.append(item)
+        elif isinstance(item, str) and _stacked_names(item) is not None:
+            if not stacks:
+                raise DerivativeError(
+                    f"with respect to: the stack {item!r} is a variable of its own here, not an entry of a list "
+                    f"or a tuple"
+                )
             names.append(item)
         else:
             raise DerivativeError(f"with respect to: expected a variable name, not {item!r}")
@@ -176,7 +184,10 @@ def derivative(
       transpose d²f/db dW);
     * a tuple of names: one mixed derivative, by the first name, then the second, ...:
       ``derivative(f, ("W", "b"))`` is d/db (df/dW), of shape ``f.shape + W.shape + b.shape``
-      (its order is the tuple's length; leave ``order`` at 1).
+      (its order is the tuple's length; leave ``order`` at 1);
+    * a stack of scalar variables, ``"[x1; x2]"``: the derivative by that vector, each order
+      appending an axis of its length (``derivative("x1^2*x2 + x2^3", "[x1; x2]", order=2)`` is
+      ``[2*x2, 2*x1; 2*x1, 6*x2]``).
 
     ``layout="shape"`` (the default): shape ``f.shape + wrt.shape``, each further order
     appending ``wrt.shape`` again (as matrixcalculus.org and JAX); a gradient has its
@@ -200,6 +211,10 @@ def derivative(
         )
     _validate(len(sequence) if sequence is not None else order, layout)
     expr = _expression(f, types)
+    stacked = _stacked_names(wrt)
+    if stacked is not None:
+        wrts = _stack_variables(expr, stacked, types)
+        return _finished(_stack_node(expr.node, wrts, order), expr, wrts, layout)
     names, single = _names(sequence if sequence is not None else wrt)
     wrts = [_variable(expr, n, types) for n in names]
     if sequence is not None:
@@ -270,9 +285,18 @@ def pure_derivatives(
     """
     _validate(order, layout)
     expr = _expression(f, types)
-    names, _ = _names(list(wrt))
-    wrts = [_variable(expr, n, types) for n in names]
-    return tuple(_finished(node, expr, wrts, layout) for node in _pure(expr.node, wrts, order))
+    names, _ = _names(list(wrt), stacks=True)
+    if all(_stacked_names(n) is None for n in names):
+        wrts = [_variable(expr, n, types) for n in names]
+        return tuple(_finished(node, expr, wrts, layout) for node in _pure(expr.node, wrts, order))
+    # A stack "[x; y]" among the names: its own derivative, by all its scalars at once.
+    results = []
+    for name in names:
+        stacked = _stacked_names(name)
+        wrts = _stack_variables(expr, stacked, types) if stacked is not None else [_variable(expr, name, types)]
+        node = _stack_node(expr.node, wrts, order) if stacked is not None else _pure(expr.node, wrts, order)[0]
+        results.append(_finished(node, expr, wrts, layout))
+    return tuple(results)
 
 
 def gradient(
@@ -333,21 +357,42 @@ def _by_stack(f: str | Expression, names: list[str], types: Mapping[str, Any] | 
     stacked along a last axis, so ``jacobian("[x^2*y; x + y]", "[x; y]")`` is
     ``[2*x*y, x^2; 1, 1]``."""
     expr = _expression(f, types)
+    wrts = _stack_variables(expr, names, types)
+    return _finished(_stack_node(expr.node, wrts, 1), expr, wrts, layout)
+
+
+def _stack_variables(expr: Expression, names: list[str], types: Mapping[str, Any] | None) -> list[g.Var]:
+    """The scalar variables of a stacked ``wrt`` (an undeclared one absent from ``expr`` is a scalar)."""
     wrts = [_variable(expr, name, {**(types or {}), name: (types or {}).get(name, "scalar")}) for name in names]
     for w in wrts:
         if w.shape:
             raise DerivativeError(
                 f"with respect to a stack of variables: each is a scalar, but {w.name} is {g.shape_text(w.shape)}"
             )
-    parts = jacobian_nodes(expr.node, wrts)
-    check_nodes(parts, "the derivative", DerivativeError)
-    f_axes = tuple(range(expr.node.rank))
-    n = len(parts)
-    terms = [
-        g.contract([part, g.embed(n, k)], [f_axes, (len(f_axes),)], (*f_axes, len(f_axes)))
-        for k, part in enumerate(parts)
-    ]
-    return _finished(simplify(g.add(terms)), expr, wrts, layout)
+    return wrts
+
+
+def _stack_node(node: g.Node, wrts: Sequence[g.Var], order: int) -> g.Node:
+    """The derivative of ``order`` of ``node`` by the vector of the scalars ``wrts`` (the shape
+    layout: each order appends an axis of length ``len(wrts)``); the derivatives by each scalar
+    are stacked with unit vectors, so the Hessian of ``x1^2*x2`` by ``[x1; x2]`` is
+    ``[2*x2, 2*x1; 2*x1, 0]``."""
+    n = len(wrts)
+    for _ in range(order):
+        parts = jacobian_nodes(node, list(wrts))
+        check_nodes(parts, "the derivative", DerivativeError)
+        axes = tuple(range(node.rank))
+        terms = [
+            g.contract([part, g.embed(n, k)], [axes, (len(axes),)], (*axes, len(axes))) for k, part in enumerate(parts)
+        ]
+        node = simplify(g.add(terms))
+    return node
+
+
+def _entry(node: g.Node, n: int, k: int) -> g.Node:
+    """Entry ``k`` of ``node`` along its last axis (of length ``n``): a contraction with ``e_k``."""
+    axes = tuple(range(node.rank - 1))
+    return simplify(g.contract([node, g.embed(n, k)], [(*axes, node.rank - 1), (node.rank - 1,)], axes))
 
 
 def hessian(
@@ -454,7 +499,7 @@ def check(
     expr = _expression(f, types)
     if isinstance(wrt, tuple) and len(wrt) >= 2:
         return _check_mixed(expr, wrt, derivative_, types, layout, values, size, seed)
-    names, single = _names(wrt)
+    names, single = _names(wrt, stacks=True)
     if derivative_ is None:
         results: tuple[Expression, ...] = pure_derivatives(expr, names, types=types, order=order, layout=layout)
     else:
@@ -465,6 +510,10 @@ def check(
     point = dict(values) if values is not None else random_values(variables, size, seed, within=expr.node)
     reports = []
     for name, result in zip(names, results, strict=True):
+        stacked = _stacked_names(name)
+        if stacked is not None:
+            reports.append(_check_stack(expr, name, stacked, result, types, order, layout, point, size, seed))
+            continue
         if name in variables:
             wrt_var = variables[name]
         elif name in result.variables or name in expr._context:
@@ -482,6 +531,35 @@ def check(
             lower = first.node
         reports.append(check_derivative(expr.node, node, wrt_var, point, order, lower))
     return reports[0] if single else tuple(reports)
+
+
+def _check_stack(
+    expr: Expression,
+    text: str,
+    names: list[str],
+    result: Expression,
+    types: Mapping[str, Any] | None,
+    order: int,
+    layout: str,
+    point: dict[str, Any],
+    size: int,
+    seed: int,
+) -> CheckResult:
+    """:func:`check` of a derivative by a stack ``[x; y]`` of scalars: each entry along the last
+    axis against central differences, by that scalar, of the derivative of one order less."""
+    wrts = _stack_variables(expr, names, types)
+    for w in wrts:
+        if w.name not in point:
+            # Absent from f (the derivative is zero): it still needs a value.
+            point.update(random_values({w.name: w}, size, seed + 1))
+    node = to_shape_layout(result.node, expr.node.rank, layout)
+    lower = _stack_node(expr.node, wrts, order - 1) if order >= 2 else None
+    reports = [
+        check_derivative(expr.node, _entry(node, len(wrts), k), w, point, order, lower) for k, w in enumerate(wrts)
+    ]
+    max_abs = max(r.max_abs_error for r in reports)
+    scale = max(r.scale for r in reports)
+    return CheckResult(text, order, max_abs, max_abs / max(scale, 1e-300), scale)
 
 
 def _check_mixed(

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matrixcalculus.api.calculus import Wrt, _expression, _names, _variable, pure_derivatives
+from matrixcalculus.api.calculus import (
+    Wrt,
+    _expression,
+    _names,
+    _stack_variables,
+    _stacked_names,
+    _variable,
+    pure_derivatives,
+)
 from matrixcalculus.compile.codegen import generate
 from matrixcalculus.compile.runtime import CompiledDerivatives
 from matrixcalculus.errors import MatrixCalculusError
@@ -32,7 +40,8 @@ def _plan(
         if kind not in _KINDS:
             raise MatrixCalculusError(f"unknown derivative {kind!r}; choose from {', '.join(_KINDS)}")
     expr = _expression(f, types)
-    names, single = _names(wrt)
+    # A stack "[x; y]" of scalars is one variable here: one stacked gradient array.
+    names, single = _names(wrt, stacks=True)
     roots: list[g.Node] = []
     groups: list[tuple[str, int]] = []
     labels: list[str] = []
@@ -52,7 +61,9 @@ def _plan(
         labels += [f"the {word} w.r.t. {n}" for n in names]
     variables = dict(expr.node_variables())
     for n in names:
-        variables.setdefault(n, _variable(expr, n, types))
+        stacked = _stacked_names(n)
+        for w in _stack_variables(expr, stacked, types) if stacked is not None else [_variable(expr, n, types)]:
+            variables.setdefault(w.name, w)
     return roots, groups, list(variables.values()), single, labels
 
 

@@ -367,13 +367,16 @@ def embed(n: int, k: int) -> Embed:
 def stack(entries: Sequence[Node], rows: int, columns: int) -> Node:
     """The literal ``[a, b; c, d]`` of scalar ``entries`` (row-major): a vector of length
     ``rows*columns`` when there is one row or one column (a vector has one axis, whatever its
-    orientation), else a ``rows x columns`` matrix; one entry is that entry.
+    orientation), else a ``rows x columns`` matrix; one entry is that entry. A single row or
+    column may also stack vectors of whole-number length, ``[u; v]`` (see :func:`block_embedding`).
 
     >>> stack([const(1), const(2)], 2, 1).shape
     (2,)
     """
     if len(entries) != rows * columns:
         raise ShapeError(f"a {rows}x{columns} stack has {rows * columns} entries, not {len(entries)}")
+    if (rows == 1 or columns == 1) and any(entry.rank == 1 for entry in entries):
+        return _stack_vectors(entries)
     for entry in entries:
         if entry.shape:
             raise ShapeError(f"a stack's entries are scalars here, not {shape_text(entry.shape)}")
@@ -386,6 +389,46 @@ def stack(entries: Sequence[Node], rows: int, columns: int) -> Node:
         else:
             i, j = divmod(k, columns)
             terms.append(contract([entry, embed(rows, i), embed(columns, j)], [(), (0,), (1,)], (0, 1)))
+    return add(terms)
+
+
+def block_embedding(total: int, offset: int, length: int) -> Node:
+    """The ``total x length`` 0/1 matrix that puts a vector of ``length`` at entries
+    ``offset, ..., offset + length - 1`` of a vector of ``total``: the sum of the outer products
+    ``e_(offset+j) e_j'``, so a stack built with it needs no derivative rule of its own.
+
+    >>> block_embedding(5, 2, 3).shape
+    (5, 3)
+    """
+    if not 0 <= offset <= offset + length <= total:
+        raise ShapeError(f"a block of {length} entries at entry {offset} of a vector of length {total}")
+    return add([contract([embed(total, offset + j), embed(length, j)], [(0,), (1,)], (0, 1)) for j in range(length)])
+
+
+def _stack_vectors(entries: Sequence[Node]) -> Node:
+    """``[u; v; a]`` of vectors (whole-number lengths) and scalars: one vector of the summed
+    length, each vector entry placed by :func:`block_embedding`, each scalar by a unit vector."""
+    lengths: list[int] = []
+    for entry in entries:
+        if entry.rank > 1:
+            raise ShapeError(f"a stack of vectors stacks vectors and scalars, not {shape_text(entry.shape)}")
+        length = entry.shape[0] if entry.shape else 1
+        if not isinstance(length, int):
+            # The result's length would be a sum such as n + m: no dimension is a sum (yet).
+            raise ShapeError(
+                f"a stack of vectors needs whole-number lengths, and an entry has length {dim_text(length)} "
+                f"(the stack's length would be a sum of dimensions, such as n + m: not supported yet)"
+            )
+        lengths.append(length)
+    total = sum(lengths)
+    terms: list[Node] = []
+    offset = 0
+    for entry, length in zip(entries, lengths, strict=True):
+        if entry.shape:
+            terms.append(contract([block_embedding(total, offset, length), entry], [(0, 1), (1,)], (0,)))
+        else:
+            terms.append(contract([entry, embed(total, offset)], [(), (0,)], (0,)))
+        offset += length
     return add(terms)
 
 
