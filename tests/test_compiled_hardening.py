@@ -230,8 +230,9 @@ def test_issue_example_variable_named_like_a_temporary() -> None:
 def test_keywords_and_internal_names_compile(name: str) -> None:
     f = f"sum(exp({name})) + logsumexp({name}) + sum(softmax({name}) .* {name})"
     values = {name: np.array([0.1, -0.4, 0.7])}
-    got = mc.compile(f, name)(values)
-    want = (mc.parse(f).evaluate(values), mc.gradient(f, name).evaluate(values))
+    types = {name: "vector"}  # lambda would be a scalar, None a matrix by name
+    got = mc.compile(f, name, types=types)(values)
+    want = (mc.parse(f, types=types).evaluate(values), mc.gradient(f, name, types=types).evaluate(values))
     np.testing.assert_allclose(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1])
 
@@ -246,7 +247,7 @@ def test_names_python_would_fold_together_stay_apart() -> None:
 
 
 def test_ordinary_names_read_as_typed() -> None:
-    source = mc.codegen("W1'*x + sum(A*x)", wrt="x")
+    source = mc.codegen("W1'*x + sum(A*x)", wrt="x", types={"W1": "vector"})
     assert "def derivatives(W1, x, A):" in source
     assert "W1_" not in source and "x_" not in source and "_n = W1.shape[0]" in source
 

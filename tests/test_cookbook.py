@@ -74,7 +74,9 @@ def row(
     positive: tuple[str, ...] = (),
     order: int = 1,
 ) -> Row:
-    return Row(eq, expr, wrt, expected, dict(types or {}), positive, order)
+    # The Matrix Cookbook's a, b, c, d are vectors; by name (a-g) they would be scalars: declare them.
+    declared = {name: "vector" for name in re.findall(r"\b[a-d]\b", expr)}
+    return Row(eq, expr, wrt, expected, {**declared, **(types or {})}, positive, order)
 
 
 SYM = "symmetric matrix"

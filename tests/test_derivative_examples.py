@@ -108,7 +108,8 @@ def test_hessians(f: str, expected: str) -> None:
 
 def test_backpropagation_through_layers_shares_the_residual() -> None:
     loss = "0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2"
-    gW1, gb1, gW2, gb2 = mc.gradient(loss, ["W1", "b1", "W2", "b2"])
+    biases = {"b1": "vector", "b2": "vector"}  # bias vectors (names a-g are scalars unless declared)
+    gW1, gb1, gW2, gb2 = mc.gradient(loss, ["W1", "b1", "W2", "b2"], types=biases)
     r = "(W2*relu(W1*x + b1) + b2 - t)"
     assert _same(str(gW1), f"((W2'*{r}) .* (W1*x + b1 > 0))*x'")
     assert _same(str(gb1), f"(W2'*{r}) .* (W1*x + b1 > 0)")
@@ -119,7 +120,7 @@ def test_backpropagation_through_layers_shares_the_residual() -> None:
     for g in (gW1, gb1, gW2):
         assert residual in postorder(g.node)
     for name, d in zip(["W1", "b1", "W2", "b2"], (gW1, gb1, gW2, gb2), strict=True):
-        _fd_ok(loss, name, d)
+        _fd_ok(loss, name, d, biases)
 
 
 def test_gradient_of_non_scalar_is_an_error() -> None:
@@ -154,7 +155,9 @@ def test_cli_prints_derivative_types_and_check() -> None:
 
 
 def test_cli_several_wrt_share_a_where_binding() -> None:
-    out = _cli("0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2", "--wrt", "W1,b1,W2,b2", "--check")
+    out = _cli(
+        "0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2", "--wrt", "W1,b1,W2,b2", "--check", "--types", "b1=vector,b2=vector"
+    )
     assert out.returncode == 0, out.stderr
     assert "where" in out.stdout and "t1 = W2*" in out.stdout
     assert "df/db2 = t1\n" in out.stdout

@@ -98,15 +98,23 @@ CASES = [
     case("1e-3*x", ("n",), {"x": vec()}, lambda v: 0.001 * v["x"]),
     # ------------------------------------------------------------ names
     case("W1", ("m", "n"), {"W1": mat()}, lambda v: v["W1"]),
-    case("alpha", ("n",), {"alpha": vec()}, lambda v: v["alpha"]),
-    case("b_2", ("n",), {"b_2": vec()}, lambda v: v["b_2"]),
-    case("e", ("n",), {"e": vec()}, lambda v: v["e"]),
+    # The convention: a-g scalars, h-z vectors, A-Z matrices, Greek names scalars.
+    case("alpha", (), {"alpha": sc()}, lambda v: v["alpha"]),
+    case("b_2", (), {"b_2": sc()}, lambda v: v["b_2"]),
+    case("e", (), {"e": sc()}, lambda v: v["e"]),
+    case("alpha", ("n",), {"alpha": vec()}, lambda v: v["alpha"], types={"alpha": "vector"}),
     case("i", ("n",), {"i": vec()}, lambda v: v["i"]),
-    case("e + i", ("n",), {"e": vec(), "i": vec()}, lambda v: v["e"] + v["i"]),
+    case("e + i", ("n",), {"e": vec(), "i": vec()}, lambda v: v["e"] + v["i"], types={"e": "vector"}),
     case("e^2", (), {"e": sc()}, lambda v: v["e"] ** 2),
-    case("i*e'", ("n", "m"), {"i": vec("n"), "e": vec("m")}, lambda v: np.outer(v["i"], v["e"])),
+    case("i*e'", ("n", "m"), {"i": vec("n"), "e": vec("m")}, lambda v: np.outer(v["i"], v["e"]), types={"e": "vector"}),
     case("alpha*x", ("n",), {"alpha": sc(), "x": vec()}, lambda v: v["alpha"] * v["x"]),
-    case("W1*x + b_2", ("m",), {"W1": mat(), "x": vec(), "b_2": vec("m")}, lambda v: v["W1"] @ v["x"] + v["b_2"]),
+    case(
+        "W1*x + b_2",
+        ("m",),
+        {"W1": mat(), "x": vec(), "b_2": vec("m")},
+        lambda v: v["W1"] @ v["x"] + v["b_2"],
+        types={"b_2": "vector"},
+    ),
     # ------------------------------------------------------------ parentheses
     case("(x + y)'*z", (), {"x": vec(), "y": vec(), "z": vec()}, lambda v: (v["x"] + v["y"]) @ v["z"]),
     case("A*(x - y)", ("m",), {"A": mat(), "x": vec(), "y": vec()}, lambda v: v["A"] @ (v["x"] - v["y"])),
@@ -127,7 +135,8 @@ CASES = [
     case("x - a", ("n",), {"x": vec(), "a": sc()}, lambda v: v["x"] - v["a"], types={"a": "scalar"}),
     case("A + a", ("m", "n"), {"A": mat(), "a": sc()}, lambda v: v["A"] + v["a"], types={"a": ()}),
     case("1 - A", ("m", "n"), {"A": mat()}, lambda v: 1 - v["A"]),
-    case("x + a", ("n",), {"x": vec(), "a": vec()}, lambda v: v["x"] + v["a"]),  # undeclared: no silent broadcast
+    # Undeclared, a is a scalar by its name (a-g), repeated over x: the default reading stands.
+    case("x + a", ("n",), {"x": vec(), "a": sc()}, lambda v: v["x"] + v["a"]),
     case("a + b", (), {"a": sc(), "b": sc()}, lambda v: v["a"] + v["b"], types=SCALARS_ABC),
     # ------------------------------------------------------------ * (matrix product, scalar times anything)
     case("A*x", ("m",), {"A": mat(), "x": vec()}, lambda v: v["A"] @ v["x"]),
@@ -145,7 +154,13 @@ CASES = [
     case("a*A", ("m", "n"), {"a": sc(), "A": mat()}, lambda v: v["a"] * v["A"]),
     case("a*b", (), {"a": sc(), "b": sc()}, lambda v: v["a"] * v["b"], types=SCALARS_ABC),
     case("x'*x", (), {"x": vec()}, lambda v: v["x"] @ v["x"]),
-    case("a'*X*b", (), {"a": vec(), "X": mat("n", "m"), "b": vec("m")}, lambda v: v["a"] @ v["X"] @ v["b"]),
+    case(
+        "a'*X*b",
+        (),
+        {"a": vec(), "X": mat("n", "m"), "b": vec("m")},
+        lambda v: v["a"] @ v["X"] @ v["b"],
+        types={"a": "vector", "b": "vector"},
+    ),
     case("x'*A*x", (), {"x": vec(), "A": mat("n", "n")}, lambda v: v["x"] @ v["A"] @ v["x"]),
     case("(x'*y)*z", ("m",), {"x": vec(), "y": vec(), "z": vec("m")}, lambda v: (v["x"] @ v["y"]) * v["z"]),
     case("x'*y*z", ("m",), {"x": vec(), "y": vec(), "z": vec("m")}, lambda v: (v["x"] @ v["y"]) * v["z"]),
@@ -264,6 +279,7 @@ CASES = [
         ("m",),
         {"W": mat(), "x": vec(), "b": vec("m")},
         lambda v: np.maximum(v["W"] @ v["x"] + v["b"], 0.0),
+        types={"b": "vector"},
     ),
     # ------------------------------------------------------------ vector and matrix functions
     case("sum(x)", (), {"x": vec()}, lambda v: np.sum(v["x"])),
@@ -347,7 +363,7 @@ CASES = [
     case("2*x'", ("n",), {"x": vec()}, lambda v: 2 * v["x"]),
     case("-x^2", (), {"x": sc()}, lambda v: -(v["x"] ** 2)),
     case("-a*x", ("n",), {"a": sc(), "x": vec()}, lambda v: -v["a"] * v["x"]),
-    case("a*-b", ("n",), {"a": sc(), "b": vec()}, lambda v: v["a"] * -v["b"]),
+    case("a*-b", ("n",), {"a": sc(), "b": vec()}, lambda v: v["a"] * -v["b"], types={"b": "vector"}),
     case("2^-1", (), {}, lambda v: 0.5),
     case("2^3^2", (), {}, lambda v: 64.0),
     case("-2^2", (), {}, lambda v: -4.0),
@@ -362,7 +378,7 @@ CASES = [
         (),
         {"x": vec(), "A": mat("n", "n"), "b": vec(), "c": sc()},
         lambda v: v["x"] @ v["A"] @ v["x"] + v["b"] @ v["x"] + v["c"],
-        types={"c": "scalar"},
+        types={"b": "vector", "c": "scalar"},
     ),
     # ------------------------------------------------------------ printing: parentheses, signs, coefficients
     case("(-a)^2", (), {"a": sc()}, lambda v: (-v["a"]) ** 2, types=SCALARS_ABC),

@@ -182,7 +182,7 @@ def test_an_empty_expression_points_at_column_one(text):
 
 @pytest.mark.parametrize(
     ("text", "name", "column"),
-    [("a*x + x*a", "a", 1), ("x*y + y*x", "x", 1), ("exp(y)*x + x*y", "y", 5), ("2 + (y)*x + x*y", "y", 6)],
+    [("h*x + x*h", "h", 1), ("x*y + y*x", "x", 1), ("exp(y)*x + x*y", "y", 5), ("2 + (y)*x + x*y", "y", 6)],
 )
 def test_an_ambiguity_points_at_the_first_occurrence_of_the_undecided_name(text, name, column):
     exc = parse_error(text)
@@ -192,9 +192,9 @@ def test_an_ambiguity_points_at_the_first_occurrence_of_the_undecided_name(text,
 
 
 def test_an_error_in_multi_line_input_points_into_the_flattened_line():
-    exc = parse_error("a*x +\nx*a")
+    exc = parse_error("h*x +\nx*h")
     assert exc.column == 1
-    assert str(exc).split("\n")[-2] == "  a*x + x*a"
+    assert str(exc).split("\n")[-2] == "  h*x + x*h"
 
 
 # Tokens of the language and a few that are not, to make both near-valid and broken text.

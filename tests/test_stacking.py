@@ -105,16 +105,17 @@ def test_jacobian_by_a_stack_of_scalars_tutorial_002() -> None:
 
 def test_gradient_by_a_stack_of_scalars() -> None:
     f = "x1^2 + 2*x1*x2 + 1"
-    grad = mc.gradient(f, "[x1; x2]")
+    scalars = {"x2": "scalar"}  # x1 is a scalar by x1^2; x2 would be a vector by name (h-z)
+    grad = mc.gradient(f, "[x1; x2]", types=scalars)
     assert str(grad) == "[2*x1 + 2*x2; 2*x1]"
     point = {"x1": 0.9, "x2": -1.7}
     hand = [2 * 0.9 + 2 * -1.7, 2 * 0.9]
     np.testing.assert_allclose(grad.evaluate(point), hand)
-    fd = _fd_columns(mc.parse(f).evaluate, point, ["x1", "x2"])
+    fd = _fd_columns(mc.parse(f, types=scalars).evaluate, point, ["x1", "x2"])
     np.testing.assert_allclose(grad.evaluate(point), fd, rtol=1e-7, atol=1e-7)
     np.testing.assert_allclose(mc.parse(str(grad)).evaluate(point), hand)
     # The numerator layout makes the gradient of a scalar a row: the row literal.
-    assert str(mc.jacobian(f, "[x1; x2]", layout="numerator")) == "[2*x1 + 2*x2, 2*x1]"
+    assert str(mc.jacobian(f, "[x1; x2]", types=scalars, layout="numerator")) == "[2*x1 + 2*x2, 2*x1]"
 
 
 def test_stacked_wrt_must_name_distinct_scalars() -> None:

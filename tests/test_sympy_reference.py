@@ -22,6 +22,7 @@ differences. SymPy 1.14 in fact handles the first four (its results are compared
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -83,8 +84,13 @@ def _sympy_value(expr: Any, symbols: dict[str, sp.MatrixSymbol]) -> np.ndarray:
     return np.array(sp.Matrix(value).tolist(), dtype=float)
 
 
+def _vectors(text: str) -> dict[str, str]:
+    """The cases' a, b, c, d are vectors, as in SymPy's symbols; by name (a-g) they would be scalars."""
+    return {name: "vector" for name in re.findall(r"\b[a-d]\b", text)}
+
+
 def _ours(text: str, wrt: str, types: dict[str, Any] | None = None) -> np.ndarray:
-    d = mc.derivative(text, wrt, types=types)
+    d = mc.derivative(text, wrt, types={**_vectors(text), **(types or {})})
     assert isinstance(d, mc.Expression)
     return np.asarray(d.evaluate(VALUES))
 
@@ -217,17 +223,17 @@ def _hard_values(text: str, x_range: tuple[float, float] | None) -> dict[str, np
     local = np.random.default_rng(7)
     X = 0.5 * local.normal(size=(N, N)) + N * np.eye(N) if x_range is None else local.uniform(*x_range, size=(N, N))
     values = {"a": local.normal(size=N), "b": local.normal(size=N), "X": X}
-    return {k: v for k, v in values.items() if k in mc.parse(text).variables}
+    return {k: v for k, v in values.items() if k in mc.parse(text, types=_vectors(text)).variables}
 
 
 def _ours_at(text: str, values: dict[str, np.ndarray]) -> np.ndarray:
-    d = mc.derivative(text, "X")
+    d = mc.derivative(text, "X", types=_vectors(text))
     assert isinstance(d, mc.Expression)
     return np.asarray(d.evaluate(values))
 
 
 def _fd_gradient(text: str, values: dict[str, np.ndarray]) -> np.ndarray:
-    f = mc.parse(text)
+    f = mc.parse(text, types=_vectors(text))
     x0 = values["X"]
     out = np.zeros_like(x0)
     for idx in np.ndindex(x0.shape):

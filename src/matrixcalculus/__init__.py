@@ -12,7 +12,7 @@ prints back in matrix notation or LaTeX and evaluates with NumPy.
 from matrixcalculus.api.calculus import check, derivative, gradient, hessian, jacobian, jvp, vjp
 from matrixcalculus.api.compiling import codegen, compile
 from matrixcalculus.api.equality import Comparison, equal
-from matrixcalculus.api.expression import Expression, Variable, matrix, parse, scalar, vector
+from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, Variable, matrix, parse, scalar, vector
 from matrixcalculus.errors import (
     DerivativeError,
     EvaluationError,
@@ -33,6 +33,7 @@ __all__ = [
     "InferenceError",
     "Limits",
     "MatrixCalculusError",
+    "MatrixCalculusNotice",
     "ParseError",
     "ShapeError",
     "Variable",

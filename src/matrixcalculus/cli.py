@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ from matrixcalculus.api.calculus import (
     vjp,
 )
 from matrixcalculus.api.equality import equal
-from matrixcalculus.api.expression import Expression, parse
+from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, parse
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError
 from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import Limits, current_limits, limit_error, resource_limits
@@ -234,7 +235,9 @@ def run(argv: Sequence[str] | None = None) -> tuple[str, int]:
         argv = [*argv[1:], "--", argv[0]]
     args = build_parser().parse_args(argv)
     _expression_among_types(args)
-    with resource_limits(**_limits(args.limit)):
+    with resource_limits(**_limits(args.limit)), warnings.catch_warnings():
+        # Notices are printed as lines of the output (see _notices), not warned.
+        warnings.simplefilter("ignore", MatrixCalculusNotice)
         return _run(args)
 
 
@@ -306,6 +309,7 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
         lines.append(f"f &= {expr.latex()}" if args.latex else str(expr))
         lines.append(_note(f"shape: {g.shape_text(expr.shape)}", args.latex))
         lines += _describe(expr, args.latex)
+        lines += _notices(expr, args.latex)
         if args.index:
             lines.append(_index_line(expr, args.latex))
         if args.evaluate:
@@ -349,6 +353,7 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     elif bindings:
         lines.append("where")
         lines += [f"  {name} = {text}" for name, text in bindings]
+    lines += _notices(expr, args.latex)
     lines += _absent(expr, [*wrt, *([args.wrt2] if args.wrt2 else [])], args.latex)
     lines.append(f"f &= {expr.latex()}" if args.latex else f"f = {expr}")
     lines += _describe(expr, args.latex)
@@ -419,6 +424,31 @@ def _layout_text(expr: Expression, result: Expression, layout: str) -> str:
     return f"{shape} ({layout} layout)"
 
 
+def _notices(expr: Expression, latex: bool = False) -> list[str]:
+    """The expression's notices (a name read off its default kind, a scalar repeated over a
+    vector), with the fix written as an option of this command."""
+    return [_note(f"notice: {text}", latex) for text in expr.notices_for("command line")]
+
+
+def command_line_fix(message: str) -> str:
+    """An error message with its fixes in this command's syntax.
+
+    >>> command_line_fix("declare them, e.g. types={'x': 'scalar'}")
+    'declare them, e.g. --types x=scalar'
+    """
+    out: list[str] = []
+    rest = message
+    while (start := rest.find("types={")) >= 0 and (end := rest.find("}", start)) >= 0:
+        parts = [p.strip().strip("'\"") for p in rest[start + len("types={") : end].split(":")]
+        out.append(rest[:start])
+        if len(parts) == 2 and parts[0].isidentifier():
+            out.append(f"--types {parts[0]}={parts[1].split()[0]}")  # "symmetric matrix": A=symmetric
+        else:
+            out.append(rest[start : end + 1])
+        rest = rest[end + 1 :]
+    return "".join(out) + rest
+
+
 def _absent(expr: Expression, wrt: Sequence[str], latex: bool = False) -> list[str]:
     """A notice for each variable that does not occur in f (a misspelt name?): its derivative is zero."""
     return [
@@ -476,6 +506,7 @@ def _products(
         seed_line = _note(
             f"{args.jvp}: the tangent, of {wrt[0]}'s shape ({g.shape_text(shape) or 'scalar'})", args.latex
         )
+    lines += _notices(expr, args.latex)
     lines += _absent(expr, wrt, args.latex)
     lines.append(f"f &= {expr.latex()}" if args.latex else f"f = {expr}")
     lines += _describe(expr, args.latex)
@@ -490,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     except MatrixCalculusError as exc:
-        return _fail(str(exc))
+        return _fail(command_line_fix(str(exc)))
     except BrokenPipeError:
         # The reader (| head) has gone: stop silently. Point stdout at devnull so that the
         # interpreter's own flush at exit does not report the closed pipe again.

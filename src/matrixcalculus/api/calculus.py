@@ -153,6 +153,7 @@ def _result(node: g.Node, expr: Expression, extra: Sequence[g.Var] = (), *, row:
     kept = {name: v for name, v in variables.items() if v in present}
     # The dimension names the user gave stay fixed when the result is built on.
     result = Expression(node, kept, result=True, fixed=expr._fixed)
+    result._notices = expr._notices  # how f's names were typed holds for its derivatives too
     if row:
         # A 1 x n row (numerator layout of a scalar by a vector): prints x', builds on as a row.
         result._form = "r"

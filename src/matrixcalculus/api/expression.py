@@ -16,6 +16,7 @@ left operand keeps its node unless a new constraint renames its dimensions.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,12 +27,13 @@ from matrixcalculus.errors import EvaluationError, InferenceError, MatrixCalculu
 from matrixcalculus.frontend.infer import (
     DIMENSION_NAMES,
     Declared,
+    Notice,
     binary,
     broadcast,
     constant_problem,
     declare,
     fresh_dimension_names,
-    infer_with_form,
+    infer_with_notices,
 )
 from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, parse_syntax
 from matrixcalculus.ir import graph as g
@@ -39,6 +41,19 @@ from matrixcalculus.limits import check_count, check_nodes, current_limits, limi
 from matrixcalculus.numeric.evaluate import bind
 from matrixcalculus.numeric.evaluate import evaluate as _evaluate
 from matrixcalculus.render.printing import index_notation, to_latex, to_text
+
+
+class MatrixCalculusNotice(UserWarning):
+    """Warned once per parsed expression that has notices: a name read off its default kind, or an
+    undeclared scalar repeated over a vector (see :attr:`Expression.notices`).
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = parse("W*x + b")
+    >>> caught[0].category.__name__
+    'MatrixCalculusNotice'
+    """
 
 
 class Variable:
@@ -132,6 +147,7 @@ class Expression:
         "_facts",
         "_fixed",
         "_form",
+        "_notices",
         "_result",
         "_source",
         "_spine",
@@ -169,6 +185,8 @@ class Expression:
         # The terms of a nested scalar sum built from Python (its node's terms are flattened).
         self._terms: tuple[g.Node, ...] | None = None
         self._facts: _Facts | None = None
+        # How names were typed that the reader should know (kept by derivatives of this expression).
+        self._notices: tuple[Notice, ...] = ()
 
     @classmethod
     def _built(
@@ -195,9 +213,26 @@ class Expression:
         self._spine = spine
         self._terms = terms
         self._facts = facts
+        self._notices = ()
         return self
 
     # ------------------------------------------------------------------ views
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """What to know about how the names were typed, with the fix in Python's syntax.
+
+        >>> why, fix = parse("x^3").notices[0].split("; ")
+        >>> why
+        'x is read as a scalar because x^3 needs one (names h-z are vectors)'
+        >>> fix
+        'declare types={"x": "vector"} to change that'
+        """
+        return tuple(n.render("python") for n in self._notices)
+
+    def notices_for(self, where: str) -> tuple[str, ...]:
+        """:attr:`notices` with the fix in the syntax of ``where``: ``"python"`` or ``"command line"``."""
+        return tuple(n.render(where) for n in self._notices)
 
     def node_variables(self) -> dict[str, g.Var]:
         """The variables as graph nodes, by name."""
@@ -763,7 +798,7 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
             ParseError, "max_length", f"the expression is {len(text):,} characters long", text=text, column=limit + 1
         )
     ast = parse_syntax(text)
-    node, variables, form = infer_with_form(ast, text, types)
+    node, variables, form, notices = infer_with_notices(ast, text, types)
     declared = {k: declare(k, v) for k, v in types.items()}
     fixed = {d for k, decl in declared.items() if k in variables for d in decl.shape or () if isinstance(d, str)}
     if any(word in text for word in DIMENSION_FUNCTIONS):
@@ -775,6 +810,9 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
     expr._facts = _Facts(facts.plain and not extra, facts.size, facts.cursor, True)
     expr._form = form
     expr._spine = _spine(ast, node)
+    expr._notices = notices
+    if notices:
+        warnings.warn("; ".join(expr.notices), MatrixCalculusNotice, stacklevel=3)
     return expr
 
 

@@ -3,18 +3,17 @@
 Each variable is a scalar, a (column) vector, a matrix or a symmetric matrix. Its type comes
 from, in order:
 
-1. a declaration, ``types={"A": "symmetric matrix", "x": (4,)}``;
-2. what the expression forces: the base and exponent of ``^`` are scalars; the argument of
-   ``det``, ``logdet``, ``inv`` and ``tr`` is a matrix; in ``a*x`` with ``x`` a vector, ``a`` can
-   only be a scalar;
-3. the convention: a name with an upper-case initial is a matrix, any other a vector.
+1. a declaration, ``types={"A": "symmetric matrix", "x": (4,)}`` (always wins);
+2. the name (:func:`default_kind`, matrixcalculus.org's convention): ``a``-``g`` scalars,
+   ``h``-``z`` vectors, ``A``-``Z`` matrices, Greek names scalars;
+3. only where that reading is ill-typed, the smallest departure of lower-case names: what the
+   expression forces (the base and exponent of ``^`` are scalars; the argument of ``det``,
+   ``inv``, ``tr`` ... is a matrix), else the fewest names moved by the smallest steps; ties
+   prefer no broadcast and scalars written first, then are reported as ambiguous.
 
-When the convention does not type-check, the types that depart from it in the fewest
-variables are used. Ties are broken by two further conventions, then reported as ambiguous:
-
-* a scalar is not silently broadcast: in ``w'*x + b`` an undeclared ``b`` is a scalar, since
-  adding a vector to the scalar ``w'*x`` would need a broadcast (declare ``b`` a vector to get one);
-* scalars are written first: in ``a*x`` of two undeclared names, ``a`` is the scalar.
+A reading that type-checks with the defaults stands, broadcasts included (``x - sum(x)`` keeps
+``x`` a vector). Each move, and each undeclared scalar repeated over a tensor, is a
+:class:`Notice` (docs/conventions.md, "Types").
 
 Axes carry dimensions that are unified across the expression (``x'*A*x`` makes ``A`` square
 with ``x``'s length). Dimensions that the user named (``eye(n)``, ``types={"x": ("k",)}``) keep
@@ -97,9 +96,11 @@ def declare(name: str, spec: Any) -> Declared:
 
 
 class _Mismatch(Exception):
-    def __init__(self, message: str, ast: Ast | None):
+    def __init__(self, message: str, ast: Ast | None, context: Ast | None = None):
         self.message = message
         self.ast = ast
+        # The expression to quote when saying why a name was moved (the stack of a bad entry).
+        self.context = context if context is not None else ast
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,9 @@ class _Checked:
     var_dims: dict[str, tuple[int, ...]]
     cost: tuple[int, int, int]
     odd: int  # transposes of scalars that hold an undeclared variable
+    # Undeclared bare names repeated over a tensor: (the name's node, the other operand, the node
+    # doing it, the other operand's type).
+    spread: list[tuple[Ast, Ast, Ast, MType]]
 
 
 class _Checker:
@@ -325,6 +329,7 @@ class _Checker:
         broadcasts = 0
         right_scalars = 0
         odd = 0
+        spread: list[tuple[Ast, Ast, Ast, MType]] = []
         for node in self.order:
             kids = [mt[id(c)] for c in node.args] if node.op != "call" or node.value not in DIMENSION_FUNCTIONS else []
             loose[id(node)] = any(loose[id(c)] for c in node.args) if kids else False
@@ -351,19 +356,26 @@ class _Checker:
                 t, broadcast = self.binary(node, a, b)
                 if broadcast is not None and loose[id(node.args[broadcast])]:
                     broadcasts += 1
+                    scalar, other = node.args[broadcast], node.args[1 - broadcast]
+                    if scalar.op == "name":
+                        spread.append((scalar, other, node, kids[1 - broadcast]))
                 if node.value == "*" and b[0] == "s" and a[0] != "s" and loose[id(node)]:
                     right_scalars += 1
             else:
                 t = self.call(node, kids)
                 if t[0] != "s" and node.value in FUNCTIONS and FUNCTIONS[node.symbol].result == "broadcast":
                     # A scalar argument repeated over the other (max(b, x)) is a broadcast, as in b + x.
-                    broadcasts += sum(1 for c, k in zip(node.args, kids, strict=False) if k[0] == "s" and loose[id(c)])
+                    for c, k in zip(node.args, kids, strict=False):
+                        if k[0] == "s" and loose[id(c)]:
+                            broadcasts += 1
+                            if c.op == "name":
+                                spread.append((c, node, node, t))
             mt[id(node)] = t
         for x, y, ast, message in self.deferred:
             if not self.dims.settled(x, y):
                 raise _Mismatch(message(), ast)
         deviations = sum(_deviation(name, self.kinds[name]) for name in self.undeclared)
-        return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd)
+        return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd, spread)
 
     def stack(self, node: Ast, kids: list[MType]) -> MType:
         """``[a, b; c, d]`` of scalars: a column vector (one column), a row vector (one row), a
@@ -373,6 +385,7 @@ class _Checker:
                 raise _Mismatch(
                     f"the entries of {self.src(node)} are scalars; {self.src(entry)} is {_describe(kid, self.dims)}",
                     entry,
+                    node,
                 )
         rows, columns = (int(n) for n in node.symbol.split("x"))
         if rows * columns == 1:
@@ -636,17 +649,76 @@ def quote(text: str, ast: Ast, width: int = 40) -> str:
     return f"{head[:20]} ... {tail[-15:]}"
 
 
-def _default_kind(name: str) -> str:
-    return "matrix" if name[:1].isupper() else "vector"
+GREEK = frozenset(
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon "
+    "phi chi psi omega eps lam".split()
+)
+
+
+def default_kind(name: str) -> str:
+    """The kind a name has unless declared: matrixcalculus.org's convention.
+
+    Names starting with a-g are scalars, h-z vectors, A-Z matrices; Greek names (alpha ...
+    omega, eps, lam, lambda, with or without a numeric or ``_`` suffix) are scalars.
+
+    >>> [default_kind(n) for n in ("b", "x", "W1", "alpha", "lam2")]
+    ['scalar', 'vector', 'matrix', 'scalar', 'scalar']
+    """
+    stem = name.rstrip("0123456789").split("_")[0]
+    if stem in GREEK:
+        return "scalar"
+    if name[:1].isupper():
+        return "matrix"
+    return "scalar" if "a" <= name[:1] <= "g" else "vector"
+
+
+def _convention(name: str) -> str:
+    """The convention's words for why ``name`` has its default kind."""
+    if name.rstrip("0123456789").split("_")[0] in GREEK:
+        return "Greek names are scalars"
+    if name[:1].isupper():
+        return "names A-Z are matrices"
+    return "names a-g are scalars" if "a" <= name[:1] <= "g" else "names h-z are vectors"
 
 
 def _deviation(name: str, kind: str) -> int:
-    """How far ``kind`` departs from the convention for ``name``: a lower-case scalar is common
-    (a, b, alpha), a lower-case matrix or an upper-case scalar or vector is not."""
-    default = _default_kind(name)
+    """How far ``kind`` departs from the convention for ``name``: a scalar read as a vector or a
+    vector as a scalar is the smallest departure; anything to or from a matrix is larger."""
+    default = default_kind(name)
     if kind == default:
         return 0
-    return 1 if (default == "vector" and kind == "scalar") else 2
+    return 1 if {default, kind} == {"scalar", "vector"} else 2
+
+
+def _movable(name: str) -> bool:
+    """Whether inference may move ``name`` off its default: lower-case names only. An upper-case
+    name is a matrix unless declared, so ``softmax(Q*K')`` is an error, never a scalar Q."""
+    return not name[:1].isupper()
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the reader should know about how a name was typed: ``render("python")`` or
+    ``render("command line")`` gives the sentence with the fix in that place's syntax.
+
+    >>> Notice("x is read as a scalar because x^3 needs one; declare {fix} to change that", "x", "vector").render()
+    'x is read as a scalar because x^3 needs one; declare types={"x": "vector"} to change that'
+    """
+
+    template: str
+    name: str
+    kind: str
+
+    def render(self, where: str = "python") -> str:
+        if where == "command line":
+            fix = f"--types {self.name}={self.kind}"
+        else:
+            fix = f'types={{"{self.name}": "{self.kind}"}}'
+        return self.template.format(fix=fix)
+
+
+def _article(kind: str) -> str:
+    return {"scalar": "a scalar", "vector": "a vector", "matrix": "a matrix", "symmetric": "a symmetric matrix"}[kind]
 
 
 # ------------------------------------------------------------------------------ inference
@@ -664,6 +736,15 @@ def infer_with_form(
     """:func:`infer`, plus the matrix-level form of the result: ``"s"`` (scalar), ``"c"`` (column
     vector), ``"r"`` (row vector) or ``"m"`` (matrix); the graph alone does not tell ``x`` from
     ``x'``, and the Python builders need that to type ``x.T @ A``."""
+    node, variables, form, _ = infer_with_notices(ast, text, types)
+    return node, variables, form
+
+
+def infer_with_notices(
+    ast: Ast, text: str | None, types: Mapping[str, Any] | None = None
+) -> tuple[g.Node, dict[str, g.Var], str, tuple[Notice, ...]]:
+    """:func:`infer_with_form`, plus the notices: each name read off its default kind (with the
+    reason), and each undeclared scalar that is repeated over a tensor (a bias meant as a vector?)."""
     if types is not None and not isinstance(types, Mapping):
         raise InferenceError(f"types is a mapping such as {{'A': 'symmetric matrix'}}, not {type(types).__name__}")
     declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
@@ -680,18 +761,21 @@ def infer_with_form(
     undeclared = [n for n in names if n not in declared]
     free = [n for n in undeclared if n not in forced]
     base = {n: declared[n].kind for n in names if n in declared}
-    base.update({n: forced[n] for n in undeclared if n in forced})
-    base.update({n: _default_kind(n) for n in free})
+    base.update({n: forced[n][0] for n in undeclared if n in forced})
+    base.update({n: default_kind(n) for n in free})
     loose = frozenset(undeclared)
+    movable = [n for n in free if _movable(n)]
 
     def check(kinds: Mapping[str, str]) -> _Checked:
         return _Checker(text, order, kinds, declared, loose, dim_values).run()
 
+    # The default reading wins whenever it type-checks (broadcasts included: x - sum(x) keeps x a
+    # vector). Otherwise the fewest names move, each by the smallest step.
     solutions: list[tuple[tuple[int, int, int], dict[str, str], _Checked]] = []
     first_error: _Mismatch | None = None
     checks = 0
-    for depth in range(0, min(len(free), 3) + 1):
-        for chosen in itertools.combinations(free, depth):
+    for depth in range(0, min(len(movable), 3) + 1):
+        for chosen in itertools.combinations(movable, depth):
             alternatives = [[k for k in ("scalar", "vector", "matrix") if k != base[n]] for n in chosen]
             for picks in itertools.product(*alternatives):
                 kinds = dict(base)
@@ -703,18 +787,22 @@ def infer_with_form(
                     if first_error is None:
                         first_error = exc
                     continue
-                if depth and (result.cost[0] or result.odd):
-                    # Departing from the convention only to broadcast a scalar, or to make a
-                    # transposed name a scalar, is not a reading we offer.
+                if depth and result.odd:
+                    # Making a transposed name a scalar is not a reading we offer.
                     continue
-                solutions.append((result.cost, kinds, result))
-        if any(cost[0] == 0 for cost, _, _ in solutions) or checks > _MAX_CHECKS:
+                cost = (result.cost[1], result.cost[0], result.cost[2])
+                solutions.append((cost, kinds, result))
+        if solutions or checks > _MAX_CHECKS:
             break
     if not solutions:
         assert first_error is not None
-        err_cls = InferenceError if free and len(names) > 0 and _kind_error(first_error) else ShapeError
+        kind_error = bool(free) and _kind_error(first_error)
+        err_cls = InferenceError if kind_error else ShapeError
+        message = first_error.message
+        if kind_error:
+            message += _readings([n for n in free if n in _names_under(first_error.ast)] or free, message)
         raise err_cls(
-            first_error.message,
+            message,
             text=text,
             column=first_error.ast.column if first_error.ast is not None and text else None,
         )
@@ -736,7 +824,107 @@ def infer_with_form(
         )
     root, variables = _build(order, best_kinds, best, declared, names, text)
     form: str = best.mtypes[id(order[-1])][0]
-    return root, variables, form
+    notices = _notices(undeclared, forced, best_kinds, best, first_error, text)
+    return root, variables, form, notices
+
+
+def _escaped(piece: str) -> str:
+    return piece.replace("{", "{{").replace("}", "}}")
+
+
+def _names_under(ast: Ast | None) -> set[str]:
+    found: set[str] = set()
+    stack = [ast] if ast is not None else []
+    while stack:
+        node = stack.pop()
+        if node.op == "name":
+            found.add(node.symbol)
+        stack.extend(node.args)
+    return found
+
+
+def _readings(free: list[str], message: str) -> str:
+    """How an ill-typed expression's undeclared names were read, and how to read them otherwise."""
+    groups: dict[str, list[str]] = {}
+    for name in free:
+        groups.setdefault(default_kind(name), []).append(name)
+    plural = {"scalar": "scalars", "vector": "vectors", "matrix": "matrices"}
+    parts = [
+        f"{', '.join(ns)} {plural[k] if len(ns) > 1 else _article(k)} ({_convention(ns[0])})"
+        for k, ns in groups.items()
+    ]
+    example = free[0]
+    # The kind the failing operation asked for, where the message says it.
+    wanted = [k for k in ("scalar", "vector", "matrix") if f"needs a {k}" in message or f"of a {k}" in message]
+    other = wanted[0] if wanted else ("vector" if default_kind(example) != "vector" else "matrix")
+    return (
+        f". Undeclared names are read by the convention: {'; '.join(parts)}; if you meant other kinds, "
+        f'declare them (e.g. types={{"{example}": "{other}"}})'
+    )
+
+
+def _spread_text(op: str, scalar: Ast, node: Ast, other: str) -> str:
+    right = node.op == "binary" and node.args[1] is scalar
+    if op == "+":
+        return f"added to every entry of {other}"
+    if op == "-":
+        return f"subtracted from every entry of {other}" if right else f"minus every entry of {other}"
+    if op == ".*":
+        return f"multiplying every entry of {other}"
+    return f"repeated over every entry of {other}"
+
+
+def _notices(
+    undeclared: list[str],
+    forced: Mapping[str, tuple[str, Ast]],
+    kinds: Mapping[str, str],
+    best: _Checked,
+    default_error: _Mismatch | None,
+    text: str | None,
+) -> tuple[Notice, ...]:
+    """The notices of a typing (see :func:`infer_with_notices`), in the order of the names."""
+
+    def src(ast: Ast | None) -> str:
+        return "the expression" if text is None or ast is None else _escaped(quote(text, ast))
+
+    notices: list[Notice] = []
+    moved: set[str] = set()
+    for name in undeclared:
+        default, kind = default_kind(name), kinds[name]
+        if kind == default:
+            continue
+        moved.add(name)
+        if name in forced:
+            why = f"{src(forced[name][1])} needs one"
+        else:
+            where = src(default_error.context if default_error else None)
+            why = f"{where} does not type-check with {name} as {_article(default)}"
+        notices.append(
+            Notice(
+                f"{name} is read as {_article(kind)} because {why} ({_convention(name)}); "
+                "declare {fix} to change that",
+                name,
+                default,
+            )
+        )
+    seen: set[str] = set()
+    for scalar, other, node, other_type in best.spread:
+        name = scalar.symbol
+        if name in moved or name in seen or name not in kinds or kinds[name] != "scalar":
+            continue
+        seen.add(name)
+        kind = "matrix" if other_type[0] == "m" else "vector"
+        op = node.symbol if node.op == "binary" else ""
+        what = _spread_text(
+            op, scalar, node, src(other) if other is not node else f"the other arguments of {src(node)}"
+        )
+        purpose = (
+            "for a bias vector" if op in ("+", "-") and kind == "vector" else f"for {_article(kind)} of that shape"
+        )
+        notices.append(
+            Notice(f"{name} is a scalar {what} ({_convention(name)}); declare {{fix}} {purpose}", name, kind)
+        )
+    return tuple(notices)
 
 
 def _dimension_values(order: list[Ast], declared: Mapping[str, Declared]) -> frozenset[str]:
@@ -765,10 +953,11 @@ def _kind_error(exc: _Mismatch) -> bool:
 _FORCED = {"matrix": "matrix", "square": "matrix", "scalar": "scalar"}
 
 
-def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[str, str]:
-    """Kinds that the expression forces on bare names (the base of ^ is a scalar, ...); ``order``
-    is the tree's :func:`_dim_walk`, walked once for all of inference."""
-    forced: dict[str, str] = {}
+def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[str, tuple[str, Ast]]:
+    """Kinds that the expression forces on bare lower-case names (the base of ^ is a scalar, ...),
+    each with the node that forces it; ``order`` is the tree's :func:`_dim_walk`, walked once for
+    all of inference. Upper-case names stay matrices (``A^2`` is then an error saying so)."""
+    forced: dict[str, tuple[str, Ast]] = {}
     for node in order:
         wanted: list[tuple[Ast, str]] = []
         if node.op == "binary" and node.value == "^":
@@ -782,8 +971,8 @@ def _forced_kinds(order: list[Ast], declared: Mapping[str, Declared]) -> dict[st
         elif node.op == "call" and node.value in ("vector", "matrix"):
             wanted = [(node.args[0], "scalar")]
         for arg, kind in wanted:
-            if arg.op == "name" and arg.value not in declared:
-                forced.setdefault(arg.symbol, kind)
+            if arg.op == "name" and arg.value not in declared and (_movable(arg.symbol) or kind == "matrix"):
+                forced.setdefault(arg.symbol, (kind, node))
     return forced
 
 
