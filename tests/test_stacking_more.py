@@ -211,3 +211,17 @@ def test_a_vector_of_symbolic_length_cannot_be_stacked() -> None:
 def test_the_language_still_refuses_vector_entries_clearly() -> None:
     with pytest.raises(ShapeError, match=r"the entries of \[u; v\] are scalars; u is a column vector of length 2"):
         mc.parse("[u; v]", types={"u": (2,), "v": (3,)})
+
+
+def test_a_stacked_wrt_declares_its_names_scalars_without_a_notice() -> None:
+    # x and y are vectors by name (h-z); the stack [x; y] says they are scalars, so the tutorial's
+    # example reads as written, with no notice that a name was moved.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jac = mc.jacobian("[3*x^2*y; 2*x + y^8]", "[x; y]")
+    assert jac.notices == ()
+    x, y = 0.7, -1.3
+    want = np.array([[6 * x * y, 3 * x**2], [2.0, 8 * y**7]])
+    np.testing.assert_allclose(np.asarray(jac.evaluate({"x": x, "y": y}), dtype=float), want, rtol=1e-12)

@@ -294,6 +294,11 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     if args.seed < 0:
         raise MatrixCalculusError(f"--seed must be at least 0, not {args.seed}")
     types = _types(args.types)
+    # The scalars of a stacked --wrt "[x; y]" are declared scalars by it.
+    for item in args.wrt:
+        for name in _stacked_names(item.strip()) or []:
+            if not name[:1].isupper():  # upper-case names are matrices by name, never made scalars
+                types.setdefault(name, "scalar")
     expr = parse(_read_expression(args.expression), types=types)
     # "--wrt x,y" is two variables; "--wrt '[x, y]'" one stack of them.
     wrt = [

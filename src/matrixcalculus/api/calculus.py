@@ -73,7 +73,10 @@ def to_shape_layout(node: g.Node, f_rank: int, layout: str) -> g.Node:
     return simplify(g.contract([node], [labels], inverse))
 
 
-def _expression(f: str | Expression, types: Mapping[str, Any] | None) -> Expression:
+def _expression(f: str | Expression, types: Mapping[str, Any] | None, wrt: object = None) -> Expression:
+    """``f`` as an expression; the scalars of a stacked ``wrt`` (``"[x; y]"``) are declared scalars
+    by it (a stack holds scalars), so they need no declaration of their own and raise no notice."""
+    types = _stack_types(types, wrt)
     if isinstance(f, Expression):
         if types:
             return parse(f._text(), types={**f._declared(), **types})
@@ -81,6 +84,17 @@ def _expression(f: str | Expression, types: Mapping[str, Any] | None) -> Express
     if isinstance(f, str):
         return parse(f, types=types)
     raise DerivativeError(f"expected an expression or its text, not {type(f).__name__}")
+
+
+def _stack_types(types: Mapping[str, Any] | None, wrt: object) -> Mapping[str, Any] | None:
+    items = list(wrt) if isinstance(wrt, list | tuple) else [wrt]
+    # Upper-case names are matrices by name: a stack does not silently make them scalars.
+    stacked = [
+        n for item in items if isinstance(item, str) for n in (_stacked_names(item) or []) if not n[:1].isupper()
+    ]
+    if not stacked:
+        return types
+    return {**{n: "scalar" for n in stacked}, **(types or {})}
 
 
 def _names(wrt: Wrt, *, stacks: bool = False) -> tuple[list[str], bool]:
@@ -211,7 +225,7 @@ def derivative(
             f"(for every block of order {order}, give a list)"
         )
     _validate(len(sequence) if sequence is not None else order, layout)
-    expr = _expression(f, types)
+    expr = _expression(f, types, wrt)
     stacked = _stacked_names(wrt)
     if stacked is not None:
         wrts = _stack_variables(expr, stacked, types)
@@ -285,7 +299,7 @@ def pure_derivatives(
     ["A + A'", '6*a']
     """
     _validate(order, layout)
-    expr = _expression(f, types)
+    expr = _expression(f, types, wrt)
     names, _ = _names(list(wrt), stacks=True)
     if all(_stacked_names(n) is None for n in names):
         wrts = [_variable(expr, n, types) for n in names]
@@ -308,7 +322,7 @@ def gradient(
     >>> str(gradient("0.5*norm2(W*x - t)^2", "W"))
     "(W*x - t)*x'"
     """
-    expr = _expression(f, types)
+    expr = _expression(f, types, wrt)
     if expr.shape:
         raise DerivativeError(
             f"a gradient is of a scalar function, but {expr} has shape {g.shape_text(expr.shape)}; "
@@ -357,7 +371,7 @@ def _by_stack(f: str | Expression, names: list[str], types: Mapping[str, Any] | 
     """The derivative by the vector ``[w1; w2; ...]`` of scalar variables: the derivatives by each
     stacked along a last axis, so ``jacobian("[x^2*y; x + y]", "[x; y]")`` is
     ``[2*x*y, x^2; 1, 1]``."""
-    expr = _expression(f, types)
+    expr = _expression(f, types, [f"[{'; '.join(names)}]"])
     wrts = _stack_variables(expr, names, types)
     return _finished(_stack_node(expr.node, wrts, 1), expr, wrts, layout)
 
@@ -402,7 +416,7 @@ def hessian(
     """The Hessian of a scalar function: ``hessian("x'*A*x", "x")`` is ``A + A'``; of several
     variables (a list or a tuple), every block, ``[i][j]`` = d/d(wrt[j]) of df/d(wrt[i]), as
     :func:`derivative` with ``order=2``."""
-    expr = _expression(f, types)
+    expr = _expression(f, types, wrt)
     if expr.shape:
         raise DerivativeError(
             f"a Hessian is of a scalar function, but {expr} has shape {g.shape_text(expr.shape)}; "
@@ -497,7 +511,7 @@ def check(
     """
     if layout not in LAYOUTS:
         raise DerivativeError(f"layout is 'shape', 'numerator' or 'denominator', not {layout!r}")
-    expr = _expression(f, types)
+    expr = _expression(f, types, wrt)
     if isinstance(wrt, tuple) and len(wrt) >= 2:
         return _check_mixed(expr, wrt, derivative_, types, layout, values, size, seed)
     names, single = _names(wrt, stacks=True)

@@ -39,7 +39,7 @@ def _plan(
     for kind in derivatives:
         if kind not in _KINDS:
             raise MatrixCalculusError(f"unknown derivative {kind!r}; choose from {', '.join(_KINDS)}")
-    expr = _expression(f, types)
+    expr = _expression(f, types, wrt)
     # A stack "[x; y]" of scalars is one variable here: one stacked gradient array.
     names, single = _names(wrt, stacks=True)
     roots: list[g.Node] = []
