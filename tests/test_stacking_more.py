@@ -17,6 +17,8 @@ from matrixcalculus.errors import DerivativeError, ShapeError
 from matrixcalculus.ir import graph as g
 from matrixcalculus.numeric.evaluate import evaluate
 
+from .test_stacking import _fd_columns
+
 F = "x1^2*x2 + x2^3"
 POINT = {"x1": 0.8, "x2": -1.7}
 
@@ -29,17 +31,6 @@ def _hessian_by_hand(x1: float, x2: float) -> np.ndarray:
     return np.array([[2 * x2, 2 * x1], [2 * x1, 6 * x2]])
 
 
-def _fd(fn, point: dict[str, float], names: list[str], h: float = 1e-5) -> np.ndarray:
-    """Central differences of ``fn(values)`` by each scalar in ``names``, stacked along a last axis."""
-    columns = []
-    for name in names:
-        up, down = dict(point), dict(point)
-        up[name] += h
-        down[name] -= h
-        columns.append((np.asarray(fn(up)) - np.asarray(fn(down))) / (2 * h))
-    return np.stack(columns, axis=-1)
-
-
 def test_derivative_of_order_one_by_a_stack_is_the_gradient() -> None:
     d = mc.derivative(F, "[x1; x2]")
     assert isinstance(d, mc.Expression)
@@ -47,7 +38,7 @@ def test_derivative_of_order_one_by_a_stack_is_the_gradient() -> None:
     expected = _gradient_by_hand(**POINT)
     np.testing.assert_allclose(d.evaluate(POINT), expected, rtol=1e-12)
     f = mc.parse(F)
-    np.testing.assert_allclose(_fd(f.evaluate, POINT, ["x1", "x2"]), expected, rtol=1e-7)
+    np.testing.assert_allclose(_fd_columns(f.evaluate, POINT, ["x1", "x2"]), expected, rtol=1e-7)
 
 
 def test_derivative_of_order_two_and_hessian_by_a_stack() -> None:
@@ -60,7 +51,7 @@ def test_derivative_of_order_two_and_hessian_by_a_stack() -> None:
     np.testing.assert_allclose(d2.evaluate(POINT), expected, rtol=1e-12)
     np.testing.assert_allclose(h.evaluate(POINT), expected, rtol=1e-12)
     # The finite differences of the gradient (worked out by hand) give the same matrix.
-    numeric = _fd(lambda p: _gradient_by_hand(p["x1"], p["x2"]), POINT, ["x1", "x2"])
+    numeric = _fd_columns(lambda p: _gradient_by_hand(p["x1"], p["x2"]), POINT, ["x1", "x2"])
     np.testing.assert_allclose(numeric, expected, rtol=1e-7)
 
 
@@ -68,7 +59,7 @@ def test_derivative_of_order_three_by_a_stack() -> None:
     d3 = mc.derivative(F, "[x1; x2]", order=3)
     assert isinstance(d3, mc.Expression)
     assert d3.shape == (2, 2, 2)
-    numeric = _fd(lambda p: _hessian_by_hand(p["x1"], p["x2"]), POINT, ["x1", "x2"])
+    numeric = _fd_columns(lambda p: _hessian_by_hand(p["x1"], p["x2"]), POINT, ["x1", "x2"])
     np.testing.assert_allclose(d3.evaluate(POINT), numeric, atol=1e-7)
 
 
