@@ -81,6 +81,8 @@ class Variable:
             return f"{self.name}: scalar"
         if self.kind == "vector":
             return f"{self.name}: vector ({self.shape[0]})"
+        if self.kind == "tensor":
+            return f"{self.name}: {len(self.shape)}-tensor ({g.shape_text(self.shape)})"
         word = "symmetric matrix" if self.kind == "symmetric" else "matrix"
         return f"{self.name}: {word} ({self.shape[0]} x {self.shape[1]})"
 

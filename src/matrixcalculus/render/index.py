@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from matrixcalculus.errors import MatrixCalculusError
+from matrixcalculus.frontend.indices import implicit_free
 from matrixcalculus.ir import graph as g
 from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, paren
 
@@ -20,16 +22,30 @@ if TYPE_CHECKING:
 _LETTERS = "ijklabcdefghpqrstuvw"
 
 
-def index_notation(node: g.Node, style: Style, leaves: MatrixPrinter) -> str:
+def index_notation(node: g.Node, style: Style, leaves: MatrixPrinter, whole: bool = False) -> str:
     """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i).
 
     ``leaves``: the printer (derived-expression mode) for the parts printed in matrix notation;
     one printer for the whole call, so that each part is printed once. A printer with ``where``
     names (``render.bindings``) makes a named part a leaf printed by its name.
+
+    The text is input syntax: where reading it (an index written once is free, twice summed, the
+    free ones in order of first appearance) would not give the axes in order, it ends with
+    them, ``delta(i,k)*delta(j,k) -> [i,j,k]``, in parentheses unless it is the ``whole`` text.
     """
     taken = _variable_names(node) | set(leaves.names.values())  # no index is called like a name
     printer = IndexPrinter(style, leaves, taken)
-    return printer.render(node, printer.first(node.rank))
+    idx = printer.first(node.rank)
+    text = printer.render(node, idx)
+    if style.latex or not idx:
+        return text
+    try:
+        read = implicit_free(text)
+    except MatrixCalculusError:
+        return text  # a pair index or reshape(...): notation that is printed, not read back
+    if read == idx:
+        return text
+    return f"{text} -> [{','.join(idx)}]" if whole else f"({text} -> [{','.join(idx)}])"
 
 
 def _variable_names(node: g.Node) -> set[str]:
