@@ -429,9 +429,7 @@ class _Checker:
             if not self.dims.settled(x, y):
                 raise _Mismatch(message(), ast)
         deviations = sum(_deviation(name, self.kinds[name]) for name in self.undeclared)
-        return _Checked(
-            mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd, spread, self.indices.raw
-        )
+        return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd, spread, self.indices.raw)
 
     def stack(self, node: Ast, kids: list[MType]) -> MType:
         """``[a, b; c, d]`` of scalars: a column vector (one column), a row vector (one row), a
@@ -462,8 +460,8 @@ class _Checker:
                 var_dims[name] = ()
             elif kind == "tensor":
                 order = len(shape) if shape else (decl.order if decl is not None and decl.order else 3)
-                var_dims[name] = tuple(self.named_dim(d) for d in shape) if shape else tuple(
-                    self.dims.new() for _ in range(order)
+                var_dims[name] = (
+                    tuple(self.named_dim(d) for d in shape) if shape else tuple(self.dims.new() for _ in range(order))
                 )
             elif kind == "vector":
                 var_dims[name] = (self.named_dim(shape[0]) if shape else self.dims.new(),)

@@ -335,7 +335,7 @@ class _Build(Transformer):
         names = [tok for tok in items if isinstance(tok, Token) and tok.type == "NAME"]
         if len(names) > 1:
             # (i,k): an entry of a product dimension m*p; printed, not yet read back.
-            start, _, column = _span(items[0])
+            _, _, column = _span(items[0])
             raise ParseError(
                 f"a pair index ({','.join(map(str, names))}) at column {column} indexes a product dimension; "
                 "index notation as input takes single indices",
@@ -356,7 +356,7 @@ class _Build(Transformer):
     def sum_over(self, items: list) -> Ast:
         """``sum_jk body``: the sum over j and k (``sum_i1,i2`` once an index has digits)."""
         tok, body = items
-        start, end, column = _span(tok)
+        start, _, column = _span(tok)
         listed = str(tok)[len("sum_") :]
         if "," in listed:
             names = listed.split(",")
@@ -392,9 +392,7 @@ class _Build(Transformer):
         """``delta(i,k)``: the identity in index notation (1 where i = k)."""
         (start, _, column), (_, end, _) = _span(name), _span(rpar)
         if len(args) != 2 or any(a.op != "name" for a in args):
-            raise ParseError(
-                f"delta at column {column} takes two indices, delta(i,k)", text=self.text, column=column
-            )
+            raise ParseError(f"delta at column {column} takes two indices, delta(i,k)", text=self.text, column=column)
         idx = tuple(Ast("idx", a.value, (), a.start, a.end, a.column) for a in args)
         return Ast("delta", "delta", idx, start, end, column)
 
