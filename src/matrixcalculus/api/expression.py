@@ -314,7 +314,7 @@ class Expression:
         for name, v in self.variables.items():
             if name not in types:
                 shape = v.shape if all(isinstance(d, int) for d in v.shape) else None
-                types[name] = Declared(v.kind, shape)
+                types[name] = Declared(v.kind, shape, len(v.shape) if v.kind == "tensor" else None)
         return types
 
     def _survey(self) -> _Facts:
@@ -406,7 +406,13 @@ class Expression:
         return built
 
 
-_KIND_WORDS = {"scalar": "scalar", "vector": "vector", "matrix": "matrix", "symmetric": "symmetric matrix"}
+_KIND_WORDS = {
+    "scalar": "scalar",
+    "vector": "vector",
+    "matrix": "matrix",
+    "symmetric": "symmetric matrix",
+    "tensor": "tensor",
+}
 
 
 class _Combination:

@@ -84,7 +84,7 @@ def declare(name: str, spec: Any) -> Declared:
                 return tensor
             raise InferenceError(
                 f"type of {name}: unknown type {spec!r}; use scalar, vector, matrix or symmetric matrix, "
-                f"or a shape such as () or (3,) or (3, 4)"
+                f"a tensor's order (3-tensor), or a shape such as () or (3,) or (3, 4) or 'b x n x d'"
             )
         return Declared(kind)
     if isinstance(spec, tuple | list):

@@ -105,6 +105,7 @@ binding: NAME EQUALS top
 indices: index (COMMA index)*
 index: NAME
     | LPAR NAME (COMMA NAME)+ RPAR
+    | NUMBER                 -> numbered_index
 rows: row (SEMI row)*
 row: cmp (COMMA cmp)*
 args: arg (COMMA arg)*
@@ -343,6 +344,16 @@ class _Build(Transformer):
                 column=column,
             )
         return Ast("idx", str(names[0]), (), *_span(names[0]))
+
+    def numbered_index(self, items: list) -> Ast:
+        (tok,) = items
+        _, _, column = _span(tok)
+        raise ParseError(
+            f"unexpected '{tok}' at column {column}: an index is a name such as i (x[i] in a sum over i); "
+            "entries by number are not part of the language",
+            text=self.text,
+            column=column,
+        )
 
     def indices(self, items: list) -> list[Ast]:
         return [item for item in items if isinstance(item, Ast)]
