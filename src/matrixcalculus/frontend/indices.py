@@ -60,6 +60,7 @@ class IndexInfo:
     raw: tuple[Ast, ...] = ()  # a leaf's indices as written ("idx" nodes)
     factors: tuple[tuple[Ast, bool], ...] = ()
     summed: frozenset[str] = field(default_factory=frozenset)
+    sign: int = 1  # a term's minus signs
 
 
 def uses_indices(order: list[Ast]) -> bool:
@@ -78,6 +79,17 @@ def _grouped(child: Ast, parent: Ast) -> bool:
     return not (parent.start <= child.start and child.end <= parent.end)
 
 
+def _continues(child: Ast, parent: Ast) -> bool:
+    """Whether ``child`` is part of the term of ``parent`` (a product, a minus sign or a sum
+    over indices): an unparenthesized product or minus sign."""
+    if _is_product(child):
+        return not _grouped(child, parent)
+    if child.op == "unary":
+        # Unparenthesized, a sign's text starts at the sign itself.
+        return child.start == child.column - 1 and parent.start <= child.start and child.end <= parent.end
+    return False
+
+
 def _operands(node: Ast) -> tuple[Ast, ...]:
     """The expression arguments of a node (an index's "idx" children are not expressions)."""
     return tuple(a for a in node.args if a.op != "idx")
@@ -85,6 +97,19 @@ def _operands(node: Ast) -> tuple[Ast, ...]:
 
 def _idx(node: Ast) -> tuple[Ast, ...]:
     return tuple(a for a in node.args if a.op == "idx")
+
+
+def _closes(node: Ast) -> bool:
+    """Whether ``node`` takes its operands in matrix notation: then an operand in index notation
+    stands for its value, the tensor whose axes are its free indices in order (as at the top).
+    ``-> [...]`` closes explicitly; a transpose, a stack and a function that is not applied
+    entry by entry (``softmax``, ``inv``, ``tr`` ...) close too. ``sum(E)`` sums all entries."""
+    if node.op in ("output", "transpose", "stack"):
+        return True
+    if node.op != "call" or node.value == "sum":
+        return False
+    record = FUNCTIONS.get(node.symbol)
+    return record is None or not (record.elementwise or record.result == "broadcast")
 
 
 class _Analysis:
@@ -107,24 +132,25 @@ class _Analysis:
         for node in self.order:
             # (The dimension arguments of eye/ones/zeros are not in the walk: .get.)
             self.mode[id(node)] = node.op in INDEX_OPS or (
-                node.op != "output" and any(self.mode.get(id(a), False) for a in _operands(node))
+                not _closes(node) and any(self.mode.get(id(a), False) for a in _operands(node))
             )
         keep = self._keep()
         # Products inside a term: every operand of a product in index notation that is itself an
         # unparenthesized product (the left one, products being left-associative).
         inner: set[int] = set()
+        tops: list[Ast] = []
         for node in self.order:
             if not self.mode[id(node)]:
                 continue
-            if _is_product(node):
-                left = node.args[0]
-                if _is_product(left) and not _grouped(left, node):
-                    inner.add(id(left))
-            elif node.op == "sum_over":
-                body = node.args[0]
-                if _is_product(body) and not _grouped(body, node):
-                    inner.add(id(body))
-        factor_leaves: set[int] = set()
+            if _is_product(node) or node.op == "sum_over" or node.op == "unary":
+                inner.update(id(a) for a in _operands(node) if _continues(a, node))
+        factors: dict[int, tuple[tuple[Ast, bool], ...]] = {}
+        signs: dict[int, int] = {}
+        for node in self.order:
+            if self.mode[id(node)] and id(node) not in inner and (_is_product(node) or node.op == "sum_over"):
+                factors[id(node)], signs[id(node)] = self.factors(node)
+                tops.append(node)
+        factor_leaves = {id(f) for found in factors.values() for f, _ in found if f.op in ("entry", "delta")}
         for node in self.order:
             if node.op == "idx":
                 continue
@@ -136,22 +162,20 @@ class _Analysis:
             self.check_allowed(node)
             if id(node) in inner:
                 self.info[id(node)] = IndexInfo((), "inner")
-                continue
-            if node.op in ("entry", "delta"):
-                self.info[id(node)] = IndexInfo(tuple(i.symbol for i in _idx(node)), "leaf", raw=_idx(node))
-                continue
-            if _is_product(node) or node.op == "sum_over":
-                factors = self.factors(node)
-                factor_leaves.update(id(f) for f, _ in factors if f.op in ("entry", "delta"))
-                self.info[id(node)] = self.term(node, factors, keep.get(id(node), frozenset()))
-                continue
-            self.info[id(node)] = self.same(node)
-        # A leaf that is no factor of a product is a term of its own (A[i,i] is a trace).
-        for node in self.order:
-            info = self.info.get(id(node))
-            if info is not None and info.role == "leaf" and id(node) not in factor_leaves:
-                term = self.term(node, ((node, False),), keep.get(id(node), frozenset()))
-                self.info[id(node)] = IndexInfo(term.free, "leaf", info.raw, term.factors, term.summed)
+            elif node.op in ("entry", "delta"):
+                raw = _idx(node)
+                if id(node) in factor_leaves:
+                    self.info[id(node)] = IndexInfo(tuple(i.symbol for i in raw), "leaf", raw=raw)
+                else:
+                    # A leaf that is no factor of a product is a term of its own (A[i,i] is a trace).
+                    term = self.term(node, ((node, False),), keep.get(id(node), frozenset()))
+                    self.info[id(node)] = IndexInfo(term.free, "leaf", raw, term.factors, term.summed)
+            elif id(node) in factors:
+                term = self.term(node, factors[id(node)], keep.get(id(node), frozenset()))
+                term.sign = signs[id(node)]
+                self.info[id(node)] = term
+            else:
+                self.info[id(node)] = self.same(node)
         return self.info
 
     def _keep(self) -> dict[int, frozenset[str]]:
@@ -161,56 +185,40 @@ class _Analysis:
             mine = keep.setdefault(id(node), frozenset())
             if node.op == "output":
                 mine = frozenset(i.symbol for i in _idx(node))
-            elif node.op == "entry":
-                # (E)[b,c] indexes the value of E, whose free indices are its own (bound inside).
+            elif node.op == "entry" or _closes(node):
+                # (E)[b,c] and f(E)' use the value of E, whose free indices are its own (bound inside).
                 mine = frozenset()
             for arg in _operands(node) if node.op != "call" or node.value not in DIMENSION_FUNCTIONS else ():
                 keep.setdefault(id(arg), mine)
         return keep
 
     def check_allowed(self, node: Ast) -> None:
-        if node.op == "transpose":
-            raise self.error(
-                f"the transpose at column {node.column} is of index notation; entries have no transpose, "
-                "reorder the indices instead (e.g. -> [j,i])",
-                node.column,
-            )
-        if node.op == "stack":
-            raise self.error(
-                f"the entries of [...] at column {node.column} are in index notation; close it with -> [...] first",
-                node.column,
-            )
-        if node.op == "call" and node.value != "sum":
-            record = FUNCTIONS.get(node.symbol)
-            if record is None or not (record.elementwise or record.result == "broadcast"):
-                raise self.error(
-                    f"{node.symbol} at column {node.column} takes matrix notation, but its argument is in index "
-                    f"notation; end the index notation with its free indices, e.g. {node.symbol}(... -> [i])",
-                    node.column,
-                )
         if node.op == "binary" and node.value not in _PRODUCT_OPS | {"+", "-", ">", "<", "^", ".^"}:
             raise AssertionError(node.value)  # pragma: no cover - every operator is listed
 
-    def factors(self, top: Ast) -> tuple[tuple[Ast, bool], ...]:
-        """The factors of the term at ``top`` (a product or ``sum_jk``), with whether each divides."""
+    def factors(self, top: Ast) -> tuple[tuple[tuple[Ast, bool], ...], int]:
+        """The factors of the term at ``top`` (a product or ``sum_jk``), with whether each
+        divides, and the sign its minus signs make (``sum_i -Q[i,i]`` is a sum of -Q[i,i])."""
         found: list[tuple[Ast, bool]] = []
-        start = top
-        if top.op == "sum_over":
-            body = top.args[0]
-            if not (_is_product(body) and not _grouped(body, top)):
-                return ((body, False),)
-            start = body
+        sign = 1
+        start = top.args[0] if top.op == "sum_over" else top
+        if top.op == "sum_over" and not _continues(start, top):
+            return ((start, False),), 1
         stack: list[tuple[Ast, bool, Ast]] = [(start, False, top)]
         while stack:
             node, divides, parent = stack.pop()
-            if _is_product(node) and (node is start or not _grouped(node, parent)):
+            if node is start or _continues(node, parent):
+                if node.op == "unary":
+                    sign *= -1 if node.value == "-" else 1
+                    stack.append((node.args[0], divides, node))
+                    continue
                 left, right = node.args
                 # The right operand first on the stack is popped last: factors left to right.
                 stack.append((right, node.value in _RECIPROCAL_OPS, node))
                 stack.append((left, False, node))
                 continue
             found.append((node, divides))
-        return tuple(found)
+        return tuple(found), sign
 
     def indices_of(self, factor: Ast) -> list[tuple[str, int]]:
         """The indices a factor brings to its term, each with the column to point at."""
@@ -422,13 +430,20 @@ class IndexTyping:
             ),
         )
 
-    def uses(self, factor: Ast, mt: Mapping[int, tuple]) -> list[tuple[str, int, Ast]]:
-        """The indices of a factor with their dimension classes and where they are written."""
+    def uses(
+        self, factor: Ast, mt: Mapping[int, tuple], aligned: tuple[str, ...] | None = None
+    ) -> list[tuple[str, int, Ast]]:
+        """The indices of a factor with their dimension classes and where they are written.
+
+        ``aligned``: in a sum (or comparison, or max) with index-notation operands, the free
+        indices a matrix-notation operand takes in order (``A[i,j]*B[j,k] + C`` is A*B + C)."""
         if factor.op in ("entry", "delta"):
             return [(i.symbol, d, i) for i, d in zip(_idx(factor), self.raw[id(factor)], strict=True)]
         info = self.info.get(id(factor))
         t = mt[id(factor)]
         if info is None or info.role == "output":
+            if t[0] != "s" and aligned is not None and rank_of(t) == len(aligned):
+                return [(name, d, factor) for name, d in zip(aligned, t[1:], strict=True)]
             if t[0] != "s":
                 raise self.mismatch(
                     f"{self.src(factor)} at column {factor.column} is {self.describe(t)} inside index notation; "
@@ -453,7 +468,7 @@ class IndexTyping:
             return ("x",)
         dims: dict[str, int] = {}
         for arg in _operands(node):
-            for name, d, at in self.uses(arg, mt):
+            for name, d, at in self.uses(arg, mt, info.free):
                 if name in dims:
                     self.same_dim(dims[name], d, at, node)
                 else:
@@ -561,7 +576,7 @@ def _term(
         operands.append(value)
         operand_labels.append(tuple(label(name) for name in names))
     out = tuple(label(name) for name in info.free)
-    return g.contract(operands, operand_labels, out)
+    return g.contract(operands, operand_labels, out, info.sign)
 
 
 def free_of(info: Mapping[int, IndexInfo], node: Ast) -> tuple[str, ...] | None:

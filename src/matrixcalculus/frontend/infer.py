@@ -380,6 +380,9 @@ class _Checker:
                 # Index notation (frontend/indices.py): an index is no value; the rest is typed there.
                 mt[id(node)] = ("i",) if node.op == "idx" else self.indices.visit(node, mt)
                 continue
+            if self.index_info:
+                # An operand in index notation is, here, the tensor its free indices make.
+                kids = [plain_type(k[1:]) if k[0] == "x" else k for k in kids]
             if node.op == "num":
                 t: MType = ("s",)
             elif node.op == "name" and node.value in self.dim_values:

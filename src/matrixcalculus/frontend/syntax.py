@@ -109,7 +109,7 @@ index: NAME
 rows: row (SEMI row)*
 row: cmp (COMMA cmp)*
 args: arg (COMMA arg)*
-?arg: cmp
+?arg: top
     | STRING                 -> string
 CMPOP: ">" | "<"
 ARROW.2: "->"

@@ -207,9 +207,11 @@ class IndexPrinter:
             return None, kids, lambda texts: self.elementwise(node, texts)
         if isinstance(node, g.Reshape):
             return self.expand_reshape(node, idx, used)
-        text = self.matrix.piece(node).text
+        piece = self.matrix.piece(node)
+        text = piece.text
         if not node.rank:
-            return text, [], None
+            # A factor of a product: a sum (1 - s) keeps its parentheses.
+            return (paren(piece, MUL, st) if not top else text), [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
         return self.entry(text if simple else f"({text})", idx), [], None
 

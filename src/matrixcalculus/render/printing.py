@@ -70,8 +70,21 @@ def to_text(
     rows = frozenset([node]) if row else frozenset()
     if share and result and needs_bindings([node]):
         body, bindings = shared_text([node], taken_names(node), TEXT, scalars, rows=rows)
-        return "\n".join([body[0], "where", *(f"  {name} = {text}" for name, text in bindings)])
-    return _printed(MatrixPrinter(TEXT, result, scalars), node, row).text
+        return "\n".join([_unwrapped(body[0]), "where", *(f"  {name} = {text}" for name, text in bindings)])
+    return _unwrapped(_printed(MatrixPrinter(TEXT, result, scalars), node, row).text)
+
+
+def _unwrapped(text: str) -> str:
+    """The whole text without parentheses around all of it: index notation that lists its free
+    indices, ``(delta(i,k)*delta(j,k) -> [i,j,k])``, is parenthesised as a part, not as a whole."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    depth = 0
+    for k, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and k < len(text) - 1:
+            return text  # the first parenthesis closes before the end: (a)*(b)
+    return text[1:-1]
 
 
 def _printed(printer: MatrixPrinter, node: g.Node, row: bool | None) -> Piece:
