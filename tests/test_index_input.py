@@ -34,10 +34,11 @@ TYPES = {
     "w": (4,),
     "c": "scalar",
 }
-VALUES = {name: RNG.standard_normal(spec) if spec != "scalar" else RNG.standard_normal() for name, spec in TYPES.items()}
+VALUES = {name: RNG.standard_normal(() if spec == "scalar" else spec) for name, spec in TYPES.items()}
 # Index letters by the dimension they run over (two each, so that a letter may be reused).
 LETTERS = {2: "ia", 3: "jb", 4: "kd"}
-DIMS = {f"{letter}{tag}": size for size, letters in LETTERS.items() for letter in letters for tag in ("", "1", "2", "3")}
+# A function's argument uses letters of its own, tagged (i1, j1 ...): the size of each.
+DIMS = {f"{x}{tag}": size for size, letters in LETTERS.items() for x in letters for tag in ("", "1", "2", "3")}
 
 
 def parse(text: str, **types: object) -> mc.Expression:

@@ -287,7 +287,7 @@ class _Analysis:
                 first, first_node = info.free, arg
             elif set(info.free) != set(first):
                 assert first_node is not None
-                word = "a sum of terms" if node.op == "binary" and node.value in "+-" else f"{self.src(node)}"
+                word = "a sum of terms" if node.op == "binary" and node.value in ("+", "-") else f"{self.src(node)}"
 
                 def listed(names: tuple[str, ...]) -> str:
                     return ", ".join(names) if names else "none"
