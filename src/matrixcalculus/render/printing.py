@@ -77,8 +77,8 @@ def to_text(
 def _unwrapped(text: str) -> str:
     """The whole text without parentheses around all of it: index notation that lists its free
     indices, ``(delta(i,k)*delta(j,k) -> [i,j,k])``, is parenthesised as a part, not as a whole."""
-    if not (text.startswith("(") and text.endswith(")")):
-        return text
+    if not (text.startswith("(") and text.endswith("])") and " -> [" in text):
+        return text  # other parentheses are meant: (w'*x + b > 0) reads best as a unit
     depth = 0
     for k, ch in enumerate(text):
         depth += (ch == "(") - (ch == ")")
