@@ -6,7 +6,8 @@ notation"):
 
 * ``A[i,j]`` is the entry of a value (a variable, or any expression in parentheses:
   ``(A*B)[i,j]``, ``exp(A*x)[i]``), one index per axis; ``delta(i,k)`` is the identity.
-* A **term** is a product of factors (``*``, ``.*``, ``/``, ``./``), not counting parentheses:
+* A **term** is a product of factors (``*``, ``.*``, ``/``, ``./``, minus signs), not looking
+  into parentheses:
   ``(A[i,j]*x[j])`` inside a product is one factor. In a term an index written once is free,
   an index written twice is summed (Einstein's convention), three times is an error unless the
   term says ``sum_i`` (``sum_i x[i]*y[i]*z[i]``). ``sum_jk`` sums j and k over the term it
@@ -17,9 +18,10 @@ notation"):
   tensor), and every index not listed must be summed.
 * Terms added or compared have the same free indices (in any order); element-wise functions
   apply to entries (``tanh(T[i,j,k])``); numbers and scalars are factors without indices.
-* Index notation ends at ``->``: ``(A[i,j]*B[j,k] -> [i,k])`` is a matrix, usable in matrix
-  notation (``inv(A[i,j]*B[j,k] -> [i,k])``); a top-level index expression without it is the
-  tensor with its free indices as axes.
+* Where matrix notation takes the value (after ``->``, under a transpose, as the argument of
+  ``softmax``, ``inv`` ...), index notation is the tensor of its free indices in order, as at
+  the top: ``inv(A[i,j]*B[j,k] -> [i,k])`` is ``inv(A*B)``; a matrix-notation term of a sum
+  takes the free indices in order (``A[i,j]*B[j,k] + C`` is ``A*B + C``).
 
 This module holds the syntactic part (which indices are free and which summed: :func:`analyse`),
 the typing of index-notation nodes (:class:`IndexTyping`, used by ``infer._Checker`` so that
@@ -64,6 +66,7 @@ class IndexInfo:
 
 
 def uses_indices(order: list[Ast]) -> bool:
+    """Whether a syntax tree (its post-order) writes index notation at all."""
     return any(node.op in INDEX_OPS or node.op == "output" for node in order)
 
 

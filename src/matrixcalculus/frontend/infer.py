@@ -250,7 +250,8 @@ def _describe(t: MType, dims: _Dims) -> str:
     if t[0] == "s":
         return "a scalar"
     if t[0] == "t":
-        return f"a {len(t) - 1}-tensor ({' x '.join(dv(d) for d in t[1:])})"
+        known = any(dims.value(d) is not None for d in t[1:])
+        return f"a {len(t) - 1}-tensor" + (f" ({' x '.join(dv(d) for d in t[1:])})" if known else "")
     if t[0] == "x":
         return "an entry in index notation"
     if t[0] in "cr":
