@@ -142,10 +142,10 @@ class _Analysis:
         # unparenthesized product (the left one, products being left-associative).
         inner: set[int] = set()
         tops: list[Ast] = []
-        for node in self.order:
+        for node in reversed(self.order):  # parents first: a sign inside a term passes it on
             if not self.mode[id(node)]:
                 continue
-            if _is_product(node) or node.op == "sum_over" or node.op == "unary":
+            if _is_product(node) or node.op == "sum_over" or (node.op == "unary" and id(node) in inner):
                 inner.update(id(a) for a in _operands(node) if _continues(a, node))
         factors: dict[int, tuple[tuple[Ast, bool], ...]] = {}
         signs: dict[int, int] = {}
