@@ -192,9 +192,17 @@ class IndexPrinter:
         if isinstance(node, g.Add) and (top or node.rank > 2):
             # Inside a product, a sum of tensors is written entry by entry, in parentheses:
             # never the index notation of the sum (with free indices of its own) subscripted.
-            kids = [(t, idx, used, False) for t in node.args]
+            # An entry of ones or zeros is 1 or 0 there: a number term is repeated over the
+            # free indices of the others (1 - tanh(...)^2), so it reads back as the same sum.
+            numbers = {k: "1" if isinstance(t, g.Ones) else "0" for k, t in enumerate(node.args)}
+            numbers = {k: v for k, v in numbers.items() if isinstance(node.args[k], g.Ones | g.Zeros)}
+            if len(numbers) == len(node.args):
+                numbers = {}
+            kids = [(t, idx, used, False) for k, t in enumerate(node.args) if k not in numbers]
 
             def total(texts: list[str]) -> str:
+                entries = iter(texts)
+                texts = [numbers[k] if k in numbers else next(entries) for k in range(len(node.args))]
                 out = texts[0]
                 for text in texts[1:]:
                     out += f" - {text[1:]}" if text.startswith("-") else f" + {text}"
