@@ -68,6 +68,9 @@ def einsum(spec: str, *names: str) -> np.ndarray:
         ("sum_ij A[i,j]", "sum(A)"),
         ("2*sum_j A[i,j]*x[j] + y[i]", "2*A*x + y"),
         ("-sum_j A[i,j]*x[j]", "-A*x"),
+        ("--x[i]", "x"),
+        ("-x[i]*-y[i]", "x'*y"),  # signs are factors of the term: i is summed
+        ("sum_i -Q[i,i]", "-tr(Q)"),
         ("A[i,j]/x[j]", "A*(1 ./ x)"),
         ("x[i]^2", "x.^2"),
         ("exp(A[i,j]*x[j])", "exp(A*x)"),
@@ -393,3 +396,13 @@ def test_index_letters_are_not_variables():
     e = mc.parse("A[i,j]*i[j]", types={"i": (3,), "A": (2, 3)})
     assert set(e.variables) == {"A", "i"}
     assert np.allclose(e.evaluate({"A": VALUES["A"], "i": VALUES["v"]}), VALUES["A"] @ VALUES["v"])
+
+
+def test_batched_gradient_prints_compactly_and_reads_back():
+    """d/dW sum(tanh(X[b,t,d]*W[d,e])) = sum_bt X[b,t,d]*(1 - tanh(Y)^2)[b,t,e]: the number 1
+    of the sum is written as a number, and the text is the same graph when read."""
+    types = {"X": "b x t x d", "W": "d x e"}
+    grad = mc.gradient("sum(tanh(X[b,t,d]*W[d,e]))", "W", types=types)
+    text = str(grad)
+    assert "(1 - " in text and "ones(" not in text
+    assert mc.parse(text, types=types).node is grad.node
