@@ -741,10 +741,17 @@ def infer_with_form(
 
 
 def infer_with_notices(
-    ast: Ast, text: str | None, types: Mapping[str, Any] | None = None
+    ast: Ast,
+    text: str | None,
+    types: Mapping[str, Any] | None = None,
+    *,
+    subtrees: dict[int, tuple[Ast, g.Node]] | None = None,
 ) -> tuple[g.Node, dict[str, g.Var], str, tuple[Notice, ...]]:
     """:func:`infer_with_form`, plus the notices: each name read off its default kind (with the
-    reason), and each undeclared scalar that is repeated over a tensor (a bias meant as a vector?)."""
+    reason), and each undeclared scalar that is repeated over a tensor (a bias meant as a vector?).
+
+    ``subtrees``: filled, when given, with ``id(ast) -> (ast, node)`` for each subtree as typed
+    and the graph node built for it (an explanation follows the expression as it was written)."""
     if types is not None and not isinstance(types, Mapping):
         raise InferenceError(f"types is a mapping such as {{'A': 'symmetric matrix'}}, not {type(types).__name__}")
     declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
@@ -822,7 +829,7 @@ def infer_with_notices(
             text=text,
             column=first.column if text else None,
         )
-    root, variables = _build(order, best_kinds, best, declared, names, text)
+    root, variables = _build(order, best_kinds, best, declared, names, text, subtrees)
     form: str = best.mtypes[id(order[-1])][0]
     notices = _notices(undeclared, forced, best_kinds, best, first_error, text)
     return root, variables, form, notices
@@ -1012,6 +1019,7 @@ def _build(
     declared: Mapping[str, Declared],
     names: list[str],
     text: str | None = None,
+    subtrees: dict[int, tuple[Ast, g.Node]] | None = None,
 ) -> tuple[g.Node, dict[str, g.Var]]:
     dimname = _name_dims(checked, names, set(names))
     variables: dict[str, g.Var] = {}
@@ -1061,6 +1069,8 @@ def _build(
             t = mt[id(ast)]
             node = call(ast, kids, tuple(dimname[d] for d in t[1:]))
         nodes[id(ast)] = node
+    if subtrees is not None:
+        subtrees.update({id(ast): (ast, nodes[id(ast)]) for ast in order if id(ast) in nodes})
     return nodes[id(order[-1])], variables
 
 
