@@ -141,7 +141,7 @@ class _Body:
 
     def step(self, title: str, expression: Expression | None = None) -> Step:
         text = "\n".join(t if kind == "prose" else "  " + t for kind, t, _ in self.parts)
-        tex = "\n".join(_tex_prose(t) if kind == "prose" else f"\\[ {x} \\]" for kind, t, x in self.parts)
+        tex = "\n\n".join(_tex_prose(t) if kind == "prose" else f"\\[ {x} \\]" for kind, t, x in self.parts)
         return Step(title, text, tex, expression, tuple(self.parts))
 
 
@@ -591,8 +591,10 @@ def _jacobian_product(plan: _Plan, w: g.Var, levels: Sequence[chain.Level], body
         texts, texes = [], []
         for level, jac in zip(levels, jacobians, strict=True):
             arranged, row = _numerator(jac, level.value.rank)
-            texts.append(_factor(_text(arranged, row)))
-            texes.append(_factor(_tex(arranged, row), "\\left(", "\\right)"))
+            text = _text(arranged, row)
+            texts.append(_factor(text))
+            tex = _tex(arranged, row)
+            texes.append(tex if _factor(text) == text else f"\\left({tex}\\right)")
         body.show(f"d{top}/d{w.name} = " + " · ".join(texts), _label(top, w.name)[1] + " = " + " \\, ".join(texes))
     product = chain.chain_product(jacobians, [level.value.shape for level in levels[1:]])
     values: dict[g.Node, g.Node] = {level.variable: level.value for level in levels[1:] if level.variable is not None}
@@ -605,13 +607,16 @@ def _jacobian_product(plan: _Plan, w: g.Var, levels: Sequence[chain.Level], body
         body.show(f"d{top}/d{w.name} = {_text(arranged, row)}", f"{_label(top, w.name)[1]} = {_tex(arranged, row)}")
 
 
-def _factor(text: str, left: str = "(", right: str = ")") -> str:
-    """A factor of a written product: parenthesised unless it is one name, call or group."""
-    if " " not in text:
+def _factor(text: str) -> str:
+    """A factor of a written product: parenthesised unless it is one name (maybe transposed), one
+    call or one group: ``x'``, ``diag(1 ./ u)``, ``(u > 0)``; but ``(-diag(y)*X)``."""
+    head = text.rstrip("'")
+    if head.replace("_", "").isalnum():
         return text
-    if text.startswith("(") and _closes_at_end(text):
+    name, paren, _ = head.partition("(")
+    if paren and (not name or name.replace("_", "").isalnum()) and _closes_at_end(head[len(name) :]):
         return text
-    return f"{left}{text}{right}"
+    return f"({text})"
 
 
 def _closes_at_end(text: str) -> bool:
@@ -713,20 +718,26 @@ def _collapse(
     )
     body.show(text, tex)
     cot_name = _free_name(("g", "G", "gamma"), set(taken))
-    cotangent = g.var(cot_name, _KIND.get(level.value.rank, "matrix"), level.value.shape)
-    collapsed = chain.pull_back(level, w, cotangent)
-    known = deltas.get(level.value)
-    if level.role == "top":
+    if plan.expr.shape:
+        # f is no scalar: the collapse happens for a scalar loss L of f, through every level.
+        top = levels[0]
+        cotangent = g.var(cot_name, _KIND.get(top.value.rank, "matrix"), top.value.shape)
+        pulled: g.Node = cotangent
+        for each in levels:
+            pulled = chain.pull_back(each, w, pulled)
         body.say(
-            f"For a scalar loss L downstream, with {cot_name} = dL/d{name} (the shape of {name}), the chain rule "
-            f"multiplies {cot_name} with this tensor; the product collapses to the shape of {w.name} and needs "
+            f"For a scalar loss L downstream, with {cot_name} = dL/d{plan.top} (the shape of {plan.top}), the chain "
+            f"rule multiplies {cot_name} with this tensor; the product collapses to the shape of {w.name} and needs "
             "no tensor at all (the vector-Jacobian product):"
         )
         body.show(
-            f"dL/d{w.name} = {_text(collapsed)}",
-            f"\\frac{{\\partial L}}{{\\partial {LATEX.name(w.name)}}} = {_tex(collapsed)}",
+            f"dL/d{w.name} = {_text(pulled)}",
+            f"\\frac{{\\partial L}}{{\\partial {LATEX.name(w.name)}}} = {_tex(pulled)}",
         )
         return
+    cotangent = g.var(cot_name, _KIND.get(level.value.rank, "matrix"), level.value.shape)
+    collapsed = chain.pull_back(level, w, cotangent)
+    known = deltas.get(level.value)
     signal = known[0].name if known is not None else cot_name
     body.say(
         f"Multiplying the signal {signal} = d{plan.top}/d{name} with this tensor collapses it to the shape of "
@@ -876,7 +887,7 @@ def _layouts(plan: _Plan) -> Step | None:
     return body.step("Both layouts")
 
 
-def _check(plan: _Plan, size: int) -> Step:
+def _check(plan: _Plan, size: int) -> Step | None:
     body = _Body()
     for name in plan.names:
         if name not in plan.expr.variables and _stacked_names(name) is None:
@@ -884,6 +895,8 @@ def _check(plan: _Plan, size: int) -> Step:
         report = check(plan.expr, name, size=size)
         assert isinstance(report, CheckResult)
         body.show(f"check: {report}", f"\\text{{{_tex_prose('check: ' + str(report))}}}")
+    if not body.parts:
+        return None  # nothing to check: no variable of f was asked for
     body.say(
         f"Central finite differences in float64 at random inputs (size {size}) inside each function's domain "
         "agree with the derivative."
