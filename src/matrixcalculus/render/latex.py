@@ -84,6 +84,12 @@ class LatexStyle(Style):
             "chi",
             "pi",
         }
+        component = re.fullmatch(r"(\w+)\[(\d+(?:,\d+)*)\]", name)
+        if component is not None:
+            # An entry of a variable in an explicit Jacobian, A[1,2]: A_{12} (A_{1,12} past 9).
+            head, index = self.name(component.group(1)), component.group(2).split(",")
+            joined = ("," if any(len(k) > 1 for k in index) else "").join(index)
+            return f"{{{head}}}_{{{joined}}}" if "_" in head else f"{head}_{{{joined}}}"
         base, _, sub = name.partition("_")
         if base in greek:
             base = "\\" + base
