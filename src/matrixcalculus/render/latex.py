@@ -45,7 +45,7 @@ class LatexStyle(Style):
         # A template between two arguments is an infix operator ({p0} \otimes {p1}) and binds like
         # a product; one that only starts with its argument is a postfix ({p0}^{-1}).
         if re.match(r"\{p?\d+\}", template) and re.search(r"\{p?\d+\}$", template):
-            return Piece(text, MUL)
+            return Piece(text, MUL, op=record.name)
         return Piece(text, POSTFIX if template.startswith("{p") else ATOM)
 
     def bare(self, arg: Piece) -> str:

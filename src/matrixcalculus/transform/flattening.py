@@ -45,6 +45,27 @@ def commutation(m: g.Dim, n: g.Dim) -> g.Node:
     return g.reshape(tensor, (g.dim_product(m, n), g.dim_product(n, m)))
 
 
+def commutation_dims(node: g.Node) -> tuple[g.Dim, g.Dim] | None:
+    """``(m, n)`` when ``node`` is :func:`commutation` ``(m, n)``, else None (for printing it by name).
+
+    >>> commutation_dims(commutation("m", "n"))
+    ('m', 'n')
+    """
+    if not isinstance(node, g.Reshape):
+        return None
+    inner = node.args[0]
+    if not (isinstance(inner, g.Contract) and inner.coeff == 1 and len(inner.args) == 2 and inner.rank == 4):
+        return None
+    if not all(isinstance(op, g.Delta) for op in inner.args):
+        return None
+    q, p, l, k = inner.out
+    pairs = {frozenset(labs): op.shape[0] for op, labs in zip(inner.args, inner.labels, strict=True)}
+    m, n = pairs.get(frozenset((q, k))), pairs.get(frozenset((p, l)))
+    if m is None or n is None or node.shape != (g.dim_product(m, n), g.dim_product(n, m)):
+        return None
+    return m, n
+
+
 def _groups(node: g.Contract) -> list[tuple[list[int], set[int]]]:
     """The operands joined by summed labels: (operand positions, free labels) per group."""
     free = set(node.out)
@@ -111,8 +132,8 @@ def _kronecker_term(term: g.Node, order: str) -> g.Node | None:
         else:
             core = _kron(p, q)
             if swapped:
-                k_row = g.transpose(commutation(m, n))
-                return g.contract([core, k_row], [(0, 1), (1, 2)], (0, 2), term.coeff)
+                # Row-major vec(dX) is column-major vec(dX'): K of the n x m matrix dX' (K_mn' = K_nm).
+                return g.contract([core, commutation(n, m)], [(0, 1), (1, 2)], (0, 2), term.coeff)
         return g.scale(term.coeff, core)
     return None
 
