@@ -349,3 +349,66 @@ def test_cli_explain_prints_the_derivation():
         [sys.executable, "-m", "matrixcalculus.cli", "A*x", "--explain"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "give --wrt" in bad.stderr
+
+
+# ------------------------------------------------------------------ the explicit small case and flattening
+
+
+def explicit_text(d: mc.Derivation) -> str:
+    (text,) = [t for kind, t, _ in step(d, "The explicit small case").parts if kind == "math"]
+    return text
+
+
+@pytest.mark.parametrize(
+    ("f", "diagonal"),
+    [("x .* z", ["z1", "z2", "z3"]), ("exp(x)", ["exp(x1)", "exp(x2)", "exp(x3)"])],
+)
+def test_diagonal_jacobians_written_out_at_size_3(f, diagonal):
+    # The first tutorial's matrices: diag(z1 ... zn), diag(e^x1 ... e^xn), zeros off the diagonal.
+    d = mc.explain(f, "x", size=3)
+    shown = " ".join(explicit_text(d).split())
+    a, b, c = diagonal
+    expected = f"[{a}, 0, 0; 0, {b}, 0; 0, 0, {c}]"
+    scalars = {f"{v}{k}": "scalar" for v in "xz" for k in (1, 2, 3)}
+    assert same(shown, expected, scalars), shown
+
+
+def test_matrix_vector_product_by_a_written_as_its_slices():
+    # Slice i of dy/dA is the m x n matrix with x' in row i and zeros elsewhere.
+    d = mc.explain("A*x", "A", size=3)
+    slices = re.findall(r"\[(\d), :, :\] =\n(\[.*?\])", explicit_text(d), re.S)
+    assert [int(i) for i, _ in slices] == [1, 2, 3]
+    scalars = {f"x{k}": "scalar" for k in (1, 2, 3)}
+    for i, block in slices:
+        rows = ["0, 0, 0"] * 3
+        rows[int(i) - 1] = "x1, x2, x3"
+        assert same(" ".join(block.split()), "[" + "; ".join(rows) + "]", scalars), block
+
+
+def test_r_transpose_r_blocks_and_both_flattenings():
+    d = mc.explain("R'*R", "R", size=2)
+    blocks = re.findall(r"\[(\d), (\d), :, :\] =", explicit_text(d))
+    assert blocks == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]  # one block per entry F_pq
+    flattening = step(d, "Flattening")
+    orders = [t.split(":")[0] for kind, t, _ in flattening.parts if kind == "math"]
+    assert orders == ["column-major", "row-major"]
+    # vec in each order: the tutorial's dF_pq/dR_ij = delta_jp R_iq + R_ip delta_jq, reshaped.
+    rng = np.random.default_rng(5)
+    R = rng.normal(size=(3, 2))
+    tensor = np.einsum("jp,iq->pqij", np.eye(2), R) + np.einsum("ip,jq->pqij", R, np.eye(2))
+    answer = mc.derivative("R'*R", "R")
+    for order, numpy_order in (("column", "F"), ("row", "C")):
+        flat = answer.flatten(order)
+        assert f"= {flat}" in flattening.text
+        np.testing.assert_allclose(flat.evaluate({"R": R}), np.reshape(tensor, (4, 6), order=numpy_order))
+    only = mc.explain("R'*R", "R", flatten="row")
+    assert [t.split(":")[0] for k, t, _ in step(only, "Flattening").parts if k == "math"] == ["row-major"]
+
+
+def test_picture_of_the_explicit_jacobian():
+    pytest.importorskip("matplotlib")
+    d = mc.explain("x .* z", "x")
+    svg = d.picture()
+    assert isinstance(svg, str) and "<svg" in svg
+    png = mc.explain("A*x", "A", size=2).picture("png")
+    assert isinstance(png, bytes) and png.startswith(b"\x89PNG")

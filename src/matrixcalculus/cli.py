@@ -215,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
         "element-wise view, simplification rules, both layouts, a numeric check (--size: the small case's size)",
     )
     p.add_argument(
+        "--flatten",
+        choices=("column", "row"),
+        help="with --explain: flatten a tensor Jacobian in this order only (column-major or row-major vec)",
+    )
+    p.add_argument(
         "--check", action="store_true", help="compare the derivative with central finite differences at random inputs"
     )
     p.add_argument("--evaluate", action="store_true", help="evaluate on random inputs")
@@ -320,6 +325,8 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     status = 0
     if args.explain:
         return _explained(args, expr, wrt, types)
+    if args.flatten:
+        raise MatrixCalculusError("--flatten goes with --explain (in Python: derivative(...).flatten(order))")
     if not wrt:
         lines.append(f"f &= {expr.latex()}" if args.latex else str(expr))
         lines.append(_note(f"shape: {g.shape_text(expr.shape)}", args.latex))
@@ -411,7 +418,9 @@ def _explained(args: argparse.Namespace, expr: Expression, wrt: list[str], types
     ]
     if others:
         raise MatrixCalculusError(f"--explain explains first derivatives; leave out {', '.join(others)}")
-    derivation = explain(expr, wrt[0] if len(wrt) == 1 else wrt, types=types, layout=args.layout, size=args.size)
+    derivation = explain(
+        expr, wrt[0] if len(wrt) == 1 else wrt, types=types, layout=args.layout, size=args.size, flatten=args.flatten
+    )
     notices = [f"notice: {text}" for text in expr.notices_for("command line")]
     text = derivation.latex().rstrip("\n") if args.latex else str(derivation)
     ok = all("(MISMATCH)" not in step.text for step in derivation.steps)

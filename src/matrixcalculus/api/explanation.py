@@ -73,15 +73,29 @@ class Derivation:
     for documents, papers and web pages; ``d.answer`` the derivative (a tuple for several variables).
     """
 
-    def __init__(self, steps: Sequence[Step], answer: Expression | tuple[Expression, ...], question: str):
+    def __init__(
+        self, steps: Sequence[Step], answer: Expression | tuple[Expression, ...], question: str, size: int = 3
+    ):
         self.steps = list(steps)
         self.answer = answer
         self.question = question
+        self.size = size
+
+    def picture(self, format: str = "svg", which: int = 0) -> str | bytes:
+        """The structure of the explicit Jacobian at the derivation's size: a matrix's nonzero
+        pattern, a 3-D tensor's slices side by side, a 4-D tensor's blocks; ``"svg"`` text or
+        ``"png"`` bytes (``which``: the variable, for a derivation by several). Needs the ``plot``
+        extra (matplotlib)."""
+        answers = self.answer if isinstance(self.answer, tuple) else (self.answer,)
+        if not isinstance(which, int) or not 0 <= which < len(answers):
+            raise MatrixCalculusError(f"which is the position of a variable, 0 to {len(answers) - 1}, not {which!r}")
+        return answers[which].picture(self.size, format)
 
     def __str__(self) -> str:
         blocks = [self.question]
         for k, step in enumerate(self.steps, 1):
-            blocks.append(f"{k}. {step.title}\n" + "\n".join("   " + line for line in step.text.splitlines()))
+            lines = ("   " + line if line else "" for line in step.text.splitlines())
+            blocks.append(f"{k}. {step.title}\n" + "\n".join(lines))
         return "\n\n".join(blocks)
 
     def __repr__(self) -> str:
@@ -140,7 +154,11 @@ class _Body:
         self.parts.append(("math", text, tex))
 
     def step(self, title: str, expression: Expression | None = None) -> Step:
-        text = "\n".join(t if kind == "prose" else "  " + t for kind, t, _ in self.parts)
+        lines = []
+        for kind, t, _ in self.parts:
+            # A formula is indented, every line of it (an explicit tensor spans several).
+            lines.append(t if kind == "prose" else "\n".join("  " + line if line else "" for line in t.splitlines()))
+        text = "\n".join(lines)
         tex = "\n\n".join(_tex_prose(t) if kind == "prose" else f"\\[ {x} \\]" for kind, t, x in self.parts)
         return Step(title, text, tex, expression, tuple(self.parts))
 
@@ -887,6 +905,75 @@ def _layouts(plan: _Plan) -> Step | None:
     return body.step("Both layouts")
 
 
+# An explicit form is shown when it stays readable: entries this long at most, this many in all.
+_EXPLICIT_ENTRY_CHARS = 60
+_EXPLICIT_ENTRIES = 81
+
+
+def _explicit(plan: _Plan, size: int) -> Step | None:
+    """The Jacobian at a small concrete size, entry by entry in the components of the variables:
+    a matrix as itself, a 3-D tensor as its slices, a 4-D tensor as its blocks."""
+    body = _Body()
+    for name, answer in zip(plan.names, plan.answers, strict=True):
+        if not answer.node.rank:
+            continue
+        try:
+            form = answer.explicit(size)
+        except MatrixCalculusError:
+            continue  # beyond the limits of an explicit form: the formulas above say it all
+        entries = [str(e) for e in form.entries.flat]
+        sizes = ", ".join(f"{k} = {v}" for k, v in form.sizes.items())
+        label = f"d{plan.top}/d{name}"
+        if len(entries) > _EXPLICIT_ENTRIES or max(map(len, entries)) > _EXPLICIT_ENTRY_CHARS:
+            body.say(
+                f"{label} at {sizes} has {len(entries)} entries of up to {max(map(len, entries))} characters: too long "
+                f"to read here (d.answer.explicit({size}) has them)."
+            )
+            continue
+        rank = answer.node.rank
+        if rank == 1:
+            what = "one entry per partial derivative"
+        elif rank == 2 and not plan.expr.shape:
+            what = f"entry (i, j) is the partial derivative by {name}[i,j]"
+        elif rank == 2:
+            what = "row i holds the partial derivatives of entry i"
+        elif rank == 3:
+            what = "a tensor of order 3, written as its slices [i, :, :], one matrix per index of the first axis"
+        else:
+            what = f"a tensor of order {rank}, written as its blocks [i, j, :, :], one matrix per pair of first indices"
+        body.say(
+            f"{label} at {sizes}, entry by entry in the components of the variables ({what}; {plan.layout} layout):"
+        )
+        body.show(form.text(), form.latex())
+    if not body.parts:
+        return None
+    return body.step("The explicit small case")
+
+
+def _flattening(plan: _Plan, orders: Sequence[str]) -> Step | None:
+    """A tensor Jacobian as the matrix d vec(F)/d vec(X), in column-major and row-major order."""
+    body = _Body()
+    for name, answer in zip(plan.names, plan.answers, strict=True):
+        if answer.node.rank <= 2:
+            continue
+        body.say(
+            f"Stacking the entries of {plan.top} and of {name} into vectors (vec) makes d{plan.top}/d{name} a matrix: "
+            "row by entry of vec(f), column by entry of vec(" + name + "); in Kronecker form where one exists."
+        )
+        for order in orders:
+            flat = answer.flatten(order)
+            major = "column-major" if order == "column" else "row-major"
+            body.show(
+                f"{major}: d vec({plan.top})/d vec({name}) = {flat}",
+                f"\\text{{{major}: }} \\frac{{\\partial\\, \\mathrm{{vec}}({LATEX.name(plan.top)})}}"
+                f"{{\\partial\\, \\mathrm{{vec}}({LATEX.name(name)})}} = {flat.latex()}",
+            )
+    if not body.parts:
+        return None
+    body.say("Each equals the tensor's entries reshaped in that order (numpy.reshape with order='F' or 'C').")
+    return body.step("Flattening")
+
+
 def _check(plan: _Plan, size: int) -> Step | None:
     body = _Body()
     for name in plan.names:
@@ -912,13 +999,15 @@ def explain(
     types: Mapping[str, Any] | None = None,
     layout: str = "shape",
     size: int = 3,
+    flatten: str | None = None,
 ) -> Derivation:
     """The derivative of ``f`` with respect to ``wrt`` (a name, or a list of names: one derivation
     with the shared intermediates and error signals written once), worked out step by step.
 
     ``layout``: of the answer (``"shape"``, ``"numerator"``, ``"denominator"``; the steps use the
     tutorials' numerator layout for local derivatives); ``size``: the size of each dimension for
-    the explicit small case and the numeric check.
+    the explicit small case and the numeric check; ``flatten``: the order of the flattening of a
+    tensor Jacobian (``"column"`` or ``"row"``; both by default).
 
     >>> d = explain("relu(w'*x + b)", "w")
     >>> print(d.steps[1].text.splitlines()[1])
@@ -928,19 +1017,23 @@ def explain(
         raise DerivativeError(f"layout is 'shape', 'numerator' or 'denominator', not {layout!r}")
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise DerivativeError(f"size is a whole number of at least 1, not {size!r}")
+    if flatten not in (None, "column", "row"):
+        raise DerivativeError(f"flatten is 'column' or 'row' (or None for both), not {flatten!r}")
     plan = _plan(f, wrt, types, layout)
     steps: list[Step | None] = [
         _question(plan),
         _intermediates(plan),
         _chain_step(plan),
         _elementwise(plan),
+        _explicit(plan, size),
         _simplification(plan),
         _layouts(plan),
+        _flattening(plan, ("column", "row") if flatten is None else (flatten,)),
         _check(plan, size),
     ]
     answer: Expression | tuple[Expression, ...] = plan.answers[0] if isinstance(wrt, str) else plan.answers
     question = f"d{plan.top}/d{', '.join(plan.names)} of {plan.top} = {_source(plan.expr)}"
-    return Derivation([s for s in steps if s is not None], answer, question)
+    return Derivation([s for s in steps if s is not None], answer, question, size)
 
 
 __all__ = ["Derivation", "Step", "explain"]
