@@ -40,7 +40,7 @@ from matrixcalculus.errors import DerivativeError, MatrixCalculusError
 from matrixcalculus.frontend.infer import infer_with_notices
 from matrixcalculus.frontend.syntax import Ast, parse_syntax
 from matrixcalculus.ir import graph as g
-from matrixcalculus.numeric.check import CheckResult
+from matrixcalculus.numeric.check import CheckResult, random_values
 from matrixcalculus.render.printing import LATEX, index_notation, to_latex, to_text
 from matrixcalculus.transform import chain
 from matrixcalculus.transform.simplify import RULE_STATEMENTS, simplify, traced
@@ -351,6 +351,16 @@ class _Plan:
     # Per variable, the derivative (shape layout) in the names of the chain (delta_1*x'), where
     # backpropagation found one: the later steps read it instead of the answer written out.
     short: dict[str, g.Node]
+    # Local Jacobians by (definition, variable): several steps read the same one.
+    locals_: dict[tuple[g.Node, g.Var], g.Node] = field(default_factory=dict)
+
+
+def _local(plan: _Plan, level: chain.Level, by: g.Var) -> g.Node:
+    """The level's own derivative by ``by`` (the variable below it, or the one differentiated by)."""
+    key = (level.definition, by)
+    if key not in plan.locals_:
+        plan.locals_[key] = chain.local_jacobian(level, by)
+    return plan.locals_[key]
 
 
 def _typed_tree(expr: Expression) -> tuple[Ast | None, dict[int, tuple[Ast, g.Node]]]:
@@ -525,7 +535,7 @@ def _intermediates(plan: _Plan) -> Step | None:
             defined.add(level.name)
             definition = definitions[level.name]
             body.show(f"{level.name} = {_text(definition)}", f"{LATEX.name(level.name)} = {_tex(definition)}")
-        local = chain.local_jacobian(level, by)
+        local = _local(plan, level, by)
         text, tex = _local_text(local, level.value.shape, level.name, by.name)
         shape = jacobian_shape(level.value.shape, by.shape)
         body.show(f"{text}    ({shape})", f"{tex} \\quad ({_tex_dims(shape)})")
@@ -541,7 +551,7 @@ def _chain_step(plan: _Plan) -> Step | None:
         for w in plan.wrts:
             levels = plan.paths[w.name]
             arguments = sum(level.role == "argument" for level in levels)
-            tensor = chain.local_jacobian(levels[-1], levels[-1].below or w).rank > 2
+            tensor = _local(plan, levels[-1], levels[-1].below or w).rank > 2
             if len(levels) > 1 and len(plan.wrts) == 1:
                 _jacobian_product(plan, w, levels, body)
             if scalar and len(levels) > 1 and (len(plan.wrts) > 1 or arguments > 1 or tensor):
@@ -604,7 +614,7 @@ def _jacobian_product(plan: _Plan, w: g.Var, levels: Sequence[chain.Level], body
         f"\\underset{{{_tex_dims(whole)}}}{{{_label(top, w.name)[1]}}} = "
         + " \\, ".join(f"\\underset{{{_tex_dims(d)}}}{{{t}}}" for d, t in zip(dims, tex_factors, strict=True)),
     )
-    jacobians = [chain.local_jacobian(level, level.below or w) for level in levels]
+    jacobians = [_local(plan, level, level.below or w) for level in levels]
     if all(j.rank <= 2 for j in jacobians):
         texts, texes = [], []
         for level, jac in zip(levels, jacobians, strict=True):
@@ -704,7 +714,7 @@ def _backprop(
 def _whole(plan: _Plan, w: g.Var, level: chain.Level, body: _Body) -> None:
     """No intermediate: the derivative of the whole, from the rules of its operations."""
     top = plan.top
-    jac = chain.local_jacobian(level, w)
+    jac = _local(plan, level, w)
     if jac.rank > 2:
         return  # its entry formula and the collapse below say it
     arranged, row = _in_layout(jac, plan.expr.node.rank, plan.layout)
@@ -726,7 +736,7 @@ def _collapse(
 ) -> None:
     """A 3-D or 4-D Jacobian at the last level: never formed, multiplied by a cotangent instead."""
     level = levels[-1]
-    jac = chain.local_jacobian(level, w)
+    jac = _local(plan, level, w)
     shape = jacobian_shape(level.value.shape, w.shape)
     name = level.name
     text, tex = _local_text(jac, level.value.shape, name, w.name)
@@ -852,24 +862,36 @@ def _structure(node: g.Node, out_rank: int, w: g.Var | None, named: bool = False
     return " ".join(reasons)
 
 
+# A rewrite is shown when its "before" is small enough to read (a rule applied deep inside a
+# large product is still counted).
+_REWRITE_NODES = 30
+
+
 def _simplification(plan: _Plan, limit: int = 8) -> Step:
     body = _Body()
-    shown: list[tuple[str, g.Node, g.Node]] = []
+    shown: list[tuple[str, str, str, str, str]] = []
     keys: set[tuple[str, g.Node]] = set()
+    more = 0
     for name, before, after in plan.trace:
-        if (name, after) in keys or _text(before) == _text(after):
-            continue  # a rewrite the notation does not show (a delta the printer already hides)
+        if (name, after) in keys:
+            continue
         keys.add((name, after))
-        shown.append((name, before, after))
-    if not shown:
+        if len(shown) >= limit or len(g.postorder(before)) > _REWRITE_NODES:
+            more += 1
+            continue
+        before_text, after_text = _text(before), _text(after)
+        if before_text == after_text:
+            continue  # a rewrite the notation does not show (a delta the printer already hides)
+        shown.append((name, before_text, after_text, _tex(before), _tex(after)))
+    if not shown and not more:
         body.say("Nothing to simplify: the product of the local derivatives is already in its simplest form.")
         return body.step("Simplification")
     body.say("The simplifier's rules, as it applied them to the product (each named):")
-    for name, before, after in shown[:limit]:
+    for name, before_text, after_text, before_tex, after_tex in shown:
         body.say(f"{name}: {RULE_STATEMENTS.get(name, name)}")
-        body.show(f"{_text(before)}  →  {_text(after)}", f"{_tex(before)} \\;\\to\\; {_tex(after)}")
-    if len(shown) > limit:
-        body.say(f"... and {len(shown) - limit} more applications of these rules.")
+        body.show(f"{before_text}  →  {after_text}", f"{before_tex} \\;\\to\\; {after_tex}")
+    if more:
+        body.say(f"... and {more} more applications of these rules inside larger products.")
     return body.step("Simplification")
 
 
@@ -908,6 +930,8 @@ def _layouts(plan: _Plan) -> Step | None:
 # An explicit form is shown when it stays readable: entries this long at most, this many in all.
 _EXPLICIT_ENTRY_CHARS = 60
 _EXPLICIT_ENTRIES = 81
+# ... and only for a derivative of at most this many graph nodes (its entries write it out).
+_EXPLICIT_FORMULA_NODES = 12
 
 
 def _explicit(plan: _Plan, size: int) -> Step | None:
@@ -917,13 +941,20 @@ def _explicit(plan: _Plan, size: int) -> Step | None:
     for name, answer in zip(plan.names, plan.answers, strict=True):
         if not answer.node.rank:
             continue
+        label = f"d{plan.top}/d{name}"
+        if len(g.postorder(answer.node)) > _EXPLICIT_FORMULA_NODES:
+            # Each entry would write out the whole formula again: not worth computing to skip it.
+            body.say(
+                f"{label} written entry by entry would repeat its whole formula in every entry: too long to read "
+                f"here (d.answer.explicit({size}) has it)."
+            )
+            continue
         try:
             form = answer.explicit(size)
         except MatrixCalculusError:
             continue  # beyond the limits of an explicit form: the formulas above say it all
         entries = [str(e) for e in form.entries.flat]
         sizes = ", ".join(f"{k} = {v}" for k, v in form.sizes.items())
-        label = f"d{plan.top}/d{name}"
         if len(entries) > _EXPLICIT_ENTRIES or max(map(len, entries)) > _EXPLICIT_ENTRY_CHARS:
             body.say(
                 f"{label} at {sizes} has {len(entries)} entries of up to {max(map(len, entries))} characters: too long "
@@ -976,10 +1007,12 @@ def _flattening(plan: _Plan, orders: Sequence[str]) -> Step | None:
 
 def _check(plan: _Plan, size: int) -> Step | None:
     body = _Body()
-    for name in plan.names:
+    variables = plan.expr.node_variables()
+    point = random_values(variables, size, 0, within=plan.expr.node)
+    for name, answer in zip(plan.names, plan.answers, strict=True):
         if name not in plan.expr.variables and _stacked_names(name) is None:
             continue
-        report = check(plan.expr, name, size=size)
+        report = check(plan.expr, name, answer, layout=plan.layout, values=point, size=size)
         assert isinstance(report, CheckResult)
         body.show(f"check: {report}", f"\\text{{{_tex_prose('check: ' + str(report))}}}")
     if not body.parts:
