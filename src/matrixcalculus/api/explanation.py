@@ -939,8 +939,8 @@ def _explicit(plan: _Plan, size: int) -> Step | None:
     a matrix as itself, a 3-D tensor as its slices, a 4-D tensor as its blocks."""
     body = _Body()
     for name, answer in zip(plan.names, plan.answers, strict=True):
-        if not answer.node.rank:
-            continue
+        if not answer.node.rank or name in plan.short or _stacked_names(name) is not None:
+            continue  # a scalar; written with the error signals; a stack's rows (shown above)
         label = f"d{plan.top}/d{name}"
         if len(g.postorder(answer.node)) > _EXPLICIT_FORMULA_NODES:
             # Each entry would write out the whole formula again: not worth computing to skip it.
@@ -954,10 +954,10 @@ def _explicit(plan: _Plan, size: int) -> Step | None:
         except MatrixCalculusError:
             continue  # beyond the limits of an explicit form: the formulas above say it all
         entries = [str(e) for e in form.entries.flat]
-        sizes = ", ".join(f"{k} = {v}" for k, v in form.sizes.items())
+        sizes = "at " + ", ".join(f"{k} = {v}" for k, v in form.sizes.items()) if form.sizes else "as it is"
         if len(entries) > _EXPLICIT_ENTRIES or max(map(len, entries)) > _EXPLICIT_ENTRY_CHARS:
             body.say(
-                f"{label} at {sizes} has {len(entries)} entries of up to {max(map(len, entries))} characters: too long "
+                f"{label} {sizes} has {len(entries)} entries of up to {max(map(len, entries))} characters: too long "
                 f"to read here (d.answer.explicit({size}) has them)."
             )
             continue
