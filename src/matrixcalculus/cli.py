@@ -223,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="compare the derivative with central finite differences at random inputs"
     )
     p.add_argument("--evaluate", action="store_true", help="evaluate on random inputs")
-    p.add_argument("--size", type=int, default=3, help="size of each symbolic dimension for --check/--evaluate (3)")
+    p.add_argument(
+        "--size", type=int, default=3, help="size of each symbolic dimension for --check/--evaluate/--explain (3)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed for --check/--evaluate (0)")
     p.add_argument(
         "--limit",

@@ -111,7 +111,8 @@ class Derivation:
         return "\n\n".join(out) + "\n"
 
     def latex(self) -> str:
-        """The steps as a LaTeX document fragment (``\\section*``, text, ``\\[ ... \\]``), for ``\\input``."""
+        """The steps as a LaTeX document fragment (``\\section*``, text, ``\\[ ... \\]``), for ``\\input``
+        in a document that loads ``amsmath`` (``\\underset``, ``bmatrix``)."""
         out = [f"\\section*{{{_tex_prose(self.question)}}}"]
         for k, step in enumerate(self.steps, 1):
             out.append(f"\\subsection*{{{k}. {_tex_prose(step.title)}}}")
@@ -810,6 +811,8 @@ def _structure(node: g.Node, out_rank: int, w: g.Var | None, named: bool = False
     terms = node.args if isinstance(node, g.Add) else (node,)
     linked = outer = False
     for term in terms:
+        if isinstance(term, g.Delta) and out_rank == 1 and node.rank == 2:
+            linked = True  # the identity itself: df_i/dx_j = delta(i,j)
         if not isinstance(term, g.Contract):
             continue
         for op, labs in zip(term.args, term.labels, strict=True):
@@ -972,9 +975,7 @@ def _explicit(plan: _Plan, size: int) -> Step | None:
             what = "a tensor of order 3, written as its slices [i, :, :], one matrix per index of the first axis"
         else:
             what = f"a tensor of order {rank}, written as its blocks [i, j, :, :], one matrix per pair of first indices"
-        body.say(
-            f"{label} at {sizes}, entry by entry in the components of the variables ({what}; {plan.layout} layout):"
-        )
+        body.say(f"{label} {sizes}, entry by entry in the components of the variables ({what}; {plan.layout} layout):")
         body.show(form.text(), form.latex())
     if not body.parts:
         return None
