@@ -35,7 +35,7 @@ from matrixcalculus.api.calculus import (
     is_row,
     pure_derivatives,
 )
-from matrixcalculus.api.expression import Expression, MatrixCalculusNotice
+from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, Variable
 from matrixcalculus.errors import DerivativeError, MatrixCalculusError
 from matrixcalculus.frontend.infer import infer_with_notices
 from matrixcalculus.frontend.syntax import Ast, parse_syntax
@@ -343,6 +343,7 @@ class _Plan:
     top: str
     wrts: list[g.Var]
     names: list[str]
+    single: bool  # one variable asked for (not a list): the answer is one expression
     layout: str
     answers: tuple[Expression, ...]  # in the chosen layout
     shape_answers: list[g.Node]  # in the shape layout
@@ -415,7 +416,7 @@ def _name_intermediates(cut_lists: Sequence[Sequence[chain.Cut]], taken: set[str
 
 def _plan(f: str | Expression, wrt: Any, types: Mapping[str, Any] | None, layout: str) -> _Plan:
     expr = _expression(f, types, wrt)
-    names, _ = _names(wrt if isinstance(wrt, str) else list(wrt), stacks=True)
+    names, single = _names(wrt if isinstance(wrt, str | Expression | Variable) else list(wrt), stacks=True)
     answers = pure_derivatives(expr, names, types=types, layout=layout)
     shape_answers = (
         [a.node for a in pure_derivatives(expr, names, types=types)] if layout != "shape" else [a.node for a in answers]
@@ -432,7 +433,7 @@ def _plan(f: str | Expression, wrt: Any, types: Mapping[str, Any] | None, layout
     variables = _name_intermediates(list(cut_lists.values()), taken)
     by_name = {w.name: w for w in wrts}
     paths = {name: chain.levels(expr.node, cuts, variables, by_name[name], top) for name, cuts in cut_lists.items()}
-    return _Plan(expr, top, wrts, names, layout, answers, shape_answers, paths, variables, [], {})
+    return _Plan(expr, top, wrts, names, single, layout, answers, shape_answers, paths, variables, [], {})
 
 
 # --------------------------------------------------------------------------- the steps
@@ -1029,7 +1030,7 @@ def _check(plan: _Plan, size: int) -> Step | None:
 
 def explain(
     f: str | Expression,
-    wrt: str | Sequence[str],
+    wrt: str | Expression | Variable | Sequence[str | Expression | Variable],
     types: Mapping[str, Any] | None = None,
     layout: str = "shape",
     size: int = 3,
@@ -1065,7 +1066,7 @@ def explain(
         _flattening(plan, ("column", "row") if flatten is None else (flatten,)),
         _check(plan, size),
     ]
-    answer: Expression | tuple[Expression, ...] = plan.answers[0] if isinstance(wrt, str) else plan.answers
+    answer: Expression | tuple[Expression, ...] = plan.answers[0] if plan.single else plan.answers
     question = f"d{plan.top}/d{', '.join(plan.names)} of {plan.top} = {_source(plan.expr)}"
     return Derivation([s for s in steps if s is not None], answer, question, size)
 
