@@ -102,12 +102,13 @@ class Derivation:
         return f"Derivation({self.question!r}, {len(self.steps)} steps)"
 
     def markdown(self) -> str:
-        """The steps in Markdown: a heading per step, prose as paragraphs, formulas in ``$$`` blocks."""
+        """The steps in Markdown: a heading per step, prose as paragraphs, formulas as LaTeX in ``$$``
+        blocks (as GitHub and Jupyter render them)."""
         out = [f"## {_md_escape(self.question)}"]
         for k, step in enumerate(self.steps, 1):
             out.append(f"### {k}. {_md_escape(step.title)}")
             for kind, text, tex in step.parts:
-                out.append(_md_escape(text) if kind == "prose" else f"`{text}`\n\n$$\n{tex}\n$$")
+                out.append(_md_escape(text) if kind == "prose" else f"$$\n{tex}\n$$")
         return "\n\n".join(out) + "\n"
 
     def latex(self) -> str:
