@@ -66,7 +66,8 @@ def component_latex(name: str, index: Sequence[int], base_latex: str) -> str:
     """``A_{12}``; ``A_{1,12}`` when an index has two digits; ``z_{1}`` for a vector."""
     parts = [str(k + 1) for k in index]
     joined = ("," if any(len(p) > 1 for p in parts) else "").join(parts)
-    return f"{{{base_latex}}}_{{{joined}}}" if not base_latex.isalnum() else f"{base_latex}_{{{joined}}}"
+    bare = base_latex.isalnum() or base_latex.endswith("\\right)")
+    return f"{base_latex}_{{{joined}}}" if bare else f"{{{base_latex}}}_{{{joined}}}"
 
 
 def vector_style(variables: Sequence[g.Var]) -> dict[str, bool]:
@@ -107,7 +108,7 @@ class Components:
         out = np.empty(shape, dtype=object)
         for index in np.ndindex(*shape):
             if v.kind == "scalar":
-                out[index] = v
+                out[index] = self._component(v.name, v, (), LATEX.name(v.name))
                 continue
             if v.kind == "symmetric":
                 index = tuple(sorted(index))
@@ -129,7 +130,8 @@ class Components:
         text = to_text(node, result=True)
         latex = to_latex(node, result=True)
         head = text if _atomic(text) else f"({text})"
-        head_latex = latex if _atomic(text) else f"\\left({latex}\\right)"
+        # f(x)_{12} reads as an entry of the call; X^{-1} needs parentheses: (X^{-1})_{12}.
+        head_latex = latex if latex.endswith("\\right)") or latex.isalnum() else f"\\left({latex}\\right)"
         shape = tuple(self.size(d) for d in node.shape)
         out = np.empty(shape, dtype=object)
         for index in np.ndindex(*shape):
@@ -161,10 +163,17 @@ def _atomic(text: str) -> bool:
 # -------------------------------------------------------------------------- scalar arithmetic
 
 
+def _factor_key(node: g.Node) -> tuple[int, str, bytes]:
+    # Components last, by name (A[1,2]*x1, x1*y2, as the tutorials write a_12 x_2), after the
+    # other factors (an indicator, a sum), as the matrix form prints them: (W*x - t)*x'.
+    return (1, node.name, b"") if isinstance(node, g.Var) else (0, "", node.digest)
+
+
 def _product(factors: Sequence[g.Node], coeff: Fraction = Fraction(1)) -> g.Node:
     if coeff == 0 or any(g.is_zero(f) for f in factors):
         return ZERO
-    return g.contract(list(factors), [()] * len(factors), (), coeff)
+    ordered = sorted(factors, key=_factor_key)
+    return g.contract(ordered, [()] * len(ordered), (), coeff)
 
 
 def _sum(terms: Sequence[g.Node]) -> g.Node:
@@ -427,6 +436,8 @@ def _cells(entries: Entries, show: Callable[[g.Node], str], row: bool) -> list[l
 def explicit_text(entries: Entries, show: Callable[[g.Node], str], row: bool = False) -> str:
     """A scalar, a vector (a column, or a row), a matrix as a literal; a 3-D tensor as its slices
     ``[i, :, :]``; a 4-D tensor as its blocks ``[i, j, :, :]``."""
+    if entries.ndim == 0:
+        return show(entries[()])
     if entries.ndim <= 2:
         return _grid_text(_cells(entries, show, row))
     parts = []
@@ -444,6 +455,8 @@ def _bmatrix(cells: list[list[str]]) -> str:
 def explicit_latex(entries: Entries, show: Callable[[g.Node], str], row: bool = False) -> str:
     """A bmatrix; a 3-D tensor as the column of its slices (as the tutorials draw d(A*x)/dA), a
     4-D tensor as a block matrix of its blocks."""
+    if entries.ndim == 0:
+        return show(entries[()])
     if entries.ndim <= 2:
         return _bmatrix(_cells(entries, show, row))
     if entries.ndim == 3:
