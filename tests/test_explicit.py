@@ -65,9 +65,7 @@ def test_sum_and_scalar_expansion():
 def test_matrix_vector_product_by_the_vector_is_the_matrix():
     e = mc.derivative("A*x", "x").explicit({"m": 2, "n": 3})
     assert texts(e) == [["A[1,1]", "A[1,2]", "A[1,3]"], ["A[2,1]", "A[2,2]", "A[2,3]"]]
-    assert e.latex() == (
-        r"\begin{bmatrix} A_{11} & A_{12} & A_{13} \\ A_{21} & A_{22} & A_{23} \end{bmatrix}"
-    )
+    assert e.latex() == (r"\begin{bmatrix} A_{11} & A_{12} & A_{13} \\ A_{21} & A_{22} & A_{23} \end{bmatrix}")
 
 
 def test_matrix_vector_product_by_the_matrix_is_m_slices():
@@ -189,7 +187,7 @@ def test_sizes_over_the_cap_are_refused():
 
 def test_bad_sizes_are_clear_errors():
     d = mc.derivative("A*x", "A")
-    with pytest.raises(mc.MatrixCalculusError, match="k is no dimension.*m, n"):
+    with pytest.raises(mc.MatrixCalculusError, match=r"k is no dimension.*m, n"):
         d.explicit({"k": 2})
     with pytest.raises(mc.MatrixCalculusError, match="whole number"):
         d.explicit({"m": 2.5})
@@ -257,3 +255,27 @@ def test_random_derivatives_explicit_equals_evaluate(data):
         values[name] = (value + value.T) / 2 if name == "S" else value
     want = d.evaluate(values)
     assert np.allclose(e.evaluate(values), want, rtol=1e-9, atol=1e-9)
+
+
+def test_kronecker_product_entries_are_products():
+    # kron(A, B)[(i,k),(j,l)] = A[i,j]*B[k,l], so its derivative by A[p,q] is B[k,l] where i=p, j=q.
+    e = mc.derivative("kron(A, B)", "A").explicit(2)
+    entries = texts(e)
+    for row in range(4):
+        for col in range(4):
+            i, k = divmod(row, 2)
+            j, l = divmod(col, 2)
+            for p in range(2):
+                for q in range(2):
+                    want = f"B[{k + 1},{l + 1}]" if (p, q) == (i, j) else "0"
+                    assert entries[row][col][p][q] == want
+    assert e.components.keys() == {f"B[{k},{l}]" for k in (1, 2) for l in (1, 2)}
+
+
+def test_flattened_jacobian_explicit():
+    flat = mc.derivative("X'", "X").flatten()
+    e = flat.explicit({"m": 2, "n": 3})
+    # The commutation matrix: vec(X')[p + 3q] = X[q, p] is vec(X)[q + 2p].
+    want = [["1" if col == (r % 3) * 2 + r // 3 else "0" for col in range(6)] for r in range(6)]
+    assert texts(e) == want
+    assert e.axis_labels() == ["i: entry of vec(X')", "j: entry of vec(X)"]

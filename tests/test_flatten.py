@@ -125,7 +125,7 @@ def test_flattening_does_not_depend_on_the_layout(layout):
 
 def test_flatten_errors():
     d = mc.derivative("A*X*B", "X")
-    with pytest.raises(mc.MatrixCalculusError, match="'column'.*'row'"):
+    with pytest.raises(mc.MatrixCalculusError, match=r"'column'.*'row'"):
         d.flatten("diagonal")
     tensor = mc.derivative("A*x", "A")
     assert tensor.flatten().node.rank == 2

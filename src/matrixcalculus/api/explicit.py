@@ -28,6 +28,7 @@ from matrixcalculus.render.explicit import (
     explicit_entries,
     explicit_latex,
     explicit_text,
+    is_atomic,
 )
 from matrixcalculus.transform.flattening import ORDERS, vec_jacobian
 
@@ -75,7 +76,8 @@ def resolve_sizes(expr: Expression, sizes: Mapping[str, int] | int | None) -> di
     unknown = [k for k in sizes if k not in names]
     if unknown:
         have = ", ".join(names) if names else "none (every size is a number)"
-        raise MatrixCalculusError(f"{', '.join(map(str, unknown))} is no dimension of {expr}; its dimensions: {have}")
+        which = ", ".join(map(str, unknown))
+        raise MatrixCalculusError(f"{which} is no dimension of the expression; its dimensions: {have}")
     return {name: _whole(sizes.get(name, DEFAULT_SIZE), f"the size of {name}") for name in names}
 
 
@@ -189,9 +191,10 @@ class Explicit:
         if expr._jacobian is not None:
             _, layout, f_text, names = expr._jacobian
             by = "".join(f"∂{name}" for name in names)
-            head = f"∂({_short(f_text)})/{by}" if f_text.isidentifier() is False else f"∂{f_text}/{by}"
+            f_short = _short(f_text, 40)
+            head = f"∂{f_short}/{by}" if is_atomic(f_text) else f"∂({f_short})/{by}"
             return head + at + ("" if layout == "shape" else f" ({layout} layout)")
-        return _short(str(expr)) + at
+        return _short(str(expr), 40) + at
 
     def axis_labels(self) -> list[str]:
         """What each axis counts, with its index: ``i: row of A*X*B``, ``k: column of X``."""
@@ -204,7 +207,8 @@ class Explicit:
             roles: list[tuple[str, int, int]] = [(_short(f_text, 20), k, f_rank) for k in range(f_rank)]
             for name in names:
                 variable = expr._context.get(name)
-                var_rank = len(variable.shape) if variable is not None else 0
+                # vec(X) of a flattened Jacobian is no variable: one axis.
+                var_rank = len(variable.shape) if variable is not None else 1
                 roles.extend((name, k, var_rank) for k in range(var_rank))
             if len(roles) == rank:
                 order = layout_axes(f_rank, rank, layout)
@@ -267,4 +271,8 @@ def flattened(expr: Expression, order: str = "column") -> Expression:
     result = Expression(flat, kept, result=True, fixed=expr._fixed)
     result._notices = expr._notices
     result._context = {name: Variable(v.node) for name, v in expr._context.items()}
+    if expr._jacobian is not None:
+        # Rows along vec(F), columns along vec(X): pictures label them so.
+        _, _, f_text, names = expr._jacobian
+        result._jacobian = (1, "shape", f"vec({f_text})", tuple(f"vec({name})" for name in names))
     return result

@@ -129,7 +129,7 @@ class Components:
             return self.arrays[node]
         text = to_text(node, result=True)
         latex = to_latex(node, result=True)
-        head = text if _atomic(text) else f"({text})"
+        head = text if is_atomic(text) else f"({text})"
         # f(x)_{12} reads as an entry of the call; X^{-1} needs parentheses: (X^{-1})_{12}.
         head_latex = latex if latex.endswith("\\right)") or latex.isalnum() else f"\\left({latex}\\right)"
         shape = tuple(self.size(d) for d in node.shape)
@@ -144,7 +144,7 @@ class Components:
         return out
 
 
-def _atomic(text: str) -> bool:
+def is_atomic(text: str) -> bool:
     """Whether ``text`` reads as one unit before ``[i,j]``: a name or a call ``f(...)``."""
     if text.isidentifier():
         return True
@@ -273,7 +273,6 @@ class _Interpreter:
         for operand, labs in zip(node.args, node.labels, strict=True):
             for lab, d in zip(labs, operand.shape, strict=True):
                 extent[lab] = self.size(d)
-        summed = sorted({lab for labs in labels for lab in labs} - set(out_labels))
         # Visit the operands in order, fixing each one's summed labels as it comes: a zero entry
         # prunes every completion of the assignment (deltas and sparse factors cost nothing).
         plan: list[tuple[int, list[int]]] = []
@@ -283,7 +282,6 @@ class _Interpreter:
             fixed.update(new)
             plan.append((k, new))
         out = np.empty(shape, dtype=object)
-        del summed
         for index in np.ndindex(*shape):
             assignment = dict(zip(out_labels, index, strict=True))
             terms: list[g.Node] = []
@@ -325,6 +323,9 @@ class _Interpreter:
             return out
         if record.definition is not None:
             return explicit_array(record.definition(*node.args), self.components)
+        polynomial = _polynomial_value(record, args, shape, node.dim)
+        if polynomial is not None:
+            return polynomial
         if record.result == "broadcast" or all(a.ndim == 0 for a in args):
             # Entry by entry on scalars (max(a, b), max(0, z) of a vector): the function of the entries.
             parts = [_broadcast(a, shape) for a in args]
@@ -333,6 +334,72 @@ class _Interpreter:
                 out[index] = _apply_entries(node.name, [p[index] for p in parts], record, node.dim)
             return out
         return self.components.of_function(node)
+
+
+class _Entry:
+    """A scalar node under NumPy's arithmetic (+, -, *), so that a function computed by products and
+    sums of its arguments' entries (``kron``) gives its entries as formulas; any other operation
+    (a square root, a comparison, a linear solve) raises TypeError, and the function stays opaque."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: g.Node):
+        self.node = node
+
+    @staticmethod
+    def _of(other: object) -> g.Node:
+        if isinstance(other, _Entry):
+            return other.node
+        if isinstance(other, int | float) and not isinstance(other, bool) and math.isfinite(other):
+            return g.const(Fraction(other))
+        raise TypeError("not a polynomial operation")
+
+    def __add__(self, other: object) -> _Entry:
+        return _Entry(_sum([self.node, self._of(other)]))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> _Entry:
+        return _Entry(_sum([self.node, _product([self._of(other)], Fraction(-1))]))
+
+    def __rsub__(self, other: object) -> _Entry:
+        return _Entry(_sum([self._of(other), _product([self.node], Fraction(-1))]))
+
+    def __mul__(self, other: object) -> _Entry:
+        return _Entry(_product([self.node, self._of(other)]))
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> _Entry:
+        return _Entry(_product([self.node], Fraction(-1)))
+
+
+def _polynomial_value(record: Any, args: list[Entries], shape: tuple[int, ...], dim: int | None) -> Entries | None:
+    """The function's own evaluation run on entries that are formulas, when it only adds and
+    multiplies them (``kron``); None otherwise."""
+    if record.evaluate is None:
+        return None
+    wrapped = []
+    for a in args:
+        w = np.empty(a.shape, dtype=object)
+        for index in np.ndindex(*a.shape):
+            w[index] = _Entry(a[index])
+        wrapped.append(w)
+    try:
+        with np.errstate(all="ignore"):
+            value = record.evaluate(np, *wrapped) if dim is None else record.evaluate(np, *wrapped, dim=dim)
+    except (TypeError, AttributeError, ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return None
+    value = np.asarray(value, dtype=object)
+    if value.shape != shape:
+        return None
+    out = np.empty(shape, dtype=object)
+    for index in np.ndindex(*shape):
+        entry = value[index]
+        if not isinstance(entry, _Entry):
+            return None
+        out[index] = entry.node
+    return out
 
 
 def _broadcast(array: Entries, shape: tuple[int, ...]) -> Entries:
