@@ -11,6 +11,8 @@ to the derivative's own value (random expressions, numeric values).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, note
@@ -279,3 +281,59 @@ def test_flattened_jacobian_explicit():
     want = [["1" if col == (r % 3) * 2 + r // 3 else "0" for col in range(6)] for r in range(6)]
     assert texts(e) == want
     assert e.axis_labels() == ["i: entry of vec(X')", "j: entry of vec(X)"]
+
+
+# --------------------------------------------------------------- sympy as the reference
+
+sympy = pytest.importorskip("sympy")
+
+
+def to_sympy(text: str) -> object:
+    """An entry's text as a sympy expression: A[1,2] -> A_1_2, z[1] -> z_1, ^ -> **."""
+    text = re.sub(r"(\w+)\[(\d+),(\d+)\]", r"\1_\2_\3", text)
+    text = re.sub(r"(\w+)\[(\d+)\]", r"\1_\2", text)
+    return sympy.sympify(text.replace("^", "**"), locals={"exp": sympy.exp, "tanh": sympy.tanh})
+
+
+def sym_matrix(name: str, rows: int, cols: int) -> object:
+    return sympy.Matrix(rows, cols, lambda i, j: sympy.Symbol(f"{name}_{i + 1}_{j + 1}"))
+
+
+def sym_vector(name: str, n: int) -> object:
+    return sympy.Matrix(n, 1, lambda i, _: sympy.Symbol(f"{name}{i + 1}"))
+
+
+def _reference_cases() -> list:
+    m, n = 2, 3
+    A, R, W, X = sym_matrix("A", m, n), sym_matrix("R", m, n), sym_matrix("W", m, n), sym_matrix("X", n, n)
+    x, y, z, t = sym_vector("x", n), sym_vector("y", m), sym_vector("z", n), sym_vector("t", m)
+    sizes = {"m": m, "n": n}
+    return [
+        # (f, wrt, types, sizes, F as a sympy matrix, the variable's sympy matrix)
+        ("x .* z", "x", None, {"n": n}, x.multiply_elementwise(z), x),
+        ("exp(x)", "x", None, {"n": n}, x.applyfunc(sympy.exp), x),
+        ("A*x", "x", None, sizes, A * x, x),
+        ("A*x", "A", None, sizes, A * x, A),
+        ("y'*A*x", "A", {"y": ("m",), "x": ("n",)}, sizes, y.T * A * x, A),
+        ("R'*R", "R", None, sizes, R.T * R, R),
+        ("X*X", "X", None, {"n": n}, X * X, X),
+        ("0.5*norm2(W*x - t)^2", "W", None, sizes, ((W * x - t).T * (W * x - t)) / 2, W),
+        ("tanh(A*x)", "x", None, sizes, (A * x).applyfunc(sympy.tanh), x),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_reference_cases())))
+def test_explicit_entries_equal_sympy_derivatives(case):
+    f, wrt, types, sizes, F, V = _reference_cases()[case]
+    e = mc.derivative(f, wrt, types=types).explicit(sizes)
+    # The derivative's shape layout: f's shape (a column vector has one axis) then the variable's.
+    f_shape = () if F.shape == (1, 1) else (F.rows,) if F.cols == 1 else F.shape
+    v_shape = (V.rows,) if V.cols == 1 else V.shape
+    assert e.shape == f_shape + v_shape
+    for f_index in np.ndindex(*f_shape):
+        entry = F[f_index[0], f_index[1] if len(f_index) == 2 else 0] if f_shape else F[0, 0]
+        for v_index in np.ndindex(*v_shape):
+            variable = V[v_index[0], v_index[1] if len(v_index) == 2 else 0]
+            want = sympy.diff(entry, variable)
+            got = to_sympy(str(e.entries[f_index + v_index]))
+            assert sympy.simplify(got - want) == 0, (f_index, v_index, got, want)
