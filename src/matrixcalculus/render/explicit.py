@@ -39,7 +39,7 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.render.latex import LATEX, LatexStyle
 from matrixcalculus.render.notation import MatrixPrinter
 from matrixcalculus.render.printing import to_latex, to_text
-from matrixcalculus.transform.simplify import simplify
+from matrixcalculus.transform.simplify import simplify_many
 
 ZERO = g.const(0)
 ONE = g.const(1)
@@ -450,8 +450,8 @@ def explicit_entries(
     components = Components(variables, size)
     raw = explicit_array(root, components)
     out = np.empty(raw.shape, dtype=object)
-    for index in np.ndindex(*raw.shape):
-        out[index] = simplify(raw[index])
+    for index, entry in zip(np.ndindex(*raw.shape), simplify_many(list(raw.flat)), strict=True):
+        out[index] = entry
     used = {n.name for e in out.flat for n in g.postorder(e) if isinstance(n, g.Var)}
     return out, {name: c for name, c in components.by_name.items() if name in used}
 
