@@ -82,3 +82,16 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     with pytest.raises(mc.MatrixCalculusError, match=r'pip install "matrixcalculus\[plot\]"'):
         mc.derivative("x .* z", "x").picture(3)
+
+
+def test_titles_and_labels_of_higher_orders_and_stacks():
+    hessian = mc.hessian("sum(exp(A*x))", "x").explicit({"m": 2, "n": 3})
+    assert hessian.title() == "∂²sum(exp(A*x))/∂x∂x at m = 2, n = 3"
+    assert hessian.axis_labels() == ["i: entry of x", "j: entry of x"]
+    mixed = mc.derivative("x'*A*y", ("x", "y"), types={"x": ("m",), "y": ("n",)}).explicit({"m": 2, "n": 3})
+    assert mixed.title() == "∂²(x'*A*y)/∂x∂y at m = 2, n = 3"
+    stacked = mc.derivative("[3*x^2*y; 2*x + y^8]", "[x; y]").explicit()
+    assert stacked.axis_labels() == ["i: entry of [3*x^2*y; 2*x + y^8]", "j: entry of [x; y]"]
+    flat = mc.derivative("A*X*B", "X").flatten().explicit(2)
+    assert flat.title().startswith("∂vec(A*X*B)/∂vec(X) at ")
+    assert mc.parse("A*B").explicit(2).axis_labels() == ["i: axis 1", "j: axis 2"]
