@@ -28,6 +28,7 @@ from matrixcalculus.render.explicit import (
     explicit_entries,
     explicit_latex,
     explicit_text,
+    is_atomic,
 )
 from matrixcalculus.transform.flattening import ORDERS, vec_jacobian
 
@@ -75,7 +76,8 @@ def resolve_sizes(expr: Expression, sizes: Mapping[str, int] | int | None) -> di
     unknown = [k for k in sizes if k not in names]
     if unknown:
         have = ", ".join(names) if names else "none (every size is a number)"
-        raise MatrixCalculusError(f"{', '.join(map(str, unknown))} is no dimension of {expr}; its dimensions: {have}")
+        which = ", ".join(map(str, unknown))
+        raise MatrixCalculusError(f"{which} is no dimension of the expression; its dimensions: {have}")
     return {name: _whole(sizes.get(name, DEFAULT_SIZE), f"the size of {name}") for name in names}
 
 
@@ -181,17 +183,39 @@ class Explicit:
             show=entry_text,
         )
 
+    def _variables(self) -> list[tuple[str, int]]:
+        """The variables a derivative is by, each with its number of axes, one per order (a Hessian
+        by x is by x twice); empty when the expression is no derivative."""
+        expr = self.expression
+        if expr._jacobian is None:
+            return []
+        f_rank, _, _, names = expr._jacobian
+        # vec(X) of a flattened Jacobian is no variable: one axis.
+        ranks = [len(expr._context[n].shape) if n in expr._context else 1 for n in names]
+        total, wrt_rank = sum(ranks), self.nodes.ndim - f_rank
+        if total == 0 and wrt_rank > 0:
+            # A stack of scalars [x; y] is one vector variable, an axis per order.
+            return [(f"[{'; '.join(names)}]", 1)] * wrt_rank
+        if total == 0 or wrt_rank % total:
+            return list(zip(names, ranks, strict=True)) if wrt_rank == total else []
+        return list(zip(names, ranks, strict=True)) * (wrt_rank // total)
+
     def title(self) -> str:
-        """``∂(x .* z)/∂x at n = 3`` for a derivative; the expression's text otherwise."""
+        """``∂(x .* z)/∂x at n = 3`` for a derivative (``∂²f/∂x∂x`` for a Hessian); the expression's
+        text otherwise."""
         expr = self.expression
         sizes = ", ".join(f"{k} = {v}" for k, v in self.sizes.items())
         at = f" at {sizes}" if sizes else ""
-        if expr._jacobian is not None:
-            _, layout, f_text, names = expr._jacobian
-            by = "".join(f"∂{name}" for name in names)
-            head = f"∂({_short(f_text)})/{by}" if f_text.isidentifier() is False else f"∂{f_text}/{by}"
+        variables = self._variables()
+        if expr._jacobian is not None and variables:
+            _, layout, f_text, _ = expr._jacobian
+            by = "".join(f"∂{name}" for name, _ in variables)
+            order = len(variables)
+            d = "∂" + ("²³⁴⁵⁶⁷⁸⁹"[order - 2] if 2 <= order <= 9 else "")
+            f_short = _short(f_text, 40)
+            head = f"{d}{f_short}/{by}" if is_atomic(f_text) else f"{d}({f_short})/{by}"
             return head + at + ("" if layout == "shape" else f" ({layout} layout)")
-        return _short(str(expr)) + at
+        return _short(str(expr), 40) + at
 
     def axis_labels(self) -> list[str]:
         """What each axis counts, with its index: ``i: row of A*X*B``, ``k: column of X``."""
@@ -199,16 +223,14 @@ class Explicit:
         rank = self.nodes.ndim
         letters = "ijklpqrs"
         owners: list[str] = []
-        if expr._jacobian is not None:
-            f_rank, layout, f_text, names = expr._jacobian
+        variables = self._variables()
+        if expr._jacobian is not None and variables:
+            f_rank, layout, f_text, _ = expr._jacobian
             roles: list[tuple[str, int, int]] = [(_short(f_text, 20), k, f_rank) for k in range(f_rank)]
-            for name in names:
-                variable = expr._context.get(name)
-                var_rank = len(variable.shape) if variable is not None else 0
+            for name, var_rank in variables:
                 roles.extend((name, k, var_rank) for k in range(var_rank))
             if len(roles) == rank:
-                order = layout_axes(f_rank, rank, layout)
-                for axis in order:
+                for axis in layout_axes(f_rank, rank, layout):
                     owner, k, owner_rank = roles[axis]
                     word = "entry" if owner_rank == 1 else ("row" if k == 0 else "column")
                     owners.append(f"{word} of {owner}")
@@ -267,4 +289,8 @@ def flattened(expr: Expression, order: str = "column") -> Expression:
     result = Expression(flat, kept, result=True, fixed=expr._fixed)
     result._notices = expr._notices
     result._context = {name: Variable(v.node) for name, v in expr._context.items()}
+    if expr._jacobian is not None:
+        # Rows along vec(F), columns along vec(X): pictures label them so.
+        _, _, f_text, names = expr._jacobian
+        result._jacobian = (1, "shape", f"vec({f_text})", tuple(f"vec({name})" for name in names))
     return result

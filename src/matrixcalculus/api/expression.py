@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Rational, Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matrixcalculus.errors import EvaluationError, InferenceError, MatrixCalculusError, ParseError, ShapeError
 from matrixcalculus.frontend.infer import (
@@ -41,6 +41,9 @@ from matrixcalculus.limits import check_count, check_nodes, current_limits, limi
 from matrixcalculus.numeric.evaluate import bind
 from matrixcalculus.numeric.evaluate import evaluate as _evaluate
 from matrixcalculus.render.printing import index_notation, to_latex, to_text
+
+if TYPE_CHECKING:
+    from matrixcalculus.api.explicit import Explicit
 
 
 class MatrixCalculusNotice(UserWarning):
@@ -410,14 +413,14 @@ class Expression:
 
     # ------------------------------------------------------------------ explicit form, flattening
 
-    def explicit(self, sizes: Mapping[str, int] | int | None = None) -> Any:
+    def explicit(self, sizes: Mapping[str, int] | int | None = None) -> Explicit:
         """The expression at concrete sizes, entry by entry in the components of its variables
         (an :class:`~matrixcalculus.api.explicit.Explicit`): ``sizes`` maps dimension names to
         whole numbers, or is one number for every dimension (default 3).
 
         >>> from matrixcalculus.api.calculus import derivative
-        >>> derivative("x .* z", "x").explicit({"n": 2}).text()
-        '[z1,  0;\n  0, z2]'
+        >>> [str(entry) for entry in derivative("x .* z", "x").explicit({"n": 2}).entries.flat]
+        ['z1', '0', '0', 'z2']
         """
         from matrixcalculus.api.explicit import explicit  # builds on this module
 

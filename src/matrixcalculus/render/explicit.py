@@ -39,7 +39,7 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.render.latex import LATEX, LatexStyle
 from matrixcalculus.render.notation import MatrixPrinter
 from matrixcalculus.render.printing import to_latex, to_text
-from matrixcalculus.transform.simplify import simplify
+from matrixcalculus.transform.simplify import simplify_many
 
 ZERO = g.const(0)
 ONE = g.const(1)
@@ -66,7 +66,8 @@ def component_latex(name: str, index: Sequence[int], base_latex: str) -> str:
     """``A_{12}``; ``A_{1,12}`` when an index has two digits; ``z_{1}`` for a vector."""
     parts = [str(k + 1) for k in index]
     joined = ("," if any(len(p) > 1 for p in parts) else "").join(parts)
-    return f"{{{base_latex}}}_{{{joined}}}" if not base_latex.isalnum() else f"{base_latex}_{{{joined}}}"
+    bare = base_latex.isalnum() or base_latex.endswith("\\right)")
+    return f"{base_latex}_{{{joined}}}" if bare else f"{{{base_latex}}}_{{{joined}}}"
 
 
 def vector_style(variables: Sequence[g.Var]) -> dict[str, bool]:
@@ -107,7 +108,7 @@ class Components:
         out = np.empty(shape, dtype=object)
         for index in np.ndindex(*shape):
             if v.kind == "scalar":
-                out[index] = v
+                out[index] = self._component(v.name, v, (), LATEX.name(v.name))
                 continue
             if v.kind == "symmetric":
                 index = tuple(sorted(index))
@@ -128,8 +129,9 @@ class Components:
             return self.arrays[node]
         text = to_text(node, result=True)
         latex = to_latex(node, result=True)
-        head = text if _atomic(text) else f"({text})"
-        head_latex = latex if _atomic(text) else f"\\left({latex}\\right)"
+        head = text if is_atomic(text) else f"({text})"
+        # f(x)_{12} reads as an entry of the call; X^{-1} needs parentheses: (X^{-1})_{12}.
+        head_latex = latex if latex.endswith("\\right)") or latex.isalnum() else f"\\left({latex}\\right)"
         shape = tuple(self.size(d) for d in node.shape)
         out = np.empty(shape, dtype=object)
         for index in np.ndindex(*shape):
@@ -142,7 +144,7 @@ class Components:
         return out
 
 
-def _atomic(text: str) -> bool:
+def is_atomic(text: str) -> bool:
     """Whether ``text`` reads as one unit before ``[i,j]``: a name or a call ``f(...)``."""
     if text.isidentifier():
         return True
@@ -161,10 +163,17 @@ def _atomic(text: str) -> bool:
 # -------------------------------------------------------------------------- scalar arithmetic
 
 
+def _factor_key(node: g.Node) -> tuple[int, str, bytes]:
+    # Components last, by name (A[1,2]*x1, x1*y2, as the tutorials write a_12 x_2), after the
+    # other factors (an indicator, a sum), as the matrix form prints them: (W*x - t)*x'.
+    return (1, node.name, b"") if isinstance(node, g.Var) else (0, "", node.digest)
+
+
 def _product(factors: Sequence[g.Node], coeff: Fraction = Fraction(1)) -> g.Node:
     if coeff == 0 or any(g.is_zero(f) for f in factors):
         return ZERO
-    return g.contract(list(factors), [()] * len(factors), (), coeff)
+    ordered = sorted(factors, key=_factor_key)
+    return g.contract(ordered, [()] * len(ordered), (), coeff)
 
 
 def _sum(terms: Sequence[g.Node]) -> g.Node:
@@ -264,7 +273,6 @@ class _Interpreter:
         for operand, labs in zip(node.args, node.labels, strict=True):
             for lab, d in zip(labs, operand.shape, strict=True):
                 extent[lab] = self.size(d)
-        summed = sorted({lab for labs in labels for lab in labs} - set(out_labels))
         # Visit the operands in order, fixing each one's summed labels as it comes: a zero entry
         # prunes every completion of the assignment (deltas and sparse factors cost nothing).
         plan: list[tuple[int, list[int]]] = []
@@ -274,7 +282,6 @@ class _Interpreter:
             fixed.update(new)
             plan.append((k, new))
         out = np.empty(shape, dtype=object)
-        del summed
         for index in np.ndindex(*shape):
             assignment = dict(zip(out_labels, index, strict=True))
             terms: list[g.Node] = []
@@ -316,6 +323,9 @@ class _Interpreter:
             return out
         if record.definition is not None:
             return explicit_array(record.definition(*node.args), self.components)
+        polynomial = _polynomial_value(record, args, shape, node.dim)
+        if polynomial is not None:
+            return polynomial
         if record.result == "broadcast" or all(a.ndim == 0 for a in args):
             # Entry by entry on scalars (max(a, b), max(0, z) of a vector): the function of the entries.
             parts = [_broadcast(a, shape) for a in args]
@@ -324,6 +334,72 @@ class _Interpreter:
                 out[index] = _apply_entries(node.name, [p[index] for p in parts], record, node.dim)
             return out
         return self.components.of_function(node)
+
+
+class _Entry:
+    """A scalar node under NumPy's arithmetic (+, -, *), so that a function computed by products and
+    sums of its arguments' entries (``kron``) gives its entries as formulas; any other operation
+    (a square root, a comparison, a linear solve) raises TypeError, and the function stays opaque."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: g.Node):
+        self.node = node
+
+    @staticmethod
+    def _of(other: object) -> g.Node:
+        if isinstance(other, _Entry):
+            return other.node
+        if isinstance(other, int | float) and not isinstance(other, bool) and math.isfinite(other):
+            return g.const(Fraction(other))
+        raise TypeError("not a polynomial operation")
+
+    def __add__(self, other: object) -> _Entry:
+        return _Entry(_sum([self.node, self._of(other)]))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: object) -> _Entry:
+        return _Entry(_sum([self.node, _product([self._of(other)], Fraction(-1))]))
+
+    def __rsub__(self, other: object) -> _Entry:
+        return _Entry(_sum([self._of(other), _product([self.node], Fraction(-1))]))
+
+    def __mul__(self, other: object) -> _Entry:
+        return _Entry(_product([self.node, self._of(other)]))
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> _Entry:
+        return _Entry(_product([self.node], Fraction(-1)))
+
+
+def _polynomial_value(record: Any, args: list[Entries], shape: tuple[int, ...], dim: int | None) -> Entries | None:
+    """The function's own evaluation run on entries that are formulas, when it only adds and
+    multiplies them (``kron``); None otherwise."""
+    if record.evaluate is None:
+        return None
+    wrapped = []
+    for a in args:
+        w = np.empty(a.shape, dtype=object)
+        for index in np.ndindex(*a.shape):
+            w[index] = _Entry(a[index])
+        wrapped.append(w)
+    try:
+        with np.errstate(all="ignore"):
+            value = record.evaluate(np, *wrapped) if dim is None else record.evaluate(np, *wrapped, dim=dim)
+    except (TypeError, AttributeError, ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return None
+    value = np.asarray(value, dtype=object)
+    if value.shape != shape:
+        return None
+    out = np.empty(shape, dtype=object)
+    for index in np.ndindex(*shape):
+        entry = value[index]
+        if not isinstance(entry, _Entry):
+            return None
+        out[index] = entry.node
+    return out
 
 
 def _broadcast(array: Entries, shape: tuple[int, ...]) -> Entries:
@@ -374,8 +450,8 @@ def explicit_entries(
     components = Components(variables, size)
     raw = explicit_array(root, components)
     out = np.empty(raw.shape, dtype=object)
-    for index in np.ndindex(*raw.shape):
-        out[index] = simplify(raw[index])
+    for index, entry in zip(np.ndindex(*raw.shape), simplify_many(list(raw.flat)), strict=True):
+        out[index] = entry
     used = {n.name for e in out.flat for n in g.postorder(e) if isinstance(n, g.Var)}
     return out, {name: c for name, c in components.by_name.items() if name in used}
 
@@ -427,6 +503,8 @@ def _cells(entries: Entries, show: Callable[[g.Node], str], row: bool) -> list[l
 def explicit_text(entries: Entries, show: Callable[[g.Node], str], row: bool = False) -> str:
     """A scalar, a vector (a column, or a row), a matrix as a literal; a 3-D tensor as its slices
     ``[i, :, :]``; a 4-D tensor as its blocks ``[i, j, :, :]``."""
+    if entries.ndim == 0:
+        return show(entries[()])
     if entries.ndim <= 2:
         return _grid_text(_cells(entries, show, row))
     parts = []
@@ -444,6 +522,8 @@ def _bmatrix(cells: list[list[str]]) -> str:
 def explicit_latex(entries: Entries, show: Callable[[g.Node], str], row: bool = False) -> str:
     """A bmatrix; a 3-D tensor as the column of its slices (as the tutorials draw d(A*x)/dA), a
     4-D tensor as a block matrix of its blocks."""
+    if entries.ndim == 0:
+        return show(entries[()])
     if entries.ndim <= 2:
         return _bmatrix(_cells(entries, show, row))
     if entries.ndim == 3:

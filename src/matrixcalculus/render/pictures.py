@@ -140,6 +140,10 @@ def draw(
     figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=format, dpi=110)
+    from matplotlib import rc_context
+
+    # SVG keeps its text as text (searchable, selectable, small), not as glyph outlines.
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "matrixcalculus"}):
+        figure.savefig(buffer, format=format, dpi=110, metadata={"Date": None} if format == "svg" else None)
     data = buffer.getvalue()
     return data.decode("utf-8") if format == "svg" else data
