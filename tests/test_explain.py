@@ -321,6 +321,25 @@ def test_renderings_markdown_latex_html():
     assert "x &gt; a" in page and "x > a" not in page.replace("<", " ").replace("&gt;", " ")
 
 
+@pytest.mark.parametrize(
+    ("f", "wrt", "types"),
+    [
+        ("0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2", ["W1", "b1", "W2", "b2"], {"b1": "vector", "b2": "vector"}),
+        ("R'*R", "R", None),
+        ("[3*x^2*y; 2*x + y^8]", "[x; y]", None),
+        ("sum(log(1 + exp(-y .* (X*w))))", "w", None),
+        ("sigma2*x'*x + tr(A*X*B)", "X", None),
+    ],
+)
+def test_every_formula_is_latex_that_latex2mathml_reads(f, wrt, types):
+    converter = pytest.importorskip("latex2mathml.converter")
+    d = mc.explain(f, wrt, types=types, size=2)
+    for s in d.steps:
+        for kind, _, tex in s.parts:
+            if kind == "math":
+                converter.convert(tex)  # raises on LaTeX it cannot read (a double subscript, ...)
+
+
 def test_errors_are_library_errors():
     with pytest.raises(mc.DerivativeError, match="layout"):
         mc.explain("A*x", "x", layout="rows")
@@ -415,6 +434,9 @@ def test_picture_of_the_explicit_jacobian():
     assert isinstance(svg, str) and "<svg" in svg
     png = mc.explain("A*x", "A", size=2).picture("png")
     assert isinstance(png, bytes) and png.startswith(b"\x89PNG")
+    pytest.importorskip("latex2mathml")
+    page = d.html(picture=True)
+    assert page.count("<svg") == 1 and "<?xml" not in page
 
 
 # ------------------------------------------------------------------ the levels multiply back to the derivative

@@ -80,6 +80,8 @@ class Derivation:
         self.answer = answer
         self.question = question
         self.size = size
+        # The answers (by position) whose explicit form the steps show: html(picture=True) draws them.
+        self.explicit_shown: tuple[int, ...] = ()
 
     def picture(self, format: str = "svg", which: int = 0) -> str | bytes:
         """The structure of the explicit Jacobian at the derivation's size: a matrix's nonzero
@@ -120,9 +122,10 @@ class Derivation:
             out.append(step.latex)
         return "\n\n".join(out) + "\n"
 
-    def html(self) -> str:
+    def html(self, picture: bool = False) -> str:
         """The steps as an HTML fragment: every text escaped, formulas as MathML (made here, on the
-        server side, by latex2mathml: the ``html`` extra)."""
+        server side, by latex2mathml: the ``html`` extra). ``picture=True``: the explicit small
+        case's step also shows :meth:`picture` as inline SVG (the ``plot`` extra)."""
         try:
             from latex2mathml.converter import convert
         except ImportError:  # pragma: no cover - depends on the environment
@@ -138,6 +141,10 @@ class Derivation:
                 else:
                     mathml = convert(tex, display="block")
                     out.append(f'<div class="formula" title="{html.escape(text, quote=True)}">{mathml}</div>')
+            if picture and step.title == "The explicit small case":
+                for k in self.explicit_shown:
+                    svg = str(self.picture("svg", k))
+                    out.append(f'<figure class="picture">{svg[svg.index("<svg") :]}</figure>')
             out.append("</section>")
         out.append("</article>")
         return "\n".join(out)
@@ -314,9 +321,17 @@ def _entry_label(top: str, out_rank: int, var: str, idx: Sequence[str]) -> tuple
     f_idx, w_idx = idx[:out_rank], idx[out_rank:]
     f_sub = "_" + "".join(f_idx) if f_idx else ""
     w_sub = "_" + "".join(w_idx) if w_idx else ""
-    tex_f = f"{LATEX.name(top)}_{{{''.join(f_idx)}}}" if f_idx else LATEX.name(top)
-    tex_w = f"{LATEX.name(var)}_{{{''.join(w_idx)}}}" if w_idx else LATEX.name(var)
+    tex_f = _tex_entry(top, f_idx)
+    tex_w = _tex_entry(var, w_idx)
     return f"∂{top}{f_sub}/∂{var}{w_sub}", f"\\frac{{\\partial {tex_f}}}{{\\partial {tex_w}}}"
+
+
+def _tex_entry(name: str, idx: Sequence[str]) -> str:
+    """``x_{i}``; a name with a subscript of its own is braced first: ``{W_{1}}_{ij}``."""
+    base = LATEX.name(name)
+    if not idx:
+        return base
+    return f"{{{base}}}_{{{''.join(idx)}}}" if "_" in base else f"{base}_{{{''.join(idx)}}}"
 
 
 def _local_text(node: g.Node, out_shape: g.Shape, top: str, var: str) -> tuple[str, str]:
@@ -354,6 +369,8 @@ class _Plan:
     # Per variable, the derivative (shape layout) in the names of the chain (delta_1*x'), where
     # backpropagation found one: the later steps read it instead of the answer written out.
     short: dict[str, g.Node]
+    # Positions of the answers whose explicit form is shown.
+    explicit_shown: list[int] = field(default_factory=list)
     # Local Jacobians by (definition, variable): several steps read the same one.
     locals_: dict[tuple[g.Node, g.Var], g.Node] = field(default_factory=dict)
 
@@ -943,7 +960,7 @@ def _explicit(plan: _Plan, size: int) -> Step | None:
     """The Jacobian at a small concrete size, entry by entry in the components of the variables:
     a matrix as itself, a 3-D tensor as its slices, a 4-D tensor as its blocks."""
     body = _Body()
-    for name, answer in zip(plan.names, plan.answers, strict=True):
+    for position, (name, answer) in enumerate(zip(plan.names, plan.answers, strict=True)):
         if not answer.node.rank or name in plan.short or _stacked_names(name) is not None:
             continue  # a scalar; written with the error signals; a stack's rows (shown above)
         label = f"d{plan.top}/d{name}"
@@ -979,6 +996,7 @@ def _explicit(plan: _Plan, size: int) -> Step | None:
             what = f"a tensor of order {rank}, written as its blocks [i, j, :, :], one matrix per pair of first indices"
         body.say(f"{label} {sizes}, entry by entry in the components of the variables ({what}; {plan.layout} layout):")
         body.show(form.text(), form.latex())
+        plan.explicit_shown.append(position)
     if not body.parts:
         return None
     return body.step("The explicit small case")
@@ -1069,7 +1087,9 @@ def explain(
     ]
     answer: Expression | tuple[Expression, ...] = plan.answers[0] if plan.single else plan.answers
     question = f"d{plan.top}/d{', '.join(plan.names)} of {plan.top} = {_source(plan.expr)}"
-    return Derivation([s for s in steps if s is not None], answer, question, size)
+    derivation = Derivation([s for s in steps if s is not None], answer, question, size)
+    derivation.explicit_shown = tuple(plan.explicit_shown)
+    return derivation
 
 
 __all__ = ["Derivation", "Step", "explain"]
