@@ -599,6 +599,19 @@ class _Combination:
         if op in _ENTRYWISE:
             if ka == "s" or kb == "s":
                 return kb if ka == "s" else ka
+            if {ka, kb} in ({"m", "c"}, {"m", "r"}):
+                # Implicit expansion, as the parser: a column along the matrix's columns, a row
+                # along its rows (W @ X + b).
+                vector = kb if ka == "m" else ka
+                axis = 0 if vector == "c" else 1
+                da, db = (sa[axis], sb[0]) if ka == "m" else (sa[0], sb[axis])
+                if not self.unify(da, db):
+                    raise ShapeError(
+                        f"shape mismatch in {_quote(a)} {spelled} {_quote(b)}: {_quote(a)} is {_describe(a)} but "
+                        f"{_quote(b)} is {_describe(b)}; a column vector is repeated along a matrix's columns and "
+                        f"needs its number of rows, a row vector along its rows and needs its number of columns"
+                    )
+                return "m"
             if ka != kb:
                 verb = {"+": "add", "-": "subtract", ">": "compare", "<": "compare"}.get(op, f"apply '{spelled}' to")
                 hint = "; transpose one of them" if {ka, kb} == {"c", "r"} else ""

@@ -428,11 +428,19 @@ class _Checker:
                 return b, 0
             if b[0] == "s" and a[0] != "s":
                 return a, 1
+            if {a[0], b[0]} in ({"m", "c"}, {"m", "r"}):
+                # MATLAB's implicit expansion: a column is repeated along the matrix's columns,
+                # a row along its rows (W*X + b adds b to every column).
+                return self.expanded(node, a, b, lambda: self.size_message(node, a, b, _EXPANSION_RULE)), (
+                    0 if a[0] != "m" else 1
+                )
             if a[0] != b[0]:
                 verb = {"+": "add", "-": "subtract", ">": "compare", "<": "compare"}.get(op, f"apply '{op}' to")
                 hint = ""
                 if {a[0], b[0]} == {"c", "r"}:
-                    hint = "; transpose one of them"
+                    # MATLAB would expand both to a matrix; a column plus a row is far more often a
+                    # missing transpose, so the outer sum is written out (docs/conventions.md).
+                    hint = f"; transpose one of them{self.outer_hint(node, a, b)}"
                 raise _Mismatch(
                     f"shape mismatch at column {col}: cannot {verb} {self.src(la)} ({_describe(a, self.dims)}) "
                     f"and {self.src(lb)} ({_describe(b, self.dims)}){hint}",
@@ -461,6 +469,29 @@ class _Checker:
                     )
             return a, None
         raise AssertionError(op)  # pragma: no cover
+
+    def outer_hint(self, node: Ast, a: MType, b: MType) -> str:
+        """How to write what MATLAB would make of a column and a row: every pair of entries."""
+        la, lb = node.args
+
+        def length(t: MType, fallback: str) -> str:
+            v = self.dims.value(t[1])
+            return fallback if v is None else g.dim_text(v)
+
+        x, y = self.src(la), self.src(lb)
+        if a[0] == "c":
+            left, right = f"{x}*ones({length(b, 'n')})'", f"ones({length(a, 'm')})*{y}"
+        else:
+            left, right = f"ones({length(b, 'm')})*{x}", f"{y}*ones({length(a, 'n')})'"
+        return f"; for the matrix of every pair of entries write ({left}) {node.symbol} ({right})"
+
+    def expanded(self, node: Ast, a: MType, b: MType, message: Callable[[], str]) -> MType:
+        """The matrix that ``a op b`` of a matrix and a vector is, the vector's length unified with
+        the matrix's rows (a column) or columns (a row)."""
+        matrix, vector = (a, b) if a[0] == "m" else (b, a)
+        axis = 1 if vector[0] == "c" else 2
+        self.unify(vector[1], matrix[axis], node, message)
+        return matrix
 
     def size_message(self, node: Ast, a: MType, b: MType, what: str) -> str:
         la, lb = node.args
@@ -612,6 +643,12 @@ class _Checker:
                     f"{_describe(a, self.dims)}{hint}"
                 )
 
+            if {a[0], first[0]} in ({"m", "c"}, {"m", "r"}):
+                first_arg, first = (first_arg, self.expanded(node, first, a, message)) if first[0] == "m" else (
+                    arg,
+                    self.expanded(node, first, a, message),
+                )
+                continue
             if a[0] != first[0]:
                 raise _Mismatch(message(), node)
             for da, db in zip(first[1:], a[1:], strict=True):
@@ -631,6 +668,12 @@ class _Checker:
             f"{record.name} at column {node.column} needs {record.product_arguments} of one orientation, but {given}",
             node,
         )
+
+
+_EXPANSION_RULE = (
+    "a column vector is repeated along a matrix's columns and needs its number of rows, a row vector "
+    "along its rows and needs its number of columns"
+)
 
 
 def quote(text: str, ast: Ast, width: int = 40) -> str:
@@ -1059,7 +1102,7 @@ def _build(
             _check_constant(ast, node, text)
         else:
             t = mt[id(ast)]
-            node = call(ast, kids, tuple(dimname[d] for d in t[1:]))
+            node = call(ast, kids, tuple(dimname[d] for d in t[1:]), [mt[id(c)][0] for c in ast.args])
         nodes[id(ast)] = node
     return nodes[id(order[-1])], variables
 
@@ -1172,11 +1215,13 @@ def _build_sum(top: Ast, nodes: dict[int, g.Node], mt: dict[int, MType], inner: 
             break
     terms.append(("+", node))
     terms.reverse()
-    shape_ref = [nodes[id(a)] for _, a in terms if mt[id(a)][0] != "s"]
-    shape = shape_ref[0].shape if shape_ref else ()
+    # The sum's shape is its widest term's: scalars and (implicit expansion) vectors beside a
+    # matrix are repeated over it, each term on its own (a + c + X is a*ones + c*ones' + X).
+    widest = max((nodes[id(a)] for _, a in terms), key=lambda n: n.rank)
+    shape = widest.shape if widest.rank != 1 else next(nodes[id(a)].shape for _, a in terms if nodes[id(a)].rank)
     parts = []
     for op, a in terms:
-        term = broadcast(nodes[id(a)], shape) if mt[id(a)][0] == "s" else nodes[id(a)]
+        term = expand(nodes[id(a)], mt[id(a)][0], shape)
         parts.append(g.scale(-1, term) if op == "-" else term)
     return g.add(parts)
 
@@ -1189,10 +1234,35 @@ def broadcast(scalar: g.Node, shape: g.Shape) -> g.Node:
     return g.contract([scalar, g.ones(shape)], [(), idx], idx)
 
 
-def _elementwise_pair(a: g.Node, b: g.Node) -> tuple[g.Node, g.Node]:
+def expand(node: g.Node, form: str, shape: g.Shape) -> g.Node:
+    """``node`` repeated over ``shape`` (MATLAB's implicit expansion): a scalar over every entry
+    (:func:`broadcast`); a column vector (``form`` ``"c"``) along the columns of a matrix,
+    ``b*ones(n)'``; a row vector (``"r"``) along its rows, ``ones(m)*b'``. Derivatives then sum
+    over the repeated axis through the ``ones`` factor.
+
+    >>> expand(g.var("b", "vector", ("m",)), "c", ("m", "n")).shape
+    ('m', 'n')
+    """
+    if node.rank == len(shape):
+        return node
+    if node.rank == 0:
+        return broadcast(node, shape)
+    if form == "c":
+        return g.contract([node, g.ones((shape[1],))], [(0,), (1,)], (0, 1))
+    return g.contract([g.ones((shape[0],)), node], [(0,), (1,)], (0, 1))
+
+
+def _form(t: MType, node: g.Node) -> str:
+    """The matrix-level form of an operand: its type's when given, else read off its rank."""
+    return t[0] if t else "scm"[node.rank]
+
+
+def _elementwise_pair(a: g.Node, b: g.Node, ta: MType = (), tb: MType = ()) -> tuple[g.Node, g.Node]:
     if a.shape == b.shape:
         return a, b
-    return (broadcast(a, b.shape), b) if not a.shape else (a, broadcast(b, a.shape))
+    if a.rank > b.rank:
+        return a, expand(b, _form(tb, b), a.shape)
+    return expand(a, _form(ta, a), b.shape), b
 
 
 def hadamard_or_scale(a: g.Node, b: g.Node) -> g.Node:
@@ -1209,12 +1279,15 @@ def reciprocal(x: g.Node) -> g.Node:
 def binary(op: str, a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
     """The node of ``a op b`` given both operands' matrix-level types."""
     if op == "+":
-        return g.add(_elementwise_pair(a, b))
+        return g.add(_elementwise_pair(a, b, ta, tb))
     if op == "-":
-        x, y = _elementwise_pair(a, b)
+        x, y = _elementwise_pair(a, b, ta, tb)
         return g.add([x, g.scale(-1, y)])
     if op == "*":
         return product(a, b, ta, tb)
+    if a.rank and b.rank and a.rank != b.rank:
+        # Implicit expansion of a vector beside a matrix (W*X ./ b): the vector repeated first.
+        a, b = _elementwise_pair(a, b, ta, tb)
     if op == "/" or op == "./":
         if isinstance(b, g.Const):
             return g.scale(1 / b.value, a)
@@ -1245,11 +1318,15 @@ def product(a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
     return g.contract([a, b], labels, out)
 
 
-def call(ast: Ast, args: list[g.Node], shape: g.Shape) -> g.Node:
-    """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``."""
+def call(ast: Ast, args: list[g.Node], shape: g.Shape, forms: list[str] | None = None) -> g.Node:
+    """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``
+    (``forms``: the arguments' matrix-level forms, for a vector expanded beside a matrix)."""
     name = ast.symbol
     if name in FUNCTIONS:
         record = FUNCTIONS[name]
+        if record.result == "broadcast" and len(shape) == 2 and forms is not None:
+            # max(X, b) of a matrix and a vector: the vector repeated over the matrix, as in X + b.
+            args = [expand(a, f, shape) if a.rank == 1 else a for a, f in zip(args, forms, strict=False)]
         # A trailing whole number beyond the tensor arguments is the axis (see syntax.arity).
         extra = ast.args[record.arity :]
         dim = int(extra[0].number) if extra else None
