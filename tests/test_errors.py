@@ -239,7 +239,7 @@ def test_no_arguments(text):
 @pytest.mark.parametrize(
     ("text", "arg"),
     [
-        ("eye(x+1)", "x+1"),
+        ("eye(x-1)", "x-1"),  # a sum (n + 1, a stack's length) is a dimension; a difference is not
         ("eye(0)", "0"),
         ("eye(2.5)", "2.5"),
         ("eye(-1)", "-1"),

@@ -148,6 +148,40 @@ class MatrixPrinter:
             return Piece(column_text, ATOM, plain=row)
         return Piece(literal(rows, columns, entry), ATOM)
 
+    def literal(self, entries: Sequence[str], vertical: bool) -> str:
+        """``[a; b]`` (``vertical``) or ``[a, b]``; a ``bmatrix`` in LaTeX."""
+        if self.style.latex:
+            body = (" \\\\ " if vertical else " & ").join(entries)
+            return f"\\begin{{bmatrix}} {body} \\end{{bmatrix}}"
+        return "[" + ("; " if vertical else ", ").join(entries) + "]"
+
+    def render_block(self, node: g.Block) -> Piece:
+        """The matrix that places a vector in a longer one: ``[eye(n); zeros(m,n)]``."""
+        st = self.style
+        total, offset, length = node.params
+        rest = g.dim_difference(total, g.dim_sum(offset, length))
+        parts = [st.zeros((offset, length))] if offset != 0 else []
+        parts.append(st.eye(length))
+        if rest is not None and rest != 0:
+            parts.append(st.zeros((rest, length)))
+        return Piece(self.literal(parts, True), ATOM)
+
+    def render_concatenation(self, node: g.Node, entries: list[g.Node], vertical: bool) -> Piece:
+        """``[u; v]``, ``[A; x']``, ``[u, v]``: entries one after the other (see :func:`concatenation_parts`)."""
+        st = self.style
+        pieces = [self.piece(e) for e in entries]
+        if node.rank == 1:
+            column = self.literal(
+                [as_col(p, st).text if e.rank == 1 else p.text for e, p in zip(entries, pieces, strict=True)], True
+            )
+            row = self.literal(
+                [as_row(p, st).text if e.rank == 1 else p.text for e, p in zip(entries, pieces, strict=True)], False
+            )
+            return Piece(column, ATOM, plain=Piece(row, ATOM, True, Piece(column, ATOM)))
+        fit = as_row if vertical else as_col
+        texts = [fit(p, st).text if e.rank == 1 else p.text for e, p in zip(entries, pieces, strict=True)]
+        return Piece(self.literal(texts, vertical), ATOM)
+
     def render_node(self, node: g.Node) -> Piece:
         st = self.style
         if isinstance(node, g.Var):
@@ -165,6 +199,22 @@ class MatrixPrinter:
         entries = stack_entries(node)
         if entries is not None:
             return self.render_stack(node, entries)
+        if isinstance(node, g.Block):
+            return self.render_block(node)
+        parts = concatenation_parts(node, merge=self.result)
+        if parts is not None:
+            return self.render_concatenation(node, *parts)
+        if isinstance(node, g.Add) and not self.result:
+            runs = concatenation_runs(node)
+            if runs is not None:
+                # [u; v] + [x; y] as typed: a sum of stacks, each placing every part once.
+                text = ""
+                for k, run in enumerate(runs):
+                    self.piece(run)
+                    negative, p = self.term(run, False)
+                    part = paren(p, ADD + 1 if k or negative else ADD, self.style)
+                    text += ("-" if negative else "") + part if not k else (" - " if negative else " + ") + part
+                return Piece(text, ADD)
         if isinstance(node, g.Reshape):
             # No matrix notation: index notation names an entry of a product dimension by a pair.
             return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
@@ -195,7 +245,9 @@ class MatrixPrinter:
             text = st.compare(paren(a, ADD, st), node.op, paren(b, ADD, st))
             return Piece(f"\\left({text}\\right)" if st.latex else f"({text})", ATOM, a.row)
         if isinstance(node, g.Function):
-            args = [self.widened(a, node.args) if node.record.result == "broadcast" else self.memo[a] for a in node.args]
+            args = [
+                self.widened(a, node.args) if node.record.result == "broadcast" else self.memo[a] for a in node.args
+            ]
             vectors = [a for a, arg in zip(args, node.args, strict=True) if arg.rank == 1]
             if len(vectors) > 1 and not all(a.row for a in vectors):
                 # Arguments of one shape read in one orientation: max(x'*A, y) is max((x'*A)', y).
@@ -501,6 +553,110 @@ def _negated(p: Piece) -> tuple[bool, Piece]:
     if p.text.startswith("-") and p.prec in (UNARY, MUL):
         return True, Piece(p.text[1:], p.prec, p.row, sym=p.sym, op=p.op)
     return False, p
+
+
+def concatenation_runs(node: g.Add) -> list[g.Node] | None:
+    """A sum of concatenations as typed (``[u; v] + [x; y]``, its terms flattened into one sum):
+    the consecutive runs of terms that each place every part once; None if there is no such split."""
+    runs: list[list[g.Node]] = []
+    seen: set[g.Node] = set()
+    for term in node.args:
+        blocks = [a for a in term.args if isinstance(a, g.Block)] if isinstance(term, g.Contract) else []
+        if len(blocks) != 1:
+            runs.append([term])  # a term of its own (2*[x; y] is a multiple of a sum)
+            runs.append([])
+            seen = set()
+            continue
+        if blocks[0] in seen or not runs:
+            runs.append([])
+            seen = set()
+        seen.add(blocks[0])
+        runs[-1].append(term)
+    runs = [run for run in runs if run]
+    stacks = [run for run in runs if len(run) > 1 or concatenation_parts(run[0], merge=False) is not None]
+    if len(runs) < 2 or not stacks:
+        return None
+    nodes = [g.add(run) for run in runs]
+    placed = [n for n, run in zip(nodes, runs, strict=True) if len(run) > 1 or _has_block(run[0])]
+    return nodes if all(concatenation_parts(n, merge=False) is not None for n in placed) else None
+
+
+def _has_block(node: g.Node) -> bool:
+    return isinstance(node, g.Contract) and any(isinstance(a, g.Block) for a in node.args)
+
+
+def concatenation_parts(node: g.Node, merge: bool = True) -> tuple[list[g.Node], bool] | None:
+    """The entries of a concatenation, in order, and whether they stand one under another: a
+    vector or matrix that is a sum of entries each placed by a :class:`~matrixcalculus.ir.graph.Block`
+    (as :func:`~matrixcalculus.ir.graph.concatenate` builds ``[u; v]``, ``[A; x']``, ``[u, v]``;
+    a gap is ``zeros``). None for any other node.
+
+    >>> u, v = g.var("u", "vector", ("n",)), g.var("v", "vector", ("m",))
+    >>> len(concatenation_parts(g.concatenate([u, v]))[0])
+    2
+    """
+    if node.rank not in (1, 2) or not isinstance(node, g.Add | g.Contract):
+        return None
+    terms = node.args if isinstance(node, g.Add) else (node,)
+    placed: dict[tuple[g.Dim, g.Dim], list[g.Node]] = {}
+    axis: int | None = None
+    total: g.Dim | None = None
+    for term in terms:
+        if not isinstance(term, g.Contract):
+            return None
+        blocks = [k for k, a in enumerate(term.args) if isinstance(a, g.Block)]
+        if len(blocks) != 1:
+            return None
+        (k,) = blocks
+        place, (at, inner) = term.args[k], term.labels[k]
+        if at not in term.out or (axis is not None and term.out.index(at) != axis):
+            return None
+        axis = term.out.index(at)
+        total = place.params[0]
+        rest_ops = [a for j, a in enumerate(term.args) if j != k]
+        rest_labels = [labs for j, labs in enumerate(term.labels) if j != k]
+        carried = {lab for labs in rest_labels for lab in labs}
+        if inner not in carried and place.params[2] != 1:
+            return None
+        order = [inner if lab == at else lab for lab in term.out]
+        entry_out = tuple(lab for lab in order if lab in carried)
+        if any(lab not in carried for lab in term.out if lab != at) or inner in term.out:
+            return None
+        entry = g.contract(rest_ops, rest_labels, entry_out, term.coeff) if rest_ops else g.const(term.coeff)
+        key = (place.params[1], place.params[2])
+        if key in placed and not merge:
+            return None  # a part placed twice: as typed, a sum of stacks (concatenation_runs)
+        placed.setdefault(key, []).append(entry)
+    assert total is not None and axis is not None
+    width = node.shape[1 - axis] if node.rank == 2 else None
+    entries: list[g.Node] = []
+    offset: g.Dim = 0
+    pending = {key: g.add(values) for key, values in placed.items()}
+    while pending:
+        slot = next((key for key in pending if key[0] == offset), None)
+        if slot is None:
+            gaps = [(g.dim_difference(o, offset), o) for o, _ in pending]
+            found = [(gap, o) for gap, o in gaps if gap is not None]
+            if not found:
+                return None
+            gap = min(found, key=lambda item: len(str(item[0])))[0]
+            entries.append(_zeros_part(gap, width, axis))
+            offset = g.dim_sum(offset, gap)
+            continue
+        entries.append(pending.pop(slot))
+        offset = g.dim_sum(offset, slot[1])
+    rest = g.dim_difference(total, offset)
+    if rest is None:
+        return None
+    if rest != 0:
+        entries.append(_zeros_part(rest, width, axis))
+    return entries, axis == 0
+
+
+def _zeros_part(length: g.Dim, width: g.Dim | None, axis: int) -> g.Node:
+    if width is None:
+        return g.zeros((length,))
+    return g.zeros((length, width) if axis == 0 else (width, length))
 
 
 def stack_entries(node: g.Node) -> dict[tuple[int, ...], g.Node] | None:

@@ -28,6 +28,7 @@ from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.transform.blocks import select_block
 
 Labels = tuple[int, ...]
 
@@ -92,6 +93,7 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
             drop_ones,
             merge_ones,
             count_ones,
+            select_block,
             merge_powers,
             sign_times_self,
             cancel_inverse,
@@ -102,6 +104,8 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
             if result is not None:
                 ops, labels, out = result
                 changed = True
+    if any(g.is_zero(op) for op in ops):  # a rule's zero (B1'*B2 of two parts of a stack)
+        return g.zeros(g.Contract.shape_rule(tuple(ops), (coeff, tuple(labels), out)))
     labels = symmetric_labels(ops, labels, out)
     pushed = transpose_of_sum(ops, labels, out, coeff)
     if pushed is not None:
