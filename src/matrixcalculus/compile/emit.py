@@ -200,8 +200,8 @@ class _Printer:
             length, position = op.params
             return f"{d.eye(str(length))}[{position}]"
         if name == "block":
-            total, offset, length = (self.dim(p) for p in op.params)  # type: ignore[arg-type]
-            return f"{d.eye(total)}[:, {offset}:{offset} + {length}]"
+            total, start, length = (self.dim(p) for p in op.params)  # type: ignore[arg-type]
+            return f"{d.eye(total)}[:, {start}:{start} + {length}]"
         if name in ("ones", "zeros"):
             shape = self.shape(op.params[0])  # type: ignore[arg-type]
             return d.ones(shape) if name == "ones" else d.zeros(shape)
@@ -213,6 +213,6 @@ class _Printer:
             (scale,) = op.params
             return "(" + " * ".join(([str(scale)] if scale != 1 else []) + args) + ")"
         if name == "total":
-            (offset,) = op.params
-            return "(" + " + ".join(args + ([str(offset)] if offset else [])) + ")"
+            (constant,) = op.params
+            return "(" + " + ".join(args + ([str(constant)] if constant else [])) + ")"
         raise AssertionError(f"no spelling for {name}")  # pragma: no cover - OPS is closed
