@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import matrixcalculus as mc
 
@@ -131,3 +133,53 @@ def test_a_column_and_a_row_expansion_before_the_matrix_print_in_full() -> None:
     e = mc.parse("c*ones(n)' + ones(m)*r' + X", types={"c": ("m",), "r": ("n",), "X": ("m", "n")})
     assert str(e) == "c*ones(n)' + r' + X"
     assert mc.parse(str(e), types={"c": ("m",), "r": ("n",), "X": ("m", "n")}).node is e.node
+
+
+# Terms of a sum over an m x n matrix: matrices, columns (m), rows (n) and scalars, with the
+# NumPy value each stands for once broadcast.
+_TERMS = {
+    "W*X": lambda v: v["W"] @ v["X"],
+    "tanh(W*X)": lambda v: np.tanh(v["W"] @ v["X"]),
+    "b": lambda v: v["b"][:, None],
+    "2*b": lambda v: 2 * v["b"][:, None],
+    "W*y": lambda v: (v["W"] @ v["y"])[:, None],
+    "c'": lambda v: v["c"][None, :],
+    "y'*X": lambda v: (v["y"] @ v["X"])[None, :],
+    "a": lambda v: v["a"],
+    "sum(b)": lambda v: np.sum(v["b"]),
+}
+_FORMS = {"W*X": "m", "tanh(W*X)": "m", "b": "c", "2*b": "c", "W*y": "c", "c'": "r", "y'*X": "r"}
+
+
+@given(
+    picks=st.lists(st.sampled_from(sorted(_TERMS)), min_size=2, max_size=5),
+    signs=st.lists(st.sampled_from(["+", "-"]), min_size=4, max_size=4),
+)
+@settings(max_examples=150, deadline=None)
+def test_random_sums_with_expansions_print_back_to_the_same_graph(picks: list[str], signs: list[str]) -> None:
+    forms = [_FORMS.get(p, "s") for p in picks]
+    if "m" not in forms:
+        return  # the sums of vectors and scalars are other tests' business
+    text = picks[0] + "".join(f" {sign} {p}" for sign, p in zip(signs, picks[1:], strict=False))
+    types = {"b": "vector", "c": "vector", "y": "vector", "a": "scalar"}
+    try:
+        e = mc.parse(text, types=types)
+    except mc.ShapeError:
+        # Only a column meeting a row before any matrix is refused.
+        assert {"c", "r"} <= set(forms[: forms.index("m")]), text
+        return
+    values = {
+        "W": np.arange(6.0).reshape(2, 3) / 7,
+        "X": np.arange(12.0).reshape(3, 4) / 11 - 0.5,
+        "b": np.array([0.3, -0.2]),
+        "c": np.array([0.1, 0.2, -0.4, 0.5]),
+        "y": np.array([1.0, -1.0, 0.5]),
+        "a": 0.25,
+    }
+    want = _TERMS[picks[0]](values)
+    for sign, p in zip(signs, picks[1:], strict=False):
+        want = want + _TERMS[p](values) if sign == "+" else want - _TERMS[p](values)
+    got = e.evaluate({k: values[k] for k in e.variables})
+    np.testing.assert_allclose(got, np.broadcast_to(want, np.shape(got)), rtol=1e-12, atol=1e-14, err_msg=text)
+    again = mc.parse(str(e), types=types)
+    assert again.node is e.node, (text, str(e))

@@ -308,7 +308,7 @@ class MatrixPrinter:
         ):
             # A scalar variable that the text alone would read as a vector prints expanded.
             return None
-        piece = self.piece(core)
+        piece = self.memo[core] if core in self.memo else self.piece(core)
         if form == "c":
             piece = as_col(piece, self.style)
         elif form == "r":
@@ -383,8 +383,11 @@ class MatrixPrinter:
         shape and is no expansion itself (the parser expands it back)."""
         if node.rank and any(o.rank == node.rank and o is not node for o in others):
             found = self.expansion(node)
-            if found is not None and any(o.rank == node.rank and self.expansion(o) is None for o in others):
-                return found[0]
+            # Only a vector: the parser repeats a scalar here inside the node (max(X, a) is not
+            # max(X, a*ones(m,n))), so a scalar's ones stays written.
+            vector = found is not None and found[1] != "s"
+            if vector and any(o.rank == node.rank and self.expansion(o) is None for o in others):
+                return found[0]  # type: ignore[index]
         return self.memo[node]
 
     # --------------------------------------------------------------------------- powers
@@ -475,6 +478,8 @@ class MatrixPrinter:
             divide = k == 1 and is_reciprocal(arg)
             inner = arg.args[0] if divide else arg
             found = self.expansion(inner)
+            if found is not None and found[1] == "s":
+                return None  # X .* a is a scaling when parsed, not X .* (a*ones(m,n))
             expansions += found is not None
             piece = found[0] if found is not None else self.memo[inner]
             texts.append((divide, piece))
