@@ -101,6 +101,8 @@ def test_the_derivative_of_a_stack_is_the_stacked_identity() -> None:
     assert du.latex() == "\\begin{bmatrix} I \\\\ \\mathbf{0} \\end{bmatrix}"
     dv = mc.derivative("[u; v]", "v")
     assert str(dv) == "[zeros(n,m); eye(m)]"
+    # Transposed (the denominator layout), the blocks stand side by side.
+    assert str(mc.derivative("[u; v]", "u", layout="denominator")) == "[eye(n), zeros(n,m)]"
     stacked = lambda p: np.concatenate([p["u"], p["v"]])  # noqa: E731
     np.testing.assert_allclose(du.evaluate(POINT), _central(stacked, POINT, "u"), atol=1e-9)
     np.testing.assert_allclose(dv.evaluate(POINT), _central(stacked, POINT, "v"), atol=1e-9)
@@ -116,6 +118,9 @@ def test_the_derivative_of_a_stack_is_the_stacked_identity() -> None:
         ("sum([u; v])", "u", "ones(n)"),
         ("sum([u; a; v])", "a", "1"),
         ("[u; v]'*[x; y]", "y", "v"),
+        # Across a sum: d/du of ||[u; v]||^2 + sum(exp([u; v])) = 2u + (the u-part of exp([u; v])).
+        ("norm2([u; v])^2 + sum(exp([u; v]))", "u", "2*u + [eye(n), zeros(n,m)]*exp([u; v])"),
+        ("norm2([u; v] - w)^2", "u", "2*u - 2*[eye(n), zeros(n,m)]*w"),
     ],
 )
 def test_derivatives_through_a_stack_read_off_its_parts(f: str, wrt: str, printed: str) -> None:

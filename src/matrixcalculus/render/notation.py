@@ -161,11 +161,13 @@ class MatrixPrinter:
         st = self.style
         total, offset, length = node.params
         rest = g.dim_difference(total, g.dim_sum(offset, length))
-        parts = [st.zeros((offset, length))] if offset != 0 else []
-        parts.append(st.eye(length))
-        if rest is not None and rest != 0:
-            parts.append(st.zeros((rest, length)))
-        return Piece(self.literal(parts, True), ATOM)
+        parts = [(False, offset), (True, length), (False, rest)]
+        sizes = [(eye, d) for eye, d in parts if eye or (d is not None and d != 0)]
+        column = [st.eye(length) if eye else st.zeros((d, length)) for eye, d in sizes]
+        # Its transpose is the row of blocks, [eye(n), zeros(n,m)], not [eye(n); zeros(m,n)]'.
+        row = [st.eye(length) if eye else st.zeros((length, d)) for eye, d in sizes]
+        text = self.literal(column, True)
+        return Piece(text, ATOM, plain=Piece(self.literal(row, False), ATOM, plain=Piece(text, ATOM)))
 
     def render_concatenation(self, node: g.Node, entries: list[g.Node], vertical: bool) -> Piece:
         """``[u; v]``, ``[A; x']``, ``[u, v]``: entries one after the other (see :func:`concatenation_parts`)."""

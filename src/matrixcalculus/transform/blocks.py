@@ -9,6 +9,7 @@ identity, ``B1'*B2`` is zero (the blocks of one stack do not overlap), ``B1'*one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
@@ -109,3 +110,40 @@ def _inline(term: g.Contract, labs: Labels, labels: list[Labels]) -> tuple[list[
                 rename[lab] = top
                 top += 1
     return list(term.args), [tuple(rename[lab] for lab in inner) for inner in term.labels], term.coeff
+
+
+def split_over_stack(
+    ops: list[g.Node],
+    labels: list[Labels],
+    out: Labels,
+    coeff: Fraction,
+    contract: Callable[[list[g.Node], list[Labels], Labels, Fraction], g.Node],
+    add: Callable[[list[g.Node]], g.Node],
+) -> g.Node | None:
+    """``B1'*(2*[u; v] + e)`` is ``2*u + B1'*e``: a block summed against a sum some of whose terms
+    are stacks (of its total) distributes over that sum, so :func:`select_block` reads each stack.
+    ``contract`` and ``add`` simplify the pieces (the simplifier's own functions)."""
+    for k, (op, labs) in enumerate(zip(ops, labels, strict=True)):
+        if not isinstance(op, g.Block) or labs[0] in out:
+            continue
+        holders = [j for j, other in enumerate(labels) if j != k and labs[0] in other]
+        if len(holders) != 1 or not isinstance(ops[holders[0]], g.Add):
+            continue
+        (j,) = holders
+        at = labels[j].index(labs[0])
+        if not any(_stacked(term, at, op.params[0]) for term in ops[j].args):
+            continue
+        parts = [contract([*ops[:j], term, *ops[j + 1 :]], labels, out, coeff) for term in ops[j].args]
+        return add(parts)
+    return None
+
+
+def _stacked(term: g.Node, at: int, total: g.Dim) -> bool:
+    """Whether ``term`` is (a multiple of) a stack of length ``total`` along its axis ``at``."""
+    placed = _placed_by(term, at)
+    if placed is not None:
+        return bool(placed.params[0] == total)
+    if isinstance(term, g.Contract) and len(term.args) == 1 and isinstance(term.args[0], g.Add):
+        inner = term.labels[0].index(term.out[at]) if at < len(term.out) else -1
+        return inner >= 0 and any(_stacked(t, inner, total) for t in term.args[0].args)
+    return False

@@ -28,7 +28,7 @@ from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
-from matrixcalculus.transform.blocks import select_block
+from matrixcalculus.transform.blocks import select_block, split_over_stack
 
 Labels = tuple[int, ...]
 
@@ -126,6 +126,9 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
                 changed = True
     if any(g.is_zero(op) for op in ops):  # a rule's zero (B1'*B2 of two parts of a stack)
         return g.zeros(g.Contract.shape_rule(tuple(ops), (coeff, tuple(labels), out)))
+    split = split_over_stack(ops, labels, out, coeff, normal_contract, normal_sum)
+    if split is not None:
+        return split
     labels = symmetric_labels(ops, labels, out)
     pushed = transpose_of_sum(ops, labels, out, coeff)
     if pushed is not None:
