@@ -30,6 +30,7 @@ from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.transform.blocks import select_block, split_over_stack
 
 Labels = tuple[int, ...]
 
@@ -167,6 +168,8 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
             eliminate_delta,
             drop_ones,
             merge_ones,
+            count_ones,
+            select_block,
             merge_powers,
             sign_times_self,
             cancel_inverse,
@@ -179,6 +182,11 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
                     _record(rule.__name__, g.contract(ops, labels, out, coeff), g.contract(*result, coeff))
                 ops, labels, out = result
                 changed = True
+    if any(g.is_zero(op) for op in ops):  # a rule's zero (B1'*B2 of two parts of a stack)
+        return g.zeros(g.Contract.shape_rule(tuple(ops), (coeff, tuple(labels), out)))
+    split = split_over_stack(ops, labels, out, coeff, normal_contract, normal_sum)
+    if split is not None:
+        return split
     labels = symmetric_labels(ops, labels, out)
     pushed = transpose_of_sum(ops, labels, out, coeff)
     if pushed is not None:
@@ -278,6 +286,27 @@ def merge_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
         [labels[k] for k in keep] + [merged_labels],
         out,
     )
+
+
+def count_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``ones(m,n)*ones(n)`` is ``n*ones(m)``: an index summed over ``ones`` factors only counts
+    its dimension (the derivative of ``sum(W*X + b)`` in ``b`` is ``n*ones(m)``)."""
+    for lab in {lab for labs in labels for lab in labs} - set(out):
+        holders = [k for k, labs in enumerate(labels) if lab in labs]
+        if not all(isinstance(ops[k], g.Ones) and labels[k].count(lab) == 1 for k in holders):
+            continue
+        dim = ops[holders[0]].shape[labels[holders[0]].index(lab)]
+        new_ops, new_labels = [], []
+        for k, (op, labs) in enumerate(zip(ops, labels, strict=True)):
+            if k in holders:
+                kept = tuple(d for d, other in zip(op.shape, labs, strict=True) if other != lab)
+                op, labs = g.ones(kept), tuple(other for other in labs if other != lab)
+                if not labs:
+                    continue
+            new_ops.append(op)
+            new_labels.append(labs)
+        return [*new_ops, g.size_of(dim)], [*new_labels, ()], out
+    return None
 
 
 def sign_times_self(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
