@@ -180,8 +180,10 @@ class MatrixPrinter:
                 # Arguments of one shape read in one orientation: max(x'*A, y) is max((x'*A)', y).
                 args = [as_col(a, st) if arg.rank == 1 else a for a, arg in zip(args, node.args, strict=True)]
             piece = st.function(node.record, args, node.dim)
-            # A result that is not a scalar is a row where its arguments are (kron of two rows).
-            return Piece(piece.text, piece.prec, bool(node.rank) and all(a.row for a in args))
+            # A result that is not a scalar is a row where its arguments are (kron of two rows);
+            # a reduction down the columns is a row, as MATLAB gives it (logsumexp(Z, 1)).
+            row = bool(node.rank) and all(a.row for a in args) or (node.dim == 1 and node.rank == 1)
+            return Piece(piece.text, piece.prec, row)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
     # --------------------------------------------------------------------------- sums
