@@ -13,6 +13,7 @@ from matrixcalculus.api.calculus import check, derivative, gradient, hessian, ja
 from matrixcalculus.api.compiling import codegen, compile
 from matrixcalculus.api.equality import Comparison, equal
 from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, Variable, matrix, parse, scalar, vector
+from matrixcalculus.api.frameworks import FrameworkFunction, differentiable
 from matrixcalculus.errors import (
     DerivativeError,
     EvaluationError,
@@ -30,6 +31,7 @@ __all__ = [
     "DerivativeError",
     "EvaluationError",
     "Expression",
+    "FrameworkFunction",
     "InferenceError",
     "Limits",
     "MatrixCalculusError",
@@ -42,6 +44,7 @@ __all__ = [
     "compile",
     "current_limits",
     "derivative",
+    "differentiable",
     "equal",
     "gradient",
     "hessian",

@@ -156,7 +156,7 @@ class _Printer:
         name = op.name
         if name == "call":
             # A whole-number axis (params (name, dim)) picks the record's spelling with an axis.
-            dim = op.params[1] if len(op.params) > 1 else None
+            dim = int(op.params[1]) if len(op.params) > 1 else None  # type: ignore[call-overload]
             return d.call(str(op.params[0]), *(self.operand(a, array=True) for a in op.args), dim=dim)
         if name == "scalar":
             return d.scalar(args[0])

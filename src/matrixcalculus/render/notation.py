@@ -182,7 +182,7 @@ class MatrixPrinter:
             piece = st.function(node.record, args, node.dim)
             # A result that is not a scalar is a row where its arguments are (kron of two rows);
             # a reduction down the columns is a row, as MATLAB gives it (logsumexp(Z, 1)).
-            row = bool(node.rank) and all(a.row for a in args) or (node.dim == 1 and node.rank == 1)
+            row = (bool(node.rank) and all(a.row for a in args)) or (node.dim == 1 and node.rank == 1)
             return Piece(piece.text, piece.prec, row)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
