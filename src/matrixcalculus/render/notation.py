@@ -251,6 +251,9 @@ class MatrixPrinter:
                 (neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 else p)
                 for t, (neg, p) in zip(node.args, terms, strict=True)
             ]
+        # A positive term leads where there is one: sum(t)*softmax(z) - t, not -t + sum(t)*softmax(z).
+        lead = next((k for k, (negative, _) in enumerate(terms) if not negative), 0)
+        terms = [terms[lead], *terms[:lead], *terms[lead + 1 :]]
         parts = []
         for k, (negative, p) in enumerate(terms):
             text = paren(p, ADD + 1 if k or negative else ADD, st)
