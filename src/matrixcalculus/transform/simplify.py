@@ -102,7 +102,7 @@ def add_ones_minus(x: g.Node) -> g.Node:
 
 
 def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels, coeff: Fraction) -> g.Node:
-    ops, labels, coeff = flatten(list(ops), [tuple(lab) for lab in labels], coeff)
+    ops, labels, coeff = flatten(list(ops), [tuple(lab) for lab in labels], coeff, out)
     if coeff == 0 or any(g.is_zero(op) for op in ops):
         return g.zeros(g.Contract.shape_rule(tuple(ops), (coeff, tuple(labels), out)))
     changed = True
@@ -175,14 +175,37 @@ def distribute_to_cancel(ops: list[g.Node], labels: list[Labels], out: Labels, c
     return None
 
 
-def flatten(ops: list[g.Node], labels: list[Labels], coeff: Fraction) -> tuple[list[g.Node], list[Labels], Fraction]:
-    """Inline operands that are contractions, renaming their summed labels apart."""
+def is_error_signal(op: g.Node) -> bool:
+    """An entry-wise product with a factor computed from the arguments of a nonlinear function:
+    ``(W'*d) .* (1 - h.^2)``, the error signal (backprop delta) of a layer. A deep chain's
+    derivative w.r.t. each layer shares these; kept as nodes, they are computed and printed once
+    (see :func:`flatten`)."""
+    if not isinstance(op, g.Contract) or not op.out or len(op.args) < 2:
+        return False
+    if not all(sum(lab in labs for labs in op.labels) >= 2 for lab in op.out):
+        return False
+    return any(isinstance(a, g.Add | g.Function | g.Power) and a.rank for a in op.args)
+
+
+def flatten(
+    ops: list[g.Node], labels: list[Labels], coeff: Fraction, out: Labels | None = None
+) -> tuple[list[g.Node], list[Labels], Fraction]:
+    """Inline operands that are contractions, renaming their summed labels apart.
+
+    Given the contraction's ``out``, an error signal (:func:`is_error_signal`) that the product
+    sums against another factor (``W'*delta``: a layer's backward step) is kept whole: inlined,
+    every layer's derivative would repeat the whole backward chain below it (text and work
+    quadratic in the depth)."""
     top = 1 + max((lab for labs in labels for lab in labs), default=-1)
     new_ops: list[g.Node] = []
     new_labels: list[Labels] = []
     for op, labs in zip(ops, labels, strict=True):
         if isinstance(op, g.Const):
             coeff *= op.value
+            continue
+        if out is not None and len(ops) > 1 and is_error_signal(op):
+            new_ops.append(op)
+            new_labels.append(labs)
             continue
         if not isinstance(op, g.Contract):
             new_ops.append(op)
