@@ -170,7 +170,7 @@ class FunctionRecord:
 
     def latex_template(self, with_dim: bool = False) -> str:
         """The LaTeX template; ``with_dim``: the axis is one more argument, ``{arity}``, a subscript."""
-        if self.latex:
+        if self.latex and not with_dim:
             return self.latex
         args = ", ".join(f"{{{k}}}" for k in range(self.arity))
         sub = f"_{{{{{self.arity}}}}}" if with_dim else ""

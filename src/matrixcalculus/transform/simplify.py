@@ -184,7 +184,21 @@ def is_error_signal(op: g.Node) -> bool:
         return False
     if not all(sum(lab in labs for labs in op.labels) >= 2 for lab in op.out):
         return False
+    # A quotient is inlined: its divisor may cancel against a factor outside ((t ./ s)'*s).
+    if any(_base_exponent(a)[1] < 0 for a in op.args):  # type: ignore[index]
+        return False
     return any(isinstance(a, g.Add | g.Function | g.Power) and a.rank for a in op.args)
+
+
+def _divides(op: g.Node) -> bool:
+    """Has ``op`` a factor ``u .^ p``, ``p < 0``: itself, an operand of it, or of a term of it."""
+    candidates = [op]
+    if isinstance(op, g.Contract | g.Add):
+        candidates += list(op.args)
+        for a in op.args:
+            if isinstance(a, g.Contract) and isinstance(op, g.Add):
+                candidates += list(a.args)
+    return any(_base_exponent(c)[1] < 0 for c in candidates)  # type: ignore[index]
 
 
 def flatten(
@@ -199,11 +213,13 @@ def flatten(
     top = 1 + max((lab for labs in labels for lab in labs), default=-1)
     new_ops: list[g.Node] = []
     new_labels: list[Labels] = []
+    # Where the product divides, everything is inlined: a divisor may cancel a factor of a signal.
+    keep_signals = out is not None and len(ops) > 1 and not any(_divides(op) for op in ops)
     for op, labs in zip(ops, labels, strict=True):
         if isinstance(op, g.Const):
             coeff *= op.value
             continue
-        if out is not None and len(ops) > 1 and is_error_signal(op):
+        if keep_signals and is_error_signal(op):
             new_ops.append(op)
             new_labels.append(labs)
             continue
