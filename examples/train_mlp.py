@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                     loss = torch_loss(torch, tparams, torch.as_tensor(X), torch.as_tensor(Y), lam)
                     loss.backward()
                     optimiser.step()
-                    total += float(loss)
+                    total += float(loss.detach())
                 else:
                     value, grads = run({**params, "X": X, "Y": Y, "lam": np.asarray(lam)})
                     if step < args.check_steps:
