@@ -230,3 +230,17 @@ def test_layer_norm_over_a_batch_against_torch_autograd() -> None:
     (want,) = _torch_grads(loss, values, ["X"])
     _assert_close(mc.derivative(text, "X", types=types).evaluate(values), want, "d layer norm/dX", 1e-10)
     assert mc.check(text, "X", types=types).ok
+
+
+def test_the_command_line_reads_an_axis() -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "matrixcalculus.cli", *args], capture_output=True, text=True)
+
+    done = cli("sum(logsumexp(Z, 1)) - sum(sum(Y .* Z))", "--wrt", "Z", "--check")
+    assert done.returncode == 0, done.stderr
+    assert "softmax(Z, 1) - Y" in done.stdout
+    bad = cli("softmax(Z, 3)", "--wrt", "Z")
+    assert bad.returncode == 2 and "axis, 1 (down the columns) or 2 (along the rows)" in bad.stderr
