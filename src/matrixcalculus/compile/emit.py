@@ -99,9 +99,7 @@ def emit(block: Block, dialect: Dialect, function: str) -> str:
             outputs.append(printer.operand(output))
     body.append(f"    return ({', '.join(outputs)},)")
     lines = [*dialect.header(), "", ""]
-    # A record's helpers that the body calls (softmax with or without an axis needs one of two).
-    called = "\n".join(body)
-    needed = {h for name in sorted(block.functions()) for h in dialect.requires(name) if f"{h}(" in called}
+    needed = {h for name in sorted(block.functions()) for h in dialect.requires(name)}
     for helper, text in dialect.helpers().items():
         if helper in needed:
             lines += [*text, "", ""]
