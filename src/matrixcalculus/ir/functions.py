@@ -309,15 +309,15 @@ def _norm2(xp: Any, x: Any, dim: int | None = None) -> Any:
     return xp.sqrt(xp.sum(x * x, axis=None if dim is None else dim - 1))
 
 
-# Compiled code along an axis ({axis} counts from 0): the same max-shift as the evaluation.
-_ALONG_HELPERS = {
-    "_softmax_along": (
-        "def _softmax_along(x, axis):\n"
+# Compiled code, with or without an axis ({axis} counts from 0): the same max-shift as the evaluation.
+_SHIFTED_HELPERS = {
+    "_softmax": (
+        "def _softmax(x, axis=None):\n"
         "    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))\n"
         "    return e / xp.sum(e, axis=axis, keepdims=True)"
     ),
-    "_logsumexp_along": (
-        "def _logsumexp_along(x, axis):\n"
+    "_logsumexp": (
+        "def _logsumexp(x, axis=None):\n"
         "    top = xp.max(x, axis=axis, keepdims=True)\n"
         "    return xp.squeeze(top, axis=axis) + xp.log(xp.sum(xp.exp(x - top), axis=axis))"
     ),
@@ -513,17 +513,12 @@ register(
         latex=r"\operatorname{softmax}\left({0}\right)",
         spellings={"default": "_softmax({0})", "jax": "jax.nn.softmax({0})", "torch": "torch.softmax({0}, dim=0)"},
         axis_spellings={
-            "default": "_softmax_along({0}, {axis})",
+            "default": "_softmax({0}, {axis})",
             "jax": "jax.nn.softmax({0}, axis={axis})",
             "torch": "torch.softmax({0}, dim={axis})",
         },
         dim=True,
-        helpers={
-            "default": {
-                "_softmax": "def _softmax(x):\n    e = xp.exp(x - xp.max(x))\n    return e / xp.sum(e)",
-                "_softmax_along": _ALONG_HELPERS["_softmax_along"],
-            }
-        },
+        helpers={"default": {"_softmax": _SHIFTED_HELPERS["_softmax"]}},
         aliases=("soft_max",),
         domain="any",
     )
@@ -542,19 +537,12 @@ register(
             "torch": "torch.logsumexp({0}, dim=0)",
         },
         axis_spellings={
-            "default": "_logsumexp_along({0}, {axis})",
+            "default": "_logsumexp({0}, {axis})",
             "jax": "jax.nn.logsumexp({0}, axis={axis})",
             "torch": "torch.logsumexp({0}, dim={axis})",
         },
         dim=True,
-        helpers={
-            "default": {
-                "_logsumexp": (
-                    "def _logsumexp(x):\n    top = xp.max(x)\n    return top + xp.log(xp.sum(xp.exp(x - top)))"
-                ),
-                "_logsumexp_along": _ALONG_HELPERS["_logsumexp_along"],
-            }
-        },
+        helpers={"default": {"_logsumexp": _SHIFTED_HELPERS["_logsumexp"]}},
         aliases=("logsum",),
         domain="any",
     )
