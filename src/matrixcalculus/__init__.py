@@ -12,6 +12,7 @@ prints back in matrix notation or LaTeX and evaluates with NumPy.
 from matrixcalculus.api.calculus import check, derivative, gradient, hessian, jacobian, jvp, vjp
 from matrixcalculus.api.compiling import codegen, compile
 from matrixcalculus.api.equality import Comparison, equal
+from matrixcalculus.api.explanation import Derivation, Step, explain
 from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, Variable, matrix, parse, scalar, vector
 from matrixcalculus.api.frameworks import FrameworkFunction, differentiable
 from matrixcalculus.errors import (
@@ -28,6 +29,7 @@ from matrixcalculus.numeric.check import CheckResult
 __all__ = [
     "CheckResult",
     "Comparison",
+    "Derivation",
     "DerivativeError",
     "EvaluationError",
     "Expression",
@@ -38,6 +40,7 @@ __all__ = [
     "MatrixCalculusNotice",
     "ParseError",
     "ShapeError",
+    "Step",
     "Variable",
     "check",
     "codegen",
@@ -46,6 +49,7 @@ __all__ = [
     "derivative",
     "differentiable",
     "equal",
+    "explain",
     "gradient",
     "hessian",
     "jacobian",

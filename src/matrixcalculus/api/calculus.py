@@ -168,6 +168,7 @@ def _result(node: g.Node, expr: Expression, extra: Sequence[g.Var] = (), *, row:
     # The dimension names the user gave stay fixed when the result is built on.
     result = Expression(node, kept, result=True, fixed=expr._fixed)
     result._notices = expr._notices  # how f's names were typed holds for its derivatives too
+    result._written = expr._written_dims()  # ones(k) of f: k stays written in the result
     if row:
         # A 1 x n row (numerator layout of a scalar by a vector): prints x', builds on as a row.
         result._form = "r"
@@ -258,7 +259,10 @@ def _finished(node: g.Node, expr: Expression, wrts: Sequence[g.Var], layout: str
     """A shape-layout derivative of ``expr`` as the result in ``layout``."""
     f_rank = expr.node.rank
     node = _arrange(node, f_rank, layout)
-    return _result(node, expr, wrts, row=is_row(f_rank, node.rank, layout))
+    result = _result(node, expr, wrts, row=is_row(f_rank, node.rank, layout))
+    source = expr._source if expr._source is not None else str(expr)
+    result._jacobian = (f_rank, layout, " ".join(source.split()), tuple(w.name for w in wrts))
+    return result
 
 
 def _pure(node: g.Node, wrts: Sequence[g.Var], order: int) -> list[g.Node]:

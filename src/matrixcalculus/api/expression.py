@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Rational, Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matrixcalculus.errors import EvaluationError, InferenceError, MatrixCalculusError, ParseError, ShapeError
 from matrixcalculus.frontend.infer import (
@@ -41,6 +41,9 @@ from matrixcalculus.limits import check_count, check_nodes, current_limits, limi
 from matrixcalculus.numeric.evaluate import bind
 from matrixcalculus.numeric.evaluate import evaluate as _evaluate
 from matrixcalculus.render.printing import index_notation, to_latex, to_text
+
+if TYPE_CHECKING:
+    from matrixcalculus.api.explicit import Explicit
 
 
 class MatrixCalculusNotice(UserWarning):
@@ -147,12 +150,14 @@ class Expression:
         "_facts",
         "_fixed",
         "_form",
+        "_jacobian",
         "_notices",
         "_result",
         "_source",
         "_spine",
         "_terms",
         "_types",
+        "_written",
         "node",
         "variables",
     )
@@ -187,6 +192,11 @@ class Expression:
         self._facts: _Facts | None = None
         # How names were typed that the reader should know (kept by derivatives of this expression).
         self._notices: tuple[Notice, ...] = ()
+        # Dimensions that only the text gives (ones(k), ones(3)); None: read off _fixed and _types.
+        self._written: frozenset[g.Dim] | None = None
+        # A derivative's (rank of f, layout, f's text, the variables' names): which axes are f's
+        # (flatten splits there) and what they are (pictures label them).
+        self._jacobian: tuple[int, str, str, tuple[str, ...]] | None = None
 
     @classmethod
     def _built(
@@ -214,6 +224,8 @@ class Expression:
         self._terms = terms
         self._facts = facts
         self._notices = ()
+        self._written = None
+        self._jacobian = None
         return self
 
     # ------------------------------------------------------------------ views
@@ -245,7 +257,14 @@ class Expression:
 
     def __str__(self) -> str:
         # A large derived expression names its shared parts in a `where` clause (linear text).
-        return to_text(self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row())
+        return to_text(
+            self.node,
+            result=self._result,
+            scalars=self._declared_scalars(),
+            share=True,
+            row=self._row(),
+            written=self._written_dims(),
+        )
 
     def _row(self) -> bool | None:
         """A vector prints as what it is: a row (x') or a column; None for other ranks."""
@@ -254,12 +273,27 @@ class Expression:
     def _declared_scalars(self) -> frozenset[str]:
         return frozenset(n for n, d in self._types.items() if d.kind == "scalar")
 
+    def _written_dims(self) -> frozenset[g.Dim]:
+        """Dimension names that the text gives and no declaration does (``ones(k)``): printing
+        keeps them written, so that the text parses back with the same names."""
+        if self._written is None:
+            declared = {d for decl in self._types.values() for d in decl.shape or () if isinstance(d, str)}
+            self._written = frozenset(self._fixed - declared)
+        return self._written
+
     def __repr__(self) -> str:
         return f"Expression({str(self)!r})"
 
     def latex(self) -> str:
         """The expression in LaTeX: ``x'*A*x`` -> ``x^\\top A x``."""
-        return to_latex(self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row())
+        return to_latex(
+            self.node,
+            result=self._result,
+            scalars=self._declared_scalars(),
+            share=True,
+            row=self._row(),
+            written=self._written_dims(),
+        )
 
     def index_notation(self) -> str:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
@@ -304,7 +338,13 @@ class Expression:
             if self.node.rank > 2:
                 raise MatrixCalculusError("a tensor of order three or more cannot be combined in matrix notation")
             # The full text (never `where` names): it is parsed again to build on it.
-            self._source = to_text(self.node, result=self._result, scalars=self._declared_scalars(), row=self._row())
+            self._source = to_text(
+                self.node,
+                result=self._result,
+                scalars=self._declared_scalars(),
+                row=self._row(),
+                written=self._written_dims(),
+            )
         return self._source
 
     def _declared(self) -> dict[str, Declared]:
@@ -403,6 +443,41 @@ class Expression:
         built._result, built._context = self._result, self._context
         return built
 
+    # ------------------------------------------------------------------ explicit form, flattening
+
+    def explicit(self, sizes: Mapping[str, int] | int | None = None) -> Explicit:
+        """The expression at concrete sizes, entry by entry in the components of its variables
+        (an :class:`~matrixcalculus.api.explicit.Explicit`): ``sizes`` maps dimension names to
+        whole numbers, or is one number for every dimension (default 3).
+
+        >>> from matrixcalculus.api.calculus import derivative
+        >>> [str(entry) for entry in derivative("x .* z", "x").explicit({"n": 2}).entries.flat]
+        ['z1', '0', '0', 'z2']
+        """
+        from matrixcalculus.api.explicit import explicit  # builds on this module
+
+        return explicit(self, sizes)
+
+    def flatten(self, order: str = "column") -> Expression:
+        """The Jacobian of ``vec(F)`` by ``vec(X)`` of a derivative of ``F`` by ``X`` (a matrix,
+        rows along ``vec(F)``), in Kronecker form where one exists; ``order``: ``"column"``
+        (column-major ``vec``) or ``"row"``. It equals ``numpy.reshape(D, (|F|, |X|), order="F")``
+        (``"C"`` for rows) of the shape-layout derivative ``D``.
+
+        >>> from matrixcalculus.api.calculus import derivative
+        >>> str(derivative("A*X*B", "X").flatten("column"))
+        "kron(B', A)"
+        """
+        from matrixcalculus.api.explicit import flattened  # builds on this module
+
+        return flattened(self, order)
+
+    def picture(self, sizes: Mapping[str, int] | int | None = None, format: str = "svg") -> str | bytes:
+        """The structure of the explicit form at small sizes as a picture: ``"svg"`` text or
+        ``"png"`` bytes (see :meth:`~matrixcalculus.api.explicit.Explicit.picture`); needs the
+        ``plot`` extra (matplotlib)."""
+        return self.explicit(sizes).picture(format)
+
 
 _KIND_WORDS = {"scalar": "scalar", "vector": "vector", "matrix": "matrix", "symmetric": "symmetric matrix"}
 
@@ -468,6 +543,8 @@ class _Combination:
         ka, kb = a._operand_form(), b._operand_form()
         facts_a, facts_b = a._survey(), b._survey()
         nested = op in ("+", "-") and a._spine == "nested" and a._terms is None and ka == "s" and kb != "s"
+        # A vector sum beside a matrix: the parser expands each of its terms on its own.
+        nested = nested or (op in ("+", "-") and a._spine != "none" and ka in ("c", "r") and kb == "m")
         if not (facts_a.plain and facts_b.plain) or nested:
             # A parsed sum with a sum for a term: its text knows the terms the parser repeats.
             return self.via_text()
@@ -599,6 +676,19 @@ class _Combination:
         if op in _ENTRYWISE:
             if ka == "s" or kb == "s":
                 return kb if ka == "s" else ka
+            if {ka, kb} in ({"m", "c"}, {"m", "r"}):
+                # Implicit expansion, as the parser: a column along the matrix's columns, a row
+                # along its rows (W @ X + b).
+                vector = kb if ka == "m" else ka
+                axis = 0 if vector == "c" else 1
+                da, db = (sa[axis], sb[0]) if ka == "m" else (sa[0], sb[axis])
+                if not self.unify(da, db):
+                    raise ShapeError(
+                        f"shape mismatch in {_quote(a)} {spelled} {_quote(b)}: {_quote(a)} is {_describe(a)} but "
+                        f"{_quote(b)} is {_describe(b)}; a column vector is repeated along a matrix's columns and "
+                        f"needs its number of rows, a row vector along its rows and needs its number of columns"
+                    )
+                return "m"
             if ka != kb:
                 verb = {"+": "add", "-": "subtract", ">": "compare", "<": "compare"}.get(op, f"apply '{spelled}' to")
                 hint = "; transpose one of them" if {ka, kb} == {"c", "r"} else ""
@@ -766,14 +856,17 @@ def _lift(value: Any) -> Expression:
     return Expression._built(node, {}, {}, frozenset(), "s", _Facts(True, 1, 0, True))
 
 
-def _named_dimensions(ast: Ast) -> set[str]:
-    """The dimension names written in ``eye(k)``, ``ones(m, k)``, ``zeros(k)``."""
-    names: set[str] = set()
+def _named_dimensions(ast: Ast, numbers: bool = False) -> set[Any]:
+    """The dimension names written in ``eye(k)``, ``ones(m, k)``, ``zeros(k)`` (``numbers``:
+    the whole numbers written there as well)."""
+    names: set[Any] = set()
     stack = [ast]
     while stack:
         node = stack.pop()
         if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
             names.update(str(arg.value) for arg in node.args if arg.op == "name")
+            if numbers:
+                names.update(int(arg.number) for arg in node.args if arg.op == "num")
         else:
             stack.extend(node.args)
     return names
@@ -801,9 +894,13 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
     node, variables, form, notices = infer_with_notices(ast, text, types)
     declared = {k: declare(k, v) for k, v in types.items()}
     fixed = {d for k, decl in declared.items() if k in variables for d in decl.shape or () if isinstance(d, str)}
+    written: set[Any] = set()
     if any(word in text for word in DIMENSION_FUNCTIONS):
-        fixed |= _named_dimensions(ast)
+        written = _named_dimensions(ast, numbers=True)
+        fixed |= {d for d in written if isinstance(d, str)}
     expr = Expression(node, variables, text, declared, fixed=frozenset(fixed))
+    # Sizes only the text gives (ones(k), ones(3)) stay written when it is printed again.
+    expr._written = frozenset(written) - {d for decl in declared.values() for d in decl.shape or ()}
     facts, extra = _survey(node, expr.variables, expr._fixed)
     check_count(facts.size, "the expression", ParseError)
     # Dimensions on no variable (vector(c) makes some) would need the parser's naming of the rest.

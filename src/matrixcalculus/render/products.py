@@ -206,10 +206,11 @@ class Merge:
     def mul(self, a: Piece, b: Piece) -> str:
         # A Hadamard product inside a matrix product is parenthesised for the reader,
         # although * and .* bind alike: ((W'*r) .* s)*x'.
-        return self.st.mul(paren(a, MUL + (a.op == "had"), self.st), paren(b, MUL + 1, self.st))
+        # A left factor that is another kind of product (Hadamard, Kronecker) keeps its parentheses.
+        return self.st.mul(paren(a, MUL + (a.op not in (None, "mul")), self.st), paren(b, MUL + 1, self.st))
 
     def had(self, a: Piece, b: Piece) -> str:
-        return self.st.hadamard(paren(a, MUL + (a.op == "mul"), self.st), paren(b, MUL + 1, self.st))
+        return self.st.hadamard(paren(a, MUL + (a.op not in (None, "had")), self.st), paren(b, MUL + 1, self.st))
 
     def orient(self, p: Piece, labs: Labels, want: Labels) -> Piece:
         """``p`` (a matrix with labels ``labs``) read with its labels in the order ``want``."""
@@ -241,6 +242,12 @@ def scaling(m: Merge) -> Merged:
         text = st.divide(P.text, base.text) if st.latex else st.divide(paren(P, MUL, st), paren(base, POW, st))
     else:
         text = m.mul(P, Q)
+        if len(tensor) == 1:
+            # c*x read as a row is c*x', the factors in the order written (lambda*w'*w), not (c*x)'.
+            row = P.row if rp else Q.row
+            flipped = m.mul(transposed(P, st), Q) if rp else m.mul(P, transposed(Q, st))
+            plain = Piece(flipped, MUL, not row, Piece(text, MUL, row))
+            return Piece(text, MUL, row, plain), lp if rp else lq, None
     return Piece(text, MUL, P.row if rp else Q.row), lp if rp else lq, None
 
 
