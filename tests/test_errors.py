@@ -215,7 +215,7 @@ def test_unknown_function_far_from_any_name_lists_the_known_ones():
     [
         ("tr(A, B)", "tr", 2),
         ("sin(x, y)", "sin", 2),
-        ("sum(x, y)", "sum", 2),
+        ("sum(x, 1, 2)", "sum", 3),
         ("eye(n, m)", "eye", 2),
         # zeros(2, 3, 4) and ones(m, n, p) are tensors (issue 14): tests/test_tensors.py
         ("softmax(x, y, z)", "softmax", 3),

@@ -14,6 +14,7 @@ from matrixcalculus.api.compiling import codegen, compile
 from matrixcalculus.api.equality import Comparison, equal
 from matrixcalculus.api.explanation import Derivation, Step, explain
 from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, Variable, matrix, parse, scalar, vector
+from matrixcalculus.api.frameworks import FrameworkFunction, differentiable
 from matrixcalculus.errors import (
     DerivativeError,
     EvaluationError,
@@ -32,6 +33,7 @@ __all__ = [
     "DerivativeError",
     "EvaluationError",
     "Expression",
+    "FrameworkFunction",
     "InferenceError",
     "Limits",
     "MatrixCalculusError",
@@ -45,6 +47,7 @@ __all__ = [
     "compile",
     "current_limits",
     "derivative",
+    "differentiable",
     "equal",
     "explain",
     "gradient",

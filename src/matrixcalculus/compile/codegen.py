@@ -55,7 +55,7 @@ class Dialect:
         record = FUNCTIONS.get(name)
         if record is None:
             raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
-        spelling = record.spelling(self.name) or ""
+        spelling = (record.spelling(self.name) or "") + (record.spelling(self.name, axis=True) or "")
         return frozenset(h for h in record.helper_sources(self.name) if f"{h}(" in spelling)
 
     def sum(self, x: str, axes: Sequence[int]) -> str:
@@ -95,12 +95,15 @@ class Dialect:
     def indicator(self, comparison: str) -> str:
         return f"xp.asarray({comparison}, dtype=xp.float64)"
 
-    def call(self, name: str, *args: str) -> str:
-        """``name(args...)`` by the spelling the function's registry record gives this dialect."""
+    def call(self, name: str, *args: str, dim: int | None = None) -> str:
+        """``name(args...)`` by the spelling the function's registry record gives this dialect;
+        ``dim``: the axis (MATLAB's numbering), for a function that takes one."""
         record = FUNCTIONS.get(name)
-        template = None if record is None else record.spelling(self.name)
+        template = None if record is None else record.spelling(self.name, axis=dim is not None)
         if template is None:
             raise MatrixCalculusError(f"no code for function {name!r} on backend {self.name}")
+        if dim is not None:
+            template = template.replace("{axis}", str(dim - 1))  # the libraries count axes from 0
         return fill(template, args)
 
     def scalar(self, value: str) -> str:

@@ -155,9 +155,9 @@ class _Printer:
         args = [self.operand(a) for a in op.args]
         name = op.name
         if name == "call":
-            # A whole-number axis (params (name, dim)) is the spelling's last slot, as in printing.
-            extra = [str(p) for p in op.params[1:]]
-            return d.call(str(op.params[0]), *(self.operand(a, array=True) for a in op.args), *extra)
+            # A whole-number axis (params (name, dim)) picks the record's spelling with an axis.
+            dim = int(op.params[1]) if len(op.params) > 1 else None  # type: ignore[call-overload]
+            return d.call(str(op.params[0]), *(self.operand(a, array=True) for a in op.args), dim=dim)
         if name == "scalar":
             return d.scalar(args[0])
         if name == "reshape":

@@ -684,6 +684,8 @@ class _Checker:
             return plain_type(tuple(dims))
         if name in FUNCTIONS:
             return self.registered(node, kids)
+        if name == "sum" and len(node.args) == 2:
+            return self.reduced(node, kids[0]) if self.along(node, kids[0]) else ("s",)
         (a,) = kids
         arg = node.args[0]
 
@@ -727,9 +729,34 @@ class _Checker:
             return ("c", a[1])
         raise AssertionError(name)  # pragma: no cover - the parser knows no other function
 
+    def along(self, node: Ast, a: MType) -> bool:
+        """Whether the axis of ``node`` (its last argument, 1 or 2) runs along a matrix (True) or
+        along a vector (False: the call is the vector's own, ``softmax(x, 1)`` of a column is
+        ``softmax(x)``). Across a vector, where each entry stands alone, is an error."""
+        dim = int(node.args[-1].number)
+        if a[0] == "m":
+            return True
+        if (a[0], dim) in (("c", 1), ("r", 2)):
+            return False
+        way = "down the columns" if dim == 1 else "along the rows"
+        arg = node.args[0]
+        raise _Mismatch(
+            f"{node.symbol} at column {node.column} along axis {dim} ({way}) needs a matrix or a "
+            f"{'column' if dim == 1 else 'row'} vector, but {self.src(arg)} is {_describe(a, self.dims)}",
+            node,
+        )
+
+    def reduced(self, node: Ast, a: MType) -> MType:
+        """A matrix reduced along the axis of ``node``, oriented as MATLAB gives it: ``sum(X, 1)``
+        of an m x n matrix is a 1 x n row, ``sum(X, 2)`` an m x 1 column."""
+        return ("r", a[2]) if int(node.args[-1].number) == 1 else ("c", a[1])
+
     def registered(self, node: Ast, kids: list[MType]) -> MType:
         """The type of a call of a registry function, by its record's typing rule."""
         record = FUNCTIONS[node.symbol]
+        if len(node.args) > record.arity and self.along(node, kids[0]):
+            # Along an axis of a matrix: a reduction keeps the other axis, the others the shape.
+            return self.reduced(node, kids[0]) if record.result == "scalar" else kids[0]
         for arg, a, kind in zip(node.args, kids, record.arguments, strict=False):
 
             def failed(arg: Ast = arg, a: MType = a, kind: str = kind) -> str:
@@ -1498,10 +1525,14 @@ def call(ast: Ast, args: list[g.Node], shape: g.Shape, forms: list[str] | None =
             args = [expand(a, f, shape) if a.rank == 1 else a for a, f in zip(args, forms, strict=False)]
         # A trailing whole number beyond the tensor arguments is the axis (see syntax.arity).
         extra = ast.args[record.arity :]
-        dim = int(extra[0].number) if extra else None
+        # Along a vector the call is the vector's own (inference has checked the orientation).
+        dim = int(extra[0].number) if extra and args[0].rank == 2 else None
         return g.apply(name, *args[: record.arity], dim=dim)
-    (x,) = args
+    x = args[0]
     if name == "sum":
+        if len(ast.args) == 2 and x.rank == 2:
+            # sum(X, 1): the columns' sums (the axis 1 summed), sum(X, 2): the rows'.
+            return g.contract([x], [(0, 1)], (1,) if int(ast.args[1].number) == 1 else (0,))
         return g.contract([x], [tuple(range(x.rank))], ())
     if name == "tr":
         return g.contract([x], [(0, 0)], ())

@@ -45,6 +45,8 @@ DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 32), "zeros": (1, 32)}
 _MAX_DIMENSION = 2**53
 # Functions built into the language beyond the registry (inference builds them as products).
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
+# Structural functions that take an optional axis, as the records with ``dim`` do: sum(X, 1).
+AXIS_FUNCTIONS = ("sum",)
 # Other names for our notation, as MATLAB, NumPy and the tutorials write it, accepted and read
 # as ours (see _Build.alias): name -> (least, most) number of arguments. trace(X) is tr(X),
 # transpose(X) is X', dot(x, y) is x'*y, norm(x) and norm(X, 'fro') are norm2, norm(x, 1) is norm1.
@@ -69,6 +71,8 @@ def arity(name: str) -> tuple[int, int]:
     if name in FUNCTIONS:
         record = FUNCTIONS[name]
         return record.arity, record.arity + record.dim
+    if name in AXIS_FUNCTIONS:
+        return 1, 2
     return 1, 1
 
 
@@ -303,11 +307,12 @@ class _Build(Transformer):
                 text=self.text,
                 column=name.column,
             )
-        for arg in args[low:] if fname in FUNCTIONS else ():
-            # The optional axis of a registry function (its ``dim``): a whole number.
-            if not (arg.op == "num" and arg.value.denominator == 1 and arg.value >= 0):
+        for arg in args[low:] if fname in FUNCTIONS or fname in AXIS_FUNCTIONS else ():
+            # The optional axis (a record's ``dim``), MATLAB's numbering: 1 down the columns, 2 along
+            # the rows; a literal, so the result's shape is known when the text is read.
+            if not (arg.op == "num" and arg.value in (1, 2)):
                 raise ParseError(
-                    f"the last argument of {fname} is an axis, a whole number, "
+                    f"the last argument of {fname} is an axis, 1 (down the columns) or 2 (along the rows), "
                     f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
                     text=self.text,
                     column=arg.column,

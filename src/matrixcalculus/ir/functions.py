@@ -290,14 +290,43 @@ def _logdet_nonfinite(values: Sequence[Any]) -> str:
     return f"logdet of a matrix with non-positive determinant ({why})"
 
 
-def _logsumexp(xp: Any, x: Any) -> Any:
-    top = xp.max(x)
-    return top + xp.log(xp.sum(xp.exp(x - top)))
+def _logsumexp(xp: Any, x: Any, dim: int | None = None) -> Any:
+    # Shifted by the largest entry (of each column or row along an axis): no overflow.
+    if dim is None:
+        top = xp.max(x)
+        return top + xp.log(xp.sum(xp.exp(x - top)))
+    top = xp.max(x, axis=dim - 1, keepdims=True)
+    return xp.squeeze(top, axis=dim - 1) + xp.log(xp.sum(xp.exp(x - top), axis=dim - 1))
 
 
-def _softmax(xp: Any, x: Any) -> Any:
-    e = xp.exp(x - xp.max(x))
-    return e / xp.sum(e)
+def _softmax(xp: Any, x: Any, dim: int | None = None) -> Any:
+    axis = None if dim is None else dim - 1
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def _norm2(xp: Any, x: Any, dim: int | None = None) -> Any:
+    return xp.sqrt(xp.sum(x * x, axis=None if dim is None else dim - 1))
+
+
+# Compiled code, with or without an axis ({axis} counts from 0): the same max-shift as the evaluation.
+_SHIFTED_HELPERS = {
+    "_softmax": (
+        "def _softmax(x, axis=None):\n"
+        "    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))\n"
+        "    return e / xp.sum(e, axis=axis, keepdims=True)"
+    ),
+    "_logsumexp": (
+        "def _logsumexp(x, axis=None):\n"
+        "    top = xp.max(x, axis=axis, keepdims=True)\n"
+        "    return xp.squeeze(top, axis=axis) + xp.log(xp.sum(xp.exp(x - top), axis=axis))"
+    ),
+}
+
+
+def _kept(dim: int, i: int, j: int) -> tuple[int, ...]:
+    """The label of the axis a reduction along ``dim`` keeps, of a matrix labelled ``(i, j)``."""
+    return (j,) if dim == 1 else (i,)
 
 
 def _ij(node: Node) -> tuple[int, ...]:
@@ -341,6 +370,12 @@ def _vjp_inv(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node
 
 def _vjp_norm2(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
     (x,) = args
+    dim = y.dim  # type: ignore[attr-defined]
+    if dim is not None:
+        # Along an axis: x_bar[b, i, j] = g[b, j] x[i, j] / y[j] (axis 1; axis 2 keeps i).
+        b, i, j = tuple(range(batch)), batch, batch + 1
+        kept = _kept(dim, i, j)
+        return (contract([g, x, power(y, const(-1))], [b + kept, (i, j), kept], b + (i, j)),)
     return (_outer_with(g, batch, contract([x, power(y, const(-1))], [_ij(x), ()], _ij(x))),)
 
 
@@ -351,12 +386,28 @@ def _vjp_norm1(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[No
 
 def _vjp_logsumexp(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
     (x,) = args
+    dim = y.dim  # type: ignore[attr-defined]
+    if dim is not None:
+        # x_bar[b, i, j] = g[b, j] softmax(x, 1)[i, j] (axis 1; axis 2 keeps i).
+        b, i, j = tuple(range(batch)), batch, batch + 1
+        kept = _kept(dim, i, j)
+        return (contract([g, apply("softmax", x, dim=dim)], [b + kept, (i, j)], b + (i, j)),)
     return (_outer_with(g, batch, apply("softmax", x)),)
 
 
 def _vjp_softmax(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
     b = tuple(range(batch))
     i, j = batch, batch + 1
+    dim = y.dim  # type: ignore[attr-defined]
+    if dim is not None:
+        # Each column (axis 1) or row (axis 2) is a softmax of its own:
+        # x_bar[b, i, j] = s[i, j] (g[b, i, j] - sum_k g[b, k, j] s[k, j])   (axis 1).
+        k = batch + 2
+        ij = (i, j)
+        summed = (k, j) if dim == 1 else (i, k)
+        first = contract([g, y], [b + ij, ij], b + ij)
+        second = contract([g, y, y], [b + summed, summed, ij], b + ij, -1)
+        return (add([first, second]),)
     # x_bar[b, i] = s_i * (g[b, i] - sum_j g[b, j] s_j)
     first = contract([g, y], [b + (i,), (i,)], b + (i,))
     second = contract([g, y, y], [b + (j,), (j,), (i,)], b + (i,), -1)
@@ -439,10 +490,15 @@ register(
         "norm2",
         ("any",),
         "scalar",
-        evaluate=lambda xp, x: xp.sqrt(xp.sum(x * x)),
+        evaluate=_norm2,
         derivative=_vjp_norm2,
         latex=r"\left\| {0} \right\|_2",
         spellings={"default": "xp.sqrt(xp.sum({0} * {0}))"},
+        axis_spellings={
+            "default": "xp.sqrt(xp.sum({0} * {0}, axis={axis}))",
+            "torch": "torch.sqrt(torch.sum({0} * {0}, dim={axis}))",
+        },
+        dim=True,
         aliases=("fro", "frobenius"),
         domain="any",
     )
@@ -456,7 +512,13 @@ register(
         derivative=_vjp_softmax,
         latex=r"\operatorname{softmax}\left({0}\right)",
         spellings={"default": "_softmax({0})", "jax": "jax.nn.softmax({0})", "torch": "torch.softmax({0}, dim=0)"},
-        helpers={"default": {"_softmax": "def _softmax(x):\n    e = xp.exp(x - xp.max(x))\n    return e / xp.sum(e)"}},
+        axis_spellings={
+            "default": "_softmax({0}, {axis})",
+            "jax": "jax.nn.softmax({0}, axis={axis})",
+            "torch": "torch.softmax({0}, dim={axis})",
+        },
+        dim=True,
+        helpers={"default": {"_softmax": _SHIFTED_HELPERS["_softmax"]}},
         aliases=("soft_max",),
         domain="any",
     )
@@ -474,13 +536,13 @@ register(
             "jax": "jax.nn.logsumexp({0})",
             "torch": "torch.logsumexp({0}, dim=0)",
         },
-        helpers={
-            "default": {
-                "_logsumexp": (
-                    "def _logsumexp(x):\n    top = xp.max(x)\n    return top + xp.log(xp.sum(xp.exp(x - top)))"
-                )
-            }
+        axis_spellings={
+            "default": "_logsumexp({0}, {axis})",
+            "jax": "jax.nn.logsumexp({0}, axis={axis})",
+            "torch": "torch.logsumexp({0}, dim={axis})",
         },
+        dim=True,
+        helpers={"default": {"_logsumexp": _SHIFTED_HELPERS["_logsumexp"]}},
         aliases=("logsum",),
         domain="any",
     )
@@ -499,15 +561,24 @@ def _reciprocal(value: Node) -> Node:
     return const(1 / value.value) if isinstance(value, Const) else power(value, const(-1))
 
 
-def _mean(x: Node) -> Node:
-    """``mean(x) = sum(x)/n``, with ``n`` the number of entries (a symbolic size)."""
+def _mean(x: Node, dim: int | None = None) -> Node:
+    """``mean(x) = sum(x)/n``, with ``n`` the number of entries (a symbolic size); along an axis
+    of an m x n matrix, ``mean(X, 1) = sum(X, 1)/m`` (each column's mean)."""
+    if dim is not None:
+        kept = _kept(dim, 0, 1)
+        return contract([x, _reciprocal(size_of(x.shape[dim - 1]))], [(0, 1), ()], kept)
     return contract([x, _reciprocal(_entries(x))], [_ij(x), ()], ())
 
 
 def _vjp_mean(args: tuple[Node, ...], y: Node, g: Node, batch: int) -> tuple[Node]:
-    # d mean(x) = sum(dx)/n -> ones(shape)/n
+    # d mean(x) = sum(dx)/n -> ones(shape)/n; along axis 1: g[b, j]/m at every (i, j).
     (x,) = args
     b = tuple(range(batch))
+    dim = y.dim  # type: ignore[attr-defined]
+    if dim is not None:
+        i, j = batch, batch + 1
+        size = _reciprocal(size_of(x.shape[dim - 1]))
+        return (contract([g, size, ones(x.shape)], [b + _kept(dim, i, j), (), (i, j)], b + (i, j)),)
     idx = tuple(range(batch, batch + x.rank))
     return (contract([g, _reciprocal(_entries(x)), ones(x.shape)], [b, (), idx], b + idx),)
 
@@ -521,6 +592,7 @@ register(
         derivative=_vjp_mean,
         latex=r"\operatorname{mean}\left({0}\right)",
         definition=_mean,
+        dim=True,
         domain="any",
     )
 )

@@ -951,7 +951,7 @@ class Function(Node):
 
     @classmethod
     def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
-        return cls.rules[params[0]].shape(tuple(a.shape for a in args))
+        return cls.rules[params[0]].shape(tuple(a.shape for a in args), *params[1:])
 
     @property
     def name(self) -> str:

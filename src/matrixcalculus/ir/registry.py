@@ -65,7 +65,12 @@ class FunctionRecord:
     composition of other functions, which lowering substitutes before evaluation and code generation
     (then no spelling is needed).
     ``aliases``: names people use elsewhere (NumPy, MATLAB), suggested when one is typed.
-    ``dim``: takes an optional trailing whole-number argument (an axis); none does yet.
+    ``dim``: takes an optional trailing axis of a matrix argument, MATLAB's numbering (1: down the
+    columns, 2: along the rows): ``softmax(Z, 2)``. A "scalar" result then reduces that axis only
+    (``logsumexp(Z, 1)`` has one entry per column), a "same" result keeps the shape; ``evaluate``
+    and ``definition`` take ``dim=`` and the derivative reads the node's ``dim``.
+    ``axis_spellings``: as ``spellings``, for a call with an axis; ``{axis}`` is the axis as the
+    array libraries count (0: down the columns).
     ``domain``: the interval of real arguments where an element-wise function is defined and
     smooth (``kinks`` lists points where it is not differentiable); for the others a word:
     "any", "square", "invertible", "positive definite". Tests draw their inputs from it.
@@ -98,6 +103,7 @@ class FunctionRecord:
     keeps_symmetry: bool | None = None
     nonfinite: str | Callable[[Sequence[Any]], str] = ""
     shape_rule: Callable[[tuple[Shape, ...]], Shape] | None = None
+    axis_spellings: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind in self.arguments:
@@ -125,8 +131,17 @@ class FunctionRecord:
     def symmetric_preserving(self) -> bool:
         return self.elementwise if self.keeps_symmetry is None else self.keeps_symmetry
 
-    def shape(self, shapes: tuple[Shape, ...]) -> Shape:
-        """The result's shape for arguments of ``shapes``; a :class:`ShapeError` names what is wrong."""
+    def shape(self, shapes: tuple[Shape, ...], dim: int | None = None) -> Shape:
+        """The result's shape for arguments of ``shapes`` (and the axis ``dim``, for a function that
+        takes one); a :class:`ShapeError` names what is wrong."""
+        if dim is not None:
+            if not self.dim:
+                raise ShapeError(f"{self.name} takes no axis argument")
+            if dim not in (1, 2) or len(shapes[0]) != 2:
+                raise ShapeError(f"{self.name} along an axis needs a matrix and the axis 1 or 2")
+            if self.result == "scalar":
+                return shapes[0][2 - dim : 3 - dim]  # axis 1 reduced: the columns remain
+            return shapes[0]
         for shape, kind in zip(shapes, self.arguments, strict=True):
             ok = {
                 # A function of entries (and max/min) applies to a tensor of any order.
@@ -156,7 +171,7 @@ class FunctionRecord:
 
     def latex_template(self, with_dim: bool = False) -> str:
         """The LaTeX template; ``with_dim``: the axis is one more argument, ``{arity}``, a subscript."""
-        if self.latex:
+        if self.latex and not with_dim:
             return self.latex
         args = ", ".join(f"{{{k}}}" for k in range(self.arity))
         sub = f"_{{{{{self.arity}}}}}" if with_dim else ""
@@ -168,9 +183,11 @@ class FunctionRecord:
             return self.text
         return f"{self.name}({', '.join(f'{{{k}}}' for k in range(self.arity + with_dim))})"
 
-    def spelling(self, dialect: str) -> str | None:
-        """The code template for ``dialect``, or None when the record has none (a definition)."""
-        return self.spellings.get(dialect, self.spellings.get("default"))
+    def spelling(self, dialect: str, axis: bool = False) -> str | None:
+        """The code template for ``dialect``, or None when the record has none (a definition);
+        ``axis``: the template of a call with an axis (its ``{axis}`` slot)."""
+        spellings = self.axis_spellings if axis else self.spellings
+        return spellings.get(dialect, spellings.get("default"))
 
     def repeated_arguments(self, dialect: str) -> frozenset[int]:
         """The arguments the spelling for ``dialect`` reads more than once (code binds them to a name

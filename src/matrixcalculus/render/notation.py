@@ -261,8 +261,10 @@ class MatrixPrinter:
                 # Arguments of one shape read in one orientation: max(x'*A, y) is max((x'*A)', y).
                 args = [as_col(a, st) if arg.rank == 1 else a for a, arg in zip(args, node.args, strict=True)]
             piece = st.function(node.record, args, node.dim)
-            # A result that is not a scalar is a row where its arguments are (kron of two rows).
-            return Piece(piece.text, piece.prec, bool(node.rank) and all(a.row for a in args), op=piece.op)
+            # A result that is not a scalar is a row where its arguments are (kron of two rows);
+            # a reduction down the columns is a row, as MATLAB gives it (logsumexp(Z, 1)).
+            row = (bool(node.rank) and all(a.row for a in args)) or (node.dim == 1 and node.rank == 1)
+            return Piece(piece.text, piece.prec, row, op=piece.op)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
     # --------------------------------------------------------------------------- sums
@@ -366,6 +368,9 @@ class MatrixPrinter:
                 (neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 and not s else p)
                 for t, (neg, p), s in zip(node.args, terms, short, strict=True)
             ]
+        # A positive term leads where there is one: sum(t)*softmax(z) - t, not -t + sum(t)*softmax(z).
+        lead = next((k for k, (negative, _) in enumerate(terms) if not negative), 0)
+        terms = [terms[lead], *terms[:lead], *terms[lead + 1 :]]
         parts = []
         for k, (negative, p) in enumerate(terms):
             text = paren(p, ADD + 1 if k or negative else ADD, st)

@@ -336,9 +336,14 @@ def hadamard_of_matrices(m: Merge) -> Merged:
 
 
 def diagonal_of_product(m: Merge) -> Merged:
-    """``diag(A*B')``: ``sum_j A[i,j] B[i,j]``, two matrices sharing a kept and a summed index."""
+    """``sum(A .* B, 2)``: ``sum_j A[i,j] B[i,j]``, two matrices sharing a kept and a summed index,
+    summed along the rows with no m x m product formed (a batch's bias gradient); an expression
+    the user typed as ``diag(A*B')`` keeps that form."""
     (kept_lab,) = [lab for lab in m.lp if lab in m.keep]
     (summed_lab,) = m.summed
+    if m.identity:
+        rows = m.had(m.orient(m.P, m.lp, (kept_lab, summed_lab)), m.orient(m.Q, m.lq, (kept_lab, summed_lab)))
+        return Piece(m.st.call("sum", rows + ", 2"), ATOM), (kept_lab,), None
     prod = m.mul(m.orient(m.P, m.lp, (kept_lab, summed_lab)), m.orient(m.Q, m.lq, (summed_lab, kept_lab)))
     return Piece(m.st.call("diag", prod), ATOM), (kept_lab,), None
 

@@ -80,7 +80,9 @@ def symmetrize_last(node: g.Node, batch: int) -> g.Node:
 def jacobian_nodes(f: g.Node, wrts: Sequence[g.Var]) -> list[g.Node]:
     """Numerator-layout derivatives of ``f`` w.r.t. each of ``wrts``, simplified."""
     seed = identity_seed(f.shape)
-    parts = pullback(f, wrts, seed, f.rank)
+    # Differentiated in simplified form: exp(x)/sum(exp(x)) is softmax(x), whose derivative is
+    # short (diag(s) - s*s'), where the quotient rule's is not.
+    parts = pullback(simplify(f), wrts, seed, f.rank)
     out = []
     for w, part in zip(wrts, parts, strict=True):
         if w.kind == "symmetric":
@@ -95,7 +97,7 @@ def vjp_nodes(f: g.Node, wrts: Sequence[g.Var], cotangent: g.Node) -> list[g.Nod
             f"the cotangent has shape {g.shape_text(cotangent.shape)} but the function has shape "
             f"{g.shape_text(f.shape)}; they must match"
         )
-    parts = pullback(f, wrts, cotangent, 0)
+    parts = pullback(simplify(f), wrts, cotangent, 0)
     return [simplify(symmetrize_last(p, 0) if w.kind == "symmetric" else p) for w, p in zip(wrts, parts, strict=True)]
 
 

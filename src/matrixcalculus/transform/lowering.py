@@ -1,7 +1,8 @@
 """Lowering: rewrite a graph into forms that compute better, used by evaluation and compiled code alike.
 
 * ``distribute_sum``: ``(A + A')*x`` runs as ``A*x + A'*x`` (two mat-vecs, no n x n sum);
-* ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``;
+* ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``,
+  ``log(softmax(u))`` is ``u - logsumexp(u)``, ``log(sigmoid(u))`` is ``-softplus(-u)``;
 * ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``;
 * ``expand_definition``: a function whose record gives a ``definition`` (``gelu``, ``mean(x)``
   is ``sum(x)/n``) is replaced by it, so every dialect computes it from functions it spells.
@@ -18,8 +19,8 @@ from matrixcalculus.ir.functions import FUNCTIONS
 
 # The stable forms are identities of particular functions; they name their records through the
 # registry, once (a record renamed or removed fails at import).
-_LOG, _EXP, _SOFTPLUS, _LOGSUMEXP, _NORM2 = (
-    FUNCTIONS[name].name for name in ("log", "exp", "softplus", "logsumexp", "norm2")
+_LOG, _EXP, _SOFTPLUS, _LOGSUMEXP, _NORM2, _SOFTMAX, _SIGMOID = (
+    FUNCTIONS[name].name for name in ("log", "exp", "softplus", "logsumexp", "norm2", "softmax", "sigmoid")
 )
 
 
@@ -49,11 +50,47 @@ def distribute_sum(node: g.Contract) -> g.Node | None:
     return None
 
 
+def _is_one(node: g.Node) -> bool:
+    return isinstance(node, g.Ones) or (isinstance(node, g.Const) and node.value == 1)
+
+
+def log_softmax(arg: g.Node) -> g.Node | None:
+    """``log(softmax(u)) -> u - logsumexp(u)`` (also along an axis: ``Z - ones(m)*logsumexp(Z, 1)``);
+    ``log(sigmoid(u)) -> -softplus(-u)``; ``log(1 - sigmoid(u)) -> -softplus(u)``: no underflow to
+    ``log(0)`` for logits far apart (``softmax`` of ``[1e4, -1e4]`` has an entry 0)."""
+    if isinstance(arg, g.Function) and arg.name == _SOFTMAX:
+        (u,) = arg.args
+        total = g.apply(_LOGSUMEXP, u, dim=arg.dim)
+        idx = tuple(range(u.rank))
+        kept = () if arg.dim is None else ((1,) if arg.dim == 1 else (0,))
+        spread = g.contract([total, g.ones(u.shape)], [kept, idx], idx)
+        return g.add([u, g.scale(-1, spread)])
+    if isinstance(arg, g.Function) and arg.name == _SIGMOID:
+        return g.scale(-1, g.apply(_SOFTPLUS, g.scale(-1, arg.args[0])))
+    if isinstance(arg, g.Add) and len(arg.args) == 2:
+        for one, other in (arg.args, arg.args[::-1]):
+            if (
+                _is_one(one)
+                and isinstance(other, g.Contract)
+                and other.coeff == -1
+                and len(other.args) == 1
+                and other.labels[0] == other.out
+                and isinstance(other.args[0], g.Function)
+                and other.args[0].name == _SIGMOID
+            ):
+                return g.scale(-1, g.apply(_SOFTPLUS, other.args[0].args[0]))
+    return None
+
+
 def stable_form(node: g.Function) -> g.Node | None:
-    """``log(1 + exp(u)) -> softplus(u)``; ``log(sum(exp(u))) -> logsumexp(u)``."""
+    """``log(1 + exp(u)) -> softplus(u)``; ``log(sum(exp(u))) -> logsumexp(u)``; the log-softmax
+    and log-sigmoid forms of :func:`log_softmax`."""
     if node.name != _LOG:
         return None
     (arg,) = node.args
+    stable = log_softmax(arg)
+    if stable is not None:
+        return stable
     if isinstance(arg, g.Add) and len(arg.args) == 2:
         one, other = arg.args
         if isinstance(other, g.Ones) or (isinstance(other, g.Const) and other.value == 1):

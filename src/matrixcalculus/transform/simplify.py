@@ -37,7 +37,9 @@ Labels = tuple[int, ...]
 # Identities of particular functions (u*sign(u) = abs(u), X*inv(X) = I, exp(u)/(1 + exp(u)) =
 # sigmoid(u)) name their records here, through the registry, once: a record renamed or removed
 # fails at import, not silently. Generic rules read the records (``undoes``, ``keeps_symmetry``).
-_SIGN, _ABS, _INV, _EXP, _SIGMOID = (FUNCTIONS[name].name for name in ("sign", "abs", "inv", "exp", "sigmoid"))
+_SIGN, _ABS, _INV, _EXP, _SIGMOID, _SOFTMAX = (
+    FUNCTIONS[name].name for name in ("sign", "abs", "inv", "exp", "sigmoid", "softmax")
+)
 
 
 # What each rule says, for explanations that report the rules applied (``traced``).
@@ -151,14 +153,33 @@ def simplify_function(node: g.Function, args: Sequence[g.Node]) -> g.Node:
         if _TRACE.get() is not None:
             _record("undo_function", g.apply(node.name, *args, dim=node.dim), args[0].args[0])
         return args[0].args[0]
+    if node.name == _SIGMOID and _is_negation(args[0]):
+        # sigmoid(-u) = 1 - sigmoid(u): one sigmoid node, so that terms in u merge and cancel.
+        return add_ones_minus(g.apply(_SIGMOID, args[0].args[0]))
     return g.apply(node.name, *args, dim=node.dim)
+
+
+def _is_negation(node: g.Node) -> bool:
+    """``-u``: a contraction of one operand with coefficient -1 and its own labels."""
+    return (
+        isinstance(node, g.Contract)
+        and node.coeff == -1
+        and len(node.args) == 1
+        and node.labels[0] == node.out
+        and len(set(node.out)) == len(node.out)
+    )
+
+
+def add_ones_minus(x: g.Node) -> g.Node:
+    """``1 - x`` entry-wise, in normal form."""
+    return normal_sum([g.ones(x.shape), g.scale(-1, x)])
 
 
 # ------------------------------------------------------------------------------ contractions
 
 
 def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels, coeff: Fraction) -> g.Node:
-    ops, labels, coeff = flatten(list(ops), [tuple(lab) for lab in labels], coeff)
+    ops, labels, coeff = flatten(list(ops), [tuple(lab) for lab in labels], coeff, out)
     if coeff == 0 or any(g.is_zero(op) for op in ops):
         return g.zeros(g.Contract.shape_rule(tuple(ops), (coeff, tuple(labels), out)))
     changed = True
@@ -170,11 +191,14 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
             merge_ones,
             count_ones,
             select_block,
+            cancel_division,
             merge_powers,
             sign_times_self,
             cancel_inverse,
             expand_inverse,
             sigmoid_of_ratio,
+            softmax_of_ratio,
+            sum_of_softmax,
         ):
             result = rule(ops, labels, out)
             if result is not None:
@@ -187,6 +211,9 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
     split = split_over_stack(ops, labels, out, coeff, normal_contract, normal_sum)
     if split is not None:
         return split
+    distributed = distribute_to_cancel(ops, labels, out, coeff)
+    if distributed is not None:
+        return distributed
     labels = symmetric_labels(ops, labels, out)
     pushed = transpose_of_sum(ops, labels, out, coeff)
     if pushed is not None:
@@ -196,14 +223,93 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
     return g.contract(ops, labels, out, coeff)
 
 
-def flatten(ops: list[g.Node], labels: list[Labels], coeff: Fraction) -> tuple[list[g.Node], list[Labels], Fraction]:
-    """Inline operands that are contractions, renaming their summed labels apart."""
+def _reciprocals(op: g.Node, labs: Labels) -> set[tuple[g.Node, Labels]]:
+    """The (base, indices) of the factors ``base .^ p``, ``p < 0``, of ``op`` indexed by ``labs``."""
+    ops, labels, _ = flatten([op], [labs], Fraction(1))
+    found = set()
+    for factor, factor_labels in zip(ops, labels, strict=True):
+        base, p = _base_exponent(factor)  # type: ignore[misc]
+        if p < 0 and factor.rank:
+            found.add((base, factor_labels))
+    return found
+
+
+def distribute_to_cancel(ops: list[g.Node], labels: list[Labels], out: Labels, coeff: Fraction) -> g.Node | None:
+    """``(a ./ s + b) .* s = a + b .* s``: a sum among the factors is distributed when one of its
+    terms divides by a factor of the product, which then cancels (``cancel_division``). The
+    logistic loss's ``(-y ./ s + (1 - y) ./ (1 - s)) .* s .* (1 - s)`` becomes
+    ``-y .* (1 - s) + (1 - y) .* s``."""
+    present: set[tuple[g.Node, Labels]] = set()
+    for op, labs in zip(ops, labels, strict=True):
+        base, p = _base_exponent(op)  # type: ignore[misc]
+        if p > 0 and op.rank:
+            present.add((base, labs))
+    if not present:
+        return None
+    top = 1 + max((lab for labs in labels for lab in labs), default=-1)
+    for k, op in enumerate(ops):
+        if not isinstance(op, g.Add) or len(op.args) > 8:
+            continue
+        # Inner labels are renamed apart from the outer ones by flatten (from ``top`` on).
+        if any(
+            (base, labs) in present
+            for term in op.args
+            for base, labs in _reciprocals(term, labels[k])
+            if all(lab < top for lab in labs)
+        ):
+            return normal_sum(
+                [normal_contract([*ops[:k], term, *ops[k + 1 :]], labels, out, coeff) for term in op.args]
+            )
+    return None
+
+
+def is_error_signal(op: g.Node) -> bool:
+    """An entry-wise product with a factor computed from the arguments of a nonlinear function:
+    ``(W'*d) .* (1 - h.^2)``, the error signal (backprop delta) of a layer. A deep chain's
+    derivative w.r.t. each layer shares these; kept as nodes, they are computed and printed once
+    (see :func:`flatten`)."""
+    if not isinstance(op, g.Contract) or not op.out or len(op.args) < 2:
+        return False
+    if not all(sum(lab in labs for labs in op.labels) >= 2 for lab in op.out):
+        return False
+    # A quotient is inlined: its divisor may cancel against a factor outside ((t ./ s)'*s).
+    if any(_base_exponent(a)[1] < 0 for a in op.args):  # type: ignore[index]
+        return False
+    return any(isinstance(a, g.Add | g.Function | g.Power) and a.rank for a in op.args)
+
+
+def _divides(op: g.Node) -> bool:
+    """Has ``op`` a factor ``u .^ p``, ``p < 0``: itself, an operand of it, or of a term of it."""
+    candidates = [op]
+    if isinstance(op, g.Contract | g.Add):
+        candidates += list(op.args)
+        for a in op.args:
+            if isinstance(a, g.Contract) and isinstance(op, g.Add):
+                candidates += list(a.args)
+    return any(_base_exponent(c)[1] < 0 for c in candidates)  # type: ignore[index]
+
+
+def flatten(
+    ops: list[g.Node], labels: list[Labels], coeff: Fraction, out: Labels | None = None
+) -> tuple[list[g.Node], list[Labels], Fraction]:
+    """Inline operands that are contractions, renaming their summed labels apart.
+
+    Given the contraction's ``out``, an error signal (:func:`is_error_signal`) that the product
+    sums against another factor (``W'*delta``: a layer's backward step) is kept whole: inlined,
+    every layer's derivative would repeat the whole backward chain below it (text and work
+    quadratic in the depth)."""
     top = 1 + max((lab for labs in labels for lab in labs), default=-1)
     new_ops: list[g.Node] = []
     new_labels: list[Labels] = []
+    # Where the product divides, everything is inlined: a divisor may cancel a factor of a signal.
+    keep_signals = out is not None and len(ops) > 1 and not any(_divides(op) for op in ops)
     for op, labs in zip(ops, labels, strict=True):
         if isinstance(op, g.Const):
             coeff *= op.value
+            continue
+        if keep_signals and is_error_signal(op):
+            new_ops.append(op)
+            new_labels.append(labs)
             continue
         if not isinstance(op, g.Contract):
             new_ops.append(op)
@@ -323,6 +429,28 @@ def _base_exponent(op: g.Node) -> tuple[g.Node, Fraction] | None:
     if isinstance(op, g.Power) and isinstance(op.args[1], g.Const):
         return op.args[0], op.args[1].value
     return op, Fraction(1)
+
+
+def cancel_division(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``u .^ p`` times ``u .^ -p`` over the same indices is 1 entry by entry: a Hadamard division
+    cancelled by a contraction with the same factor, ``(t ./ s)'*s = sum(t)``. The pair becomes a
+    ``ones`` over their indices (dropped where another factor carries them), so a sum over them stays
+    a sum: ``s'*(1 ./ s) = sum(ones(n)) = n``."""
+    seen: dict[tuple[g.Node, Labels], list[tuple[int, Fraction]]] = {}
+    for k, op in enumerate(ops):
+        base, p = _base_exponent(op)  # type: ignore[misc]
+        if not op.rank or len(set(labels[k])) != len(labels[k]) or isinstance(base, g.Ones):
+            continue
+        for j, q in seen.get((base, labels[k]), []):
+            if p + q == 0:
+                keep = [i for i in range(len(ops)) if i not in (j, k)]
+                return (
+                    [ops[i] for i in keep] + [g.ones(op.shape)],
+                    [labels[i] for i in keep] + [labels[k]],
+                    out,
+                )
+        seen.setdefault((base, labels[k]), []).append((k, p))
+    return None
 
 
 def merge_powers(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
@@ -462,6 +590,62 @@ def sigmoid_of_ratio(ops: list[g.Node], labels: list[Labels], out: Labels) -> Re
             ):
                 keep = [i for i in range(len(ops)) if i not in (j, k)]
                 return ([ops[i] for i in keep] + [g.apply(_SIGMOID, u)], [labels[i] for i in keep] + [labels[k]], out)
+    return None
+
+
+def softmax_of_ratio(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``exp(u)/sum(exp(u)) = softmax(u)`` for a vector ``u``, and ``exp(Z) ./ sum(exp(Z), d)``
+    (repeated over the axis ``d``) ``= softmax(Z, d)`` for a matrix: the normalised exponential,
+    computed stably."""
+    for k, op in enumerate(ops):
+        if not (isinstance(op, g.Function) and op.name == _EXP and op.rank in (1, 2)):
+            continue
+        for j, other in enumerate(ops):
+            if not (
+                isinstance(other, g.Power)
+                and isinstance(other.args[1], g.Const)
+                and other.args[1].value == -1
+                and isinstance(other.args[0], g.Contract)
+            ):
+                continue
+            total = other.args[0]
+            if total.coeff != 1 or total.args != (op,) or len(set(total.labels[0])) != op.rank:
+                continue
+            # The sum's free axes must be the exponential's axes the ratio shares with it.
+            kept = [total.labels[0].index(lab) for lab in total.out]
+            if tuple(labels[k][a] for a in kept) != labels[j]:
+                continue
+            if op.rank == 1 and not kept:
+                ratio = g.apply(_SOFTMAX, op.args[0])
+            elif op.rank == 2 and len(kept) == 1:
+                ratio = g.apply(_SOFTMAX, op.args[0], dim=2 - kept[0])  # the columns kept: axis 1
+            else:
+                continue
+            keep = [i for i in range(len(ops)) if i not in (j, k)]
+            return [ops[i] for i in keep] + [ratio], [labels[i] for i in keep] + [labels[k]], out
+    return None
+
+
+def sum_of_softmax(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``sum(softmax(z)) = 1``; ``sum(softmax(Z, 1), 1) = ones(n)'``: the entries of a softmax
+    along its axis, summed over that axis and nothing else, are 1."""
+    for k, op in enumerate(ops):
+        if not (isinstance(op, g.Function) and op.name == _SOFTMAX) or len(set(labels[k])) != op.rank:
+            continue
+        axis = 0 if op.dim is None else op.dim - 1
+        lab = labels[k][axis]
+        if lab in out or any(lab in labs for j, labs in enumerate(labels) if j != k):
+            continue
+        if op.rank == 1:
+            keep = [i for i in range(len(ops)) if i != k]
+            if not keep:
+                return [g.const(1)], [()], out
+            return [ops[i] for i in keep], [labels[i] for i in keep], out
+        return (
+            [*ops[:k], g.ones((op.shape[1 - axis],)), *ops[k + 1 :]],
+            [*labels[:k], (labels[k][1 - axis],), *labels[k + 1 :]],
+            out,
+        )
     return None
 
 
@@ -680,9 +864,12 @@ def normal_sum(terms: Sequence[g.Node]) -> g.Node:
     for term in terms:
         flat.extend(term.args if isinstance(term, g.Add) else (term,))
     shape = flat[0].shape
-    merged = merge_like_terms(flat)
+    expanded = expand_to_cancel(flat)
+    merged = expanded or merge_like_terms(flat)
     tracing = _TRACE.get() is not None
-    if tracing and len(merged) < len(flat) and len(flat) > 1:
+    if tracing and expanded:
+        _record("expand_to_cancel", g.add(flat), g.add(merged))
+    elif tracing and len(merged) < len(flat) and len(flat) > 1:
         _record("merge_like_terms", g.add(flat), g.add(merged) if merged else g.zeros(shape))
     if not merged:
         return g.zeros(shape)
@@ -701,6 +888,48 @@ def normal_sum(terms: Sequence[g.Node]) -> g.Node:
     if tracing and not isinstance(result, g.Add):
         _record("common_coefficient", g.add(merged), result)
     return result
+
+
+def _monomials(term: g.Node) -> list[g.Node] | None:
+    """The terms of ``term`` multiplied out one level: ``c*(a + b)`` and ``x .* (a + b)`` are
+    ``[c*a, c*b]`` and ``[x .* a, x .* b]``; None for a term with no sum among its factors (or more
+    than one: the expansion would multiply)."""
+    if not isinstance(term, g.Contract):
+        return None
+    sums = [k for k, op in enumerate(term.args) if isinstance(op, g.Add)]
+    if len(sums) != 1 or len(term.args[sums[0]].args) > 4:
+        return None
+    (k,) = sums
+    ops = list(term.args)
+    return [
+        normal_contract([*ops[:k], part, *ops[k + 1 :]], list(term.labels), term.out, term.coeff)
+        for part in term.args[k].args
+    ]
+
+
+def expand_to_cancel(terms: list[g.Node]) -> list[g.Node] | None:
+    """The terms multiplied out where that makes some of them cancel: ``-y .* (1 - s) + (1 - y) .* s``
+    is ``s - y``, ``1 - (1 - s)`` is ``s``. Kept only when terms cancel and the sum gets no longer,
+    so a factored form stays factored otherwise."""
+    if len(terms) < 2 or len(terms) > _PAIRWISE_TERMS:
+        return None
+    expanded: list[g.Node] = []
+    grew = False
+    for term in terms:
+        parts = _monomials(term)
+        if parts is None:
+            expanded.append(term)
+        else:
+            expanded.extend(p for part in parts for p in (part.args if isinstance(part, g.Add) else (part,)))
+            grew = True
+    if not grew:
+        return None
+    merged = merge_like_terms(expanded)
+    distinct = len({_term_key(t)[2] for t in expanded if not g.is_zero(t)})
+    # Some terms cancelled (not merely merged, which would undo a factored form) and none was added.
+    if len(merged) < distinct and len(merged) <= len(terms):
+        return merged
+    return None
 
 
 def common_scalar_factor(terms: list[g.Node]) -> g.Node | None:
