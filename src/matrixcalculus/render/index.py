@@ -218,8 +218,12 @@ class IndexPrinter:
         piece = self.matrix.piece(node)
         text = piece.text
         if not node.rank:
-            # A factor of a product: a sum (1 - s) keeps its parentheses.
-            return (paren(piece, MUL, st) if not top else text), [], None
+            # A factor of a product: a sum (1 - s) keeps its parentheses, and so does a product
+            # in matrix notation (u'*u): its operands are not entries, and index notation reads
+            # a bare u' as one.
+            if top or _is_entry(text) or _is_call(text):
+                return text, [], None
+            return (paren(piece, MUL, st) if piece.prec < MUL else f"({text})"), [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
         return self.entry(text if simple else f"({text})", idx), [], None
 
