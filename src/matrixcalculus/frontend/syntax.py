@@ -40,7 +40,9 @@ from matrixcalculus.ir.functions import FUNCTIONS
 from matrixcalculus.ir.graph import PI
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
-DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
+# commutation(m, n) is the mn x mn permutation K with K*vec(X) = vec(X') for an m x n matrix X
+# (column-major vec), as flattening prints it.
+DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2), "commutation": (2, 2)}
 _MAX_DIMENSION = 2**53
 # Functions built into the language beyond the registry (inference builds them as products).
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")

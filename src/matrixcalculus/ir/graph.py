@@ -816,6 +816,41 @@ def reshape(x: Node, shape: Shape) -> Node:
     return _intern(Reshape, (x,), (shape,))
 
 
+def commutation(m: Dim, n: Dim) -> Node:
+    """The commutation matrix ``K`` of an ``m x n`` matrix: ``K*vec(X) = vec(X')``, column-major
+    ``vec``; rows are indexed by the entries of ``X'`` (n x m), columns by those of ``X``.
+
+    >>> commutation(2, 3).shape
+    (6, 6)
+    """
+    # Pairs are read row-major, so column-major vec(X)[k + m*l] = X[k,l] is column (l, k), and
+    # vec(X')[p + n*q] = X'[p,q] = X[q,p] is row (q, p): K[(q,p),(l,k)] = delta(q,k)*delta(p,l).
+    delta_m, delta_n = delta(m), delta(n)
+    tensor = contract([delta_m, delta_n], [(0, 3), (1, 2)], (0, 1, 2, 3))
+    return reshape(tensor, (dim_product(m, n), dim_product(n, m)))
+
+
+def commutation_dims(node: Node) -> tuple[Dim, Dim] | None:
+    """``(m, n)`` when ``node`` is :func:`commutation` ``(m, n)``, else None (for printing it by name).
+
+    >>> commutation_dims(commutation("m", "n"))
+    ('m', 'n')
+    """
+    if not isinstance(node, Reshape):
+        return None
+    inner = node.args[0]
+    if not (isinstance(inner, Contract) and inner.coeff == 1 and len(inner.args) == 2 and inner.rank == 4):
+        return None
+    if not all(isinstance(op, Delta) for op in inner.args):
+        return None
+    q, p, l, k = inner.out
+    pairs = {frozenset(labs): op.shape[0] for op, labs in zip(inner.args, inner.labels, strict=True)}
+    m, n = pairs.get(frozenset((q, k))), pairs.get(frozenset((p, l)))
+    if m is None or n is None or node.shape != (dim_product(m, n), dim_product(n, m)):
+        return None
+    return m, n
+
+
 # ------------------------------------------------------------------------------ functions
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from matrixcalculus.ir import graph as g
-from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, paren
+from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, is_wrapped, paren
 
 if TYPE_CHECKING:
     from matrixcalculus.render.notation import MatrixPrinter
@@ -195,6 +195,9 @@ class IndexPrinter:
         if not node.rank:
             return text, [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
+        # A piece already in parentheses of its own (an indicator, (W1*x + b1 > 0)) is subscripted
+        # as it is: ((W1*x + b1 > 0))[i] would say the same with a pair too many.
+        simple = simple or is_wrapped(text)
         return self.entry(text if simple else f"({text})", idx), [], None
 
     def elementwise(self, node: g.Node, texts: list[str]) -> str:

@@ -31,7 +31,6 @@ from matrixcalculus.render.style import (
     transposed,
 )
 from matrixcalculus.render.tensors import without_tensor_operands
-from matrixcalculus.transform.flattening import commutation_dims
 from matrixcalculus.transform.simplify import is_symmetric
 
 
@@ -145,8 +144,12 @@ class MatrixPrinter:
         entries = stack_entries(node)
         if entries is not None:
             return self.render_stack(node, entries)
+        if isinstance(node, g.Reshape) and node.args[0].rank == 1 and node.rank == 2 and 1 in node.shape:
+            # A vector as the 1 x n or n x 1 matrix it is (an operand of kron): a row or a column.
+            piece = self.memo[node.args[0]]
+            return as_row(piece, st) if node.shape[0] == 1 else as_col(piece, st)
         if isinstance(node, g.Reshape):
-            dims = commutation_dims(node)
+            dims = g.commutation_dims(node)
             if dims is not None:
                 # The commutation matrix of flattening (K vec(X) = vec(X')), by its name.
                 m, n = (g.dim_text(d) for d in dims)
@@ -187,7 +190,7 @@ class MatrixPrinter:
                 args = [as_col(a, st) if arg.rank == 1 else a for a, arg in zip(args, node.args, strict=True)]
             piece = st.function(node.record, args, node.dim)
             # A result that is not a scalar is a row where its arguments are (kron of two rows).
-            return Piece(piece.text, piece.prec, bool(node.rank) and all(a.row for a in args), op=piece.op)
+            return Piece(piece.text, piece.prec, node.rank == 1 and all(a.row for a in args), op=piece.op)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
     # --------------------------------------------------------------------------- sums
