@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -626,7 +626,8 @@ class _Checker:
 
     def product_of(self, record: FunctionRecord, node: Ast, kids: list[MType]) -> MType:
         """A "product" result: ``kron(A, B)`` of m x n and p x q is (m*p) x (n*q); of two vectors
-        of one orientation, a vector of length m*p."""
+        of one orientation, a vector of length m*p; a vector with a matrix, or a column with a
+        row, is the n x 1 or 1 x n matrix it is written as (``kron(x', eye(m))`` is m x (n*m))."""
         first = kids[0]
         if all(a[0] == first[0] for a in kids) and first[0] in "mcr":
             return (first[0], *(self.dims.product(*axis) for axis in zip(*(a[1:] for a in kids), strict=True)))
@@ -640,7 +641,7 @@ class _Checker:
             f"{self.src(arg)} is {_describe(a, self.dims)}" for arg, a in zip(node.args, kids, strict=True)
         )
         raise _Mismatch(
-            f"{record.name} at column {node.column} needs {record.product_arguments} of one orientation, but {given}",
+            f"{record.name} at column {node.column} needs {record.product_arguments}, but {given}",
             node,
         )
 

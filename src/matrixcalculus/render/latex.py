@@ -9,7 +9,18 @@ from fractions import Fraction
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.registry import FunctionRecord, fill
 from matrixcalculus.render import numbers
-from matrixcalculus.render.style import ATOM, MUL, POSTFIX, UNARY, Piece, Style, as_fraction, delimited, paren, unwrapped
+from matrixcalculus.render.style import (
+    ATOM,
+    MUL,
+    POSTFIX,
+    UNARY,
+    Piece,
+    Style,
+    as_fraction,
+    delimited,
+    paren,
+    unwrapped,
+)
 
 
 class LatexStyle(Style):

@@ -182,7 +182,7 @@ def unwrapped(text: str) -> str:
 def delimited(template: str, k: int) -> bool:
     """Whether every slot ``{k}`` of ``template`` stands alone between a call's parentheses or
     commas (``name({0}, {1})``, LaTeX ``\\left({0}\\right)``)."""
-    slot = "{%d}" % k
+    slot = "{" + str(k) + "}"
     pieces = template.split(slot)
     if len(pieces) < 2:
         return False

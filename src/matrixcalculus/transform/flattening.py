@@ -63,7 +63,7 @@ def _groups(node: g.Contract) -> list[tuple[list[int], set[int]]]:
     return list(groups.values())
 
 
-def _factor(node: g.Contract, groups: Sequence[tuple[list[int], set[int]]], out: tuple[int, int]) -> g.Node:
+def _factor(node: g.Contract, groups: Sequence[tuple[list[int], set[int]]], out: tuple[int, ...]) -> g.Node:
     ops = [k for group, _ in groups for k in group]
     return simplify(g.contract([node.args[k] for k in ops], [node.labels[k] for k in ops], out))
 
