@@ -43,3 +43,13 @@ def test_a_where_binding_falls_back_to_the_graph():
     # The bound part is typed elsewhere (after `where`): the level is printed from the graph.
     d = mc.explain("max(0, u) where u = w'*x + b", "w")
     assert definitions(d) == ["u = w'*x + b", "f = relu(u)"]
+
+
+def test_the_latex_shows_what_was_typed_too():
+    d = mc.explain("max(0, w'*x + b)", "w")
+    assert r"f = \max\left(0, w^\top x + b\right)" in d.steps[0].latex
+    (step,) = [s for s in d.steps if s.title == "Intermediate variables"]
+    assert r"f = \max\left(0, u\right)" in step.latex
+    assert "relu" not in step.latex
+    # relu typed stays relu in LaTeX.
+    assert r"\operatorname{relu}\left(u\right)" in mc.explain("relu(w'*x + b)", "w").steps[1].latex

@@ -461,10 +461,21 @@ def _plan(f: str | Expression, wrt: Any, types: Mapping[str, Any] | None, layout
     )
 
 
-def _typed_definition(plan: _Plan, level: chain.Level) -> str | None:
+def _typed_latex(text: str, types: Mapping[str, Declared]) -> str | None:
+    """The LaTeX of ``text`` with its functions as typed (``\\max(0, u)``, not relu), or None."""
+    try:
+        with warnings.catch_warnings(), g.as_typed():
+            warnings.simplefilter("ignore", MatrixCalculusNotice)
+            node, _, form, _ = infer_with_notices(parse_syntax(text), text, types)
+    except MatrixCalculusError:
+        return None
+    return to_latex(node, result=False, row=form == "r" if node.rank == 1 else None)
+
+
+def _typed_definition(plan: _Plan, level: chain.Level) -> tuple[str, str] | None:
     """The level's definition as the user typed it, the intermediates below it by their names
-    (``f = max(0, u)``, where the graph holds ``relu(u)``); None when the typed text does not read
-    back as the definition (then the definition is printed from the graph)."""
+    (``f = max(0, u)``, where the graph holds ``relu(u)``), in text and LaTeX; None when the typed
+    text does not read back as the definition (then the definition is printed from the graph)."""
     if level.ast is None:
         return None
     named = {v for v in g.postorder(level.definition) if isinstance(v, g.Var)}
@@ -485,7 +496,10 @@ def _typed_definition(plan: _Plan, level: chain.Level) -> str | None:
             node, _, _, _ = infer_with_notices(parse_syntax(text), text, types)
     except MatrixCalculusError:
         return None
-    return text if simplify(node) is simplify(level.definition) else None
+    if simplify(node) is not simplify(level.definition):
+        return None
+    tex = _typed_latex(text, types)
+    return (text, tex) if tex is not None else None
 
 
 # --------------------------------------------------------------------------- the steps
@@ -494,7 +508,9 @@ def _typed_definition(plan: _Plan, level: chain.Level) -> str | None:
 def _question(plan: _Plan) -> Step:
     body = _Body()
     expr, top = plan.expr, plan.top
-    body.show(f"{top} = {_source(expr)}", f"{LATEX.name(top)} = {expr.latex()}")
+    # As typed, in LaTeX too: the neuron is max(0, w'x + b), as the user wrote it.
+    typed_tex = _typed_latex(expr._source, expr._declared()) if expr._source is not None else None
+    body.show(f"{top} = {_source(expr)}", f"{LATEX.name(top)} = {typed_tex or expr.latex()}")
     for v in expr.variables.values():
         body.say(f"{v.name}: {_shape_words(v.shape)}")
     for scalar, other in _expansions(expr.node):
@@ -590,8 +606,8 @@ def _intermediates(plan: _Plan) -> Step | None:
             definition = definitions[level.name].definition
             # As typed where that reads back as the definition: f = max(0, u), not relu(u).
             typed = _typed_definition(plan, definitions[level.name])
-            text = typed if typed is not None else _text(definition)
-            body.show(f"{level.name} = {text}", f"{LATEX.name(level.name)} = {_tex(definition)}")
+            text, tex = typed if typed is not None else (_text(definition), _tex(definition))
+            body.show(f"{level.name} = {text}", f"{LATEX.name(level.name)} = {tex}")
         local = _local(plan, level, by)
         text, tex = _local_text(local, level.value.shape, level.name, by.name)
         shape = jacobian_shape(level.value.shape, by.shape)

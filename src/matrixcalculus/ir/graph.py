@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import math
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
@@ -896,6 +898,29 @@ class Function(Node):
         return self.record.value(xp, *values)
 
 
+# Inside as_typed(): functions are built as written, their records' rewrites not applied.
+_AS_TYPED: ContextVar[bool] = ContextVar("as_typed", default=False)
+
+
+@contextmanager
+def as_typed() -> Iterator[None]:
+    """Build functions as they are written, without their records' rewrites, for showing what was
+    typed: ``apply("max", const(0), u)`` is then ``max(0, u)``, not ``relu(u)``. Only for display:
+    the library computes with the rewritten nodes.
+
+    >>> u = var("u", "scalar", ())
+    >>> with as_typed():
+    ...     typed = apply("max", const(0), u)
+    >>> typed.name, apply("max", const(0), u).name
+    ('max', 'relu')
+    """
+    token = _AS_TYPED.set(True)
+    try:
+        yield
+    finally:
+        _AS_TYPED.reset(token)
+
+
 def apply(name: str, *args: Node, dim: int | None = None) -> Node:
     """``name(x, ...)`` for a function in the registry (a ``KeyError`` for an unknown name);
     ``dim``: the axis, for a function that takes one."""
@@ -904,7 +929,7 @@ def apply(name: str, *args: Node, dim: int | None = None) -> Node:
         raise ShapeError(f"{name} takes {record.arity} argument{'s' if record.arity > 1 else ''}, not {len(args)}")
     if dim is not None and not record.dim:
         raise ShapeError(f"{name} takes no axis argument")
-    if record.rewrite is not None and dim is None:
+    if record.rewrite is not None and dim is None and not _AS_TYPED.get():
         simpler = record.rewrite(*args)
         if simpler is not None:
             return simpler
