@@ -462,7 +462,8 @@ class Expression:
 
     def flatten(self, order: str = "column") -> Expression:
         """The Jacobian of ``vec(F)`` by ``vec(X)`` of a derivative of ``F`` by ``X`` (a matrix,
-        rows along ``vec(F)``), in Kronecker form where one exists; ``order``: ``"column"``
+        rows along ``vec(F)``; a scalar's is one row, a vector: ``kron(x, y)'`` for ``y'*A*x`` by
+        ``A``), in Kronecker form where one exists; ``order``: ``"column"``
         (column-major ``vec``) or ``"row"``. It equals ``numpy.reshape(D, (|F|, |X|), order="F")``
         (``"C"`` for rows) of the shape-layout derivative ``D``.
 

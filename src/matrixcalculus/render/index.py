@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from matrixcalculus.errors import MatrixCalculusError
 from matrixcalculus.frontend.indices import implicit_free
 from matrixcalculus.ir import graph as g
-from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, paren
+from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, is_wrapped, paren
 
 if TYPE_CHECKING:
     from matrixcalculus.render.notation import MatrixPrinter
@@ -225,6 +225,9 @@ class IndexPrinter:
                 return text, [], None
             return (paren(piece, MUL, st) if piece.prec < MUL else f"({text})"), [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
+        # A piece already in parentheses of its own (an indicator, (W1*x + b1 > 0)) is subscripted
+        # as it is: ((W1*x + b1 > 0))[i] would say the same with a pair too many.
+        simple = simple or is_wrapped(text)
         return self.entry(text if simple else f"({text})", idx), [], None
 
     def elementwise(self, node: g.Node, texts: list[str]) -> str:

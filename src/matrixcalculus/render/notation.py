@@ -32,7 +32,6 @@ from matrixcalculus.render.style import (
     transposed,
 )
 from matrixcalculus.render.tensors import without_tensor_operands
-from matrixcalculus.transform.flattening import commutation_dims
 from matrixcalculus.transform.simplify import is_symmetric
 
 
@@ -218,8 +217,12 @@ class MatrixPrinter:
                     part = paren(p, ADD + 1 if k or negative else ADD, self.style)
                     text += ("-" if negative else "") + part if not k else (" - " if negative else " + ") + part
                 return Piece(text, ADD)
+        if isinstance(node, g.Reshape) and node.args[0].rank == 1 and node.rank == 2 and 1 in node.shape:
+            # A vector as the 1 x n or n x 1 matrix it is (an operand of kron): a row or a column.
+            piece = self.memo[node.args[0]]
+            return as_row(piece, st) if node.shape[0] == 1 else as_col(piece, st)
         if isinstance(node, g.Reshape):
-            dims = commutation_dims(node)
+            dims = g.commutation_dims(node)
             if dims is not None:
                 # The commutation matrix of flattening (K vec(X) = vec(X')), by its name.
                 m, n = (g.dim_text(d) for d in dims)
@@ -263,7 +266,7 @@ class MatrixPrinter:
             piece = st.function(node.record, args, node.dim)
             # A result that is not a scalar is a row where its arguments are (kron of two rows);
             # a reduction down the columns is a row, as MATLAB gives it (logsumexp(Z, 1)).
-            row = (bool(node.rank) and all(a.row for a in args)) or (node.dim == 1 and node.rank == 1)
+            row = (node.rank == 1 and all(a.row for a in args)) or (node.dim == 1 and node.rank == 1)
             return Piece(piece.text, piece.prec, row, op=piece.op)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 

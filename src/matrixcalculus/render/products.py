@@ -96,8 +96,12 @@ def best_split(
         return tuple(labs)
 
     def cost(p: Piece) -> tuple[int, int]:
-        # Derived expressions: fewest transposes, then shortest. Typed ones: shortest.
-        return (transposes(p.text), len(p.text)) if identity else (0, len(p.text))
+        # Derived expressions: fewest transposes, then shortest, a diagonal matrix counting two
+        # characters more than it shows (between equals, a vector scaled entry by entry reads as
+        # (W'*d) .* (u > 0), as backpropagation writes it, not diag(u > 0)*W'*d). Typed ones: shortest.
+        if identity:
+            return (transposes(p.text), len(p.text) + 2 * p.text.count("diag("))
+        return (0, len(p.text))
 
     if n > DP_WIDTH:
         # Long products: fold left to right (the search over all splits is cubic in n).
