@@ -371,9 +371,11 @@ class MatrixPrinter:
                 (neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 and not s else p)
                 for t, (neg, p), s in zip(node.args, terms, short, strict=True)
             ]
-        # A positive term leads where there is one: sum(t)*softmax(z) - t, not -t + sum(t)*softmax(z).
-        lead = next((k for k, (negative, _) in enumerate(terms) if not negative), 0)
-        terms = [terms[lead], *terms[:lead], *terms[lead + 1 :]]
+        if self.result:
+            # A positive term leads a result where there is one: sum(t)*softmax(z) - t, not
+            # -t + sum(t)*softmax(z). What was typed keeps its order (it reads back as typed).
+            lead = next((k for k, (negative, _) in enumerate(terms) if not negative), 0)
+            terms = [terms[lead], *terms[:lead], *terms[lead + 1 :]]
         parts = []
         for k, (negative, p) in enumerate(terms):
             text = paren(p, ADD + 1 if k or negative else ADD, st)
