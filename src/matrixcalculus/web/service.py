@@ -76,7 +76,9 @@ class RequestError(Exception):
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_SHAPE = re.compile(r"\s*[A-Za-z0-9_]+(\s*[x×,]\s*[A-Za-z0-9_]+)?\s*\Z")
+# A shape as text: numbers "3", "3x4"; names "n", "m x n", "m, n" (an "x" between names needs spaces).
+_SIZE = r"(?:\d+|[A-Za-z_][A-Za-z0-9_]*)"
+_SHAPE = re.compile(rf"\s*(\d+)\s*[x×]\s*(\d+)\s*\Z|\s*({_SIZE})\s*\Z|\s*({_SIZE})(?:\s+x\s+|\s*[×,]\s*)({_SIZE})\s*\Z")
 
 
 def validate(endpoint: str, payload: Any, limits: WebLimits = WebLimits()) -> dict[str, Any]:
@@ -168,8 +170,8 @@ def _spec(name: str, spec: Any) -> Any:
         word = spec.strip().lower()
         if word in KINDS or word == "symmetric":
             return word
-        if _SHAPE.match(spec):
-            return tuple(int(p) if p.isdigit() else p for p in re.split(r"\s*[x×,]\s*", spec.strip()))
+        if shape := _SHAPE.match(spec):
+            return tuple(int(p) if p.isdigit() else p for p in shape.groups() if p is not None)
         if spec.strip() in ("", "()"):
             return ()
     elif isinstance(spec, list) and len(spec) <= 2:

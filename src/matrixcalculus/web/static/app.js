@@ -24,13 +24,24 @@ let examples = [];
 
 // ------------------------------------------------------------------ talking to the server
 
+let pending = 0;  // requests in flight; body[data-busy] says so (for tests and styles)
+
 async function api(path, body) {
-  const response = await fetch(path, {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
-  });
-  let data;
-  try { data = await response.json(); } catch (e) { data = {error: {message: `the server answered ${response.status}`}}; }
-  return {status: response.status, data};
+  pending += 1;
+  document.body.dataset.busy = "true";
+  try {
+    const response = await fetch(path, {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
+    });
+    let data;
+    try { data = await response.json(); } catch (e) { data = {error: {message: `the server answered ${response.status}`}}; }
+    return {status: response.status, data};
+  } catch (e) {
+    return {status: 0, data: {error: {message: "the server cannot be reached; is matrixcalculus serve still running?"}}};
+  } finally {
+    pending -= 1;
+    if (pending === 0) delete document.body.dataset.busy;
+  }
 }
 
 function request() {
@@ -303,6 +314,9 @@ async function refresh() {
     return;
   }
   clearError();
+  // Declarations of names no longer in the expression are dropped (and leave the link).
+  const names = new Set(data.expression.variables.map((v) => v.name));
+  for (const name of Object.keys(state.types)) if (!names.has(name)) delete state.types[name];
   showExpression(data.expression);
   await derive();
 }
