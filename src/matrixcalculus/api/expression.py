@@ -40,7 +40,7 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import check_count, check_nodes, current_limits, limit_error
 from matrixcalculus.numeric.evaluate import bind
 from matrixcalculus.numeric.evaluate import evaluate as _evaluate
-from matrixcalculus.render.printing import index_notation, to_latex, to_text
+from matrixcalculus.render.printing import free_indices, index_notation, to_latex, to_text
 
 
 class MatrixCalculusNotice(UserWarning):
@@ -402,6 +402,21 @@ class Expression:
         built = Expression._built(node, self.variables, self._types, self._fixed, form, grown)
         built._result, built._context = self._result, self._context
         return built
+
+    # ------------------------------------------------------------------ notebooks
+
+    def _repr_latex_(self) -> str:
+        """Jupyter shows an expression (a derivative too) as typeset mathematics; a tensor of
+        order three or more, in index notation, with its free indices and shape beside it.
+
+        >>> print(parse("x'*A*x")._repr_latex_())
+        $\\displaystyle x^\\top A x$
+        """
+        if self.node.rank <= 2:
+            return f"$\\displaystyle {self.latex()}$"
+        indices = ",".join(free_indices(self.node))
+        shape = " \\times ".join(g.dim_text(d) for d in self.shape)
+        return f"$\\displaystyle {self.latex()} \\qquad \\text{{(indices {indices}; shape }} {shape}\\text{{)}}$"
 
 
 _KIND_WORDS = {"scalar": "scalar", "vector": "vector", "matrix": "matrix", "symmetric": "symmetric matrix"}
