@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.webserver import running_server  # noqa: E402 - the tests' way of starting the server
+from tests.webserver import running_server  # the tests' way of starting the server
 
 EASY = [
     {"expression": "x'*A*x", "wrt": ["x"], "check": True},
@@ -134,7 +134,7 @@ def _server_pid(url: str) -> int:
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

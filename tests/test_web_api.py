@@ -52,9 +52,7 @@ def _math_tags(markup: str) -> set[str]:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.expression + " by " + ",".join(e.wrt) for e in EXAMPLES])
-def test_each_tutorial_example_gets_the_tutorials_derivative_typeset_and_checked(
-    client: httpx.Client, example
-) -> None:
+def test_each_tutorial_example_gets_the_tutorials_derivative_typeset_and_checked(client: httpx.Client, example) -> None:
     body = {"expression": example.expression, "wrt": list(example.wrt), "types": example.types,
             "layout": example.layout, "check": True}  # fmt: skip
     r = client.post("/api/derivative", json=body)
@@ -199,7 +197,8 @@ def test_a_runaway_derivation_is_stopped_with_503_and_the_server_keeps_answering
 
 
 @pytest.mark.parametrize(
-    "text", ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>', "x + '</math><script>'", "<math><mi>x</mi></math>"]
+    "text",
+    ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "x + '</math><script>'", "<math><mi>x</mi></math>"],
 )
 def test_markup_in_an_expression_is_an_error_in_json_never_markup(client: httpx.Client, text: str) -> None:
     r = client.post("/api/parse", json={"expression": text})
@@ -267,10 +266,13 @@ def test_loopback_addresses() -> None:
 
 def test_serving_beyond_loopback_prints_a_warning() -> None:
     port = free_port()
+    command = ["serve", "--host", "0.0.0.0", "--port", str(port), "--workers", "1"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "matrixcalculus.cli", "serve", "--host", "0.0.0.0", "--port", str(port), "--workers", "1"],
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "matrixcalculus.cli", *command],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert process.stderr is not None
         first = process.stderr.readline()

@@ -18,7 +18,7 @@ from tests.webserver import running_server
 
 if not os.environ.get("CI"):
     pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402 - after the skip above
+from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -232,7 +232,9 @@ def test_keyboard_only(page: Page) -> None:
     page.keyboard.press("Control+A")
     page.keyboard.type("y'*A*x")
     page.keyboard.press("Enter")
-    page.wait_for_function("() => document.querySelector('#wrt-y') !== null && document.querySelector('#wrt-A') !== null")
+    page.wait_for_function(
+        "() => document.querySelector('#wrt-y') !== null && document.querySelector('#wrt-A') !== null"
+    )
     _wait_results(page, ["df/dx = A'*y"])  # x stays chosen: it is still a variable
     # Tab to the checkboxes (y, A, x): A on, x off, with the space bar.
     for target, results in (("wrt-A", ["df/dA = y*x'", "df/dx = A'*y"]), ("wrt-x", ["df/dA = y*x'"])):

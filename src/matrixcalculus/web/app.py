@@ -31,7 +31,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matrixcalculus.web.examples import EXAMPLES
-from matrixcalculus.web.service import ENDPOINTS, RequestError, WebLimits, validate
+from matrixcalculus.web.service import DEFAULT_LIMITS, ENDPOINTS, RequestError, WebLimits, validate
 from matrixcalculus.web.workers import WorkerPool, default_workers
 
 __all__ = ["LOOPBACK_HOSTS", "SECURITY_HEADERS", "create_app"]
@@ -103,7 +103,7 @@ def create_app(
     *,
     workers: int | None = None,
     time_limit: float | None = None,
-    limits: WebLimits = WebLimits(),
+    limits: WebLimits = DEFAULT_LIMITS,
     allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS,
 ) -> Starlette:
     """The app: ``workers`` worker processes (default: one per core, 2 to 4), each request's work

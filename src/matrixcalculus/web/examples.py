@@ -48,8 +48,13 @@ EXAMPLES = (
     Example("Least squares", "0.5*norm2(W*x - t)^2", ("W",), _CARSON, ("(W*x - t)*x'",)),
     Example("R'R (4-D)", "R'*R", ("R",), _CARSON, ("delta(i,l)*R[k,j] + delta(j,l)*R[k,i]",)),
     Example("Log-determinant", "logdet(X)", ("X",), _CARSON, ("inv(X)'",)),
-    Example("Stacked functions: the Jacobian of [f; g]", "[3*x^2*y; 2*x + y^8]", ("[x; y]",), _PARR,
-            ("[6*x*y, 3*x^2; 2, 8*y^7]",)),  # fmt: skip
+    Example(
+        "Stacked functions: the Jacobian of [f; g]",
+        "[3*x^2*y; 2*x + y^8]",
+        ("[x; y]",),
+        _PARR,
+        ("[6*x*y, 3*x^2; 2, 8*y^7]",),
+    ),
     Example(
         "A two-layer network",
         "0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2",

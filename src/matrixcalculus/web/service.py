@@ -29,7 +29,7 @@ from matrixcalculus.numeric.check import CheckResult, derivative_label
 from matrixcalculus.render.printing import LATEX
 from matrixcalculus.web.mathml import mathml
 
-__all__ = ["BACKENDS", "KINDS", "RequestError", "WebLimits", "answer", "validate"]
+__all__ = ["BACKENDS", "DEFAULT_LIMITS", "KINDS", "RequestError", "WebLimits", "answer", "validate"]
 
 # The words of the variables' table (the library also takes "symmetric" for the last).
 KINDS = ("scalar", "vector", "matrix", "symmetric matrix")
@@ -62,6 +62,9 @@ class WebLimits:
     time_limit: float = 10.0
 
 
+DEFAULT_LIMITS = WebLimits()
+
+
 class RequestError(Exception):
     """A request the server refuses, with its HTTP status and a message for the person."""
 
@@ -81,17 +84,17 @@ _SIZE = r"(?:\d+|[A-Za-z_][A-Za-z0-9_]*)"
 _SHAPE = re.compile(rf"\s*(\d+)\s*[x×]\s*(\d+)\s*\Z|\s*({_SIZE})\s*\Z|\s*({_SIZE})(?:\s+x\s+|\s*[×,]\s*)({_SIZE})\s*\Z")
 
 
-def validate(endpoint: str, payload: Any, limits: WebLimits = WebLimits()) -> dict[str, Any]:
+def validate(endpoint: str, payload: Any, limits: WebLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """The request's fields, checked and normalised; :class:`RequestError` (422) when one is wrong."""
     if not isinstance(payload, dict):
-        raise RequestError(422, "the request body is a JSON object, e.g. {\"expression\": \"x'*A*x\", \"wrt\": [\"x\"]}")
+        raise RequestError(422, 'the request body is a JSON object, e.g. {"expression": "x\'*A*x", "wrt": ["x"]}')
     known = {"expression", "types", "wrt", "order", "layout", "check", "size", "seed", "backend"}
     unknown = sorted(str(k) for k in payload if k not in known)
     if unknown:
         raise RequestError(422, f"unknown field {', '.join(unknown)[:200]}; the fields are {', '.join(sorted(known))}")
     expression = payload.get("expression")
     if not isinstance(expression, str) or not expression.strip():
-        raise RequestError(422, "expression is a non-empty string, e.g. \"x'*A*x\"")
+        raise RequestError(422, 'expression is a non-empty string, e.g. "x\'*A*x"')
     if len(expression) > limits.max_expression_length:
         raise RequestError(
             422,
@@ -175,7 +178,9 @@ def _spec(name: str, spec: Any) -> Any:
         if spec.strip() in ("", "()"):
             return ()
     elif isinstance(spec, list) and len(spec) <= 2:
-        if all((isinstance(p, int) and not isinstance(p, bool)) or (isinstance(p, str) and _NAME.match(p)) for p in spec):
+        if all(
+            (isinstance(p, int) and not isinstance(p, bool)) or (isinstance(p, str) and _NAME.match(p)) for p in spec
+        ):
             return tuple(spec)
     raise RequestError(
         422,
@@ -187,7 +192,7 @@ def _spec(name: str, spec: Any) -> Any:
 # ----------------------------------------------------------------------------- the work
 
 
-def answer(endpoint: str, request: Mapping[str, Any], limits: WebLimits = WebLimits()) -> tuple[int, dict[str, Any]]:
+def answer(endpoint: str, request: Mapping[str, Any], limits: WebLimits = DEFAULT_LIMITS) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON body for a validated request; a library error is a 422 naming
     what and where (the column of a parse error, the limit exceeded)."""
     try:
@@ -243,7 +248,11 @@ def _derivative(request: Mapping[str, Any]) -> dict[str, Any]:
             )  # fmt: skip
             assert isinstance(report, CheckResult)
             error = report.max_abs_error
-            item["check"] = {"ok": report.ok, "text": str(report), "max_abs_error": error if math.isfinite(error) else None}
+            item["check"] = {
+                "ok": report.ok,
+                "text": str(report),
+                "max_abs_error": error if math.isfinite(error) else None,
+            }
         answers.append(item)
     return {"expression": _describe(expr), "results": answers}
 

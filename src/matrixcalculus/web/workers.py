@@ -22,7 +22,7 @@ import sys
 from dataclasses import asdict, replace
 from typing import Any
 
-from matrixcalculus.web.service import RequestError, WebLimits
+from matrixcalculus.web.service import DEFAULT_LIMITS, RequestError, WebLimits
 
 __all__ = ["WorkerPool", "default_workers"]
 
@@ -77,7 +77,7 @@ class WorkerPool:
     """``workers`` processes; :meth:`run` sends a request to an idle one and awaits its answer."""
 
     def __init__(
-        self, workers: int = 2, time_limit: float = 10.0, limits: WebLimits = WebLimits(), queue_wait: float = 30.0
+        self, workers: int = 2, time_limit: float = 10.0, limits: WebLimits = DEFAULT_LIMITS, queue_wait: float = 30.0
     ):
         self.limits = replace(limits, time_limit=time_limit)
         self.size = workers
