@@ -13,6 +13,8 @@ limit                     what it bounds                                      ch
                                                                               random inputs
 ``max_check_entries``     entries of a variable that finite differences       ``check_derivative``
                           perturb (each costs two evaluations)
+``max_explicit_size``     the size of each axis of an explicit Jacobian        ``explicit``, ``picture``
+``max_explicit_entries``  entries of an explicit Jacobian (each is a formula)  ``explicit``, ``picture``
 ========================  ==================================================  ====================
 
 The defaults suit an interactive tool on a laptop. To change them for a block of code (they
@@ -54,6 +56,10 @@ class Limits:
     max_array_bytes: int = 2**30
     # A finite-difference check evaluates the function twice per entry of the variable.
     max_check_entries: int = 10_000
+    # An explicit Jacobian is written entry by entry for a person to read: past a dozen per axis
+    # or a few thousand formulas it is no longer read (the web page caps sizes the same way).
+    max_explicit_size: int = 12
+    max_explicit_entries: int = 2_000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -258,7 +258,10 @@ def _finished(node: g.Node, expr: Expression, wrts: Sequence[g.Var], layout: str
     """A shape-layout derivative of ``expr`` as the result in ``layout``."""
     f_rank = expr.node.rank
     node = _arrange(node, f_rank, layout)
-    return _result(node, expr, wrts, row=is_row(f_rank, node.rank, layout))
+    result = _result(node, expr, wrts, row=is_row(f_rank, node.rank, layout))
+    source = expr._source if expr._source is not None else str(expr)
+    result._jacobian = (f_rank, layout, " ".join(source.split()), tuple(w.name for w in wrts))
+    return result
 
 
 def _pure(node: g.Node, wrts: Sequence[g.Var], order: int) -> list[g.Node]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Rational, Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matrixcalculus.errors import EvaluationError, InferenceError, MatrixCalculusError, ParseError, ShapeError
 from matrixcalculus.frontend.infer import (
@@ -41,6 +41,9 @@ from matrixcalculus.limits import check_count, check_nodes, current_limits, limi
 from matrixcalculus.numeric.evaluate import bind
 from matrixcalculus.numeric.evaluate import evaluate as _evaluate
 from matrixcalculus.render.printing import free_indices, index_notation, to_latex, to_text
+
+if TYPE_CHECKING:
+    from matrixcalculus.api.explicit import Explicit
 
 
 class MatrixCalculusNotice(UserWarning):
@@ -147,6 +150,7 @@ class Expression:
         "_facts",
         "_fixed",
         "_form",
+        "_jacobian",
         "_notices",
         "_result",
         "_source",
@@ -187,6 +191,9 @@ class Expression:
         self._facts: _Facts | None = None
         # How names were typed that the reader should know (kept by derivatives of this expression).
         self._notices: tuple[Notice, ...] = ()
+        # A derivative's (rank of f, layout, f's text, the variables' names): which axes are f's
+        # (flatten splits there) and what they are (pictures label them).
+        self._jacobian: tuple[int, str, str, tuple[str, ...]] | None = None
 
     @classmethod
     def _built(
@@ -214,6 +221,7 @@ class Expression:
         self._terms = terms
         self._facts = facts
         self._notices = ()
+        self._jacobian = None
         return self
 
     # ------------------------------------------------------------------ views
@@ -402,6 +410,41 @@ class Expression:
         built = Expression._built(node, self.variables, self._types, self._fixed, form, grown)
         built._result, built._context = self._result, self._context
         return built
+
+    # ------------------------------------------------------------------ explicit form, flattening
+
+    def explicit(self, sizes: Mapping[str, int] | int | None = None) -> Explicit:
+        """The expression at concrete sizes, entry by entry in the components of its variables
+        (an :class:`~matrixcalculus.api.explicit.Explicit`): ``sizes`` maps dimension names to
+        whole numbers, or is one number for every dimension (default 3).
+
+        >>> from matrixcalculus.api.calculus import derivative
+        >>> [str(entry) for entry in derivative("x .* z", "x").explicit({"n": 2}).entries.flat]
+        ['z1', '0', '0', 'z2']
+        """
+        from matrixcalculus.api.explicit import explicit  # builds on this module
+
+        return explicit(self, sizes)
+
+    def flatten(self, order: str = "column") -> Expression:
+        """The Jacobian of ``vec(F)`` by ``vec(X)`` of a derivative of ``F`` by ``X`` (a matrix,
+        rows along ``vec(F)``), in Kronecker form where one exists; ``order``: ``"column"``
+        (column-major ``vec``) or ``"row"``. It equals ``numpy.reshape(D, (|F|, |X|), order="F")``
+        (``"C"`` for rows) of the shape-layout derivative ``D``.
+
+        >>> from matrixcalculus.api.calculus import derivative
+        >>> str(derivative("A*X*B", "X").flatten("column"))
+        "kron(B', A)"
+        """
+        from matrixcalculus.api.explicit import flattened  # builds on this module
+
+        return flattened(self, order)
+
+    def picture(self, sizes: Mapping[str, int] | int | None = None, format: str = "svg") -> str | bytes:
+        """The structure of the explicit form at small sizes as a picture: ``"svg"`` text or
+        ``"png"`` bytes (see :meth:`~matrixcalculus.api.explicit.Explicit.picture`); needs the
+        ``plot`` extra (matplotlib)."""
+        return self.explicit(sizes).picture(format)
 
     # ------------------------------------------------------------------ notebooks
 

@@ -45,7 +45,7 @@ class LatexStyle(Style):
         # A template between two arguments is an infix operator ({p0} \otimes {p1}) and binds like
         # a product; one that only starts with its argument is a postfix ({p0}^{-1}).
         if re.match(r"\{p?\d+\}", template) and re.search(r"\{p?\d+\}$", template):
-            return Piece(text, MUL)
+            return Piece(text, MUL, op=record.name)
         return Piece(text, POSTFIX if template.startswith("{p") else ATOM)
 
     def bare(self, arg: Piece) -> str:
@@ -84,6 +84,12 @@ class LatexStyle(Style):
             "chi",
             "pi",
         }
+        component = re.fullmatch(r"(\w+)\[(\d+(?:,\d+)*)\]", name)
+        if component is not None:
+            # An entry of a variable in an explicit Jacobian, A[1,2]: A_{12} (A_{1,12} past 9).
+            head, index = self.name(component.group(1)), component.group(2).split(",")
+            joined = ("," if any(len(k) > 1 for k in index) else "").join(index)
+            return f"{{{head}}}_{{{joined}}}" if "_" in head else f"{head}_{{{joined}}}"
         base, _, sub = name.partition("_")
         if base in greek:
             base = "\\" + base

@@ -31,6 +31,7 @@ from matrixcalculus.render.style import (
     transposed,
 )
 from matrixcalculus.render.tensors import without_tensor_operands
+from matrixcalculus.transform.flattening import commutation_dims
 from matrixcalculus.transform.simplify import is_symmetric
 
 
@@ -145,6 +146,11 @@ class MatrixPrinter:
         if entries is not None:
             return self.render_stack(node, entries)
         if isinstance(node, g.Reshape):
+            dims = commutation_dims(node)
+            if dims is not None:
+                # The commutation matrix of flattening (K vec(X) = vec(X')), by its name.
+                m, n = (g.dim_text(d) for d in dims)
+                return Piece(f"K_{{{m},{n}}}" if st.latex else f"commutation({m}, {n})", ATOM)
             # No matrix notation: index notation names an entry of a product dimension by a pair.
             return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
         if node.rank > 2 and isinstance(node, g.Add | g.Contract):
@@ -181,7 +187,7 @@ class MatrixPrinter:
                 args = [as_col(a, st) if arg.rank == 1 else a for a, arg in zip(args, node.args, strict=True)]
             piece = st.function(node.record, args, node.dim)
             # A result that is not a scalar is a row where its arguments are (kron of two rows).
-            return Piece(piece.text, piece.prec, bool(node.rank) and all(a.row for a in args))
+            return Piece(piece.text, piece.prec, bool(node.rank) and all(a.row for a in args), op=piece.op)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
     # --------------------------------------------------------------------------- sums

@@ -206,10 +206,11 @@ class Merge:
     def mul(self, a: Piece, b: Piece) -> str:
         # A Hadamard product inside a matrix product is parenthesised for the reader,
         # although * and .* bind alike: ((W'*r) .* s)*x'.
-        return self.st.mul(paren(a, MUL + (a.op == "had"), self.st), paren(b, MUL + 1, self.st))
+        # A left factor that is another kind of product (Hadamard, Kronecker) keeps its parentheses.
+        return self.st.mul(paren(a, MUL + (a.op not in (None, "mul")), self.st), paren(b, MUL + 1, self.st))
 
     def had(self, a: Piece, b: Piece) -> str:
-        return self.st.hadamard(paren(a, MUL + (a.op == "mul"), self.st), paren(b, MUL + 1, self.st))
+        return self.st.hadamard(paren(a, MUL + (a.op not in (None, "had")), self.st), paren(b, MUL + 1, self.st))
 
     def orient(self, p: Piece, labs: Labels, want: Labels) -> Piece:
         """``p`` (a matrix with labels ``labs``) read with its labels in the order ``want``."""

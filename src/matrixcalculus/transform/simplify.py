@@ -52,6 +52,26 @@ def simplify(root: g.Node) -> g.Node:
     return result
 
 
+def simplify_many(roots: Sequence[g.Node]) -> list[g.Node]:
+    """:func:`simplify` of each root, with one memo for all: the entries of an explicit Jacobian
+    share most of their parts, which are simplified once."""
+    memo: dict[g.Node, g.Node] = {}
+    second: dict[g.Node, g.Node] = {}
+    results = []
+    for root in roots:
+        for node in g.postorder(root):
+            if node not in memo:
+                memo[node] = _simplify_node(node, [memo[a] for a in node.args])
+        result = memo[root]
+        if result is not root:
+            for node in g.postorder(result):
+                if node not in second:
+                    second[node] = _simplify_node(node, [second[a] for a in node.args])
+            result = second[result]
+        results.append(result)
+    return results
+
+
 def _simplify_node(node: g.Node, args: list[g.Node]) -> g.Node:
     if isinstance(node, g.Contract):
         return normal_contract(args, node.labels, node.out, node.coeff)
