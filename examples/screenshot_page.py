@@ -1,9 +1,9 @@
 """A screenshot of the page for the docs: ``python examples/screenshot_page.py [docs/page.png]``.
 
 Starts ``matrixcalculus serve`` on a free loopback port and Debian's Chromium (through
-Playwright, as tests/test_web_browser.py does), opens a tutorial example -- the least-squares
-loss ``0.5*norm2(W*x - t)^2`` by ``W`` -- waits for its typeset derivative, check and code, and
-saves the whole page.
+Playwright, as tests/test_web_browser.py does), opens a tutorial example -- ``A*x`` by ``A``, the
+first tutorial's m x m x n tensor, at m = n = 2 -- waits for its typeset derivative, check,
+explicit slices, picture and code, and saves the whole page.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ def main(path: str = "docs/page.png") -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1100, "height": 900}, device_scale_factor=1)
-            page.goto(f"{url}/?f=0.5*norm2(W*x+-+t)%5E2&wrt=W")
+            page.goto(f"{url}/?f=A*x&wrt=A&size=2")
             page.wait_for_selector("body[data-ready=true]")
             page.wait_for_function("() => document.querySelector('#source').textContent.includes('def derivatives')")
+            page.wait_for_function("() => document.querySelector('#explicit img.picture')?.naturalWidth > 0")
             page.screenshot(path=path, full_page=True)
             browser.close()
     finally:

@@ -1,12 +1,13 @@
 """The page's JSON API and its safety, against a real ``matrixcalculus serve`` on loopback.
 
-One server for the module (two workers, a 1-second time limit so the runaway case is quick).
+One server for the module (two workers, a 3-second time limit so the runaway case is quick).
 The expected derivatives are the tutorials' (``matrixcalculus.web.examples``, written from
 them); the safety cases state what a server must refuse and how.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ RUNAWAY = "*".join(f"sin(a{k}*x)" for k in range(40))
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with running_server("--workers", "2", "--time-limit", "1") as url:
+    with running_server("--workers", "2", "--time-limit", "3") as url:
         yield url
 
 
@@ -111,6 +112,26 @@ def test_generated_code_computes_the_gradient(client: httpx.Client) -> None:
         assert r.status_code == 200 and module in r.json()["source"]
 
 
+def test_the_explicit_small_case_and_its_picture(client: httpx.Client) -> None:
+    # x .* z by x at n = 3: the diagonal Jacobian diag(z1, z2, z3) (the tutorials' element-wise case).
+    r = client.post("/api/explicit", json={"expression": "x .* z", "wrt": ["x"], "size": 3})
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["results"]
+    assert _same(item["text"].replace("\n", ""), "[z1, 0, 0; 0, z2, 0; 0, 0, z3]")
+    assert item["shape"] == "3 x 3" and item["sizes"] == {"n": 3}
+    assert _math_tags(item["mathml"]) <= ALLOWED_ELEMENTS and "mtable" in _math_tags(item["mathml"])
+    svg = base64.b64decode(item["picture"]).decode()
+    assert "<svg" in svg and "<script" not in svg
+    # d(A*x)/dA at m = n = 2: slice i holds x' in row i and zeros elsewhere (the m x m x n tensor).
+    r = client.post("/api/explicit", json={"expression": "A*x", "wrt": ["A"], "size": 2, "picture": False})
+    (item,) = r.json()["results"]
+    assert _same(item["text"].replace("\n", ""), "[1, :, :] =[x1, x2; 0, 0][2, :, :] =[0, 0; x1, x2]")
+    assert "picture" not in item
+    # Sizes are capped: 7 is over max_size.
+    r = client.post("/api/explicit", json={"expression": "x .* z", "wrt": ["x"], "size": 7})
+    assert r.status_code == 422 and r.json()["error"]["limit"] == "max_size"
+
+
 # ------------------------------------------------------------------ bad input: 4xx, never 5xx
 
 
@@ -186,7 +207,7 @@ def test_a_runaway_derivation_is_stopped_with_503_and_the_server_keeps_answering
     before = client.get("/api/health").json()["restarts"]
     r = client.post("/api/derivative", json={"expression": RUNAWAY, "wrt": ["x"], "order": 3})
     assert r.status_code == 503
-    assert "time limit of 1 s" in r.json()["error"]["message"]
+    assert "time limit of 3 s" in r.json()["error"]["message"]
     health = client.get("/api/health").json()
     assert health["restarts"] == before + 1 and health["workers"] == 2
     r = client.post("/api/derivative", json={"expression": "sum(x)", "wrt": ["x"]})

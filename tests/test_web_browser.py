@@ -132,6 +132,14 @@ def test_each_tutorial_example_typed_in_shows_the_typeset_derivative_and_its_che
             assert article.locator(".latex").text_content()
             assert article.locator(".index").text_content()
         assert "def derivatives" in page.locator("#source").text_content()
+        # The explicit small case typeset, and its picture loaded, for each variable.
+        page.wait_for_function(
+            """(n) => { const figures = document.querySelectorAll('#explicit figure');
+                return figures.length === n && [...figures].every((f) =>
+                    f.querySelector('math') !== null && f.querySelector('img.picture')?.naturalWidth > 0); }""",
+            arg=len(example.wrt),
+            timeout=20_000,
+        )
     assert problems == []
 
 

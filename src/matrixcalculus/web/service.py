@@ -12,6 +12,7 @@ work and runs in a worker process (see :mod:`matrixcalculus.web.workers`), under
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import warnings
@@ -34,7 +35,7 @@ __all__ = ["BACKENDS", "DEFAULT_LIMITS", "KINDS", "RequestError", "WebLimits", "
 # The words of the variables' table (the library also takes "symmetric" for the last).
 KINDS = ("scalar", "vector", "matrix", "symmetric matrix")
 BACKENDS = ("numpy", "torch", "jax")
-ENDPOINTS = ("parse", "derivative", "compile")
+ENDPOINTS = ("parse", "derivative", "compile", "explicit")
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def validate(endpoint: str, payload: Any, limits: WebLimits = DEFAULT_LIMITS) ->
     """The request's fields, checked and normalised; :class:`RequestError` (422) when one is wrong."""
     if not isinstance(payload, dict):
         raise RequestError(422, 'the request body is a JSON object, e.g. {"expression": "x\'*A*x", "wrt": ["x"]}')
-    known = {"expression", "types", "wrt", "order", "layout", "check", "size", "seed", "backend"}
+    known = {"expression", "types", "wrt", "order", "layout", "check", "size", "seed", "backend", "picture"}
     unknown = sorted(str(k) for k in payload if k not in known)
     if unknown:
         raise RequestError(422, f"unknown field {', '.join(unknown)[:200]}; the fields are {', '.join(sorted(known))}")
@@ -117,6 +118,7 @@ def validate(endpoint: str, payload: Any, limits: WebLimits = DEFAULT_LIMITS) ->
         raise RequestError(422, f"layout is one of {', '.join(LAYOUTS)}")
     request["layout"] = layout
     request["check"] = _flag(payload.get("check", False), "check")
+    request["picture"] = _flag(payload.get("picture", True), "picture")
     request["size"] = _whole(payload.get("size", 3), "size", 1, limits.max_size, "max_size")
     request["seed"] = _whole(payload.get("seed", 0), "seed", 0, 2**31 - 1)
     backend = payload.get("backend", "numpy")
@@ -203,6 +205,7 @@ def answer(endpoint: str, request: Mapping[str, Any], limits: WebLimits = DEFAUL
                 max_order=limits.max_order,
                 max_array_bytes=2**26,
                 max_check_entries=1_000,
+                max_explicit_size=limits.max_size,
             ),
             warnings.catch_warnings(),
         ):
@@ -267,7 +270,41 @@ def _compile(request: Mapping[str, Any]) -> dict[str, Any]:
             "filename": f"derivatives_{request['backend']}.py"}  # fmt: skip
 
 
-_ANSWERS = {"parse": _parse, "derivative": _derivative, "compile": _compile}
+def _explicit(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Each derivative written entry by entry at ``size`` (the tutorials' explicit small case),
+    and the picture of its structure: an SVG, sent base64-encoded for an ``<img>`` (where nothing
+    inside it can run)."""
+    expr = parse(request["expression"], types=_stack_types(request))
+    results = pure_derivatives(
+        expr, request["wrt"], types=_stack_types(request), order=request["order"], layout=request["layout"]
+    )
+    answers = []
+    for name, result in zip(request["wrt"], results, strict=True):
+        explicit = result.explicit(request["size"])
+        latex = explicit.latex()
+        item: dict[str, Any] = {
+            "wrt": name,
+            "title": explicit.title(),
+            "sizes": explicit.sizes,
+            "shape": " x ".join(map(str, explicit.shape)) or "scalar",
+            "text": explicit.text(),
+            "latex": latex,
+            "mathml": mathml(latex),
+        }
+        if request["picture"]:
+            try:
+                svg = explicit.picture("svg")
+            except MatrixCalculusError as exc:  # no plot extra (matplotlib): the rest still stands
+                item["picture_error"] = exc.message
+            else:
+                assert isinstance(svg, str)
+                item["picture"] = base64.b64encode(svg.encode()).decode("ascii")
+                item["picture_alt"] = f"the structure of {explicit.title()}: zero entries blank, formulas dark"
+        answers.append(item)
+    return {"results": answers}
+
+
+_ANSWERS = {"parse": _parse, "derivative": _derivative, "compile": _compile, "explicit": _explicit}
 
 
 def _stack_types(request: Mapping[str, Any]) -> dict[str, Any]:

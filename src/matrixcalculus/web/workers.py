@@ -141,6 +141,13 @@ def _serve(limits: WebLimits) -> None:
     """A worker's loop: one JSON request line in, one ``[status, body]`` line out."""
     from matrixcalculus.web.service import answer
 
+    try:
+        # The pictures' library, loaded before the first request rather than inside its time limit.
+        import matplotlib.colors
+        import matplotlib.figure
+        import matplotlib.patches  # noqa: F401
+    except ImportError:
+        pass  # no plot extra: a picture request gets the library's error naming it
     # The protocol owns the real standard output; anything printed goes to standard error.
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr

@@ -15,7 +15,7 @@ const KINDS = ["scalar", "vector", "matrix", "symmetric matrix"];
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  expression: "", types: {}, wrt: [], stack: "", order: 1, layout: "shape", backend: "numpy",
+  expression: "", types: {}, wrt: [], stack: "", order: 1, layout: "shape", backend: "numpy", size: 3,
 };
 let variables = [];      // the last parse's variables: [{name, kind, shape}]
 let generation = 0;      // answers to older requests are dropped
@@ -222,8 +222,7 @@ async function derive() {
   const body = request();
   if (!body.wrt.length) {
     $("result-status").textContent = "Choose a variable to differentiate by.";
-    $("results").replaceChildren();
-    $("source").textContent = "";
+    clearDerived();
     return;
   }
   $("result-status").textContent = "computing…";
@@ -231,15 +230,15 @@ async function derive() {
   if (mine !== generation) return;
   if (status !== 200) {
     $("result-status").textContent = "";
+    clearDerived();
     $("results").replaceChildren(el("p", {class: "error-text", text: data.error.message}));
     if (data.error.column) showError(data.error);
-    $("source").textContent = "";
-    hideExplanation();
     return;
   }
   $("result-status").textContent = "";
   renderResults(data.results);
   compileCode(mine);
+  showExplicit(mine);
   if (explainAvailable) explain(mine);
 }
 
@@ -251,6 +250,40 @@ async function compileCode(mine) {
 }
 
 function hideExplanation() { $("explanation").hidden = true; }
+
+function clearDerived() {
+  // Nothing derived is shown for an expression that has no derivative (yet).
+  $("results").replaceChildren();
+  $("source").textContent = "";
+  $("explicit").replaceChildren();
+  hideExplanation();
+}
+
+async function showExplicit(mine) {
+  // The tutorials' explicit small case: each derivative entry by entry, and its picture.
+  $("explicit-status").textContent = "computing…";
+  const {status, data} = await api("/api/explicit", {...request(), size: state.size});
+  if (mine !== generation) return;
+  const container = $("explicit");
+  container.replaceChildren();
+  $("explicit-status").textContent = "";
+  if (status !== 200) {
+    container.append(el("p", {class: "error-text", text: data.error.message}));
+    return;
+  }
+  for (const r of data.results) {
+    const formula = el("div", {class: "math"});
+    showMath(formula, r.mathml, r.text);
+    const figure = el("figure", {class: "explicit", "data-wrt": r.wrt}, el("h3", {text: r.title}), formula);
+    if (r.picture_error) figure.append(el("p", {class: "status", text: r.picture_error}));
+    if (r.picture) {
+      // An SVG shown as an image: nothing inside it can run.
+      figure.append(el("img", {src: `data:image/svg+xml;base64,${r.picture}`, alt: r.picture_alt, class: "picture"}));
+    }
+    figure.append(el("figcaption", {text: `${r.shape}; plain text:`}), el("pre", {class: "explicit-text", text: r.text}));
+    container.append(figure);
+  }
+}
 
 async function explain(mine) {
   // The explanation panel (steps, explicit Jacobian, picture) is filled from /api/explain.
@@ -270,20 +303,6 @@ async function explain(mine) {
     details.append(summary, el("p", {text: step.text}), formula);
     steps.append(details);
   });
-  const explicit = $("explicit");
-  explicit.replaceChildren();
-  if (data.explicit) {
-    const formula = el("div", {class: "math"});
-    showMath(formula, data.explicit.mathml, data.explicit.latex);
-    explicit.append(el("h3", {text: data.explicit.title}), formula);
-  }
-  const picture = $("picture");
-  picture.replaceChildren();
-  if (data.picture) {
-    // An SVG shown as an image: nothing inside it can run.
-    picture.append(el("h3", {text: "Picture"}),
-      el("img", {src: `data:image/svg+xml;base64,${data.picture}`, alt: data.picture_alt || "the Jacobian's structure"}));
-  }
   $("explanation").hidden = false;
 }
 
@@ -298,7 +317,7 @@ async function refresh() {
   if (!state.expression.trim()) {
     clearError();
     $("typeset-input").replaceChildren();
-    $("results").replaceChildren();
+    clearDerived();
     $("result-status").textContent = "Type an expression, e.g. x'*A*x.";
     return;
   }
@@ -308,9 +327,7 @@ async function refresh() {
     showError(data.error);
     $("typeset-input").replaceChildren();
     $("result-status").textContent = "";
-    $("results").replaceChildren();
-    $("source").textContent = "";
-    hideExplanation();
+    clearDerived();
     return;
   }
   clearError();
@@ -337,6 +354,7 @@ function writeUrl() {
   if (state.layout !== "shape") params.set("layout", state.layout);
   for (const [name, spec] of Object.entries(state.types)) params.append("type", `${name}:${spec}`);
   if (state.backend !== "numpy") params.set("backend", state.backend);
+  if (state.size !== 3) params.set("size", String(state.size));
   history.replaceState(null, "", `${location.pathname}?${params}`);
 }
 
@@ -350,6 +368,7 @@ function readUrl() {
   state.order = Math.min(3, Math.max(1, parseInt(params.get("order") || "1", 10) || 1));
   state.layout = ["shape", "numerator", "denominator"].includes(params.get("layout")) ? params.get("layout") : "shape";
   state.backend = ["numpy", "torch", "jax"].includes(params.get("backend")) ? params.get("backend") : "numpy";
+  state.size = Math.min(6, Math.max(1, parseInt(params.get("size") || "3", 10) || 3));
   state.types = {};
   for (const item of params.getAll("type")) {
     const at = item.indexOf(":");
@@ -364,6 +383,7 @@ function showState() {
   $("order").value = String(state.order);
   $("layout").value = state.layout;
   $("backend").value = state.backend;
+  $("size").value = String(state.size);
 }
 
 function loadExample(example) {
@@ -391,6 +411,11 @@ async function start() {
     state.backend = $("backend").value;
     writeUrl();
     compileCode(generation);
+  });
+  $("size").addEventListener("change", () => {
+    state.size = parseInt($("size").value, 10);
+    writeUrl();
+    showExplicit(generation);
   });
   $("copy-code").addEventListener("click", () => copyText($("source").textContent, $("code-status")));
   $("download-code").addEventListener("click", () => {
