@@ -92,6 +92,16 @@ def test_each_derivative_shows_as_typeset_math_with_the_tutorials_result(execute
         assert latex in data["text/latex"], (line, data["text/latex"])
 
 
+def test_the_explicit_jacobian_shows_as_a_matrix_and_its_picture_as_svg(executed: nbformat.NotebookNode) -> None:
+    shown = _results(executed)
+    # x .* z by x at n = 3: diag(z1, z2, z3), entry by entry.
+    latex = shown["J"]["text/latex"]
+    assert latex.startswith("$\\displaystyle \\begin{bmatrix}")
+    assert latex.replace(" ", "").count("z_{") == 3 and "z_{3}" in latex
+    svg = next(data for line, data in shown.items() if line.startswith("SVG("))
+    assert "<svg" in svg["image/svg+xml"]
+
+
 def test_printed_cells_show_the_check_and_the_code(executed: nbformat.NotebookNode) -> None:
     streams = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "df/dW: max abs error" in streams and "(ok)" in streams
