@@ -302,6 +302,14 @@ def test_serving_beyond_loopback_prints_a_warning() -> None:
         stop(process)
 
 
+def test_without_the_web_extra_serve_says_how_to_install_it() -> None:
+    # As if starlette were not installed: the import fails, and the message names the extra.
+    code = "import sys; sys.modules['starlette'] = None; from matrixcalculus.cli import main; sys.exit(main(['serve']))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert 'pip install "matrixcalculus[web]"' in out.stderr and "Traceback" not in out.stderr
+
+
 def test_serve_usage_errors_exit_2() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "matrixcalculus.cli", "serve", "--port", "99999"], capture_output=True, text=True

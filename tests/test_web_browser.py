@@ -118,6 +118,7 @@ def test_each_tutorial_example_typed_in_shows_the_typeset_derivative_and_its_che
     page: Page, problems: list[str]
 ) -> None:
     _open(page)
+    page.locator("#size").select_option("2")  # the explicit case at size 2: the smallest that shows structure
     for example in EXAMPLES:
         _type_example(page, example)
         _wait_results(page, [f"df/d{w} = {e}" for w, e in zip(example.wrt, example.expected, strict=True)])
@@ -210,6 +211,11 @@ def test_the_share_link_reproduces_the_state(page: Page, browser: Browser, serve
     page.wait_for_selector("select[data-name='b']")
     page.locator("select[data-name='b']").select_option("vector")
     page.wait_for_selector(".declared")
+    # A shape typed into the table: W is 3 x 4, so x has length 4 and b length 3.
+    page.locator("input[data-name='W']").fill("3x4")
+    page.locator("input[data-name='W']").press("Enter")
+    page.wait_for_function("() => document.querySelector(\"input[data-name='x']\")?.value === '4'")
+    assert page.locator("input[data-name='b']").input_value() == "3"
     page.locator("#wrt-W").click()  # x stays chosen from the first expression; now W and x
     page.locator("#layout").select_option("numerator")
     page.locator("#backend").select_option("torch")
@@ -225,6 +231,7 @@ def test_the_share_link_reproduces_the_state(page: Page, browser: Browser, serve
     _wait_results(other, ["df/dW = delta(i,k)*x[j]", "df/dx = W"])
     assert other.locator("#expression").input_value() == "W*x + b"
     assert other.locator("select[data-name='b']").input_value() == "vector"
+    assert other.locator("input[data-name='W']").input_value() == "3 x 4"
     assert other.locator("#layout").input_value() == "numerator"
     assert other.locator("#backend").input_value() == "torch"
     other.wait_for_function("() => document.querySelector('#source').textContent.includes('import torch')")

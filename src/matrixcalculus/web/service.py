@@ -79,10 +79,11 @@ class RequestError(Exception):
         return {"error": {"message": self.message, **self.detail}}
 
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Patterns as text (the re module caches them); no compile( call anywhere in the package.
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # A shape as text: numbers "3", "3x4"; names "n", "m x n", "m, n" (an "x" between names needs spaces).
 _SIZE = r"(?:\d+|[A-Za-z_][A-Za-z0-9_]*)"
-_SHAPE = re.compile(rf"\s*(\d+)\s*[x×]\s*(\d+)\s*\Z|\s*({_SIZE})\s*\Z|\s*({_SIZE})(?:\s+x\s+|\s*[×,]\s*)({_SIZE})\s*\Z")
+_SHAPE = rf"\s*(\d+)\s*[x×]\s*(\d+)\s*\Z|\s*({_SIZE})\s*\Z|\s*({_SIZE})(?:\s+x\s+|\s*[×,]\s*)({_SIZE})\s*\Z"
 
 
 def validate(endpoint: str, payload: Any, limits: WebLimits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -163,7 +164,7 @@ def _types(value: Any, limits: WebLimits) -> dict[str, Any]:
         raise RequestError(422, f"at most {limits.max_types} declarations in types (max_types)", limit="max_types")
     types: dict[str, Any] = {}
     for name, spec in value.items():
-        if not isinstance(name, str) or not _NAME.match(name) or len(name) > 100:
+        if not isinstance(name, str) or not re.fullmatch(_NAME, name) or len(name) > 100:
             raise RequestError(422, f"types: {str(name)[:100]!r} is not a variable name")
         types[name] = _spec(name, spec)
     return types
@@ -175,13 +176,14 @@ def _spec(name: str, spec: Any) -> Any:
         word = spec.strip().lower()
         if word in KINDS or word == "symmetric":
             return word
-        if shape := _SHAPE.match(spec):
+        if shape := re.match(_SHAPE, spec):
             return tuple(int(p) if p.isdigit() else p for p in shape.groups() if p is not None)
         if spec.strip() in ("", "()"):
             return ()
     elif isinstance(spec, list) and len(spec) <= 2:
         if all(
-            (isinstance(p, int) and not isinstance(p, bool)) or (isinstance(p, str) and _NAME.match(p)) for p in spec
+            (isinstance(p, int) and not isinstance(p, bool)) or (isinstance(p, str) and re.fullmatch(_NAME, p))
+            for p in spec
         ):
             return tuple(spec)
     raise RequestError(
@@ -340,7 +342,7 @@ def _describe(expr: Expression) -> dict[str, Any]:
 
 def _label_latex(name: str, order: int, result: Expression) -> str:
     """``\\frac{\\partial f}{\\partial W}``, with the free indices of a tensor of order three or more."""
-    below = LATEX.name(name) if _NAME.match(name) else name.replace("[", "\\left[").replace("]", "\\right]")
+    below = LATEX.name(name) if re.fullmatch(_NAME, name) else name.replace("[", "\\left[").replace("]", "\\right]")
     if order == 1:
         label = f"\\frac{{\\partial f}}{{\\partial {below}}}"
     else:
