@@ -239,7 +239,7 @@ def test_no_arguments(text):
 @pytest.mark.parametrize(
     ("text", "arg"),
     [
-        ("eye(x+1)", "x+1"),
+        ("eye(x-1)", "x-1"),  # a sum (n + 1, a stack's length) is a dimension; a difference is not
         ("eye(0)", "0"),
         ("eye(2.5)", "2.5"),
         ("eye(-1)", "-1"),
@@ -396,8 +396,9 @@ def test_comparing_a_row_and_a_column_vector():
         ("A + B", {"A": (2, 3), "B": (3, 2)}, ["A", "B", "2x3", "3x2"]),
         ("A - B", {"A": (2, 3), "B": (3, 2)}, ["A", "B", "2x3", "3x2"]),
         ("A .* B", {"A": (2, 3), "B": (3, 2)}, ["A", "B", "2x3", "3x2"]),
-        ("x + A", {"x": "vector", "A": "matrix"}, ["x", "A", "vector", "matrix"]),
-        ("x .* A", {"x": "vector", "A": "matrix"}, ["x", "A", "vector", "matrix", ".*"]),
+        # A vector beside a matrix is repeated over it (implicit expansion) when its length fits.
+        ("x + A", {"x": (3,), "A": (4, 5)}, ["x", "A", "length 3", "4x5", "rows"]),
+        ("x .* A", {"x": (3,), "A": (4, 5)}, ["x", "A", "length 3", "4x5"]),
     ],
 )
 def test_element_wise_mismatch_names_both_operands(text, types, words):

@@ -28,7 +28,7 @@ FOUR_CASES = [
     ("w'*x + b", "w", SCALARS, "x'", "x"),
     ("sum(x)", "x", {}, "ones(n)'", "ones(n)"),
     # 000: a vector-valued function of a scalar is a column in numerator layout.
-    ("sin(a)*x", "a", SCALARS, "cos(a)*x", "(cos(a)*x)'"),
+    ("sin(a)*x", "a", SCALARS, "cos(a)*x", "cos(a)*x'"),
     ("x*a", "a", SCALARS, "x", "x'"),
     # 000: d(Ax)/dx = A (numerator); its transpose in denominator layout.
     ("A*x", "x", {}, "A", "A'"),

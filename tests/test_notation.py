@@ -166,7 +166,7 @@ def test_ties_go_to_the_first_argument_unless_the_second_is_a_constant() -> None
 
 def test_max_of_two_shapes_is_refused() -> None:
     with pytest.raises(mc.MatrixCalculusError, match=r"max at column 1 needs arguments of one shape"):
-        mc.parse("max(x, A)", types={"x": "vector", "A": "matrix"})
+        mc.parse("max(x, A)", types={"x": (3,), "A": (4, 5)})
     with pytest.raises(mc.MatrixCalculusError, match="transpose one of them"):
         mc.parse("min(x, y')", types={"x": "vector", "y": "vector"})
 

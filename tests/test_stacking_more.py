@@ -191,17 +191,26 @@ def test_derivatives_through_a_stack_of_vectors_need_no_rule() -> None:
     assert all(r.ok for r in mc.check(f, ["u", "a", "v"], values=point))
 
 
-def test_a_vector_of_symbolic_length_cannot_be_stacked() -> None:
+def test_a_vector_of_symbolic_length_is_stacked_to_a_sum_of_lengths() -> None:
+    # Issue 11: the length of [w; u] is n + 2, a sum dimension (it was refused before).
     n_vector, u = g.var("w", "vector", ("n",)), g.var("u", "vector", (2,))
-    with pytest.raises(ShapeError, match=r"whole-number lengths.*sum of dimensions, such as n \+ m"):
-        g.stack([n_vector, u], 2, 1)
+    stacked = g.stack([n_vector, u], 2, 1)
+    assert stacked.shape == (g.dim_sum("n", 2),)
+    w_value = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(
+        evaluate(stacked, {"w": w_value, "u": np.array([4.0, 5.0])}), [1.0, 2.0, 3.0, 4.0, 5.0]
+    )
     with pytest.raises(ShapeError, match="stacks vectors and scalars, not"):
         g.stack([g.var("M", "matrix", (2, 2)), u], 2, 1)
 
 
-def test_the_language_still_refuses_vector_entries_clearly() -> None:
-    with pytest.raises(ShapeError, match=r"the entries of \[u; v\] are scalars; u is a column vector of length 2"):
-        mc.parse("[u; v]", types={"u": (2,), "v": (3,)})
+def test_the_language_stacks_vectors_of_whole_number_length() -> None:
+    # Issue 11: [u; v] of vectors is the longer vector (it was refused before).
+    e = mc.parse("[u; v]", types={"u": (2,), "v": (3,)})
+    assert e.shape == (5,)
+    np.testing.assert_array_equal(
+        e.evaluate({"u": np.array([1.0, 2.0]), "v": np.array([3.0, 4.0, 5.0])}), [1, 2, 3, 4, 5]
+    )
 
 
 def test_a_stacked_wrt_declares_its_names_scalars_without_a_notice() -> None:

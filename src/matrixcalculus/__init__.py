@@ -12,6 +12,7 @@ prints back in matrix notation or LaTeX and evaluates with NumPy.
 from matrixcalculus.api.calculus import check, derivative, gradient, hessian, jacobian, jvp, vjp
 from matrixcalculus.api.compiling import codegen, compile
 from matrixcalculus.api.equality import Comparison, equal
+from matrixcalculus.api.explanation import Derivation, Step, explain
 from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, Variable, matrix, parse, scalar, vector
 from matrixcalculus.errors import (
     DerivativeError,
@@ -27,6 +28,7 @@ from matrixcalculus.numeric.check import CheckResult
 __all__ = [
     "CheckResult",
     "Comparison",
+    "Derivation",
     "DerivativeError",
     "EvaluationError",
     "Expression",
@@ -36,6 +38,7 @@ __all__ = [
     "MatrixCalculusNotice",
     "ParseError",
     "ShapeError",
+    "Step",
     "Variable",
     "check",
     "codegen",
@@ -43,6 +46,7 @@ __all__ = [
     "current_limits",
     "derivative",
     "equal",
+    "explain",
     "gradient",
     "hessian",
     "jacobian",

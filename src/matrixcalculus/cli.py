@@ -37,6 +37,7 @@ from matrixcalculus.api.calculus import (
     vjp,
 )
 from matrixcalculus.api.equality import equal
+from matrixcalculus.api.explanation import explain
 from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, parse
 from matrixcalculus.errors import EvaluationError, MatrixCalculusError
 from matrixcalculus.ir import graph as g
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         '  matrixcalculus "w\'*x" --wrt w --layout numerator\n'
         '  matrixcalculus "x\'*A*x" --wrt x --compare "2*A*x"\n'
         '  matrixcalculus "A*x" --wrt A --vjp g\n'
+        '  matrixcalculus "max(0, w\'*x + b)" --wrt w --explain\n'
         '  matrixcalculus "x\'*A*x" --evaluate',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -210,10 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--index", action="store_true", help="also print the index notation")
     p.add_argument(
+        "--explain",
+        action="store_true",
+        help="explain the derivative step by step: intermediate variables, the chain rule with shapes, the "
+        "element-wise view, simplification rules, both layouts, a numeric check (--size: the small case's size)",
+    )
+    p.add_argument(
+        "--flatten",
+        choices=("column", "row"),
+        help="with --explain: flatten a tensor Jacobian in this order only (column-major or row-major vec)",
+    )
+    p.add_argument(
         "--check", action="store_true", help="compare the derivative with central finite differences at random inputs"
     )
     p.add_argument("--evaluate", action="store_true", help="evaluate on random inputs")
-    p.add_argument("--size", type=int, default=3, help="size of each symbolic dimension for --check/--evaluate (3)")
+    p.add_argument(
+        "--size", type=int, default=3, help="size of each symbolic dimension for --check/--evaluate/--explain (3)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed for --check/--evaluate (0)")
     p.add_argument(
         "--limit",
@@ -313,6 +328,10 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     style = LATEX if args.latex else TEXT
     lines: list[str] = []
     status = 0
+    if args.explain:
+        return _explained(args, expr, wrt, types)
+    if args.flatten:
+        raise MatrixCalculusError("--flatten goes with --explain (in Python: derivative(...).flatten(order))")
     if not wrt:
         lines.append(f"f &= {expr.latex()}" if args.latex else str(expr))
         lines.append(_note(f"shape: {g.shape_text(expr.shape)}", args.latex))
@@ -384,6 +403,33 @@ def _run(args: argparse.Namespace) -> tuple[str, int]:
     if args.compare is not None:
         status = _compare(args, results, types, lines) or status
     return _finished(lines, args.latex), status
+
+
+def _explained(args: argparse.Namespace, expr: Expression, wrt: list[str], types: dict[str, Any]) -> tuple[str, int]:
+    """``--explain``: the derivation step by step (``--latex``: as a LaTeX fragment)."""
+    if not wrt:
+        raise MatrixCalculusError("--explain explains a derivative; give --wrt NAME")
+    others = [
+        name
+        for name, on in (
+            ("--order", args.order != 1),
+            ("--wrt2", args.wrt2),
+            ("--vjp", args.vjp),
+            ("--jvp", args.jvp),
+            ("--compare", args.compare is not None),
+            ("--index", args.index),
+        )
+        if on
+    ]
+    if others:
+        raise MatrixCalculusError(f"--explain explains first derivatives; leave out {', '.join(others)}")
+    derivation = explain(
+        expr, wrt[0] if len(wrt) == 1 else wrt, types=types, layout=args.layout, size=args.size, flatten=args.flatten
+    )
+    notices = [f"notice: {text}" for text in expr.notices_for("command line")]
+    text = derivation.latex().rstrip("\n") if args.latex else str(derivation)
+    ok = all("(MISMATCH)" not in step.text for step in derivation.steps)
+    return "\n".join([*notices, text]) if not args.latex else text, 0 if ok else 1
 
 
 def _index_line(expr: Expression, latex: bool) -> str:

@@ -168,6 +168,7 @@ def _result(node: g.Node, expr: Expression, extra: Sequence[g.Var] = (), *, row:
     # The dimension names the user gave stay fixed when the result is built on.
     result = Expression(node, kept, result=True, fixed=expr._fixed)
     result._notices = expr._notices  # how f's names were typed holds for its derivatives too
+    result._written = expr._written_dims()  # ones(k) of f: k stays written in the result
     if row:
         # A 1 x n row (numerator layout of a scalar by a vector): prints x', builds on as a row.
         result._form = "r"

@@ -157,6 +157,7 @@ class Expression:
         "_spine",
         "_terms",
         "_types",
+        "_written",
         "node",
         "variables",
     )
@@ -191,6 +192,8 @@ class Expression:
         self._facts: _Facts | None = None
         # How names were typed that the reader should know (kept by derivatives of this expression).
         self._notices: tuple[Notice, ...] = ()
+        # Dimensions that only the text gives (ones(k), ones(3)); None: read off _fixed and _types.
+        self._written: frozenset[g.Dim] | None = None
         # A derivative's (rank of f, layout, f's text, the variables' names): which axes are f's
         # (flatten splits there) and what they are (pictures label them).
         self._jacobian: tuple[int, str, str, tuple[str, ...]] | None = None
@@ -221,6 +224,7 @@ class Expression:
         self._terms = terms
         self._facts = facts
         self._notices = ()
+        self._written = None
         self._jacobian = None
         return self
 
@@ -253,7 +257,14 @@ class Expression:
 
     def __str__(self) -> str:
         # A large derived expression names its shared parts in a `where` clause (linear text).
-        return to_text(self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row())
+        return to_text(
+            self.node,
+            result=self._result,
+            scalars=self._declared_scalars(),
+            share=True,
+            row=self._row(),
+            written=self._written_dims(),
+        )
 
     def _row(self) -> bool | None:
         """A vector prints as what it is: a row (x') or a column; None for other ranks."""
@@ -262,12 +273,27 @@ class Expression:
     def _declared_scalars(self) -> frozenset[str]:
         return frozenset(n for n, d in self._types.items() if d.kind == "scalar")
 
+    def _written_dims(self) -> frozenset[g.Dim]:
+        """Dimension names that the text gives and no declaration does (``ones(k)``): printing
+        keeps them written, so that the text parses back with the same names."""
+        if self._written is None:
+            declared = {d for decl in self._types.values() for d in decl.shape or () if isinstance(d, str)}
+            self._written = frozenset(self._fixed - declared)
+        return self._written
+
     def __repr__(self) -> str:
         return f"Expression({str(self)!r})"
 
     def latex(self) -> str:
         """The expression in LaTeX: ``x'*A*x`` -> ``x^\\top A x``."""
-        return to_latex(self.node, result=self._result, scalars=self._declared_scalars(), share=True, row=self._row())
+        return to_latex(
+            self.node,
+            result=self._result,
+            scalars=self._declared_scalars(),
+            share=True,
+            row=self._row(),
+            written=self._written_dims(),
+        )
 
     def index_notation(self) -> str:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
@@ -312,7 +338,13 @@ class Expression:
             if self.node.rank > 2:
                 raise MatrixCalculusError("a tensor of order three or more cannot be combined in matrix notation")
             # The full text (never `where` names): it is parsed again to build on it.
-            self._source = to_text(self.node, result=self._result, scalars=self._declared_scalars(), row=self._row())
+            self._source = to_text(
+                self.node,
+                result=self._result,
+                scalars=self._declared_scalars(),
+                row=self._row(),
+                written=self._written_dims(),
+            )
         return self._source
 
     def _declared(self) -> dict[str, Declared]:
@@ -526,6 +558,8 @@ class _Combination:
         ka, kb = a._operand_form(), b._operand_form()
         facts_a, facts_b = a._survey(), b._survey()
         nested = op in ("+", "-") and a._spine == "nested" and a._terms is None and ka == "s" and kb != "s"
+        # A vector sum beside a matrix: the parser expands each of its terms on its own.
+        nested = nested or (op in ("+", "-") and a._spine != "none" and ka in ("c", "r") and kb == "m")
         if not (facts_a.plain and facts_b.plain) or nested:
             # A parsed sum with a sum for a term: its text knows the terms the parser repeats.
             return self.via_text()
@@ -657,6 +691,19 @@ class _Combination:
         if op in _ENTRYWISE:
             if ka == "s" or kb == "s":
                 return kb if ka == "s" else ka
+            if {ka, kb} in ({"m", "c"}, {"m", "r"}):
+                # Implicit expansion, as the parser: a column along the matrix's columns, a row
+                # along its rows (W @ X + b).
+                vector = kb if ka == "m" else ka
+                axis = 0 if vector == "c" else 1
+                da, db = (sa[axis], sb[0]) if ka == "m" else (sa[0], sb[axis])
+                if not self.unify(da, db):
+                    raise ShapeError(
+                        f"shape mismatch in {_quote(a)} {spelled} {_quote(b)}: {_quote(a)} is {_describe(a)} but "
+                        f"{_quote(b)} is {_describe(b)}; a column vector is repeated along a matrix's columns and "
+                        f"needs its number of rows, a row vector along its rows and needs its number of columns"
+                    )
+                return "m"
             if ka != kb:
                 verb = {"+": "add", "-": "subtract", ">": "compare", "<": "compare"}.get(op, f"apply '{spelled}' to")
                 hint = "; transpose one of them" if {ka, kb} == {"c", "r"} else ""
@@ -824,14 +871,17 @@ def _lift(value: Any) -> Expression:
     return Expression._built(node, {}, {}, frozenset(), "s", _Facts(True, 1, 0, True))
 
 
-def _named_dimensions(ast: Ast) -> set[str]:
-    """The dimension names written in ``eye(k)``, ``ones(m, k)``, ``zeros(k)``."""
-    names: set[str] = set()
+def _named_dimensions(ast: Ast, numbers: bool = False) -> set[Any]:
+    """The dimension names written in ``eye(k)``, ``ones(m, k)``, ``zeros(k)`` (``numbers``:
+    the whole numbers written there as well)."""
+    names: set[Any] = set()
     stack = [ast]
     while stack:
         node = stack.pop()
         if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
             names.update(str(arg.value) for arg in node.args if arg.op == "name")
+            if numbers:
+                names.update(int(arg.number) for arg in node.args if arg.op == "num")
         else:
             stack.extend(node.args)
     return names
@@ -859,9 +909,13 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
     node, variables, form, notices = infer_with_notices(ast, text, types)
     declared = {k: declare(k, v) for k, v in types.items()}
     fixed = {d for k, decl in declared.items() if k in variables for d in decl.shape or () if isinstance(d, str)}
+    written: set[Any] = set()
     if any(word in text for word in DIMENSION_FUNCTIONS):
-        fixed |= _named_dimensions(ast)
+        written = _named_dimensions(ast, numbers=True)
+        fixed |= {d for d in written if isinstance(d, str)}
     expr = Expression(node, variables, text, declared, fixed=frozenset(fixed))
+    # Sizes only the text gives (ones(k), ones(3)) stay written when it is printed again.
+    expr._written = frozenset(written) - {d for decl in declared.values() for d in decl.shape or ()}
     facts, extra = _survey(node, expr.variables, expr._fixed)
     check_count(facts.size, "the expression", ParseError)
     # Dimensions on no variable (vector(c) makes some) would need the parser's naming of the rest.

@@ -199,6 +199,9 @@ class _Printer:
         if name == "unit":
             length, position = op.params
             return f"{d.eye(str(length))}[{position}]"
+        if name == "block":
+            total, start, length = (self.dim(p) for p in op.params)  # type: ignore[arg-type]
+            return f"{d.eye(total)}[:, {start}:{start} + {length}]"
         if name in ("ones", "zeros"):
             shape = self.shape(op.params[0])  # type: ignore[arg-type]
             return d.ones(shape) if name == "ones" else d.zeros(shape)
@@ -209,4 +212,7 @@ class _Printer:
         if name == "product":
             (scale,) = op.params
             return "(" + " * ".join(([str(scale)] if scale != 1 else []) + args) + ")"
+        if name == "total":
+            (constant,) = op.params
+            return "(" + " + ".join(args + ([str(constant)] if constant else [])) + ")"
         raise AssertionError(f"no spelling for {name}")  # pragma: no cover - OPS is closed

@@ -145,6 +145,9 @@ class _Planner:
         if isinstance(d, g.DimProduct) and d not in self.dims and all(f in self.dims for f in d.factors):
             # Its size is a statement of its own (named once), read off its factors' sizes.
             self.dims[d] = self.block.product(d, [self.dims[f] for f in d.factors])
+        if isinstance(d, g.DimSum) and d not in self.dims:
+            # A stack's length n + m: a statement of its own, read off its terms' sizes.
+            self.dims[d] = self.block.total(d, [self.dim(t) for t in d.terms])
         if d not in self.dims:
             raise MatrixCalculusError(f"no argument has dimension {d}: its size is unknown")
         return self.dims[d]
@@ -174,6 +177,8 @@ class _Planner:
             return _Array(self.assign("eye", [], node.shape, self.dim(node.params[0])), (0, 1))
         if isinstance(node, g.Embed):
             return _Array(self.assign("unit", [], node.shape, *node.params), (0,))
+        if isinstance(node, g.Block):
+            return _Array(self.assign("block", [], node.shape, *(self.dim(d) for d in node.params)), (0, 1))
         if isinstance(node, g.Ones | g.Zeros):
             kind = "ones" if isinstance(node, g.Ones) else "zeros"
             return _Array(self.assign(kind, [], node.shape, self.shape(node.shape)), rank_labels)

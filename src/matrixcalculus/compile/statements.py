@@ -46,11 +46,13 @@ OPS = frozenset(
         "compare",  # params (operator,): 1.0 where ``a op b`` holds, else 0.0
         "eye",  # params (size,): an identity matrix
         "unit",  # params (length, k): the unit vector e_k (k from 0), a stack's building block
+        "block",  # params (total, offset, length): columns offset.. of eye(total), a stack's block
         "ones",  # params (shape,)
         "zeros",  # params (shape,)
         "full",  # params (shape,): an array of copies of the scalar a
         "size",  # params (axis,): the length of axis ``axis`` of the argument a
         "product",  # params (scale,): the size scale * a * b * ... (a product dimension, kron's m*p)
+        "total",  # params (offset,): the size a + b + ... + offset (a sum dimension, a stack's n + m)
         "scalar",  # the size a (a Python int) as a float64 0-d array: a dimension as a value
         "reshape",  # params (shape,): the entries of a read in row-major order into ``shape``
     }
@@ -206,6 +208,14 @@ class Block:
         """The size of the product dimension ``dim`` from the sizes of its factors."""
         value = Value("size", "_".join(dim.factors) if dim.scale == 1 else f"{dim.scale}_{'_'.join(dim.factors)}", ())
         self.sizes.append(Statement(value, Op("product", tuple(View(f) for f in factors), (dim.scale,))))
+        return value
+
+    def total(self, dim: g.DimSum, terms: Sequence[Value | int]) -> Value:
+        """The size of the sum dimension ``dim`` (a stack's n + m) from the sizes of its terms."""
+        value = Value("size", "_plus_".join(str(t).replace("*", "_") for t in dim.terms), ())
+        views = tuple(View(t) for t in terms if isinstance(t, Value))
+        offset = dim.offset + sum(t for t in terms if isinstance(t, int))
+        self.sizes.append(Statement(value, Op("total", views, (offset,))))
         return value
 
     def assign(self, op: Op, shape: tuple[g.Dim, ...]) -> Value:

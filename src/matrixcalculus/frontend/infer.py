@@ -110,6 +110,17 @@ class _Product:
     factors: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class _Sum:
+    """A dimension class that is the sum of other classes (by index): a stack's ``n + m``."""
+
+    factors: tuple[int, ...]
+
+
+def _combined(node: _Product | _Sum, parts: list[g.Dim]) -> g.Dim:
+    return g.dim_product(*parts) if isinstance(node, _Product) else g.dim_sum(*parts)
+
+
 class _Dims:
     """Union-find over dimension variables; a class may be fixed to an int, a user's name, or a
     product of other classes.
@@ -122,16 +133,20 @@ class _Dims:
 
     def __init__(self) -> None:
         self.parent: list[int] = []
-        self.fixed: list[g.Dim | _Product | None] = []
+        self.fixed: list[g.Dim | _Product | _Sum | None] = []
         self.deferred: list[tuple[int, int]] = []
 
-    def new(self, fixed: g.Dim | _Product | None = None) -> int:
+    def new(self, fixed: g.Dim | _Product | _Sum | None = None) -> int:
         self.parent.append(len(self.parent))
         self.fixed.append(fixed)
         return len(self.parent) - 1
 
     def product(self, *factors: int) -> int:
         return self.new(_Product(tuple(factors)))
+
+    def total(self, *parts: int) -> int:
+        """The class of the sum of ``parts`` (a stack's length)."""
+        return self.new(_Sum(tuple(parts)))
 
     def find(self, i: int) -> int:
         root = i
@@ -145,8 +160,8 @@ class _Dims:
         """The dimension as far as it is known: None for a free class; a product shows its free
         factors as ``?``."""
         fixed = self.fixed[self.find(i)]
-        if isinstance(fixed, _Product):
-            return g.dim_product(*(self.resolve(f, lambda root: "?") for f in fixed.factors))
+        if isinstance(fixed, _Product | _Sum):
+            return _combined(fixed, [self.resolve(f, lambda root: "?") for f in fixed.factors])
         return fixed
 
     def resolve(self, i: int, free: Callable[[int], g.Dim]) -> g.Dim:
@@ -155,8 +170,8 @@ class _Dims:
         fixed = self.fixed[root]
         if fixed is None:
             return free(root)
-        if isinstance(fixed, _Product):
-            return g.dim_product(*(self.resolve(f, free) for f in fixed.factors))
+        if isinstance(fixed, _Product | _Sum):
+            return _combined(fixed, [self.resolve(f, free) for f in fixed.factors])
         return fixed
 
     def _contains(self, product: int, root: int) -> bool:
@@ -167,7 +182,7 @@ class _Dims:
             if top == root:
                 return True
             fixed = self.fixed[top]
-            if isinstance(fixed, _Product):
+            if isinstance(fixed, _Product | _Sum):
                 stack.extend(fixed.factors)
         return False
 
@@ -178,11 +193,11 @@ class _Dims:
         fa, fb = self.fixed[ra], self.fixed[rb]
         if fa is None or fb is None:
             free, other = (ra, rb) if fa is None else (rb, ra)
-            if isinstance(self.fixed[other], _Product) and self._contains(other, free):
+            if isinstance(self.fixed[other], _Product | _Sum) and self._contains(other, free):
                 return False
             self.parent[free] = other
             return True
-        if isinstance(fa, _Product) or isinstance(fb, _Product):
+        if isinstance(fa, _Product | _Sum) or isinstance(fb, _Product | _Sum):
             return self._unify_products(ra, rb)
         if fa != fb:
             return False
@@ -198,8 +213,10 @@ class _Dims:
         if self.resolve(ra, symbol) == self.resolve(rb, symbol):
             self.parent[rb] = ra
             return True
-        if isinstance(fa, _Product) and isinstance(fb, _Product) and len(fa.factors) == len(fb.factors):
-            for x, y in zip(fa.factors, fb.factors, strict=True):
+        same_kind = type(fa) is type(fb) and isinstance(fa, _Product | _Sum) and isinstance(fb, _Product | _Sum)
+        if same_kind and len(fa.factors) == len(fb.factors):  # type: ignore[union-attr]
+            # [u; v] + [x; y] (as kron(A, B) + kron(C, D)): part by part.
+            for x, y in zip(fa.factors, fb.factors, strict=True):  # type: ignore[union-attr]
                 if not self.unify(x, y):
                     return False
             self.parent[self.find(rb)] = self.find(ra)
@@ -317,7 +334,10 @@ class _Checker:
         return ok
 
     def dimension(self, arg: Ast) -> int:
-        """The dimension class of an argument of eye/ones/zeros: a name, a whole number or a product."""
+        """The dimension class of an argument of eye/ones/zeros: a name, a whole number, a product
+        or a sum (``zeros(n + m)``, the length of a stack)."""
+        if arg.op == "binary" and arg.value == "+":
+            return self.dims.total(self.dimension(arg.args[0]), self.dimension(arg.args[1]))
         if arg.op == "binary":
             return self.dims.product(self.dimension(arg.args[0]), self.dimension(arg.args[1]))
         return self.named_dim(arg.symbol if arg.op == "name" else int(arg.number))
@@ -379,22 +399,66 @@ class _Checker:
 
     def stack(self, node: Ast, kids: list[MType]) -> MType:
         """``[a, b; c, d]`` of scalars: a column vector (one column), a row vector (one row), a
-        matrix; ``[a]`` is ``a``."""
-        for entry, kid in zip(node.args, kids, strict=True):
-            if kid[0] != "s":
-                raise _Mismatch(
-                    f"the entries of {self.src(node)} are scalars; {self.src(entry)} is {_describe(kid, self.dims)}",
-                    entry,
-                    node,
-                )
+        matrix; ``[a]`` is ``a``. MATLAB's concatenation in one row or one column: ``[u; v; a]``
+        of columns and scalars is a column of length n + m + 1, ``[u', v']`` a row; ``[u, v]``
+        of columns of one length is an n x 2 matrix, ``[u'; v']`` 2 x n; ``[A; B]`` of matrices
+        with as many columns (and rows ``x'`` among them) stacks rows, ``[A, B]`` columns."""
         rows, columns = (int(n) for n in node.symbol.split("x"))
         if rows * columns == 1:
-            return ("s",)
+            return kids[0]
+        if any(kid[0] != "s" for kid in kids):
+            return self.concatenation(node, kids, rows, columns)
         if columns == 1:
             return ("c", self.named_dim(rows))
         if rows == 1:
             return ("r", self.named_dim(columns))
         return ("m", self.named_dim(rows), self.named_dim(columns))
+
+    def concatenation(self, node: Ast, kids: list[MType], rows: int, columns: int) -> MType:
+        """The type of a stack that holds vectors or matrices (see :meth:`stack`)."""
+        kinds = {kid[0] for kid in kids}
+        vertical = columns == 1
+        along, across = ("c", "r") if vertical else ("r", "c")
+
+        def refuse(why: str, entry: Ast | None = None) -> _Mismatch:
+            return _Mismatch(f"cannot stack {self.src(node)}: {why}", entry or node, node)
+
+        if rows > 1 and columns > 1:
+            raise refuse(
+                "its entries are scalars when it has several rows and columns (block matrices are not supported)"
+            )
+        if kinds <= {"s", along}:
+            # Vectors one after the other: a vector whose length is the sum of theirs.
+            parts = [self.named_dim(1) if kid[0] == "s" else kid[1] for kid in kids]
+            return (along, self.dims.total(*parts))
+        if kinds <= {across, "m"}:
+            # Rows under one another ([A; x']) or columns side by side ([A, x], [u, v]): one matrix.
+            axis = 2 if vertical else 1  # the shared axis: columns when stacking rows
+            width = next(kid[axis if kid[0] == "m" else 1] for kid in kids)
+            parts = []
+            for entry, kid in zip(node.args, kids, strict=True):
+                shared = kid[axis] if kid[0] == "m" else kid[1]
+
+                def uneven(entry: Ast = entry, kid: MType = kid) -> str:
+                    return (
+                        f"cannot stack {self.src(node)}: its entries need as many "
+                        f"{'columns' if vertical else 'rows'}, but {self.src(entry)} is {_describe(kid, self.dims)}"
+                    )
+
+                self.unify(width, shared, entry, uneven)
+                parts.append(kid[3 - axis] if kid[0] == "m" else self.named_dim(1))
+            total = self.dims.total(*parts)
+            return ("m", total, width) if vertical else ("m", width, total)
+        entry, kid = next(
+            (e, k) for e, k in zip(node.args, kids, strict=True) if k[0] not in ({"s", along} & kinds or {"m", across})
+        )
+        arrangement = "one column" if vertical else "one row"
+        raise refuse(
+            f"in {arrangement} the entries are scalars and {'column' if vertical else 'row'} vectors (one longer "
+            f"vector), or matrices and {'row' if vertical else 'column'} vectors (one matrix), but "
+            f"{self.src(entry)} is {_describe(kid, self.dims)}",
+            entry,
+        )
 
     def variable(self, node: Ast, var_dims: dict[str, tuple[int, ...]]) -> MType:
         name = node.symbol
@@ -428,11 +492,19 @@ class _Checker:
                 return b, 0
             if b[0] == "s" and a[0] != "s":
                 return a, 1
+            if {a[0], b[0]} in ({"m", "c"}, {"m", "r"}):
+                # MATLAB's implicit expansion: a column is repeated along the matrix's columns,
+                # a row along its rows (W*X + b adds b to every column).
+                return self.expanded(node, a, b, lambda: self.size_message(node, a, b, _EXPANSION_RULE)), (
+                    0 if a[0] != "m" else 1
+                )
             if a[0] != b[0]:
                 verb = {"+": "add", "-": "subtract", ">": "compare", "<": "compare"}.get(op, f"apply '{op}' to")
                 hint = ""
                 if {a[0], b[0]} == {"c", "r"}:
-                    hint = "; transpose one of them"
+                    # MATLAB would expand both to a matrix; a column plus a row is far more often a
+                    # missing transpose, so the outer sum is written out (docs/conventions.md).
+                    hint = f"; transpose one of them{self.outer_hint(node, a, b)}"
                 raise _Mismatch(
                     f"shape mismatch at column {col}: cannot {verb} {self.src(la)} ({_describe(a, self.dims)}) "
                     f"and {self.src(lb)} ({_describe(b, self.dims)}){hint}",
@@ -461,6 +533,29 @@ class _Checker:
                     )
             return a, None
         raise AssertionError(op)  # pragma: no cover
+
+    def outer_hint(self, node: Ast, a: MType, b: MType) -> str:
+        """How to write what MATLAB would make of a column and a row: every pair of entries."""
+        la, lb = node.args
+
+        def length(t: MType, fallback: str) -> str:
+            v = self.dims.value(t[1])
+            return fallback if v is None else g.dim_text(v)
+
+        x, y = self.src(la), self.src(lb)
+        if a[0] == "c":
+            left, right = f"{x}*ones({length(b, 'n')})'", f"ones({length(a, 'm')})*{y}"
+        else:
+            left, right = f"ones({length(b, 'm')})*{x}", f"{y}*ones({length(a, 'n')})'"
+        return f"; for the matrix of every pair of entries write ({left}) {node.symbol} ({right})"
+
+    def expanded(self, node: Ast, a: MType, b: MType, message: Callable[[], str]) -> MType:
+        """The matrix that ``a op b`` of a matrix and a vector is, the vector's length unified with
+        the matrix's rows (a column) or columns (a row)."""
+        matrix, vector = (a, b) if a[0] == "m" else (b, a)
+        axis = 1 if vector[0] == "c" else 2
+        self.unify(vector[1], matrix[axis], node, message)
+        return matrix
 
     def size_message(self, node: Ast, a: MType, b: MType, what: str) -> str:
         la, lb = node.args
@@ -604,7 +699,7 @@ class _Checker:
         (first_arg, first), *rest = tensors
         for arg, a in rest:
 
-            def message(arg: Ast = arg, a: MType = a) -> str:
+            def message(arg: Ast = arg, a: MType = a, first_arg: Ast = first_arg, first: MType = first) -> str:
                 hint = "; transpose one of them" if {a[0], first[0]} == {"c", "r"} else ""
                 return (
                     f"{record.name} at column {node.column} needs arguments of one shape (or scalars), but "
@@ -612,6 +707,12 @@ class _Checker:
                     f"{_describe(a, self.dims)}{hint}"
                 )
 
+            if {a[0], first[0]} in ({"m", "c"}, {"m", "r"}):
+                # A vector beside a matrix is repeated over it (max(X, b)): the matrix leads.
+                matrix = self.expanded(node, first, a, message)
+                first_arg = first_arg if first[0] == "m" else arg
+                first = matrix
+                continue
             if a[0] != first[0]:
                 raise _Mismatch(message(), node)
             for da, db in zip(first[1:], a[1:], strict=True):
@@ -631,6 +732,12 @@ class _Checker:
             f"{record.name} at column {node.column} needs {record.product_arguments} of one orientation, but {given}",
             node,
         )
+
+
+_EXPANSION_RULE = (
+    "a column vector is repeated along a matrix's columns and needs its number of rows, a row vector "
+    "along its rows and needs its number of columns"
+)
 
 
 def quote(text: str, ast: Ast, width: int = 40) -> str:
@@ -741,10 +848,17 @@ def infer_with_form(
 
 
 def infer_with_notices(
-    ast: Ast, text: str | None, types: Mapping[str, Any] | None = None
+    ast: Ast,
+    text: str | None,
+    types: Mapping[str, Any] | None = None,
+    *,
+    subtrees: dict[int, tuple[Ast, g.Node]] | None = None,
 ) -> tuple[g.Node, dict[str, g.Var], str, tuple[Notice, ...]]:
     """:func:`infer_with_form`, plus the notices: each name read off its default kind (with the
-    reason), and each undeclared scalar that is repeated over a tensor (a bias meant as a vector?)."""
+    reason), and each undeclared scalar that is repeated over a tensor (a bias meant as a vector?).
+
+    ``subtrees``: filled, when given, with ``id(ast) -> (ast, node)`` for each subtree as typed
+    and the graph node built for it (an explanation follows the expression as it was written)."""
     if types is not None and not isinstance(types, Mapping):
         raise InferenceError(f"types is a mapping such as {{'A': 'symmetric matrix'}}, not {type(types).__name__}")
     declared = {name: declare(name, spec) for name, spec in (types or {}).items()}
@@ -822,7 +936,7 @@ def infer_with_notices(
             text=text,
             column=first.column if text else None,
         )
-    root, variables = _build(order, best_kinds, best, declared, names, text)
+    root, variables = _build(order, best_kinds, best, declared, names, text, subtrees)
     form: str = best.mtypes[id(order[-1])][0]
     notices = _notices(undeclared, forced, best_kinds, best, first_error, text)
     return root, variables, form, notices
@@ -989,8 +1103,8 @@ def _name_dims(checked: _Checked, names: list[str], var_names: set[str]) -> dict
         root = dims.find(d)
         if root not in resolved:
             fixed = dims.fixed[root]
-            if isinstance(fixed, _Product):
-                resolved[root] = g.dim_product(*(name_of(f) for f in fixed.factors))
+            if isinstance(fixed, _Product | _Sum):
+                resolved[root] = _combined(fixed, [name_of(f) for f in fixed.factors])
             else:
                 resolved[root] = fixed if fixed is not None else next(pool)
         return resolved[root]
@@ -1012,6 +1126,7 @@ def _build(
     declared: Mapping[str, Declared],
     names: list[str],
     text: str | None = None,
+    subtrees: dict[int, tuple[Ast, g.Node]] | None = None,
 ) -> tuple[g.Node, dict[str, g.Var]]:
     dimname = _name_dims(checked, names, set(names))
     variables: dict[str, g.Var] = {}
@@ -1050,8 +1165,7 @@ def _build(
         elif ast.op == "unary":
             node = g.scale(-1, kids[0]) if ast.value == "-" else kids[0]
         elif ast.op == "stack":
-            rows, columns = (int(n) for n in ast.symbol.split("x"))
-            node = g.stack(kids, rows, columns)
+            node = stack(ast, kids, [mt[id(c)][0] for c in ast.args])
         elif ast.op == "binary":
             a, b = ast.args
             _check_division(ast, kids[0], kids[1], text)
@@ -1059,9 +1173,25 @@ def _build(
             _check_constant(ast, node, text)
         else:
             t = mt[id(ast)]
-            node = call(ast, kids, tuple(dimname[d] for d in t[1:]))
+            node = call(ast, kids, tuple(dimname[d] for d in t[1:]), [mt[id(c)][0] for c in ast.args])
         nodes[id(ast)] = node
+    if subtrees is not None:
+        subtrees.update({id(ast): (ast, nodes[id(ast)]) for ast in order if id(ast) in nodes})
     return nodes[id(order[-1])], variables
+
+
+def stack(ast: Ast, entries: list[g.Node], forms: list[str]) -> g.Node:
+    """The node of a stack ``[...]`` given its entries and their forms (see ``_Checker.stack``)."""
+    rows, columns = (int(n) for n in ast.symbol.split("x"))
+    if rows * columns == 1:
+        return entries[0]  # [x] is x, whatever x is
+    if all(f == "s" for f in forms):
+        return g.stack(entries, rows, columns)
+    vertical = columns == 1
+    along = "c" if vertical else "r"
+    if all(f in ("s", along) for f in forms):
+        return g.concatenate(entries)  # one longer vector
+    return g.concatenate(entries, 0 if vertical else 1, matrix=True)
 
 
 def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
@@ -1172,11 +1302,13 @@ def _build_sum(top: Ast, nodes: dict[int, g.Node], mt: dict[int, MType], inner: 
             break
     terms.append(("+", node))
     terms.reverse()
-    shape_ref = [nodes[id(a)] for _, a in terms if mt[id(a)][0] != "s"]
-    shape = shape_ref[0].shape if shape_ref else ()
+    # The sum's shape is its widest term's: scalars and (implicit expansion) vectors beside a
+    # matrix are repeated over it, each term on its own (a + c + X is a*ones + c*ones' + X).
+    widest = max((nodes[id(a)] for _, a in terms), key=lambda n: n.rank)
+    shape = widest.shape if widest.rank != 1 else next(nodes[id(a)].shape for _, a in terms if nodes[id(a)].rank)
     parts = []
     for op, a in terms:
-        term = broadcast(nodes[id(a)], shape) if mt[id(a)][0] == "s" else nodes[id(a)]
+        term = expand(nodes[id(a)], mt[id(a)][0], shape)
         parts.append(g.scale(-1, term) if op == "-" else term)
     return g.add(parts)
 
@@ -1189,10 +1321,35 @@ def broadcast(scalar: g.Node, shape: g.Shape) -> g.Node:
     return g.contract([scalar, g.ones(shape)], [(), idx], idx)
 
 
-def _elementwise_pair(a: g.Node, b: g.Node) -> tuple[g.Node, g.Node]:
+def expand(node: g.Node, form: str, shape: g.Shape) -> g.Node:
+    """``node`` repeated over ``shape`` (MATLAB's implicit expansion): a scalar over every entry
+    (:func:`broadcast`); a column vector (``form`` ``"c"``) along the columns of a matrix,
+    ``b*ones(n)'``; a row vector (``"r"``) along its rows, ``ones(m)*b'``. Derivatives then sum
+    over the repeated axis through the ``ones`` factor.
+
+    >>> expand(g.var("b", "vector", ("m",)), "c", ("m", "n")).shape
+    ('m', 'n')
+    """
+    if node.rank == len(shape):
+        return node
+    if node.rank == 0:
+        return broadcast(node, shape)
+    if form == "c":
+        return g.contract([node, g.ones((shape[1],))], [(0,), (1,)], (0, 1))
+    return g.contract([g.ones((shape[0],)), node], [(0,), (1,)], (0, 1))
+
+
+def _form(t: MType, node: g.Node) -> str:
+    """The matrix-level form of an operand: its type's when given, else read off its rank."""
+    return t[0] if t else "scm"[node.rank]
+
+
+def _elementwise_pair(a: g.Node, b: g.Node, ta: MType = (), tb: MType = ()) -> tuple[g.Node, g.Node]:
     if a.shape == b.shape:
         return a, b
-    return (broadcast(a, b.shape), b) if not a.shape else (a, broadcast(b, a.shape))
+    if a.rank > b.rank:
+        return a, expand(b, _form(tb, b), a.shape)
+    return expand(a, _form(ta, a), b.shape), b
 
 
 def hadamard_or_scale(a: g.Node, b: g.Node) -> g.Node:
@@ -1209,12 +1366,15 @@ def reciprocal(x: g.Node) -> g.Node:
 def binary(op: str, a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
     """The node of ``a op b`` given both operands' matrix-level types."""
     if op == "+":
-        return g.add(_elementwise_pair(a, b))
+        return g.add(_elementwise_pair(a, b, ta, tb))
     if op == "-":
-        x, y = _elementwise_pair(a, b)
+        x, y = _elementwise_pair(a, b, ta, tb)
         return g.add([x, g.scale(-1, y)])
     if op == "*":
         return product(a, b, ta, tb)
+    if a.rank and b.rank and a.rank != b.rank:
+        # Implicit expansion of a vector beside a matrix (W*X ./ b): the vector repeated first.
+        a, b = _elementwise_pair(a, b, ta, tb)
     if op == "/" or op == "./":
         if isinstance(b, g.Const):
             return g.scale(1 / b.value, a)
@@ -1245,11 +1405,15 @@ def product(a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
     return g.contract([a, b], labels, out)
 
 
-def call(ast: Ast, args: list[g.Node], shape: g.Shape) -> g.Node:
-    """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``."""
+def call(ast: Ast, args: list[g.Node], shape: g.Shape, forms: list[str] | None = None) -> g.Node:
+    """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``
+    (``forms``: the arguments' matrix-level forms, for a vector expanded beside a matrix)."""
     name = ast.symbol
     if name in FUNCTIONS:
         record = FUNCTIONS[name]
+        if record.result == "broadcast" and len(shape) == 2 and forms is not None:
+            # max(X, b) of a matrix and a vector: the vector repeated over the matrix, as in X + b.
+            args = [expand(a, f, shape) if a.rank == 1 else a for a, f in zip(args, forms, strict=False)]
         # A trailing whole number beyond the tensor arguments is the axis (see syntax.arity).
         extra = ast.args[record.arity :]
         dim = int(extra[0].number) if extra else None

@@ -219,8 +219,8 @@ def number_value(literal: str, column: int, text: str | None = None) -> Fraction
 
 
 def _is_dimension(arg: Ast) -> bool:
-    """A name, a positive whole number, or a product of them (``ones(m*p)``)."""
-    if arg.op == "binary" and arg.value == "*":
+    """A name, a positive whole number, or a product or sum of them (``ones(m*p)``, ``zeros(n + m)``)."""
+    if arg.op == "binary" and arg.value in ("*", "+"):
         return all(_is_dimension(a) for a in arg.args)
     return arg.op == "name" or (arg.op == "num" and arg.number.denominator == 1 and arg.number > 0)
 
@@ -229,6 +229,8 @@ def _numeric_factor(arg: Ast) -> int:
     """The product of the whole numbers in a dimension (``3*m*4`` -> 12; a name counts 1)."""
     if arg.op == "binary" and arg.value == "*":
         return math.prod(_numeric_factor(a) for a in arg.args)
+    if arg.op == "binary" and arg.value == "+":
+        return sum(_numeric_factor(a) for a in arg.args)
     return int(arg.number) if arg.op == "num" else 1
 
 
@@ -298,7 +300,8 @@ class _Build(Transformer):
             for arg in args:
                 if not _is_dimension(arg):
                     raise ParseError(
-                        f"{fname} takes dimensions (a name such as n, a whole number, or a product such as m*p), "
+                        f"{fname} takes dimensions (a name such as n, a whole number, a product such as m*p "
+                        f"or a sum such as n + m), "
                         f"not '{self.text[arg.start : arg.end]}' (column {arg.column})",
                         text=self.text,
                         column=arg.column,

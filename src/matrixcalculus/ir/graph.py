@@ -44,8 +44,59 @@ class DimProduct:
         return "*".join(([str(self.scale)] if self.scale != 1 else []) + list(self.factors))
 
 
-Dim = int | str | DimProduct
+@dataclass(frozen=True)
+class DimSum:
+    """A dimension that is the sum of others: ``[u; v]`` of vectors of lengths n and m has length
+    n + m. Normalised by :func:`dim_sum` (symbolic terms sorted, whole numbers added into
+    ``offset``), so equal sums are equal: ``n + m`` is ``m + n``.
+
+    >>> dim_sum("n", "m", 1)
+    DimSum(terms=('m', 'n'), offset=1)
+    """
+
+    terms: tuple[str | DimProduct, ...]
+    offset: int = 0
+
+    def __str__(self) -> str:
+        return " + ".join([str(t) for t in self.terms] + ([str(self.offset)] if self.offset else []))
+
+
+Dim = int | str | DimProduct | DimSum
 Shape = tuple[Dim, ...]
+
+
+def dim_sum(*dims: Dim) -> Dim:
+    """The sum of dimensions, normalised: ``dim_sum("n", "m")`` is ``m + n``; a sum of whole
+    numbers is a whole number, a sum of one name is that name, of nothing is 0."""
+    offset = 0
+    terms: list[str | DimProduct] = []
+    for d in dims:
+        if isinstance(d, DimSum):
+            offset += d.offset
+            terms.extend(d.terms)
+        elif isinstance(d, int):
+            offset += d
+        else:
+            terms.append(d)
+    if not terms:
+        return offset
+    if offset == 0 and len(terms) == 1:
+        return terms[0]
+    return DimSum(tuple(sorted(terms, key=str)), offset)
+
+
+def dim_difference(total: Dim, part: Dim) -> Dim | None:
+    """``total - part`` where it is a dimension (``n + m`` minus ``n`` is ``m``), else None."""
+    whole = total if isinstance(total, DimSum) else DimSum((), total) if isinstance(total, int) else DimSum((total,))
+    piece = part if isinstance(part, DimSum) else DimSum((), part) if isinstance(part, int) else DimSum((part,))
+    terms = list(whole.terms)
+    for t in piece.terms:
+        if t not in terms:
+            return None
+        terms.remove(t)
+    if whole.offset < piece.offset:
+        return None
+    return dim_sum(*terms, whole.offset - piece.offset)
 
 
 def dim_product(*dims: Dim) -> Dim:
@@ -54,6 +105,8 @@ def dim_product(*dims: Dim) -> Dim:
     scale = 1
     factors: list[str] = []
     for d in dims:
+        if isinstance(d, DimSum):
+            raise ShapeError(f"a product of dimensions with a sum ({d}) as a factor is not supported")
         if isinstance(d, DimProduct):
             scale *= d.scale
             factors.extend(d.factors)
@@ -74,6 +127,8 @@ def dim_size(dim: Dim, size: Callable[[str], int]) -> int:
         return dim
     if isinstance(dim, str):
         return size(dim)
+    if isinstance(dim, DimSum):
+        return dim.offset + sum(dim_size(term, size) for term in dim.terms)
     total = dim.scale
     for factor in dim.factors:
         total *= size(factor)
@@ -86,12 +141,14 @@ def dim_names(dim: Dim) -> tuple[str, ...]:
         return (dim,)
     if isinstance(dim, DimProduct):
         return dim.factors
+    if isinstance(dim, DimSum):
+        return tuple(name for term in dim.terms for name in dim_names(term))
     return ()
 
 
 def dim_text(dim: Dim) -> str:
-    """A dimension as text in a shape: ``n``, ``3``, ``(m*p)``."""
-    return f"({dim})" if isinstance(dim, DimProduct) else str(dim)
+    """A dimension as text in a shape: ``n``, ``3``, ``(m*p)``, ``(m + n)``."""
+    return f"({dim})" if isinstance(dim, DimProduct | DimSum) else str(dim)
 
 
 # The kinds of a variable and the number of axes each has.
@@ -414,11 +471,8 @@ def _stack_vectors(entries: Sequence[Node]) -> Node:
             raise ShapeError(f"a stack of vectors stacks vectors and scalars, not {shape_text(entry.shape)}")
         length = entry.shape[0] if entry.shape else 1
         if not isinstance(length, int):
-            # The result's length would be a sum such as n + m: no dimension is a sum (yet).
-            raise ShapeError(
-                f"a stack of vectors needs whole-number lengths, and an entry has length {dim_text(length)} "
-                f"(the stack's length would be a sum of dimensions, such as n + m: not supported yet)"
-            )
+            # The result's length is a sum such as n + m: placed by blocks of symbolic size.
+            return concatenate(entries)
         lengths.append(length)
     total = sum(lengths)
     terms: list[Node] = []
@@ -429,6 +483,70 @@ def _stack_vectors(entries: Sequence[Node]) -> Node:
         else:
             terms.append(contract([entry, embed(total, offset)], [(), (0,)], (0,)))
         offset += length
+    return add(terms)
+
+
+class Block(Node):
+    """The ``total x length`` 0/1 matrix that puts a vector of ``length`` at entries ``offset``,
+    ..., ``offset + length - 1`` of a vector of ``total`` (``params = (total, offset, length)``,
+    dimensions that may be symbolic: ``[u; v]`` of lengths n and m is ``B1*u + B2*v`` with
+    ``B1 = [eye(n); zeros(m,n)]``, ``B2 = [zeros(n,m); eye(m)]`` of ``total`` n + m). A stack built
+    with it needs no derivative rule of its own.
+
+    >>> block(dim_sum("n", "m"), "n", "m").shape
+    (DimSum(terms=('m', 'n'), offset=0), 'm')
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def shape_rule(cls, args: tuple[Node, ...], params: tuple) -> Shape:
+        total, offset, length = params
+        if dim_difference(total, dim_sum(offset, length)) is None:
+            raise ShapeError(f"a block of {length} entries at entry {offset} of a vector of length {total}")
+        return (total, length)
+
+    def evaluate(self, xp: Any, values: Sequence[Any], size: Callable[[Dim], int]) -> Any:
+        total, offset, length = (size(d) for d in self.params)
+        return xp.eye(total, length, k=-offset)
+
+
+def block(total: Dim, offset: Dim, length: Dim) -> Block:
+    """The :class:`Block` that places a vector of ``length`` at ``offset`` in one of ``total``."""
+    return _intern(Block, (), (total, offset, length))
+
+
+def concatenate(entries: Sequence[Node], axis: int = 0, matrix: bool | None = None) -> Node:
+    """Entries one after the other along ``axis``: vectors and scalars into one vector (``[u; v; a]``,
+    lengths that may be symbolic, the result's a :class:`DimSum`), or matrices, vectors read as
+    ``1 x n`` rows (``axis=0``) or ``m x 1`` columns (``axis=1``), and scalars into one matrix
+    (``[A; x']``, ``[A, x]``, ``[u, v]``: pass ``matrix=True`` for vectors side by side). Each
+    entry is placed by a :class:`Block`.
+
+    >>> concatenate([var("u", "vector", ("n",)), var("v", "vector", ("m",))]).shape
+    (DimSum(terms=('m', 'n'), offset=0),)
+    """
+    if matrix is None:
+        matrix = any(entry.rank == 2 for entry in entries)
+    lengths = [
+        (entry.shape[axis] if entry.rank == 2 else 1 if matrix or not entry.rank else entry.shape[0])
+        for entry in entries
+    ]
+    total = dim_sum(*lengths)
+    terms: list[Node] = []
+    offset: Dim = 0
+    for entry, length in zip(entries, lengths, strict=True):
+        place = block(total, offset, length)
+        if not matrix:
+            terms.append(contract([place, entry], [(0, 1), (1,)[: entry.rank]], (0,)))
+        elif axis == 0:
+            # rows offset... of the result: B[i, k] entry[k, j] (a vector is one row, a scalar one entry)
+            labels = {2: (1, 2), 1: (2,), 0: ()}[entry.rank]
+            terms.append(contract([place, entry], [(0, 1), labels], (0, 2)))
+        else:
+            labels = {2: (0, 1), 1: (0,), 0: ()}[entry.rank]
+            terms.append(contract([entry, place], [labels, (2, 1)], (0, 2)))
+        offset = dim_sum(offset, length)
     return add(terms)
 
 

@@ -51,7 +51,7 @@ def bind(
     source: dict[g.Dim, str] = {d: "dims=" for d in sizes}
     arrays: dict[str, Any] = {}
     # An axis whose dimension is a product (kron's m*p) is checked once its factors are sized.
-    products: list[tuple[g.DimProduct, int, str]] = []
+    products: list[tuple[g.DimProduct | g.DimSum, int, str]] = []
     for name, var in variables.items():
         if name not in values:
             raise EvaluationError(f"no value given for {name} ({_kind_text(var)})")
@@ -77,7 +77,7 @@ def bind(
                 if size != dim:
                     raise EvaluationError(f"{what} must be {dim}, but the value given has {size}")
                 continue
-            if isinstance(dim, g.DimProduct):
+            if isinstance(dim, g.DimProduct | g.DimSum):
                 products.append((dim, size, what))
                 continue
             if dim in sizes and sizes[dim] != size:
@@ -98,6 +98,22 @@ def bind(
                 raise EvaluationError(f"{name} is declared symmetric but its value is not symmetric")
         arrays[name] = array
     for product, given, what in products:
+        if isinstance(product, g.DimSum):
+            # A length n + m (a stack's): the one term no other value sizes is what is left.
+            names = g.dim_names(product)
+            unknown = sorted(set(names) - set(sizes))
+            if len(unknown) == 1 and names.count(unknown[0]) == 1 and unknown[0] in product.terms:
+                missing = unknown[0]
+                known = g.dim_size(product, {**sizes, missing: 0}.__getitem__)
+                if given > known:
+                    sizes[missing] = given - known
+                    source[missing] = what
+            if any(d not in sizes for d in names):
+                continue
+            if g.dim_size(product, sizes.__getitem__) != given:
+                expected = g.dim_size(product, sizes.__getitem__)
+                raise EvaluationError(f"{what} must be {product} = {expected}, but the value given has {given}")
+            continue
         unknown = sorted(set(product.factors) - set(sizes))
         if len(unknown) == 1 and product.factors.count(unknown[0]) == 1:
             # The one factor no other value sizes is what the product leaves (6 rows of m*p, p = 3: m = 2).
@@ -150,7 +166,7 @@ def evaluate(
     def size(dim: g.Dim) -> int:
         if isinstance(dim, int):
             return dim
-        if isinstance(dim, g.DimProduct):
+        if isinstance(dim, g.DimProduct | g.DimSum):
             return g.dim_size(dim, size)
         if dim not in sizes:
             raise EvaluationError(

@@ -141,6 +141,7 @@ def _print_named(
     printer = MatrixPrinter(style, True, scalars, share=True)
     printer.names = dict(name_of)
     printer.rows = rows
+    printer.keep_values(order)
     bindings: list[tuple[str, str]] = []
     for node in order:
         piece = printer.render(node)
@@ -199,6 +200,7 @@ def shared_text(
     uses = _uses(roots)
     order = g.postorder(*roots)
     probe = MatrixPrinter(style, True, scalars, share=True)
+    probe.keep_values(order)
     chosen: list[g.Node] = []
     for node in order:
         piece = probe.render(node)

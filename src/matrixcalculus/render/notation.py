@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
+from matrixcalculus.frontend.infer import default_kind
 from matrixcalculus.ir import graph as g
 from matrixcalculus.render.index import index_notation
-from matrixcalculus.render.products import Item, best_split, chain_order, transposes
+from matrixcalculus.render.products import Item, best_split, chain_order, is_reciprocal, transposes
 from matrixcalculus.render.style import (
     ADD,
     ATOM,
@@ -42,10 +43,20 @@ class MatrixPrinter:
     ``scalars``: names declared scalars (they may print bare where broadcast, ``x + a``).
     """
 
-    def __init__(self, style: Style, result: bool = False, scalars: frozenset[str] = frozenset(), share: bool = False):
+    def __init__(
+        self,
+        style: Style,
+        result: bool = False,
+        scalars: frozenset[str] = frozenset(),
+        share: bool = False,
+        written: frozenset[g.Dim] = frozenset(),
+    ):
         self.style = style
         self.result = result
         self.scalars = scalars
+        # Dimension names that only the text names (ones(k), eye(k)): an expansion over one of
+        # them keeps its ``ones(k)``, or parsing the text again would name the dimension anew.
+        self.written = written
         self.memo: dict[g.Node, Piece] = {}
         # With `where` names (_shared_text): this printer prints every part itself, so that a
         # named part is printed by its name everywhere; `names` holds the names, by node.
@@ -86,13 +97,23 @@ class MatrixPrinter:
             self._leaves = MatrixPrinter(self.style, True)
         return self._leaves
 
+    def keep_values(self, order: Sequence[g.Node]) -> None:
+        """Dimensions used as values (``sum(x)/n``) stay written where an expansion is over them
+        (``ones(n)``): without it the parser reads ``n`` as a variable."""
+        values = {node.dim for node in order if isinstance(node, g.DimSize)}
+        if not values <= self.written:
+            self.written = self.written | values
+
     def piece_all(self, order: Sequence[g.Node]) -> None:
+        self.keep_values(order)
         for node in order:
             if node not in self.memo:
                 self.memo[node] = self.render(node)
 
     def piece(self, root: g.Node) -> Piece:
-        for node in g.postorder(root):
+        order = g.postorder(root)
+        self.keep_values(order)
+        for node in order:
             if node not in self.memo:
                 self.memo[node] = self.render(node)
         return self.memo[root]
@@ -128,6 +149,42 @@ class MatrixPrinter:
             return Piece(column_text, ATOM, plain=row)
         return Piece(literal(rows, columns, entry), ATOM)
 
+    def literal(self, entries: Sequence[str], vertical: bool) -> str:
+        """``[a; b]`` (``vertical``) or ``[a, b]``; a ``bmatrix`` in LaTeX."""
+        if self.style.latex:
+            body = (" \\\\ " if vertical else " & ").join(entries)
+            return f"\\begin{{bmatrix}} {body} \\end{{bmatrix}}"
+        return "[" + ("; " if vertical else ", ").join(entries) + "]"
+
+    def render_block(self, node: g.Block) -> Piece:
+        """The matrix that places a vector in a longer one: ``[eye(n); zeros(m,n)]``."""
+        st = self.style
+        total, offset, length = node.params
+        rest = g.dim_difference(total, g.dim_sum(offset, length))
+        parts = [(False, offset), (True, length), (False, rest)]
+        sizes = [(eye, d) for eye, d in parts if eye or (d is not None and d != 0)]
+        column = [st.eye(length) if eye else st.zeros((d, length)) for eye, d in sizes]
+        # Its transpose is the row of blocks, [eye(n), zeros(n,m)], not [eye(n); zeros(m,n)]'.
+        row = [st.eye(length) if eye else st.zeros((length, d)) for eye, d in sizes]
+        text = self.literal(column, True)
+        return Piece(text, ATOM, plain=Piece(self.literal(row, False), ATOM, plain=Piece(text, ATOM)))
+
+    def render_concatenation(self, node: g.Node, entries: list[g.Node], vertical: bool) -> Piece:
+        """``[u; v]``, ``[A; x']``, ``[u, v]``: entries one after the other (see :func:`concatenation_parts`)."""
+        st = self.style
+        pieces = [self.piece(e) for e in entries]
+        if node.rank == 1:
+            column = self.literal(
+                [as_col(p, st).text if e.rank == 1 else p.text for e, p in zip(entries, pieces, strict=True)], True
+            )
+            row = self.literal(
+                [as_row(p, st).text if e.rank == 1 else p.text for e, p in zip(entries, pieces, strict=True)], False
+            )
+            return Piece(column, ATOM, plain=Piece(row, ATOM, True, Piece(column, ATOM)))
+        fit = as_row if vertical else as_col
+        texts = [fit(p, st).text if e.rank == 1 else p.text for e, p in zip(entries, pieces, strict=True)]
+        return Piece(self.literal(texts, vertical), ATOM)
+
     def render_node(self, node: g.Node) -> Piece:
         st = self.style
         if isinstance(node, g.Var):
@@ -145,6 +202,22 @@ class MatrixPrinter:
         entries = stack_entries(node)
         if entries is not None:
             return self.render_stack(node, entries)
+        if isinstance(node, g.Block):
+            return self.render_block(node)
+        parts = concatenation_parts(node, merge=self.result)
+        if parts is not None:
+            return self.render_concatenation(node, *parts)
+        if isinstance(node, g.Add) and not self.result:
+            runs = concatenation_runs(node)
+            if runs is not None:
+                # [u; v] + [x; y] as typed: a sum of stacks, each placing every part once.
+                text = ""
+                for k, run in enumerate(runs):
+                    self.piece(run)
+                    negative, p = self.term(run, False)
+                    part = paren(p, ADD + 1 if k or negative else ADD, self.style)
+                    text += ("-" if negative else "") + part if not k else (" - " if negative else " + ") + part
+                return Piece(text, ADD)
         if isinstance(node, g.Reshape):
             dims = commutation_dims(node)
             if dims is not None:
@@ -173,14 +246,16 @@ class MatrixPrinter:
         if isinstance(node, g.Power):
             return self.render_power(node)
         if isinstance(node, g.Compare):
-            a, b = (self.memo[c] for c in node.args)
+            a, b = (self.widened(c, node.args) for c in node.args)
             if node.args[0].rank == 1 and node.args[1].rank == 1 and a.row != b.row:
                 b = as_row(b, st) if a.row else as_col(b, st)
             # Printed in parentheses: an indicator reads best as a unit, (w'*x + b > 0)*x.
             text = st.compare(paren(a, ADD, st), node.op, paren(b, ADD, st))
             return Piece(f"\\left({text}\\right)" if st.latex else f"({text})", ATOM, a.row)
         if isinstance(node, g.Function):
-            args = [self.memo[a] for a in node.args]
+            args = [
+                self.widened(a, node.args) if node.record.result == "broadcast" else self.memo[a] for a in node.args
+            ]
             vectors = [a for a, arg in zip(args, node.args, strict=True) if arg.rank == 1]
             if len(vectors) > 1 and not all(a.row for a in vectors):
                 # Arguments of one shape read in one orientation: max(x'*A, y) is max((x'*A)', y).
@@ -194,43 +269,76 @@ class MatrixPrinter:
 
     def broadcast_scalar(self, node: g.Node) -> Piece | None:
         """The scalar printed for a term that repeats a scalar over a tensor (``x + a``)."""
-        if node in self.names:
-            return None  # a ``where`` name stands for the whole term
-        # Only over symbolic dimensions: ones(3) fixes a size that "1" would lose.
-        if isinstance(node, g.Ones | g.Contract) and not all(isinstance(d, str) for d in node.shape):
-            return None
-        if isinstance(node, g.Ones):
-            return Piece("1", ATOM)
-        if isinstance(node, g.Contract) and len(node.args) in (1, 2) and isinstance(node.args[-1], g.Ones):
-            if len(node.args) == 2 and node.args[0].rank != 0:
-                return None
-            if node.labels[-1] != node.out:
-                return None
-            lone = node.args[0] if len(node.args) == 2 else None
-            if isinstance(lone, g.Var) and not self.result and lone.name not in self.scalars and node.rank in (1, 2):
-                return None
-            body = self.memo[node.args[0]] if len(node.args) == 2 else Piece("1", ATOM)
-            if node.coeff == 1:
-                return body
-            if len(node.args) == 1:
-                return self.style.number(node.coeff)
-            return self.style.scaled(node.coeff, body)
-        return None
+        found = self.expansion(node)
+        return found[0] if found is not None and found[1] == "s" else None
 
-    def term(self, node: g.Node, shape: g.Shape) -> tuple[bool, Piece]:
-        """(negative, piece of the magnitude) for a term of a sum."""
+    def expansion(self, node: g.Node) -> tuple[Piece, str] | None:
+        """What a term that repeats a scalar or a vector over a tensor (implicit expansion) prints
+        as beside a term of the full shape, and its form: ``("a", "s")`` for ``a*ones(m,n)``,
+        ``("b", "c")`` for ``b*ones(n)'`` (a column along the columns), ``("b'", "r")`` for
+        ``ones(m)*b'``; None for any other node. Parsing ``X + b`` expands ``b`` back."""
+        if node in self.names or not isinstance(node, g.Ones | g.Contract) or not node.rank:
+            return None  # a ``where`` name stands for the whole term
+        if isinstance(node, g.Ones):
+            args: tuple[g.Node, ...] = (node,)
+            labels: tuple[tuple[int, ...], ...] = (tuple(range(node.rank)),)
+            out, coeff = labels[0], Fraction(1)
+        else:
+            args, labels, out, coeff = node.args, node.labels, node.out, node.coeff
+        count: dict[int, int] = {}
+        for labs in labels:
+            for lab in labs:
+                count[lab] = count.get(lab, 0) + 1
+        spread = [
+            k
+            for k, (arg, labs) in enumerate(zip(args, labels, strict=True))
+            if isinstance(arg, g.Ones) and all(lab in out and count[lab] == 1 for lab in labs)
+        ]
+        repeated = {lab for k in spread for lab in labels[k]}
+        dims = {lab: d for k in spread for lab, d in zip(labels[k], args[k].shape, strict=True)}
+        if not spread or any(d in self.written for d in dims.values()):
+            return None
+        kept = tuple(lab for lab in out if lab not in repeated)
+        rest = [k for k in range(len(args)) if k not in spread]
+        core = g.contract([args[k] for k in rest], [labels[k] for k in rest], kept, coeff)
+        if not kept:
+            form = "s"
+        elif node.rank == 2 and len(kept) == 1:
+            form = "c" if kept[0] == out[0] else "r"
+        else:
+            return None
+        if (
+            isinstance(core, g.Var)
+            and not self.result
+            and form == "s"
+            and core.name not in self.scalars
+            and default_kind(core.name) != "scalar"
+        ):
+            # A scalar variable that the text alone would read as a vector prints expanded.
+            return None
+        piece = self.memo[core] if core in self.memo else self.piece(core)
+        if form == "c":
+            piece = as_col(piece, self.style)
+        elif form == "r":
+            piece = as_row(piece, self.style)
+        return piece, form
+
+    def term(self, node: g.Node, short: bool) -> tuple[bool, Piece]:
+        """(negative, piece of the magnitude) for a term of a sum; ``short``: an expansion
+        prints as what it repeats (``x + a``, ``W*X + b``)."""
         st = self.style
         if node in self.names:
             # Named in a ``where`` clause: printed by its name, never re-rendered (the name
             # would be bound and unused, and its text written out again here).
             return False, self.memo[node]
-        if shape:
-            scalar = self.broadcast_scalar(node)
-            if scalar is not None:
+        if short:
+            found = self.expansion(node)
+            if found is not None:
                 if isinstance(node, g.Contract) and node.coeff < 0:
                     flipped = g.contract(node.args, node.labels, node.out, -node.coeff)
-                    return True, self.broadcast_scalar(flipped) or scalar
-                return False, scalar
+                    again = self.expansion(flipped)
+                    return True, again[0] if again is not None else found[0]
+                return False, found[0]
         if isinstance(node, g.Contract) and node.coeff < 0:
             try:
                 return True, self.render_contract(node, -node.coeff)
@@ -242,18 +350,17 @@ class MatrixPrinter:
 
     def render_add(self, node: g.Add) -> Piece:
         st = self.style
-        # The scalar shorthand (x + a) needs a term that is not a broadcast to fix the shape.
-        fixed = any(self.broadcast_scalar(t) is None for t in node.args)
-        terms = [self.term(t, node.shape if fixed else ()) for t in node.args]
+        short = self.short_terms(node)
+        terms = [self.term(t, s) for t, s in zip(node.args, short, strict=True)]
         row = False
         if node.rank == 1:
-            vector_terms = [p for t, (_, p) in zip(node.args, terms, strict=True) if t.rank == 1]
+            vector_terms = [p for t, (_, p), s in zip(node.args, terms, short, strict=True) if t.rank == 1 and not s]
             rows = sum(p.row for p in vector_terms)
             row = rows * 2 > len(vector_terms) or (rows * 2 == len(vector_terms) and terms[0][1].row)
             row = row or node in self.rows
             terms = [
-                (neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 else p)
-                for t, (neg, p) in zip(node.args, terms, strict=True)
+                (neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 and not s else p)
+                for t, (neg, p), s in zip(node.args, terms, short, strict=True)
             ]
         parts = []
         for k, (negative, p) in enumerate(terms):
@@ -264,6 +371,32 @@ class MatrixPrinter:
                 parts.append((" - " if negative else " + ") + text)
         text = "".join(parts)
         return Piece(text, ADD, row, sym=self.result and node.rank == 2 and _closed_under_transpose(node))
+
+    def short_terms(self, node: g.Add) -> list[bool]:
+        """Which terms of a sum print as what they repeat (``x + a``, ``W*X + b``, ``X*W + b'``):
+        those that the parser expands back to the same node. So a term of the full shape must
+        be there (else the first term prints in full), and a column and a row may not meet
+        before it (the parser refuses ``b + c'``)."""
+        forms = [self.expansion(t) for t in node.args]
+        short = [f is not None for f in forms]
+        first_full = next((k for k, s in enumerate(short) if not s), None)
+        before = {f[1] for f in forms[: first_full if first_full is not None else len(forms)] if f is not None}
+        if first_full is None or {"c", "r"} <= before:
+            short[0] = False
+        return short
+
+    def widened(self, node: g.Node, others: Sequence[g.Node]) -> Piece:
+        """The piece of an operand of an element-wise operation (``X > b``, ``max(X, b)``,
+        ``X.^b``): an expansion prints as what it repeats where another operand has the full
+        shape and is no expansion itself (the parser expands it back)."""
+        if node.rank and any(o.rank == node.rank and o is not node for o in others):
+            found = self.expansion(node)
+            # Only a vector: the parser repeats a scalar here inside the node (max(X, a) is not
+            # max(X, a*ones(m,n))), so a scalar's ones stays written.
+            vector = found is not None and found[1] != "s"
+            if vector and any(o.rank == node.rank and self.expansion(o) is None for o in others):
+                return found[0]  # type: ignore[index]
+        return self.memo[node]
 
     # --------------------------------------------------------------------------- powers
 
@@ -279,7 +412,7 @@ class MatrixPrinter:
             one = "1"
             text = st.hdivide(one, paren(bpiece, POW, st)) if elementwise else st.divide(one, paren(bpiece, POW, st))
             return Piece(text, MUL, bpiece.row)
-        epiece = self.memo[exponent]
+        epiece = self.widened(exponent, node.args)
         if st.latex:
             etext = epiece.text
         elif epiece.prec >= POSTFIX or (
@@ -311,6 +444,9 @@ class MatrixPrinter:
             single = self.single(node, pieces[0])
             if single is not None:
                 return single
+        expanded = None if self.result else self.expanded_hadamard(node)
+        if expanded is not None:
+            return expanded
         items = self.items(node, pieces)
         if self.result:
             # Scalars are written first: a*eye(n), not eye(n)*a.
@@ -337,6 +473,31 @@ class MatrixPrinter:
             # Printed as a row: the candidate that reads best once transposed (x'*A, not (A'*x)').
             return min(candidates, key=lambda p: (transposes(as_row(p, st).text), len(as_row(p, st).text)))
         return min(candidates, key=lambda p: (transposes(p.text) + p.row, len(p.text)))
+
+    def expanded_hadamard(self, node: g.Contract) -> Piece | None:
+        """``X .* b`` and ``X ./ b`` as typed: the element-wise product of a matrix and an
+        expansion of a vector or scalar (``b*ones(n)'``) prints the vector, as the parser reads it."""
+        if len(node.args) != 2 or node.rank != 2 or any(labs != node.out for labs in node.labels):
+            return None
+        st = self.style
+        texts = []
+        expansions = 0
+        for k, arg in enumerate(node.args):
+            divide = k == 1 and is_reciprocal(arg)
+            inner = arg.args[0] if divide else arg
+            found = self.expansion(inner)
+            if found is not None and found[1] == "s":
+                return None  # X .* a is a scaling when parsed, not X .* (a*ones(m,n))
+            expansions += found is not None
+            piece = found[0] if found is not None else self.memo[inner]
+            texts.append((divide, piece))
+        if expansions != 1:
+            return None
+        (_, left), (divide, right) = texts
+        first = paren(left, MUL + (left.op == "mul"), st)
+        if divide:
+            return Piece(st.hdivide(paren(left, MUL, st), paren(right, POW, st)), MUL, op="had")
+        return Piece(st.hadamard(first, paren(right, MUL + 1, st)), MUL, op="had")
 
     def single(self, node: g.Contract, p: Piece) -> Piece | None:
         st = self.style
@@ -405,6 +566,110 @@ def _negated(p: Piece) -> tuple[bool, Piece]:
     if p.text.startswith("-") and p.prec in (UNARY, MUL):
         return True, Piece(p.text[1:], p.prec, p.row, sym=p.sym, op=p.op)
     return False, p
+
+
+def concatenation_runs(node: g.Add) -> list[g.Node] | None:
+    """A sum of concatenations as typed (``[u; v] + [x; y]``, its terms flattened into one sum):
+    the consecutive runs of terms that each place every part once; None if there is no such split."""
+    runs: list[list[g.Node]] = []
+    seen: set[g.Node] = set()
+    for term in node.args:
+        blocks = [a for a in term.args if isinstance(a, g.Block)] if isinstance(term, g.Contract) else []
+        if len(blocks) != 1:
+            runs.append([term])  # a term of its own (2*[x; y] is a multiple of a sum)
+            runs.append([])
+            seen = set()
+            continue
+        if blocks[0] in seen or not runs:
+            runs.append([])
+            seen = set()
+        seen.add(blocks[0])
+        runs[-1].append(term)
+    runs = [run for run in runs if run]
+    stacks = [run for run in runs if len(run) > 1 or concatenation_parts(run[0], merge=False) is not None]
+    if len(runs) < 2 or not stacks:
+        return None
+    nodes = [g.add(run) for run in runs]
+    placed = [n for n, run in zip(nodes, runs, strict=True) if len(run) > 1 or _has_block(run[0])]
+    return nodes if all(concatenation_parts(n, merge=False) is not None for n in placed) else None
+
+
+def _has_block(node: g.Node) -> bool:
+    return isinstance(node, g.Contract) and any(isinstance(a, g.Block) for a in node.args)
+
+
+def concatenation_parts(node: g.Node, merge: bool = True) -> tuple[list[g.Node], bool] | None:
+    """The entries of a concatenation, in order, and whether they stand one under another: a
+    vector or matrix that is a sum of entries each placed by a :class:`~matrixcalculus.ir.graph.Block`
+    (as :func:`~matrixcalculus.ir.graph.concatenate` builds ``[u; v]``, ``[A; x']``, ``[u, v]``;
+    a gap is ``zeros``). None for any other node.
+
+    >>> u, v = g.var("u", "vector", ("n",)), g.var("v", "vector", ("m",))
+    >>> len(concatenation_parts(g.concatenate([u, v]))[0])
+    2
+    """
+    if node.rank not in (1, 2) or not isinstance(node, g.Add | g.Contract):
+        return None
+    terms = node.args if isinstance(node, g.Add) else (node,)
+    placed: dict[tuple[g.Dim, g.Dim], list[g.Node]] = {}
+    axis: int | None = None
+    total: g.Dim | None = None
+    for term in terms:
+        if not isinstance(term, g.Contract):
+            return None
+        blocks = [k for k, a in enumerate(term.args) if isinstance(a, g.Block)]
+        if len(blocks) != 1:
+            return None
+        (k,) = blocks
+        place, (at, inner) = term.args[k], term.labels[k]
+        if at not in term.out or (axis is not None and term.out.index(at) != axis):
+            return None
+        axis = term.out.index(at)
+        total = place.params[0]
+        rest_ops = [a for j, a in enumerate(term.args) if j != k]
+        rest_labels = [labs for j, labs in enumerate(term.labels) if j != k]
+        carried = {lab for labs in rest_labels for lab in labs}
+        if inner not in carried and place.params[2] != 1:
+            return None
+        order = [inner if lab == at else lab for lab in term.out]
+        entry_out = tuple(lab for lab in order if lab in carried)
+        if any(lab not in carried for lab in term.out if lab != at) or inner in term.out:
+            return None
+        entry = g.contract(rest_ops, rest_labels, entry_out, term.coeff) if rest_ops else g.const(term.coeff)
+        key = (place.params[1], place.params[2])
+        if key in placed and not merge:
+            return None  # a part placed twice: as typed, a sum of stacks (concatenation_runs)
+        placed.setdefault(key, []).append(entry)
+    assert total is not None and axis is not None
+    width = node.shape[1 - axis] if node.rank == 2 else None
+    entries: list[g.Node] = []
+    offset: g.Dim = 0
+    pending = {key: g.add(values) for key, values in placed.items()}
+    while pending:
+        slot = next((key for key in pending if key[0] == offset), None)
+        if slot is None:
+            gaps = [(g.dim_difference(o, offset), o) for o, _ in pending]
+            found = [(gap, o) for gap, o in gaps if gap is not None]
+            if not found:
+                return None
+            gap = min(found, key=lambda item: len(str(item[0])))[0]
+            entries.append(_zeros_part(gap, width, axis))
+            offset = g.dim_sum(offset, gap)
+            continue
+        entries.append(pending.pop(slot))
+        offset = g.dim_sum(offset, slot[1])
+    rest = g.dim_difference(total, offset)
+    if rest is None:
+        return None
+    if rest != 0:
+        entries.append(_zeros_part(rest, width, axis))
+    return entries, axis == 0
+
+
+def _zeros_part(length: g.Dim, width: g.Dim | None, axis: int) -> g.Node:
+    if width is None:
+        return g.zeros((length,))
+    return g.zeros((length, width) if axis == 0 else (width, length))
 
 
 def stack_entries(node: g.Node) -> dict[tuple[int, ...], g.Node] | None:

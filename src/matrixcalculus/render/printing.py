@@ -44,6 +44,7 @@ def to_text(
     scalars: frozenset[str] = frozenset(),
     share: bool = False,
     row: bool | None = None,
+    written: frozenset[g.Dim] = frozenset(),
 ) -> str:
     """The expression in the input syntax; parsing it gives the same values.
 
@@ -51,7 +52,10 @@ def to_text(
     order, choosing the one with the fewest transposes (an expression the user typed keeps its
     order, so that its text parses back to the very same graph). ``scalars``: names declared
     scalars, which may print bare where they are broadcast (``x + a``); another scalar variable
-    prints as ``vector(c)`` there, which is what makes it a scalar when parsed again.
+    prints as ``vector(c)`` there, which is what makes it a scalar when parsed again. A term
+    that repeats a scalar or a vector beside a term of the full shape prints as what it repeats
+    (``x + a``, ``W*X + b``, ``X*W + b'``), except over a dimension of ``written``: names that
+    only the text gives (``ones(k)``), kept written so that parsing gives them again.
 
     ``share=True`` (with ``result``): a derived expression whose text, written out in full,
     would repeat its shared subexpressions many times over (:func:`needs_bindings`) names them
@@ -71,7 +75,7 @@ def to_text(
     if share and result and needs_bindings([node]):
         body, bindings = shared_text([node], taken_names(node), TEXT, scalars, rows=rows)
         return "\n".join([body[0], "where", *(f"  {name} = {text}" for name, text in bindings)])
-    return _printed(MatrixPrinter(TEXT, result, scalars), node, row).text
+    return _printed(MatrixPrinter(TEXT, result, scalars, written=written), node, row).text
 
 
 def _printed(printer: MatrixPrinter, node: g.Node, row: bool | None) -> Piece:
@@ -90,6 +94,7 @@ def to_latex(
     scalars: frozenset[str] = frozenset(),
     share: bool = False,
     row: bool | None = None,
+    written: frozenset[g.Dim] = frozenset(),
 ) -> str:
     """The expression in LaTeX; ``share`` and ``row`` as in :func:`to_text` (``body, \\text{where } t_{1} = ...``)."""
     rows = frozenset([node]) if row else frozenset()
@@ -100,7 +105,7 @@ def to_latex(
             f"{LATEX.name(name) if name.isidentifier() else name} = {text}" for name, text in bindings
         )
         return f"{body[0]}, \\quad \\text{{where }} {where}"
-    return _printed(MatrixPrinter(LATEX, result, scalars), node, row).text
+    return _printed(MatrixPrinter(LATEX, result, scalars, written=written), node, row).text
 
 
 def index_notation(node: g.Node, style: Style = TEXT, leaves: MatrixPrinter | None = None) -> str:

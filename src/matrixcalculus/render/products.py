@@ -242,6 +242,12 @@ def scaling(m: Merge) -> Merged:
         text = st.divide(P.text, base.text) if st.latex else st.divide(paren(P, MUL, st), paren(base, POW, st))
     else:
         text = m.mul(P, Q)
+        if len(tensor) == 1:
+            # c*x read as a row is c*x', the factors in the order written (lambda*w'*w), not (c*x)'.
+            row = P.row if rp else Q.row
+            flipped = m.mul(transposed(P, st), Q) if rp else m.mul(P, transposed(Q, st))
+            plain = Piece(flipped, MUL, not row, Piece(text, MUL, row))
+            return Piece(text, MUL, row, plain), lp if rp else lq, None
     return Piece(text, MUL, P.row if rp else Q.row), lp if rp else lq, None
 
 

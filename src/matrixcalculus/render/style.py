@@ -80,6 +80,9 @@ class Style:
             for part in parts[1:]:
                 text = self.mul(text, part)
             return Piece(text, MUL)
+        if isinstance(dim, g.DimSum):
+            parts = [self.dimension(t).text for t in dim.terms] + ([str(dim.offset)] if dim.offset else [])
+            return Piece(" + ".join(parts), ADD)
         return Piece(self.name(dim), ATOM) if isinstance(dim, str) else self.number(Fraction(dim))
 
     def eye(self, n: g.Dim) -> str:

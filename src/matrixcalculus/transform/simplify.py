@@ -23,11 +23,14 @@ import itertools
 import math
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.transform.blocks import select_block, split_over_stack
 
 Labels = tuple[int, ...]
 
@@ -35,6 +38,55 @@ Labels = tuple[int, ...]
 # sigmoid(u)) name their records here, through the registry, once: a record renamed or removed
 # fails at import, not silently. Generic rules read the records (``undoes``, ``keeps_symmetry``).
 _SIGN, _ABS, _INV, _EXP, _SIGMOID = (FUNCTIONS[name].name for name in ("sign", "abs", "inv", "exp", "sigmoid"))
+
+
+# What each rule says, for explanations that report the rules applied (``traced``).
+RULE_STATEMENTS = {
+    "eliminate_delta": "multiplying by the identity (a Kronecker delta) changes nothing: "
+    "sum_j A[i,j]*delta(j,k) = A[i,k]",
+    "drop_ones": "a factor of ones over indices that other factors carry changes nothing",
+    "merge_ones": "ones(m)*ones(n)' is ones(m,n)",
+    "merge_powers": "factors with one base multiply by adding exponents (u*u^-1 = 1, y .* y = y.^2)",
+    "sign_times_self": "u*sign(u) is abs(u)",
+    "cancel_inverse": "X*inv(X) is the identity",
+    "expand_inverse": "inv(X*Y) is inv(Y)*inv(X), where a factor then meets its own inverse",
+    "sigmoid_of_ratio": "exp(u) ./ (1 + exp(u)) is sigmoid(u)",
+    "transpose_of_sum": "(A + B)' is A' + B'",
+    "merge_like_terms": "like terms add up: 2*A*x + A*x is 3*A*x",
+    "factor_common": "a common factor comes out of a sum: A*x + B*x is (A + B)*x",
+    "common_scalar_factor": "a common scalar factor comes out of a sum: s*A + s*B is s*(A + B)",
+    "common_coefficient": "a common number comes out of a sum: 2*a + 2*b is 2*(a + b)",
+    "undo_function": "a function undone by the next one cancels: inv(inv(X)) is X, log(exp(x)) is x",
+    "fold_power": "powers fold: x^1 is x, x^0 is 1, (x^a)^b is x^(a*b) for a whole b",
+}
+
+# The rules applied, as (rule name, before, after), while a ``traced()`` block runs; None
+# otherwise. Looked up only when a rule has fired, so simplifying untraced costs nothing more.
+_TRACE: ContextVar[list[tuple[str, g.Node, g.Node]] | None] = ContextVar("simplify_trace", default=None)
+
+
+@contextmanager
+def traced() -> Iterator[list[tuple[str, g.Node, g.Node]]]:
+    """Record the rules that simplification applies inside the block: ``(name, before, after)``
+    with ``name`` a key of :data:`RULE_STATEMENTS`.
+
+    >>> x = g.var("x", "vector", ("n",))
+    >>> with traced() as steps:
+    ...     _ = simplify(g.contract([g.delta("n"), x], [(0, 1), (1,)], (0,)))
+    >>> steps[0][0]
+    'eliminate_delta'
+    """
+    token = _TRACE.set([])
+    try:
+        yield _TRACE.get()  # type: ignore[misc]
+    finally:
+        _TRACE.reset(token)
+
+
+def _record(name: str, before: g.Node, after: g.Node) -> None:
+    trace = _TRACE.get()
+    if trace is not None and before is not after:
+        trace.append((name, before, after))
 
 
 def simplify(root: g.Node) -> g.Node:
@@ -78,7 +130,10 @@ def _simplify_node(node: g.Node, args: list[g.Node]) -> g.Node:
     if isinstance(node, g.Add):
         return normal_sum(args)
     if isinstance(node, g.Power):
-        return fold_power(args[0], args[1])
+        folded = fold_power(args[0], args[1])
+        if _TRACE.get() is not None and not isinstance(folded, g.Power):
+            _record("fold_power", g._intern(g.Power, (args[0], args[1]), ()), folded)
+        return folded
     if isinstance(node, g.Compare):
         return g.compare(node.op, args[0], args[1])
     if isinstance(node, g.Function):
@@ -93,6 +148,8 @@ def simplify_function(node: g.Function, args: Sequence[g.Node]) -> g.Node:
     ``log(exp(x)) -> x``."""
     undone = node.record.undoes
     if undone is not None and len(args) == 1 and isinstance(args[0], g.Function) and args[0].name == undone:
+        if _TRACE.get() is not None:
+            _record("undo_function", g.apply(node.name, *args, dim=node.dim), args[0].args[0])
         return args[0].args[0]
     return g.apply(node.name, *args, dim=node.dim)
 
@@ -111,6 +168,8 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
             eliminate_delta,
             drop_ones,
             merge_ones,
+            count_ones,
+            select_block,
             merge_powers,
             sign_times_self,
             cancel_inverse,
@@ -119,11 +178,20 @@ def normal_contract(ops: Sequence[g.Node], labels: Sequence[Labels], out: Labels
         ):
             result = rule(ops, labels, out)
             if result is not None:
+                if _TRACE.get() is not None:
+                    _record(rule.__name__, g.contract(ops, labels, out, coeff), g.contract(*result, coeff))
                 ops, labels, out = result
                 changed = True
+    if any(g.is_zero(op) for op in ops):  # a rule's zero (B1'*B2 of two parts of a stack)
+        return g.zeros(g.Contract.shape_rule(tuple(ops), (coeff, tuple(labels), out)))
+    split = split_over_stack(ops, labels, out, coeff, normal_contract, normal_sum)
+    if split is not None:
+        return split
     labels = symmetric_labels(ops, labels, out)
     pushed = transpose_of_sum(ops, labels, out, coeff)
     if pushed is not None:
+        if _TRACE.get() is not None:
+            _record("transpose_of_sum", g.contract(ops, labels, out, coeff), pushed)
         return pushed
     return g.contract(ops, labels, out, coeff)
 
@@ -218,6 +286,27 @@ def merge_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
         [labels[k] for k in keep] + [merged_labels],
         out,
     )
+
+
+def count_ones(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
+    """``ones(m,n)*ones(n)`` is ``n*ones(m)``: an index summed over ``ones`` factors only counts
+    its dimension (the derivative of ``sum(W*X + b)`` in ``b`` is ``n*ones(m)``)."""
+    for lab in {lab for labs in labels for lab in labs} - set(out):
+        holders = [k for k, labs in enumerate(labels) if lab in labs]
+        if not all(isinstance(ops[k], g.Ones) and labels[k].count(lab) == 1 for k in holders):
+            continue
+        dim = ops[holders[0]].shape[labels[holders[0]].index(lab)]
+        new_ops, new_labels = [], []
+        for k, (op, labs) in enumerate(zip(ops, labels, strict=True)):
+            if k in holders:
+                kept = tuple(d for d, other in zip(op.shape, labs, strict=True) if other != lab)
+                op, labs = g.ones(kept), tuple(other for other in labs if other != lab)
+                if not labs:
+                    continue
+            new_ops.append(op)
+            new_labels.append(labs)
+        return [*new_ops, g.size_of(dim)], [*new_labels, ()], out
+    return None
 
 
 def sign_times_self(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrite:
@@ -592,15 +681,26 @@ def normal_sum(terms: Sequence[g.Node]) -> g.Node:
         flat.extend(term.args if isinstance(term, g.Add) else (term,))
     shape = flat[0].shape
     merged = merge_like_terms(flat)
+    tracing = _TRACE.get() is not None
+    if tracing and len(merged) < len(flat) and len(flat) > 1:
+        _record("merge_like_terms", g.add(flat), g.add(merged) if merged else g.zeros(shape))
     if not merged:
         return g.zeros(shape)
-    merged = factor_common(merged)
+    factored = factor_common(merged)
+    if tracing and len(factored) < len(merged):
+        _record("factor_common", g.add(merged), g.add(factored))
+    merged = factored
     if len(merged) == 1:
         return merged[0]
     pulled = common_scalar_factor(merged)
     if pulled is not None:
+        if tracing:
+            _record("common_scalar_factor", g.add(merged), pulled)
         return pulled
-    return common_coefficient(merged)
+    result = common_coefficient(merged)
+    if tracing and not isinstance(result, g.Add):
+        _record("common_coefficient", g.add(merged), result)
+    return result
 
 
 def common_scalar_factor(terms: list[g.Node]) -> g.Node | None:
