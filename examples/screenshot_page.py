@@ -3,7 +3,8 @@
 Starts ``matrixcalculus serve`` on a free loopback port and Debian's Chromium (through
 Playwright, as tests/test_web_browser.py does), opens a tutorial example -- ``A*x`` by ``A``, the
 first tutorial's m x m x n tensor, at m = n = 2 -- waits for its typeset derivative, check,
-explicit slices, picture and code, and saves the whole page.
+explanation (the tensor collapsed into the vector-Jacobian product g*x'), explicit slices, picture
+and code, and saves the whole page.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main(path: str = "docs/page.png") -> None:
             page.wait_for_selector("body[data-ready=true]")
             page.wait_for_function("() => document.querySelector('#source').textContent.includes('def derivatives')")
             page.wait_for_function("() => document.querySelector('#explicit img.picture')?.naturalWidth > 0")
+            page.wait_for_function("() => document.querySelector('#steps details[open] math') !== null")
             page.screenshot(path=path, full_page=True)
             browser.close()
     finally:

@@ -102,6 +102,17 @@ def test_the_explicit_jacobian_shows_as_a_matrix_and_its_picture_as_svg(executed
     assert "<svg" in svg["image/svg+xml"]
 
 
+def test_a_derivation_shows_its_steps_with_math_and_picture(executed: nbformat.NotebookNode) -> None:
+    shown = _results(executed)
+    data = shown['mc.explain("max(0, w\'*x + b)", "w")']
+    assert {"text/html", "text/markdown", "text/plain"} <= set(data)
+    page = data["text/html"]
+    # The neuron's derivation names u = w'x + b and multiplies the local Jacobians (the chain rule).
+    assert "The chain rule" in page and "Intermediate variables" in page
+    assert "<math" in page and "<svg" in page  # formulas typeset, the explicit case's picture drawn
+    assert "$$" in data["text/markdown"]
+
+
 def test_printed_cells_show_the_check_and_the_code(executed: nbformat.NotebookNode) -> None:
     streams = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "df/dW: max abs error" in streams and "(ok)" in streams

@@ -132,6 +132,26 @@ def test_the_explicit_small_case_and_its_picture(client: httpx.Client) -> None:
     assert r.status_code == 422 and r.json()["error"]["limit"] == "max_size"
 
 
+def test_the_explanation_of_the_neuron_goes_through_u(client: httpx.Client) -> None:
+    # The tutorials' neuron max(0, w'x + b): name u = w'x + b, then the chain rule df/dw = df/du du/dw.
+    r = client.post("/api/explain", json={"expression": "max(0, w'*x + b)", "wrt": ["w"]})
+    assert r.status_code == 200, r.text
+    steps = r.json()["steps"]
+    titles = [s["title"] for s in steps]
+    assert titles[0] == "The question and its shapes" and "The chain rule" in titles and "A numeric check" in titles
+    assert any("u = w'*x + b" in s["text"] for s in steps)
+    chain = steps[titles.index("The chain rule")]["text"]
+    assert "df/du" in chain and "du/dw" in chain
+    for step in steps:
+        for part in step["parts"]:
+            if part["kind"] == "math":
+                assert part["mathml"] is not None and _math_tags(part["mathml"]) <= ALLOWED_ELEMENTS
+    assert "(ok)" in steps[-1]["text"]
+    # Explanations are of first derivatives.
+    r = client.post("/api/explain", json={"expression": "x'*A*x", "wrt": ["x"], "order": 2})
+    assert r.status_code == 422 and "first derivatives" in r.json()["error"]["message"]
+
+
 # ------------------------------------------------------------------ bad input: 4xx, never 5xx
 
 

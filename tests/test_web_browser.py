@@ -133,6 +133,15 @@ def test_each_tutorial_example_typed_in_shows_the_typeset_derivative_and_its_che
             assert article.locator(".latex").text_content()
             assert article.locator(".index").text_content()
         assert "def derivatives" in page.locator("#source").text_content()
+        # The explanation: collapsible steps, the first ones open, with typeset formulas.
+        page.wait_for_function(
+            """(names) => { const q = document.querySelector('#question').textContent;
+                return !document.querySelector('#explanation').hidden && names.every((n) => q.includes(n)) &&
+                    document.querySelectorAll('#steps details').length >= 3 &&
+                    document.querySelector('#steps details[open] math') !== null; }""",
+            arg=list(example.wrt),
+            timeout=20_000,
+        )
         # The explicit small case typeset, and its picture loaded, for each variable.
         page.wait_for_function(
             """(n) => { const figures = document.querySelectorAll('#explicit figure');
@@ -267,6 +276,14 @@ def test_keyboard_only(page: Page) -> None:
             break
     page.keyboard.press("ArrowDown")  # numerator: d(y'Ax)/dA is x*y' there
     _wait_results(page, ["df/dA = x*y'"])
+    # A closed step of the explanation opens from the keyboard (Tab to its summary, Enter).
+    page.wait_for_selector("#explanation:not([hidden]) #steps details:not([open])")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.tagName === 'SUMMARY' && !document.activeElement.parentElement.open"):
+            break
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.parentElement.open") is True
 
 
 def test_copy_and_download_the_code(browser: Browser, server: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from matrixcalculus.api.calculus import LAYOUTS, check, pure_derivatives
 from matrixcalculus.api.compiling import codegen
+from matrixcalculus.api.explanation import explain
 from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, parse
 from matrixcalculus.errors import MatrixCalculusError
 from matrixcalculus.ir import graph as g
@@ -35,7 +36,7 @@ __all__ = ["BACKENDS", "DEFAULT_LIMITS", "KINDS", "RequestError", "WebLimits", "
 # The words of the variables' table (the library also takes "symmetric" for the last).
 KINDS = ("scalar", "vector", "matrix", "symmetric matrix")
 BACKENDS = ("numpy", "torch", "jax")
-ENDPOINTS = ("parse", "derivative", "compile", "explicit")
+ENDPOINTS = ("parse", "derivative", "compile", "explicit", "explain")
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,29 @@ def _explicit(request: Mapping[str, Any]) -> dict[str, Any]:
     return {"results": answers}
 
 
-_ANSWERS = {"parse": _parse, "derivative": _derivative, "compile": _compile, "explicit": _explicit}
+def _explain(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The derivation step by step (``mc.explain``): each step's title and its parts in order,
+    prose as text and formulas as MathML made here from the step's LaTeX (cleaned)."""
+    if request["order"] != 1:
+        raise MatrixCalculusError("explanations are of first derivatives; set the order to 1")
+    wrt = request["wrt"]
+    derivation = explain(
+        request["expression"], wrt[0] if len(wrt) == 1 else wrt, types=_stack_types(request),
+        layout=request["layout"], size=request["size"],
+    )  # fmt: skip
+    steps = []
+    for step in derivation.steps:
+        parts: list[dict[str, Any]] = []
+        for kind, text, tex in step.parts:
+            if kind == "prose":
+                parts.append({"kind": "prose", "text": text})
+            else:
+                parts.append({"kind": "math", "text": text, "latex": tex, "mathml": mathml(tex)})
+        steps.append({"title": step.title, "text": step.text, "parts": parts})
+    return {"question": derivation.question, "steps": steps, "text": str(derivation)}
+
+
+_ANSWERS = {"parse": _parse, "derivative": _derivative, "compile": _compile, "explicit": _explicit, "explain": _explain}
 
 
 def _stack_types(request: Mapping[str, Any]) -> dict[str, Any]:

@@ -286,21 +286,28 @@ async function showExplicit(mine) {
 }
 
 async function explain(mine) {
-  // The explanation panel (steps, explicit Jacobian, picture) is filled from /api/explain.
-  const body = request();
-  if (body.wrt.length !== 1) { hideExplanation(); return; }
-  const {status, data} = await api("/api/explain", {...body, size: 3});
+  // The derivation step by step (/api/explain): each step a collapsible section, its prose as
+  // text and its formulas typeset. Explanations are of first derivatives.
+  if (state.order !== 1) { hideExplanation(); return; }
+  const {status, data} = await api("/api/explain", {...request(), size: state.size});
   if (mine !== generation) return;
   if (status !== 200) { hideExplanation(); return; }
+  $("question").textContent = data.question;
   const steps = $("steps");
   steps.replaceChildren();
   data.steps.forEach((step, k) => {
     const details = el("details", {class: "step"});
-    if (k === 0) details.open = true;
-    const summary = el("summary", {text: step.title});
-    const formula = el("div", {class: "math"});
-    showMath(formula, step.mathml, step.latex);
-    details.append(summary, el("p", {text: step.text}), formula);
+    details.open = k < 3;  // the question, the intermediates and the chain rule open; the rest a click away
+    details.append(el("summary", {text: `${k + 1}. ${step.title}`}));
+    for (const part of step.parts) {
+      if (part.kind === "prose") {
+        details.append(el("p", {text: part.text}));
+      } else {
+        const formula = el("div", {class: "math step-math"});
+        showMath(formula, part.mathml, part.text);
+        details.append(formula);
+      }
+    }
     steps.append(details);
   });
   $("explanation").hidden = false;
@@ -416,6 +423,7 @@ async function start() {
     state.size = parseInt($("size").value, 10);
     writeUrl();
     showExplicit(generation);
+    if (explainAvailable) explain(generation);
   });
   $("copy-code").addEventListener("click", () => copyText($("source").textContent, $("code-status")));
   $("download-code").addEventListener("click", () => {
