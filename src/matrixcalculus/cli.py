@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         '  matrixcalculus "x\'*A*x" --wrt x --compare "2*A*x"\n'
         '  matrixcalculus "A*x" --wrt A --vjp g\n'
         '  matrixcalculus "max(0, w\'*x + b)" --wrt w --explain\n'
-        '  matrixcalculus "x\'*A*x" --evaluate',
+        '  matrixcalculus "x\'*A*x" --evaluate\n'
+        "  matrixcalculus serve [--port 8000] [--open]   the local web page (the web extra; docs/web.md)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
