@@ -496,7 +496,10 @@ def _show(n: Node) -> str:
 
 
 def normal_form(text: str) -> str:
-    """The printed form, normalised for comparison (see above)."""
+    """The printed form, normalised for comparison (see above). A trailing ``-> [i,j,k,l]``
+    lists the free indices in the order of the result's axes, the order the cookbook's labels
+    give (issue 14: index notation is input syntax, and the list makes its reading exact)."""
+    text = re.sub(r"\s*->\s*\[[a-z0-9,]*\]$", "", text)
     return _show(_norm(_Reader(text).read()))
 
 

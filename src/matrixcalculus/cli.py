@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         metavar="NAME=TYPE",
-        help="declare types: scalar, vector, matrix, symmetric, or a shape such as 3 or 3x4",
+        help="declare types: scalar, vector, matrix, symmetric, 3-tensor, or a shape such as 3, 3x4 or 4x5x6",
     )
     p.add_argument(
         "--latex", action="store_true", help="print the whole output as LaTeX: one align* environment, ready to paste"

@@ -145,6 +145,8 @@ def _variable(expr: Expression, name: str, types: Mapping[str, Any] | None) -> g
     else:
         decl = declare(name, spec)
     shape = decl.shape
+    if shape is None and decl.kind == "tensor":
+        shape = tuple(next(spare) for _ in range(decl.order or 3))
     if shape is None:
         rank = {"scalar": 0, "vector": 1}.get(decl.kind, 2)
         first = next(spare) if rank else None
@@ -438,9 +440,7 @@ def _named_like(name: str | Expression, shape: g.Shape, expr: Expression, role: 
         raise DerivativeError(f"the {role} is a variable name, not {name!r}")
     if name in expr.variables:
         raise DerivativeError(f"the {role} {name!r} is already a variable of the expression; choose another name")
-    kind = ("scalar", "vector", "matrix")[len(shape)] if len(shape) <= 2 else None
-    if kind is None:
-        raise DerivativeError(f"a {role} of order {len(shape)} has no variable kind")
+    kind = ("scalar", "vector", "matrix")[len(shape)] if len(shape) <= 2 else "tensor"
     return g.var(name, kind, shape)
 
 

@@ -84,6 +84,8 @@ class Variable:
             return f"{self.name}: scalar"
         if self.kind == "vector":
             return f"{self.name}: vector ({self.shape[0]})"
+        if self.kind == "tensor":
+            return f"{self.name}: {len(self.shape)}-tensor ({g.shape_text(self.shape)})"
         word = "symmetric matrix" if self.kind == "symmetric" else "matrix"
         return f"{self.name}: {word} ({self.shape[0]} x {self.shape[1]})"
 
@@ -352,7 +354,7 @@ class Expression:
         for name, v in self.variables.items():
             if name not in types:
                 shape = v.shape if all(isinstance(d, int) for d in v.shape) else None
-                types[name] = Declared(v.kind, shape)
+                types[name] = Declared(v.kind, shape, len(v.shape) if v.kind == "tensor" else None)
         return types
 
     def _survey(self) -> _Facts:
@@ -494,7 +496,13 @@ class Expression:
         return f"$\\displaystyle {self.latex()} \\qquad \\text{{(indices {indices}; shape }} {shape}\\text{{)}}$"
 
 
-_KIND_WORDS = {"scalar": "scalar", "vector": "vector", "matrix": "matrix", "symmetric": "symmetric matrix"}
+_KIND_WORDS = {
+    "scalar": "scalar",
+    "vector": "vector",
+    "matrix": "matrix",
+    "symmetric": "symmetric matrix",
+    "tensor": "tensor",
+}
 
 
 class _Combination:

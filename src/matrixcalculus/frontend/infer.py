@@ -26,11 +26,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Container, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from matrixcalculus.errors import InferenceError, ParseError, ShapeError
+from matrixcalculus.frontend.indices import IndexInfo, IndexTyping, analyse, plain_type
+from matrixcalculus.frontend.indices import build as build_indexed
 from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten, read_declared_notation
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
@@ -66,18 +68,23 @@ class Declared:
 
     kind: str
     shape: tuple | None = None
+    order: int | None = None  # a tensor's number of axes, where no shape is given ("3-tensor")
 
 
 def declare(name: str, spec: Any) -> Declared:
-    """Read one entry of ``types=``: a kind word or a shape tuple."""
+    """Read one entry of ``types=``: a kind word, a shape tuple, ``"3-tensor"`` or a shape as
+    text (``"b x n x d"``, ``"4x5x6"``)."""
     if isinstance(spec, Declared):
         return spec
     if isinstance(spec, str):
         kind = _KIND_WORDS.get(" ".join(spec.lower().split()))
         if kind is None:
+            tensor = declare_tensor(name, spec)
+            if tensor is not None:
+                return tensor
             raise InferenceError(
                 f"type of {name}: unknown type {spec!r}; use scalar, vector, matrix or symmetric matrix, "
-                f"or a shape such as () or (3,) or (3, 4)"
+                f"a tensor's order (3-tensor), or a shape such as () or (3,) or (3, 4) or 'b x n x d'"
             )
         return Declared(kind)
     if isinstance(spec, tuple | list):
@@ -87,9 +94,28 @@ def declare(name: str, spec: Any) -> Declared:
             if not ok:
                 raise InferenceError(f"type of {name}: dimension {d!r} is neither a positive whole number nor a name")
         if len(shape) > 2:
-            raise InferenceError(f"type of {name}: {len(shape)} axes; variables are scalars, vectors or matrices")
+            return Declared("tensor", shape, len(shape))
         return Declared(("scalar", "vector", "matrix")[len(shape)], shape)
     raise InferenceError(f"type of {name}: expected a type word or a shape tuple, not {type(spec).__name__}")
+
+
+def declare_tensor(name: str, spec: str) -> Declared | None:
+    """``"3-tensor"`` (a tensor of order 3, dimensions unnamed) or a shape written out,
+    ``"b x n x d"`` / ``"4x5x6"`` (any order, names or whole numbers); None for other text."""
+    words = " ".join(spec.lower().split())
+    if words.endswith("-tensor") and words[: -len("-tensor")].isdigit():
+        order = int(words[: -len("-tensor")])
+        if order < 3:
+            raise InferenceError(
+                f"type of {name}: a {order}-tensor is a {('scalar', 'vector', 'matrix')[order]}; tensors have "
+                "three or more axes"
+            )
+        return Declared("tensor", None, order)
+    parts = [p.strip() for p in spec.split("x")] if "x" in spec.replace(" ", "") else []
+    if len(parts) < 2 or not all(p.isdigit() or p.isidentifier() for p in parts):
+        return None
+    shape = tuple(int(p) if p.isdigit() else p for p in parts)
+    return declare(name, shape)
 
 
 # ------------------------------------------------------------------------------ dimensions
@@ -240,6 +266,11 @@ def _describe(t: MType, dims: _Dims) -> str:
 
     if t[0] == "s":
         return "a scalar"
+    if t[0] == "t":
+        known = any(dims.value(d) is not None for d in t[1:])
+        return f"a {len(t) - 1}-tensor" + (f" ({' x '.join(dv(d) for d in t[1:])})" if known else "")
+    if t[0] == "x":
+        return "an entry in index notation"
     if t[0] in "cr":
         size = dims.value(t[1])
         word = "column" if t[0] == "c" else "row"
@@ -283,6 +314,8 @@ class _Checked:
     # Undeclared bare names repeated over a tensor: (the name's node, the other operand, the node
     # doing it, the other operand's type).
     spread: list[tuple[Ast, Ast, Ast, MType]]
+    # The dimension classes of the axes each index-notation leaf (A[i,j], delta(i,k)) indexes.
+    index_dims: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 class _Checker:
@@ -296,8 +329,13 @@ class _Checker:
         declared: Mapping[str, Declared],
         undeclared: frozenset[str],
         dim_values: frozenset[str] = frozenset(),
+        indices: Mapping[int, IndexInfo] | None = None,
     ):
         self.text = text
+        self.index_info = indices or {}
+        self.indices = IndexTyping(
+            self.index_info, self.unify, self.dims_new, self.src, self.describe, lambda m, ast: _Mismatch(m, ast)
+        )
         self.dim_values = dim_values
         self.order = order
         self.kinds = kinds
@@ -307,6 +345,12 @@ class _Checker:
         self.named: dict[str, int] = {}
         # Equalities of a product dimension with a number or a name, checked at the end of run().
         self.deferred: list[tuple[int, int, Ast, Callable[[], str]]] = []
+
+    def dims_new(self) -> int:
+        return self.dims.new()
+
+    def describe(self, t: MType) -> str:
+        return _describe(t, self.dims)
 
     def src(self, ast: Ast) -> str:
         if self.text is None:
@@ -353,6 +397,13 @@ class _Checker:
         for node in self.order:
             kids = [mt[id(c)] for c in node.args] if node.op != "call" or node.value not in DIMENSION_FUNCTIONS else []
             loose[id(node)] = any(loose[id(c)] for c in node.args) if kids else False
+            if node.op == "idx" or id(node) in self.index_info:
+                # Index notation (frontend/indices.py): an index is no value; the rest is typed there.
+                mt[id(node)] = ("i",) if node.op == "idx" else self.indices.visit(node, mt)
+                continue
+            if self.index_info:
+                # An operand in index notation is, here, the tensor its free indices make.
+                kids = [plain_type(k[1:]) if k[0] == "x" else k for k in kids]
             if node.op == "num":
                 t: MType = ("s",)
             elif node.op == "name" and node.value in self.dim_values:
@@ -362,6 +413,13 @@ class _Checker:
                 loose[id(node)] = node.value in self.undeclared
             elif node.op == "transpose":
                 (a,) = kids
+                if a[0] == "t":
+                    raise _Mismatch(
+                        f"the transpose at column {node.column} is of {self.src(node.args[0])}, "
+                        f"{_describe(a, self.dims)}; reorder a tensor's axes in index notation "
+                        "(T[i,j,k] -> [k,j,i])",
+                        node,
+                    )
                 if a[0] == "s" and loose[id(node)]:
                     odd += 1  # transposing a scalar is legal but not what people write
                 t = {"s": a, "c": ("r", a[1]) if a[0] == "c" else a, "r": ("c", a[1]) if a[0] == "r" else a}.get(
@@ -395,7 +453,7 @@ class _Checker:
             if not self.dims.settled(x, y):
                 raise _Mismatch(message(), ast)
         deviations = sum(_deviation(name, self.kinds[name]) for name in self.undeclared)
-        return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd, spread)
+        return _Checked(mt, self.dims, var_dims, (broadcasts, deviations, right_scalars), odd, spread, self.indices.raw)
 
     def stack(self, node: Ast, kids: list[MType]) -> MType:
         """``[a, b; c, d]`` of scalars: a column vector (one column), a row vector (one row), a
@@ -468,6 +526,11 @@ class _Checker:
             shape = decl.shape if decl is not None else None
             if kind == "scalar":
                 var_dims[name] = ()
+            elif kind == "tensor":
+                order = len(shape) if shape else (decl.order if decl is not None and decl.order else 3)
+                var_dims[name] = (
+                    tuple(self.named_dim(d) for d in shape) if shape else tuple(self.dims.new() for _ in range(order))
+                )
             elif kind == "vector":
                 var_dims[name] = (self.named_dim(shape[0]) if shape else self.dims.new(),)
             else:
@@ -480,7 +543,7 @@ class _Checker:
                     )
                 var_dims[name] = (rows, cols)
         d = var_dims[name]
-        return {"scalar": ("s",), "vector": ("c",) + d}.get(kind, ("m",) + d)
+        return {"scalar": ("s",), "vector": ("c",) + d, "tensor": ("t",) + d}.get(kind, ("m",) + d)
 
     def binary(self, node: Ast, a: MType, b: MType) -> tuple[MType, int | None]:
         """The type of ``a op b`` and which operand (0/1) was a broadcast scalar, if any."""
@@ -585,6 +648,8 @@ class _Checker:
             inner, result = (a[2], b[1]), ("m", a[1], b[2])
         if inner is None or result is None:
             hint = ""
+            if "t" in (ka, kb):
+                hint = "; write a product with a tensor in index notation, e.g. sum_k T[i,j,k]*x[k]"
             if ka == kb == "c":
                 x, y = self.src(la), self.src(lb)
                 hint = f"; did you mean {x}'*{y} (inner product), {x}*{y}' (outer) or {x}.*{y} (element-wise)?"
@@ -616,7 +681,7 @@ class _Checker:
             dims = [self.dimension(arg) for arg in node.args]
             if name == "eye":
                 return ("m", dims[0], dims[0])
-            return ("c", dims[0]) if len(dims) == 1 else ("m", dims[0], dims[1])
+            return plain_type(tuple(dims))
         if name in FUNCTIONS:
             return self.registered(node, kids)
         (a,) = kids
@@ -674,7 +739,7 @@ class _Checker:
                 )
 
             ok = {
-                "any": True,
+                "any": a[0] != "t" or record.elementwise or record.result == "broadcast",
                 "scalar": a[0] == "s",
                 "vector": a[0] in "cr",
                 "matrix": a[0] == "m",
@@ -866,6 +931,7 @@ def infer_with_notices(
     if text is not None:
         text = flatten(text)  # the columns stay; carets line up under one line
     order = _dim_walk(ast)
+    index_info = analyse(order, text)
     dim_values = _dimension_values(order, declared)
     names: list[str] = []
     for node in order:
@@ -881,7 +947,7 @@ def infer_with_notices(
     movable = [n for n in free if _movable(n)]
 
     def check(kinds: Mapping[str, str]) -> _Checked:
-        return _Checker(text, order, kinds, declared, loose, dim_values).run()
+        return _Checker(text, order, kinds, declared, loose, dim_values, index_info).run()
 
     # The default reading wins whenever it type-checks (broadcasts included: x - sum(x) keeps x a
     # vector). Otherwise the fewest names move, each by the smallest step.
@@ -936,8 +1002,10 @@ def infer_with_notices(
             text=text,
             column=first.column if text else None,
         )
-    root, variables = _build(order, best_kinds, best, declared, names, text, subtrees)
+    root, variables = _build(order, best_kinds, best, declared, names, text, subtrees, index_info)
     form: str = best.mtypes[id(order[-1])][0]
+    if form == "x":  # a tensor written in index notation, its free indices its axes
+        form = plain_type(tuple(range(root.rank)))[0]
     notices = _notices(undeclared, forced, best_kinds, best, first_error, text)
     return root, variables, form, notices
 
@@ -1127,14 +1195,21 @@ def _build(
     names: list[str],
     text: str | None = None,
     subtrees: dict[int, tuple[Ast, g.Node]] | None = None,
+    index_info: Mapping[int, IndexInfo] | None = None,
 ) -> tuple[g.Node, dict[str, g.Var]]:
     dimname = _name_dims(checked, names, set(names))
+    index_info = index_info or {}
+
+    def raw_dims(ast: Ast) -> tuple[g.Dim, ...]:
+        return tuple(dimname[d] for d in checked.index_dims[id(ast)])
+
     variables: dict[str, g.Var] = {}
     for name in names:
         shape = tuple(dimname[d] for d in checked.var_dims[name])
         variables[name] = g.var(name, kinds[name], shape)
     nodes: dict[int, g.Node] = {}
-    mt = checked.mtypes
+    # An operand in index notation is, to matrix notation, the tensor its free indices make.
+    mt = {k: plain_type(t[1:]) if t[0] == "x" else t for k, t in checked.mtypes.items()}
     # A chain a + b - c + ... is built once at its top as one sum: linear in its length. A sum
     # used more than once (a `where` binding) is built on its own; g.add flattens it all the same.
     parents: dict[int, int] = {}
@@ -1143,6 +1218,13 @@ def _build(
             parents[id(arg)] = parents.get(id(arg), 0) + 1
     inner_sums = {id(a.args[0]) for a in order if _is_sum(a) and _is_sum(a.args[0]) and parents[id(a.args[0])] == 1}
     for ast in order:
+        if ast.op == "idx":
+            continue
+        if id(ast) in index_info:
+            built = build_indexed(ast, index_info[id(ast)], nodes, index_info, raw_dims, text)
+            if built is not None:
+                nodes[id(ast)] = built
+            continue
         if id(ast) in inner_sums:
             continue
         if _is_sum(ast):

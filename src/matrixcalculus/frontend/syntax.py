@@ -40,7 +40,8 @@ from matrixcalculus.ir.functions import FUNCTIONS
 from matrixcalculus.ir.graph import PI
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
-DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 2), "zeros": (1, 2)}
+# ones and zeros of a tensor take one dimension per axis (zeros(n,n,n) prints a zero 3-tensor).
+DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 32), "zeros": (1, 32)}
 _MAX_DIMENSION = 2**53
 # Functions built into the language beyond the registry (inference builds them as products).
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")
@@ -72,10 +73,13 @@ def arity(name: str) -> tuple[int, int]:
 
 
 _GRAMMAR = r"""
-?start: cmp
-    | cmp WHERE bindings     -> where
+?start: top
+    | top WHERE bindings     -> where
+?top: cmp
+    | cmp ARROW LBRACK indices? RBRACK -> output
 bindings: binding (COMMA? binding)*
-binding: NAME EQUALS cmp
+binding: NAME EQUALS top
+    | NAME LBRACK indices RBRACK EQUALS top -> indexed_binding
 ?cmp: sum
     | cmp CMPOP sum          -> binary
 ?sum: product
@@ -84,24 +88,31 @@ binding: NAME EQUALS cmp
     | product MULOP unary    -> binary
 ?unary: power
     | ADDOP unary            -> unary
+    | SUMOVER product        -> sum_over
 ?power: postfix
     | power POWOP exponent   -> binary
 ?exponent: postfix
     | ADDOP exponent         -> unary
 ?postfix: atom
     | postfix QUOTE          -> transpose
+    | postfix LBRACK indices RBRACK -> entry
 ?atom: NUMBER                -> number
     | NAME                   -> name
     | NAME LPAR args RPAR    -> call
-    | LPAR cmp RPAR          -> group
-    | LPAR cmp WHERE bindings RPAR -> group_where
+    | LPAR top RPAR          -> group
+    | LPAR top WHERE bindings RPAR -> group_where
     | LBRACK rows RBRACK     -> stack
+indices: index (COMMA index)*
+index: NAME
+    | LPAR NAME (COMMA NAME)+ RPAR
+    | NUMBER                 -> numbered_index
 rows: row (SEMI row)*
 row: cmp (COMMA cmp)*
 args: arg (COMMA arg)*
-?arg: cmp
+?arg: top
     | STRING                 -> string
 CMPOP: ">" | "<"
+ARROW.2: "->"
 ADDOP: "+" | "-"
 MULOP: ".*" | "./" | "*" | "/"
 POWOP: ".^" | "^"
@@ -115,6 +126,7 @@ SEMI: ";"
 COMMA: ","
 EQUALS: "="
 WHERE.2: /where\b/
+SUMOVER.2: /sum_[A-Za-z0-9]+(,[A-Za-z0-9]+)*/
 NUMBER: /(\d+(\.(?![*\/^'])\d*)?|\.\d+)([eE][+-]?\d+)?/
 NAME: /[A-Za-z_][A-Za-z_0-9]*/
 %ignore /[ \t\r\n]+/
@@ -134,6 +146,8 @@ _TOKEN_NAMES = {
     "SEMI": "';'",
     "COMMA": "','",
     "EQUALS": "'='",
+    "ARROW": "'->'",
+    "SUMOVER": "a sum over indices (sum_j)",
     "WHERE": "'where'",
     "NUMBER": "a number",
     "NAME": "a name",
@@ -265,6 +279,8 @@ class _Build(Transformer):
         fname = str(name)
         if fname in ALIASES:
             return self.alias(name, args, rpar)
+        if fname == "delta":
+            return self.delta(name, args, rpar)
         if fname not in KNOWN_FUNCTIONS:
             close = (
                 [_SYNONYMS[fname.lower()]]
@@ -281,7 +297,7 @@ class _Build(Transformer):
             self.no_text(fname, arg)
         low, high = arity(fname)
         if not low <= len(args) <= high:
-            want = str(low) if low == high else f"{low} or {high}"
+            want = str(low) if low == high else f"{low} or {high}" if high == low + 1 else f"{low} to {high}"
             raise ParseError(
                 f"{fname} takes {want} argument{'s' if high > 1 else ''}, not {len(args)} (column {name.column})",
                 text=self.text,
@@ -316,6 +332,83 @@ class _Build(Transformer):
                         column=arg.column,
                     )
         return Ast("call", fname, tuple(args), name.start_pos, rpar.end_pos, name.column)
+
+    # ------------------------------------------------------------------ index notation
+
+    def index(self, items: list) -> Ast:
+        names = [tok for tok in items if isinstance(tok, Token) and tok.type == "NAME"]
+        if len(names) > 1:
+            # (i,k): an entry of a product dimension m*p; printed, not yet read back.
+            _, _, column = _span(items[0])
+            raise ParseError(
+                f"a pair index ({','.join(map(str, names))}) at column {column} indexes a product dimension; "
+                "index notation as input takes single indices",
+                text=self.text,
+                column=column,
+            )
+        return Ast("idx", str(names[0]), (), *_span(names[0]))
+
+    def numbered_index(self, items: list) -> Ast:
+        (tok,) = items
+        _, _, column = _span(tok)
+        raise ParseError(
+            f"unexpected '{tok}' at column {column}: an index is a name such as i (x[i] in a sum over i); "
+            "entries by number are not part of the language",
+            text=self.text,
+            column=column,
+        )
+
+    def indices(self, items: list) -> list[Ast]:
+        return [item for item in items if isinstance(item, Ast)]
+
+    def entry(self, items: list) -> Ast:
+        """``A[i,j]``: the entries of a value, one index per axis (an "entry" node: the value, then
+        the indices as "idx" nodes)."""
+        base, lbrack, idx, rbrack = items
+        return Ast("entry", "[]", (base, *idx), base.start, rbrack.end_pos, lbrack.column)
+
+    def sum_over(self, items: list) -> Ast:
+        """``sum_jk body``: the sum over j and k (``sum_i1,i2`` once an index has digits)."""
+        tok, body = items
+        start, _, column = _span(tok)
+        listed = str(tok)[len("sum_") :]
+        if "," in listed:
+            names = listed.split(",")
+        else:
+            names = re.findall(r"[A-Za-z][0-9]*", listed)
+            if "".join(names) != listed:
+                raise ParseError(
+                    f"sum_{listed} at column {column}: an index is a letter with optional digits (sum_jk, sum_i1,i2)",
+                    text=self.text,
+                    column=column,
+                )
+        idx = []
+        offset = start + len("sum_")
+        for name in names:
+            at = self.text.index(name, offset)
+            idx.append(Ast("idx", name, (), at, at + len(name), at + 1))
+            offset = at + len(name)
+        return Ast("sum_over", listed, (body, *idx), start, body.end, column)
+
+    def output(self, items: list) -> Ast:
+        """``body -> [j,k]``: the free indices of an index-notation body, in this order."""
+        body, arrow, _, *rest = items
+        idx = rest[0] if len(rest) == 2 else []
+        rbrack = rest[-1]
+        return Ast("output", "->", (body, *idx), body.start, rbrack.end_pos, arrow.column)
+
+    def indexed_binding(self, items: list) -> tuple[Token, Ast]:
+        """``t1[i,j,k] = body``, as the printer binds a tensor: ``t1 = body -> [i,j,k]``."""
+        name, lbrack, idx, _, _, value = items
+        return name, Ast("output", "->", (value, *idx), value.start, value.end, lbrack.column)
+
+    def delta(self, name: Token, args: list[Ast], rpar: Token) -> Ast:
+        """``delta(i,k)``: the identity in index notation (1 where i = k)."""
+        (start, _, column), (_, end, _) = _span(name), _span(rpar)
+        if len(args) != 2 or any(a.op != "name" for a in args):
+            raise ParseError(f"delta at column {column} takes two indices, delta(i,k)", text=self.text, column=column)
+        idx = tuple(Ast("idx", a.value, (), a.start, a.end, a.column) for a in args)
+        return Ast("delta", "delta", idx, start, end, column)
 
     def no_text(self, fname: str, arg: Ast) -> None:
         if arg.op == "text":

@@ -151,8 +151,9 @@ def dim_text(dim: Dim) -> str:
     return f"({dim})" if isinstance(dim, DimProduct | DimSum) else str(dim)
 
 
-# The kinds of a variable and the number of axes each has.
-KINDS = {"scalar": 0, "vector": 1, "matrix": 2, "symmetric": 2}
+# The kinds of a variable and the number of axes each has; a tensor has three or more (its
+# order is its shape's length: a 3-tensor, a 4-tensor, ...).
+KINDS = {"scalar": 0, "vector": 1, "matrix": 2, "symmetric": 2, "tensor": 3}
 
 _TABLE: weakref.WeakValueDictionary[tuple, Node] = weakref.WeakValueDictionary()
 
@@ -277,7 +278,9 @@ def var(name: str, kind: str, shape: Shape) -> Var:
     if kind not in KINDS:
         raise ShapeError(f"variable {name}: unknown kind {kind!r}; one of {', '.join(KINDS)}")
     expected = KINDS[kind]
-    if len(shape) != expected:
+    if kind == "tensor" and len(shape) < expected:
+        raise ShapeError(f"variable {name}: a tensor has three or more axes, not {len(shape)}")
+    if kind != "tensor" and len(shape) != expected:
         raise ShapeError(f"variable {name}: a {kind} has {expected} axes, not {len(shape)}")
     if kind == "symmetric" and shape[0] != shape[1]:
         raise ShapeError(f"variable {name}: a symmetric matrix is square, not {shape_text(shape)}")

@@ -129,7 +129,8 @@ class FunctionRecord:
         """The result's shape for arguments of ``shapes``; a :class:`ShapeError` names what is wrong."""
         for shape, kind in zip(shapes, self.arguments, strict=True):
             ok = {
-                "any": len(shape) <= 2,
+                # A function of entries (and max/min) applies to a tensor of any order.
+                "any": len(shape) <= 2 or self.elementwise or self.result == "broadcast",
                 "scalar": len(shape) == 0,
                 "vector": len(shape) == 1,
                 "matrix": len(shape) == 2,

@@ -136,6 +136,8 @@ def _kind_text(var: g.Var) -> str:
         return "a scalar"
     if var.kind == "vector":
         return f"a vector (length {var.shape[0]})"
+    if var.kind == "tensor":
+        return f"a {var.rank}-tensor ({g.shape_text(var.shape)})"
     word = "symmetric matrix" if var.kind == "symmetric" else "matrix"
     return f"a {word} ({var.shape[0]} x {var.shape[1]})"
 

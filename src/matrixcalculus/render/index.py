@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from matrixcalculus.errors import MatrixCalculusError
+from matrixcalculus.frontend.indices import implicit_free
 from matrixcalculus.ir import graph as g
 from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, paren
 
@@ -20,16 +22,30 @@ if TYPE_CHECKING:
 _LETTERS = "ijklabcdefghpqrstuvw"
 
 
-def index_notation(node: g.Node, style: Style, leaves: MatrixPrinter) -> str:
+def index_notation(node: g.Node, style: Style, leaves: MatrixPrinter, whole: bool = False) -> str:
     """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i).
 
     ``leaves``: the printer (derived-expression mode) for the parts printed in matrix notation;
     one printer for the whole call, so that each part is printed once. A printer with ``where``
     names (``render.bindings``) makes a named part a leaf printed by its name.
+
+    The text is input syntax: where reading it (an index written once is free, twice summed, the
+    free ones in order of first appearance) would not give the axes in order, it ends with
+    them, ``delta(i,k)*delta(j,k) -> [i,j,k]``, in parentheses unless it is the ``whole`` text.
     """
     taken = _variable_names(node) | set(leaves.names.values())  # no index is called like a name
     printer = IndexPrinter(style, leaves, taken)
-    return printer.render(node, printer.first(node.rank))
+    idx = printer.first(node.rank)
+    text = printer.render(node, idx)
+    if style.latex or not idx:
+        return text
+    try:
+        read = implicit_free(text)
+    except MatrixCalculusError:
+        return text  # a pair index or reshape(...): notation that is printed, not read back
+    if read == idx:
+        return text
+    return f"{text} -> [{','.join(idx)}]" if whole else f"({text} -> [{','.join(idx)}])"
 
 
 def _variable_names(node: g.Node) -> set[str]:
@@ -176,9 +192,17 @@ class IndexPrinter:
         if isinstance(node, g.Add) and (top or node.rank > 2):
             # Inside a product, a sum of tensors is written entry by entry, in parentheses:
             # never the index notation of the sum (with free indices of its own) subscripted.
-            kids = [(t, idx, used, False) for t in node.args]
+            # An entry of ones or zeros is 1 or 0 there: a number term is repeated over the
+            # free indices of the others (1 - tanh(...)^2), so it reads back as the same sum.
+            numbers = {k: "1" if isinstance(t, g.Ones) else "0" for k, t in enumerate(node.args)}
+            numbers = {k: v for k, v in numbers.items() if isinstance(node.args[k], g.Ones | g.Zeros)}
+            if len(numbers) == len(node.args):
+                numbers = {}
+            kids = [(t, idx, used, False) for k, t in enumerate(node.args) if k not in numbers]
 
             def total(texts: list[str]) -> str:
+                entries = iter(texts)
+                texts = [numbers[k] if k in numbers else next(entries) for k in range(len(node.args))]
                 out = texts[0]
                 for text in texts[1:]:
                     out += f" - {text[1:]}" if text.startswith("-") else f" + {text}"
@@ -191,9 +215,11 @@ class IndexPrinter:
             return None, kids, lambda texts: self.elementwise(node, texts)
         if isinstance(node, g.Reshape):
             return self.expand_reshape(node, idx, used)
-        text = self.matrix.piece(node).text
+        piece = self.matrix.piece(node)
+        text = piece.text
         if not node.rank:
-            return text, [], None
+            # A factor of a product: a sum (1 - s) keeps its parentheses.
+            return (paren(piece, MUL, st) if not top else text), [], None
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
         return self.entry(text if simple else f"({text})", idx), [], None
 

@@ -337,8 +337,12 @@ class MatrixPrinter:
                 if isinstance(node, g.Contract) and node.coeff < 0:
                     flipped = g.contract(node.args, node.labels, node.out, -node.coeff)
                     again = self.expansion(flipped)
-                    return True, again[0] if again is not None else found[0]
-                return False, found[0]
+                    if again is not None:
+                        return True, again[0]
+                    # The magnitude would print in full (a scalar the text reads as a vector):
+                    # the term is printed in full below, never as ``- -x``.
+                else:
+                    return False, found[0]
         if isinstance(node, g.Contract) and node.coeff < 0:
             try:
                 return True, self.render_contract(node, -node.coeff)

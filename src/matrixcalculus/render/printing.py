@@ -74,8 +74,21 @@ def to_text(
     rows = frozenset([node]) if row else frozenset()
     if share and result and needs_bindings([node]):
         body, bindings = shared_text([node], taken_names(node), TEXT, scalars, rows=rows)
-        return "\n".join([body[0], "where", *(f"  {name} = {text}" for name, text in bindings)])
-    return _printed(MatrixPrinter(TEXT, result, scalars, written=written), node, row).text
+        return "\n".join([_unwrapped(body[0]), "where", *(f"  {name} = {text}" for name, text in bindings)])
+    return _unwrapped(_printed(MatrixPrinter(TEXT, result, scalars, written=written), node, row).text)
+
+
+def _unwrapped(text: str) -> str:
+    """The whole text without parentheses around all of it: index notation that lists its free
+    indices, ``(delta(i,k)*delta(j,k) -> [i,j,k])``, is parenthesised as a part, not as a whole."""
+    if not (text.startswith("(") and text.endswith("])") and " -> [" in text):
+        return text  # other parentheses are meant: (w'*x + b > 0) reads best as a unit
+    depth = 0
+    for k, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and k < len(text) - 1:
+            return text  # the first parenthesis closes before the end: (a)*(b)
+    return text[1:-1]
 
 
 def _printed(printer: MatrixPrinter, node: g.Node, row: bool | None) -> Piece:
@@ -114,4 +127,4 @@ def index_notation(node: g.Node, style: Style = TEXT, leaves: MatrixPrinter | No
     ``leaves``: the matrix printer of the parts printed in matrix notation (by default a
     derived-expression printer of ``style``).
     """
-    return _index_notation(node, style, leaves if leaves is not None else MatrixPrinter(style, True))
+    return _index_notation(node, style, leaves if leaves is not None else MatrixPrinter(style, True), whole=True)
