@@ -41,7 +41,7 @@ EXPECTED = {
     'mc.jacobian("[3*x^2*y; 2*x + y^8]", "[x; y]")': ("[6*x*y, 3*x^2; 2, 8*y^7]", "\\begin{bmatrix}"),
     'mc.derivative("y\'*A*x", "A")': ("y*x'", "y x^\\top"),
     'mc.derivative("0.5*norm2(W*x - t)^2", "W")': ("(W*x - t)*x'", "\\left(W x - t\\right) x^\\top"),
-    'mc.derivative("R\'*R", "R")': ("delta(i,l)*R[k,j] + delta(j,l)*R[k,i]", "\\delta_{il}"),
+    'mc.derivative("R\'*R", "R")': ("delta(i,l)*R[k,j] + delta(j,l)*R[k,i] -> [i,j,k,l]", "\\delta_{il}"),
     'grads["W2"]': ("(W2*relu(W1*x + b1) + b2 - t)*relu(W1*x + b1)'", "\\operatorname{relu}"),
     'mc.hessian("x\'*A*x", "x")': ("A + A'", "A + A^\\top"),
 }

@@ -228,8 +228,9 @@ def test_the_share_link_reproduces_the_state(page: Page, browser: Browser, serve
     page.locator("#wrt-W").click()  # x stays chosen from the first expression; now W and x
     page.locator("#layout").select_option("numerator")
     page.locator("#backend").select_option("torch")
-    # Numerator layout: f's axis, then W's axes reversed: d(Wx + b)_i/dW_kj = delta(i,k)*x[j].
-    _wait_results(page, ["df/dW = delta(i,k)*x[j]", "df/dx = W"])
+    # Numerator layout: f's axis, then W's axes reversed: entry [i,j,k] is d(Wx + b)_i/dW_kj =
+    # delta(i,k)*x[j] (the printer lists the axes, -> [i,j,k], as reading it would order them otherwise).
+    _wait_results(page, ["df/dW = delta(i,k)*x[j] -> [i,j,k]", "df/dx = W"])
     page.wait_for_function("() => document.querySelector('#source').textContent.includes('import torch')")
     link = page.evaluate("location.href")
     assert "layout=numerator" in link and "backend=torch" in link
@@ -237,7 +238,7 @@ def test_the_share_link_reproduces_the_state(page: Page, browser: Browser, serve
     other = browser.new_context(base_url=server).new_page()
     other.goto(link)
     other.wait_for_selector("body[data-ready=true]")
-    _wait_results(other, ["df/dW = delta(i,k)*x[j]", "df/dx = W"])
+    _wait_results(other, ["df/dW = delta(i,k)*x[j] -> [i,j,k]", "df/dx = W"])
     assert other.locator("#expression").input_value() == "W*x + b"
     assert other.locator("select[data-name='b']").input_value() == "vector"
     assert other.locator("input[data-name='W']").input_value() == "3 x 4"

@@ -46,7 +46,8 @@ EXAMPLES = (
     Example("Bilinear form y'Ax", "y'*A*x", ("A",), _CARSON, ("y*x'",)),
     Example("Quadratic form x'Ax", "x'*A*x", ("x",), _CARSON, ("(A + A')*x",)),
     Example("Least squares", "0.5*norm2(W*x - t)^2", ("W",), _CARSON, ("(W*x - t)*x'",)),
-    Example("R'R (4-D)", "R'*R", ("R",), _CARSON, ("delta(i,l)*R[k,j] + delta(j,l)*R[k,i]",)),
+    # d(R'R)[i,j]/dR[k,l] = delta(i,l)*R[k,j] + delta(j,l)*R[k,i]; "-> [i,j,k,l]" states the axes' order.
+    Example("R'R (4-D)", "R'*R", ("R",), _CARSON, ("delta(i,l)*R[k,j] + delta(j,l)*R[k,i] -> [i,j,k,l]",)),
     Example("Log-determinant", "logdet(X)", ("X",), _CARSON, ("inv(X)'",)),
     Example(
         "Stacked functions: the Jacobian of [f; g]",
