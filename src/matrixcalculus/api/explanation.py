@@ -150,6 +150,20 @@ class Derivation:
         out.append("</article>")
         return "\n".join(out)
 
+    def _repr_html_(self) -> str | None:
+        """Jupyter shows the steps with typeset formulas (MathML) and the explicit case's picture;
+        without latex2mathml or matplotlib, as much as they allow (else :meth:`_repr_markdown_`)."""
+        for picture in (True, False):
+            try:
+                return self.html(picture=picture)
+            except (MatrixCalculusError, ImportError):
+                continue
+        return None
+
+    def _repr_markdown_(self) -> str:
+        """The steps in Markdown with ``$$`` formulas, for frontends that show no HTML."""
+        return self.markdown()
+
 
 class _Body:
     """The parts of one step as it is being written."""

@@ -238,6 +238,15 @@ class Explicit:
             owners = [f"axis {k + 1}" for k in range(rank)]
         return [f"{letters[k]}: {owners[k]}" for k in range(rank)]
 
+    def _repr_latex_(self) -> str:
+        """Jupyter shows the entries as a matrix (a 3-D tensor as its slices, a 4-D as blocks).
+
+        >>> from matrixcalculus.api.calculus import derivative
+        >>> print(derivative("x .* z", "x").explicit({"n": 2})._repr_latex_())
+        $\\displaystyle \\begin{bmatrix} z_{1} & 0 \\\\ 0 & z_{2} \\end{bmatrix}$
+        """
+        return f"$\\displaystyle {self.latex()}$"
+
 
 def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
