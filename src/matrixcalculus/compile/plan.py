@@ -26,11 +26,13 @@ the plan cheap:
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TypeAlias
 
+from matrixcalculus.compile.cost import Cost, estimate, nonnegative
 from matrixcalculus.compile.statements import Block, Factors, Lit, Op, Operand, Value, View, literal, number_text
 from matrixcalculus.errors import MatrixCalculusError
 from matrixcalculus.ir import graph as g
@@ -190,8 +192,155 @@ class _Planner:
             operands = [a.operand for a in args]
             return _Array(self.assign("call", operands, node.shape, *node.params), rank_labels)
         if isinstance(node, g.Contract):
+            chosen = self.symmetric_product(node) or self.distributed(node)
+            if chosen is not None:
+                return chosen
             return self.contract(node, args)
         raise MatrixCalculusError(f"no code for {type(node).__name__}")  # pragma: no cover
+
+    # -------------------------------------------------------------------------- forms chosen by cost
+
+    def planned(self, node: g.Node) -> _Array:
+        """Plan a node built here (a rewritten form) and the parts of it not planned yet."""
+        new = [sub for sub in g.postorder(node) if sub not in self.values]
+        for sub in new:
+            for a in sub.args:
+                self.uses[a] = self.uses.get(a, 0) + 1
+        for sub in new:
+            self.values[sub] = self.node(sub, [self.values[a] for a in sub.args])
+        return self.values[node]
+
+    def label_sizes(self, node: g.Contract) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for arg, labs in zip(node.args, node.labels, strict=True):
+            for lab, d in zip(labs, arg.shape, strict=True):
+                sizes[lab] = self.size([d])
+        return sizes
+
+    def contraction_cost(self, node: g.Node) -> Cost:
+        """The estimated cost of a contraction in the cheapest order (see :mod:`.cost`)."""
+        if not isinstance(node, g.Contract):
+            return Cost()
+        size = self.label_sizes(node)
+        labels = [tuple(labs) for labs in node.labels]
+
+        def entries(labs: Sequence[int]) -> int:
+            return math.prod(size[lab] for lab in set(labs))
+
+        if len(labels) == 1:
+            return Cost(entries(labels[0]), entries(labels[0]) + entries(node.out))
+        network = _Network(labels, node.out, size)
+        total = Cost()
+        stack: list[Tree] = [product_order(labels, node.out, size)]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, int):
+                continue
+            left, right, keep = item
+            kl, kr = network.kept(network.members(left)), network.kept(network.members(right))
+            total += Cost(network.flops(kl, kr), entries(kl) + entries(kr) + entries(keep))
+            stack += [left, right]
+        return total
+
+    def private(self, node: g.Node) -> bool:
+        """Used once, and not an output: a rewrite may compute it inside its user."""
+        return self.uses.get(node, 0) == 1 and node not in self.roots
+
+    def distributed(self, node: g.Contract) -> _Array | None:
+        """``(U*V' - T)*V`` as ``U*(V'*V) - T*V`` where the cost model finds it cheaper.
+
+        A sum that the product reduces is then never formed, nor the terms' own products: each
+        term's operands join the product and are ordered with it (``U*V'*V`` is ``U*(V'*V)``, a
+        p x p product, when the rank p is small; with a large rank the factored form is cheaper
+        and is kept).
+        """
+        for k, op in enumerate(node.args):
+            if not (isinstance(op, g.Add) and self.private(op) and node.args.count(op) == 1):
+                continue
+            if any(t.rank != op.rank or _broadcast_scalar(t) is not None for t in op.args):
+                continue  # a broadcast scalar term: distributing it would form its copies
+            # The product's coefficient scales the sum once, after it: -2*(T*V - U*(V'*V)).
+            unscaled = g.contract(node.args, node.labels, node.out)
+            if len(node.args) < 2 or not isinstance(unscaled, g.Contract):
+                return None  # a multiple or transpose of the sum: nothing to distribute over
+            terms = [_inlined(unscaled, k, t, self.private(t)) for t in op.args]
+            factored = self.contraction_cost(node) + Cost(0, (len(op.args) + 1) * self.size(op.shape))
+            factored = sum((self.contraction_cost(t) for t in op.args if self.private(t)), factored)
+            spread = Cost(0, (len(terms) + 1) * self.size(node.shape))
+            spread = sum((self.contraction_cost(t) for t in terms), spread)
+            if estimate(spread) >= estimate(factored):
+                self.block.choices.append(
+                    f"kept a product of a sum factored: estimated {estimate(factored):.3g} against"
+                    f" {estimate(spread):.3g} distributed"
+                )
+                continue
+            self.block.choices.append(
+                f"distributed a product over a sum of {len(terms)} terms: estimated {estimate(spread):.3g}"
+                f" against {estimate(factored):.3g} factored"
+            )
+            total = g.add(terms)
+            axes = tuple(range(total.rank))
+            return self.planned(g.contract([total], [axes], axes, node.coeff))
+        return None
+
+    def symmetric_product(self, node: g.Contract) -> _Array | None:
+        """``X'*diag(d)*X`` with ``d >= 0`` proved (:func:`.cost.nonnegative`) as ``B'*B``,
+        ``B = X .* sqrt(d)``: a product of a matrix with its own transpose, which BLAS computes
+        as one symmetric rank-k update (NumPy calls ``syrk`` for ``B.T @ B``) at half the
+        multiply-adds."""
+        if node.rank != 2 or len(set(node.out)) != 2:
+            return None
+        pairs = [
+            (i, j)
+            for i in range(len(node.args))
+            for j in range(i + 1, len(node.args))
+            if node.args[i] is node.args[j] and node.args[i].rank == 2
+        ]
+        for i, j in pairs:
+            li, lj = node.labels[i], node.labels[j]
+            shared = [lab for lab in li if lab in lj]
+            if len(shared) != 1 or li.index(shared[0]) != lj.index(shared[0]):
+                continue
+            (s,) = shared
+            if s in node.out or {lab for lab in li + lj if lab != s} != set(node.out):
+                continue
+            rest = [k for k in range(len(node.args)) if k not in (i, j)]
+            if not all(set(node.labels[k]) <= {s} and len(node.labels[k]) <= 1 for k in rest):
+                continue
+            # The diagonal, a vector over s (its coefficient's sign taken out).
+            diagonal = g.contract(
+                [node.args[k] for k in rest] + [g.ones((node.args[i].shape[li.index(s)],))],
+                [node.labels[k] for k in rest] + [(s,)],
+                (s,),
+                abs(node.coeff),
+            )
+            if not nonnegative(diagonal):
+                continue
+            size = self.label_sizes(node)
+            n, m = size[s], size[node.out[0]]
+            general = Cost(n * m * m, 3 * n * m + m * m)
+            symmetric = Cost(n * m * (m + 1) // 2 + n, 3 * n * m + m * m + 2 * n)
+            if estimate(symmetric) >= estimate(general):
+                continue
+            self.block.choices.append(
+                f"a symmetric product B'*B (B = X .* sqrt(d), d >= 0 proved): estimated {estimate(symmetric):.3g}"
+                f" against {estimate(general):.3g} for X'*(d .* X)"
+            )
+            d = self.planned(diagonal).operand
+            shape_d = (node.args[i].shape[li.index(s)],)
+            root = self.assign("call", [self.assign("call", [d], shape_d, "abs")], shape_d, "sqrt")
+            x = self.values[node.args[i]]
+            axis = li.index(s)
+            scaled = self.assign(
+                "mul", [x.operand, _view(root).broadcast((0, None) if axis == 0 else (None, 0))], node.args[i].shape
+            )
+            # B[s, a] with s first: B'*B; with s second: B*B'.
+            pair = [_transposed(scaled), scaled] if axis == 0 else [scaled, _transposed(scaled)]
+            product = self.assign("matmul", pair, node.shape)
+            if node.coeff < 0:
+                product = self.assign("mul", [literal(Fraction(-1)), product], node.shape)
+            return _Array(product, tuple(range(node.rank)))
+        return None
 
     def power(self, node: g.Power, args: list[_Array]) -> Operand:
         base, exponent = args[0].operand, args[1].operand
@@ -448,6 +597,27 @@ def _broadcast_scalar(node: g.Node) -> tuple[Fraction, g.Node | None] | None:
         if len(rest) == 1 and rest[0].rank == 0:
             return node.coeff, rest[0]
     return None
+
+
+def _inlined(parent: g.Contract, k: int, term: g.Node, inline: bool) -> g.Node:
+    """``parent`` with its operand ``k`` replaced by ``term``; a contraction ``term`` (``inline``)
+    joins with its operands, its summed labels renamed apart from the parent's."""
+    if not (inline and isinstance(term, g.Contract)):
+        return g.contract(parent.args[:k] + (term,) + parent.args[k + 1 :], parent.labels, parent.out, parent.coeff)
+    fresh = 1 + max((lab for labs in parent.labels for lab in labs), default=-1)
+    mapping = dict(zip(term.out, parent.labels[k], strict=True))
+    for labs in term.labels:
+        for lab in labs:
+            if lab not in mapping:
+                mapping[lab] = fresh
+                fresh += 1
+    labels = [tuple(mapping[lab] for lab in labs) for labs in term.labels]
+    return g.contract(
+        parent.args[:k] + term.args + parent.args[k + 1 :],
+        list(parent.labels[:k]) + labels + list(parent.labels[k + 1 :]),
+        parent.out,
+        parent.coeff * term.coeff,
+    )
 
 
 def _components(node: g.Node) -> list[list[int]] | None:
