@@ -118,7 +118,7 @@ def _range_here(node: g.Node, memo: dict[g.Node, Interval]) -> Interval:
         hi = sum(memo[a][1] for a in node.args)
         return (lo, hi)
     if isinstance(node, g.Power):
-        base, exponent = node.args
+        exponent = node.args[1]
         if isinstance(exponent, g.Const) and exponent.value.denominator == 1 and exponent.value.numerator % 2 == 0:
             return (0.0, math.inf)
         return _EVERYTHING

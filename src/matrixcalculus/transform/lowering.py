@@ -3,6 +3,8 @@
 * ``distribute_sum``: ``(A + A')*x`` runs as ``A*x + A'*x`` (two mat-vecs, no n x n sum);
 * ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``;
 * ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``;
+* ``softmax_form``: ``exp(u)/sum(exp(u))`` is ``softmax(u)`` (the gradient of ``logsumexp``:
+  ``exp(u)`` alone overflows float32 at ``u = 89``, float64 at ``u = 710``);
 * ``expand_definition``: a function whose record gives a ``definition`` (``gelu``, ``mean(x)``
   is ``sum(x)/n``) is replaced by it, so every dialect computes it from functions it spells.
 
@@ -18,8 +20,8 @@ from matrixcalculus.ir.functions import FUNCTIONS
 
 # The stable forms are identities of particular functions; they name their records through the
 # registry, once (a record renamed or removed fails at import).
-_LOG, _EXP, _SOFTPLUS, _LOGSUMEXP, _NORM2 = (
-    FUNCTIONS[name].name for name in ("log", "exp", "softplus", "logsumexp", "norm2")
+_LOG, _EXP, _SOFTPLUS, _LOGSUMEXP, _NORM2, _SOFTMAX = (
+    FUNCTIONS[name].name for name in ("log", "exp", "softplus", "logsumexp", "norm2", "softmax")
 )
 
 
@@ -46,6 +48,43 @@ def distribute_sum(node: g.Contract) -> g.Node | None:
                 for t in op.args
             ]
             return g.add(terms)
+    return None
+
+
+def _sum_of_exp(node: g.Node) -> g.Node | None:
+    """``u`` when ``node`` is ``sum(exp(u))`` of a vector ``u``."""
+    if (
+        isinstance(node, g.Contract)
+        and node.coeff == 1
+        and len(node.args) == 1
+        and not node.out
+        and isinstance(node.args[0], g.Function)
+        and node.args[0].name == _EXP
+        and node.args[0].rank == 1
+    ):
+        return node.args[0].args[0]
+    return None
+
+
+def softmax_form(node: g.Contract) -> g.Node | None:
+    """``exp(u) .* sum(exp(u))^-p -> softmax(u) .* sum(exp(u))^-(p-1)``: each ``exp(u)`` that a
+    reciprocal of ``sum(exp(u))`` divides is a softmax, whose value is in [0, 1]."""
+    for k, op in enumerate(node.args):
+        if not (isinstance(op, g.Power) and isinstance(op.args[1], g.Const)):
+            continue
+        p = -op.args[1].value
+        u = _sum_of_exp(op.args[0])
+        if u is None or p <= 0 or p.denominator != 1:
+            continue
+        exp_u = g.apply(_EXP, u)
+        hits = [j for j, a in enumerate(node.args) if a is exp_u][: int(p)]
+        if not hits:
+            continue
+        softmax_u = g.apply(_SOFTMAX, u)
+        args = [softmax_u if j in hits else a for j, a in enumerate(node.args)]
+        left = p - len(hits)
+        args[k] = g.power(op.args[0], g.const(-left)) if left else g.const(1)
+        return g.contract(args, node.labels, node.out, node.coeff)
     return None
 
 
@@ -101,7 +140,7 @@ def lower(roots: Sequence[g.Node]) -> list[g.Node]:
         for _ in range(4):
             changed = None
             if isinstance(new, g.Contract):
-                changed = distribute_sum(new)
+                changed = distribute_sum(new) or softmax_form(new)
             elif isinstance(new, g.Function):
                 changed = expand_definition(new) or stable_form(new)
             elif isinstance(new, g.Power):
