@@ -370,9 +370,15 @@ class _Planner:
                 if s is None:
                     operand = literal(abs(c))
                 else:
-                    body = self.values[s].operand
+                    body = self.planned(s).operand
                     operand = body if abs(c) == 1 else self.assign("mul", [literal(abs(c)), body], ())
                 minus = c < 0
+            elif (part := _broadcast_part(term)) is not None and any(
+                _broadcast_part(t) is None and _broadcast_scalar(t) is None for t in node.args
+            ):
+                # b*ones(N)' + A: b broadcast along the axis of ones (another term has every axis).
+                rest, axes = part
+                operand = _view(self.planned(rest).operand).broadcast(axes)
             elif (
                 isinstance(term, g.Contract)
                 and term.coeff < 0
@@ -590,13 +596,43 @@ def _broadcast_scalar(node: g.Node) -> tuple[Fraction, g.Node | None] | None:
     """``c * s * ones(...)`` -> (c, s): a scalar repeated over a tensor, added by broadcasting."""
     if isinstance(node, g.Ones):
         return Fraction(1), None
-    if isinstance(node, g.Contract) and isinstance(node.args[-1], g.Ones) and node.labels[-1] == node.out:
-        rest = node.args[:-1]
+    if isinstance(node, g.Contract) and node.out:
+        ones = [k for k, a in enumerate(node.args) if isinstance(a, g.Ones) and node.labels[k] == node.out]
+        if not ones:
+            return None
+        rest = tuple(a for k, a in enumerate(node.args) if k != ones[0])
+        rest_labels = [labs for k, labs in enumerate(node.labels) if k != ones[0]]
         if not rest:
             return node.coeff, None
         if len(rest) == 1 and rest[0].rank == 0:
             return node.coeff, rest[0]
+        if not any(lab in node.out for labs in rest_labels for lab in labs):
+            # The other factors make a scalar (1/n times a sum, say): it is broadcast.
+            return node.coeff, g.contract(list(rest), rest_labels, ())
     return None
+
+
+def _broadcast_part(node: g.Node) -> tuple[g.Node, tuple[int | None, ...]] | None:
+    """``b*ones(N)'`` -> (b, (0, None)): a product with ones over axes no other factor carries is
+    its other factors broadcast along those axes (no array of copies is built)."""
+    if not isinstance(node, g.Contract) or not node.rank:
+        return None
+    spread = set()
+    for arg, labs in zip(node.args, node.labels, strict=True):
+        if isinstance(arg, g.Ones) and len(labs) == 1 and labs[0] in node.out:
+            others = [other for other in node.labels if other is not labs]
+            if not any(labs[0] in other for other in others):
+                spread.add(labs[0])
+    if not spread or spread == set(node.out):
+        return None  # nothing spread, or a scalar spread everywhere (_broadcast_scalar's case)
+    keep = [
+        k
+        for k, (arg, labs) in enumerate(zip(node.args, node.labels, strict=True))
+        if not (isinstance(arg, g.Ones) and labs[0] in spread)
+    ]
+    out = tuple(lab for lab in node.out if lab not in spread)
+    rest = g.contract([node.args[k] for k in keep], [node.labels[k] for k in keep], out, node.coeff)
+    return rest, tuple(out.index(lab) if lab in out else None for lab in node.out)
 
 
 def _inlined(parent: g.Contract, k: int, term: g.Node, inline: bool) -> g.Node:

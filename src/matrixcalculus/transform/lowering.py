@@ -3,6 +3,9 @@
 * ``distribute_sum``: ``(A + A')*x`` runs as ``A*x + A'*x`` (two mat-vecs, no n x n sum);
 * ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``;
 * ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``;
+* ``cancel_reciprocal``: ``u^-1 .* u`` is ``1`` for a function ``u`` that is positive (``exp``,
+  ``softmax``, ``sigmoid``): the derivative of ``log(softmax(z))`` is not ``0 * inf`` where the
+  softmax underflows;
 * ``softmax_form``: ``exp(u)/sum(exp(u))`` is ``softmax(u)`` (the gradient of ``logsumexp``:
   ``exp(u)`` alone overflows float32 at ``u = 89``, float64 at ``u = 710``);
 * ``expand_definition``: a function whose record gives a ``definition`` (``gelu``, ``mean(x)``
@@ -48,6 +51,34 @@ def distribute_sum(node: g.Contract) -> g.Node | None:
                 for t in op.args
             ]
             return g.add(terms)
+    return None
+
+
+# Functions whose value is positive for every argument (in exact arithmetic; in floating point
+# they may underflow to 0, where u^-1 .* u would be nan instead of 1).
+_POSITIVE = frozenset(FUNCTIONS[name].name for name in ("exp", "softmax", "sigmoid", "softplus") if name in FUNCTIONS)
+
+
+def cancel_reciprocal(node: g.Contract) -> g.Node | None:
+    """``u^-1 .* u -> 1`` (entry by entry, the same labels) for a positive function ``u``."""
+    for k, op in enumerate(node.args):
+        if not (
+            isinstance(op, g.Power)
+            and isinstance(op.args[1], g.Const)
+            and op.args[1].value == -1
+            and isinstance(op.args[0], g.Function)
+            and op.args[0].name in _POSITIVE
+        ):
+            continue
+        u = op.args[0]
+        match = next(
+            (j for j, a in enumerate(node.args) if a is u and node.labels[j] == node.labels[k] and j != k), None
+        )
+        if match is None:
+            continue
+        args = [g.ones(u.shape) if j == k else a for j, a in enumerate(node.args) if j != match]
+        labels = [labs for j, labs in enumerate(node.labels) if j != match]
+        return g.contract(args, labels, node.out, node.coeff)
     return None
 
 
@@ -140,7 +171,7 @@ def lower(roots: Sequence[g.Node]) -> list[g.Node]:
         for _ in range(4):
             changed = None
             if isinstance(new, g.Contract):
-                changed = distribute_sum(new) or softmax_form(new)
+                changed = distribute_sum(new) or cancel_reciprocal(new) or softmax_form(new)
             elif isinstance(new, g.Function):
                 changed = expand_definition(new) or stable_form(new)
             elif isinstance(new, g.Power):
