@@ -100,13 +100,13 @@ class SplitMemo:
         self, steps: SplitSteps, items: list[Item], out: Labels, st: Style, identity: bool, bases: MatrixPrinter
     ) -> Group | None:
         """The group the recorded ``steps`` make of ``items`` (None if a merge fails: search again)."""
-        where = _positions(items)
-        out_set = set(out)
+        spans = _Spans(items, out)
         best: dict[tuple[int, int], Group] = {(k, k): (it.piece, it.labels, it.node) for k, it in enumerate(items)}
+        keeps = {(k, k): spans.leaf(k) for k in range(len(items))}
         for a, split, b, symmetric in steps:
             self.merges += 1
-            keep = set(_kept(items, where, out_set, a, b))
-            merged = combine(best[(a, split)], best[(split + 1, b)], keep, st, identity, out, bases)
+            keep = keeps[(a, b)] = spans.join(keeps[(a, split)], keeps[(split + 1, b)], a, b)
+            merged = combine(best[(a, split)], best[(split + 1, b)], set(keep), st, identity, out, bases)
             if merged is None:
                 return None
             if symmetric:
@@ -119,24 +119,30 @@ def _symmetric(p: Piece) -> Piece:
     return Piece(p.text, p.prec, p.row, p.plain, True, p.op)
 
 
-def _positions(items: list[Item]) -> dict[int, list[int]]:
-    where: dict[int, list[int]] = {}
-    for k, item in enumerate(items):
-        for lab in item.labels:
-            where.setdefault(lab, []).append(k)
-    return where
+class _Spans:
+    """Which labels a group of adjacent operands ``a..b`` keeps free: those of the output or of
+    an operand outside the group. A group's set is made from its two parts' sets (a label that a
+    part sums stays summed), so each merge costs the size of those sets, not the group's width:
+    a long chain is linear, not quadratic."""
 
+    def __init__(self, items: list[Item], out: Labels):
+        self.items = items
+        self.out = set(out)
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        for k, item in enumerate(items):
+            for lab in item.labels:
+                self.first.setdefault(lab, k)
+                self.last[lab] = k
 
-def _kept(items: list[Item], where: dict[int, list[int]], out_set: set[int], a: int, b: int) -> tuple[int, ...]:
-    """The labels the merged group of operands ``a..b`` keeps: those of the output or of operands outside."""
-    labs: list[int] = []
-    for k in range(a, b + 1):
-        for lab in items[k].labels:
-            if lab in labs:
-                continue
-            if lab in out_set or any(j < a or j > b for j in where[lab]):
-                labs.append(lab)
-    return tuple(labs)
+    def free(self, lab: int, a: int, b: int) -> bool:
+        return lab in self.out or self.first[lab] < a or self.last[lab] > b
+
+    def leaf(self, k: int) -> frozenset[int]:
+        return frozenset(lab for lab in self.items[k].labels if self.free(lab, k, k))
+
+    def join(self, left: frozenset[int], right: frozenset[int], a: int, b: int) -> frozenset[int]:
+        return frozenset(lab for lab in left | right if self.free(lab, a, b))
 
 
 def best_split(
@@ -160,17 +166,19 @@ def best_split(
     if memo is not None:
         memo.searches += 1
     n = len(items)
-    where = _positions(items)
-    out_set = set(out)
+    spans = _Spans(items, out)
+    keeps: dict[tuple[int, int], frozenset[int]] = {(k, k): spans.leaf(k) for k in range(n)}
 
-    def kept(a: int, b: int) -> tuple[int, ...]:
-        return _kept(items, where, out_set, a, b)
+    def kept(a: int, b: int) -> frozenset[int]:
+        if (a, b) not in keeps:
+            keeps[(a, b)] = spans.join(kept(a, a), kept(a + 1, b), a, b)
+        return keeps[(a, b)]
 
     def cost(p: Piece) -> tuple[int, int]:
         # Derived expressions: fewest transposes, then shortest. Typed ones: shortest.
         return (transposes(p.text), len(p.text)) if identity else (0, len(p.text))
 
-    def merge(left: Group, right: Group, keep: tuple[int, ...]) -> Merged:
+    def merge(left: Group, right: Group, keep: frozenset[int]) -> Merged:
         if memo is not None:
             memo.merges += 1
         return combine(left, right, set(keep), st, identity, out, bases)
@@ -178,8 +186,11 @@ def best_split(
     if n > DP_WIDTH:
         # Long products: fold left to right (the search over all splits is cubic in n).
         acc: Group = (items[0].piece, items[0].labels, items[0].node)
+        keep = kept(0, 0)
         for k in range(1, n):
-            merged = merge(acc, (items[k].piece, items[k].labels, items[k].node), kept(0, k))
+            # The prefix 0..k from the prefix 0..k-1 and operand k (no recursion over the width).
+            keep = keeps[(0, k)] = spans.join(keep, kept(k, k), 0, k)
+            merged = merge(acc, (items[k].piece, items[k].labels, items[k].node), keep)
             if merged is None:
                 raise NotMatrixNotation("no matrix-notation order")
             acc = merged
