@@ -361,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--scaling", action="store_true", help="also time derivation and printing against size")
     parser.add_argument("--only-scaling", action="store_true", help="only the scaling table")
-    parser.add_argument("--families", default="", help="scaling families whose name contains one of these (comma-separated)")
+    parser.add_argument(
+        "--families", default="", help="scaling families whose name contains one of these (comma-separated)"
+    )
     parser.add_argument("--only-build", action="store_true", help="only building from Python against parsing")
     args = parser.parse_args(argv)
     if args.only_scaling:
