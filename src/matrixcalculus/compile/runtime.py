@@ -158,8 +158,13 @@ class CompiledDerivatives:
     def __call__(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         if self.backend == "auto":
             return self._for(values)(values)
-        entry = self._entry(values)
-        arguments = [values[name] for name in self._names]
+        try:
+            # The common case in two passes over the arguments: read them, look their signature up.
+            arguments = [values[name] for name in self._names]
+            entry = self._cache[tuple([(a.shape, a.dtype) for a in arguments])]
+        except (KeyError, TypeError, AttributeError):
+            entry = self._entry(values)  # a new signature (or numbers, or a missing name: it says which)
+            arguments = [values[name] for name in self._names]
         try:
             if self.check_finite and entry.quiet:
                 # With the check on, IEEE warnings are noise: a non-finite output raises below instead.
