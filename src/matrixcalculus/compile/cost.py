@@ -47,7 +47,7 @@ def estimate(cost: Cost) -> int:
 Interval = tuple[float, float]
 _EVERYTHING: Interval = (-math.inf, math.inf)
 
-# Images of entry-wise functions (a fact about each function, named once at import, as lowering
+# The range of every entry of a function's value (a fact about each function, named once at import, as lowering
 # names the functions of its stable forms): what the sign analysis knows.
 _IMAGES: dict[str, Interval] = {
     FUNCTIONS[name].name: image
@@ -111,7 +111,8 @@ def _range_here(node: g.Node, memo: dict[g.Node, Interval]) -> Interval:
         return (0.0, 0.0)
     if isinstance(node, g.Delta):
         return (0.0, 1.0)
-    if isinstance(node, g.Function) and node.record.elementwise:
+    if isinstance(node, g.Function):
+        # Entry-wise functions, and softmax (each entry in [0, 1]).
         return _IMAGES.get(node.name, _EVERYTHING)
     if isinstance(node, g.Add):
         lo = sum(memo[a][0] for a in node.args)

@@ -36,7 +36,7 @@ from matrixcalculus.compile.cost import Cost, estimate, nonnegative
 from matrixcalculus.compile.statements import Block, Factors, Lit, Op, Operand, Value, View, literal, number_text
 from matrixcalculus.errors import MatrixCalculusError
 from matrixcalculus.ir import graph as g
-from matrixcalculus.transform.lowering import lower
+from matrixcalculus.transform.lowering import inline_operand, lower
 
 Labels = tuple[int, ...]
 # A product tree: a factor's index, or (left, right, the labels the product keeps).
@@ -221,6 +221,9 @@ class _Planner:
         """The estimated cost of a contraction in the cheapest order (see :mod:`.cost`)."""
         if not isinstance(node, g.Contract):
             return Cost()
+        gram = self.gram(node)
+        if gram is not None:
+            return gram[4]  # it will be a symmetric product (so a distributed form may be cheaper)
         size = self.label_sizes(node)
         labels = [tuple(labs) for labs in node.labels]
 
@@ -283,13 +286,32 @@ class _Planner:
             return self.planned(g.contract([total], [axes], axes, node.coeff))
         return None
 
-    def symmetric_product(self, node: g.Contract) -> _Array | None:
-        """``X'*diag(d)*X`` with ``d >= 0`` proved (:func:`.cost.nonnegative`) as ``B'*B``,
-        ``B = X .* sqrt(d)``: a product of a matrix with its own transpose, which BLAS computes
-        as one symmetric rank-k update (NumPy calls ``syrk`` for ``B.T @ B``) at half the
-        multiply-adds."""
-        if node.rank != 2 or len(set(node.out)) != 2:
+    def gram(self, node: g.Node) -> tuple[int, int, g.Node, Cost, Cost, g.Contract] | None:
+        """``X'*diag(d)*X`` with ``d >= 0`` proved: (the operand X, its summed label, d, the
+        general product's cost, the symmetric product's, the contraction with entry-wise vector
+        factors opened, whose operands these are), where the symmetric one is cheaper."""
+        if not isinstance(node, g.Contract) or node.rank != 2 or len(set(node.out)) != 2:
             return None
+        # Open entry-wise products of a vector and scalars (c*s): their scalars may have any sign
+        # and scale the product afterwards, their vectors make the diagonal.
+        for _ in range(len(node.args)):
+            k = next(
+                (
+                    k
+                    for k, a in enumerate(node.args)
+                    if isinstance(a, g.Contract)
+                    and a.rank == 1
+                    and all(set(labs) <= set(a.out) for labs in a.labels)
+                    and all(b.rank <= 1 for b in a.args)
+                ),
+                None,
+            )
+            if k is None:
+                break
+            opened = _inlined(node, k, node.args[k], True)
+            if not isinstance(opened, g.Contract):
+                return None
+            node = opened
         pairs = [
             (i, j)
             for i in range(len(node.args))
@@ -305,14 +327,15 @@ class _Planner:
             if s in node.out or {lab for lab in li + lj if lab != s} != set(node.out):
                 continue
             rest = [k for k in range(len(node.args)) if k not in (i, j)]
-            if not all(set(node.labels[k]) <= {s} and len(node.labels[k]) <= 1 for k in rest):
+            # Vectors over s make the diagonal; factors that carry neither s nor an output label
+            # make a scalar (sum(y) is y'*ones), which scales the product whatever its sign.
+            vectors = [k for k in rest if node.labels[k] == (s,)]
+            if any(set(node.labels[k]) & ({s} | set(node.out)) for k in rest if k not in vectors):
                 continue
-            # The diagonal, a vector over s (its coefficient's sign taken out).
             diagonal = g.contract(
-                [node.args[k] for k in rest] + [g.ones((node.args[i].shape[li.index(s)],))],
-                [node.labels[k] for k in rest] + [(s,)],
+                [node.args[k] for k in vectors] + [g.ones((node.args[i].shape[li.index(s)],))],
+                [node.labels[k] for k in vectors] + [(s,)],
                 (s,),
-                abs(node.coeff),
             )
             if not nonnegative(diagonal):
                 continue
@@ -320,27 +343,43 @@ class _Planner:
             n, m = size[s], size[node.out[0]]
             general = Cost(n * m * m, 3 * n * m + m * m)
             symmetric = Cost(n * m * (m + 1) // 2 + n, 3 * n * m + m * m + 2 * n)
-            if estimate(symmetric) >= estimate(general):
-                continue
-            self.block.choices.append(
-                f"a symmetric product B'*B (B = X .* sqrt(d), d >= 0 proved): estimated {estimate(symmetric):.3g}"
-                f" against {estimate(general):.3g} for X'*(d .* X)"
-            )
-            d = self.planned(diagonal).operand
-            shape_d = (node.args[i].shape[li.index(s)],)
-            root = self.assign("call", [self.assign("call", [d], shape_d, "abs")], shape_d, "sqrt")
-            x = self.values[node.args[i]]
-            axis = li.index(s)
-            scaled = self.assign(
-                "mul", [x.operand, _view(root).broadcast((0, None) if axis == 0 else (None, 0))], node.args[i].shape
-            )
-            # B[s, a] with s first: B'*B; with s second: B*B'.
-            pair = [_transposed(scaled), scaled] if axis == 0 else [scaled, _transposed(scaled)]
-            product = self.assign("matmul", pair, node.shape)
-            if node.coeff < 0:
-                product = self.assign("mul", [literal(Fraction(-1)), product], node.shape)
-            return _Array(product, tuple(range(node.rank)))
+            if estimate(symmetric) < estimate(general):
+                return i, s, diagonal, general, symmetric, node
         return None
+
+    def symmetric_product(self, node: g.Contract) -> _Array | None:
+        """``X'*diag(d)*X`` with ``d >= 0`` proved (:func:`.cost.nonnegative`) as ``B'*B``,
+        ``B = X .* sqrt(d)``: a product of a matrix with its own transpose, which BLAS computes
+        as one symmetric rank-k update (NumPy calls ``syrk`` for ``B.T @ B``) at half the
+        multiply-adds."""
+        found = self.gram(node)
+        if found is None:
+            return None
+        i, s, diagonal, general, symmetric, node = found
+        li = node.labels[i]
+        self.block.choices.append(
+            f"a symmetric product B'*B (B = X .* sqrt(d), d >= 0 proved): estimated {estimate(symmetric):.3g}"
+            f" against {estimate(general):.3g} for X'*(d .* X)"
+        )
+        d = self.planned(diagonal).operand
+        shape_d = (node.args[i].shape[li.index(s)],)
+        root = self.assign("call", [self.assign("call", [d], shape_d, "abs")], shape_d, "sqrt")
+        x = self.values[node.args[i]]
+        axis = li.index(s)
+        scaled = self.assign(
+            "mul", [x.operand, _view(root).broadcast((0, None) if axis == 0 else (None, 0))], node.args[i].shape
+        )
+        # B[s, a] with s first: B'*B; with s second: B*B'.
+        pair = [_transposed(scaled), scaled] if axis == 0 else [scaled, _transposed(scaled)]
+        product = self.assign("matmul", pair, node.shape)
+        pair_and_vectors = {i} | {k for k, a in enumerate(node.args) if a is node.args[i] or node.labels[k] == (s,)}
+        others = [k for k in range(len(node.args)) if k not in pair_and_vectors]
+        if others:
+            scale = g.contract([node.args[k] for k in others], [node.labels[k] for k in others], (), node.coeff)
+            product = self.assign("mul", [self.planned(scale).operand, product], node.shape)
+        elif node.coeff != 1:
+            product = self.assign("mul", [literal(node.coeff), product], node.shape)
+        return _Array(product, tuple(range(node.rank)))
 
     def power(self, node: g.Power, args: list[_Array]) -> Operand:
         base, exponent = args[0].operand, args[1].operand
@@ -636,24 +675,11 @@ def _broadcast_part(node: g.Node) -> tuple[g.Node, tuple[int | None, ...]] | Non
 
 
 def _inlined(parent: g.Contract, k: int, term: g.Node, inline: bool) -> g.Node:
-    """``parent`` with its operand ``k`` replaced by ``term``; a contraction ``term`` (``inline``)
-    joins with its operands, its summed labels renamed apart from the parent's."""
-    if not (inline and isinstance(term, g.Contract)):
+    """``parent`` with its operand ``k`` replaced by ``term``, joined with its operands when
+    ``inline`` (see :func:`~matrixcalculus.transform.lowering.inline_operand`)."""
+    if not inline:
         return g.contract(parent.args[:k] + (term,) + parent.args[k + 1 :], parent.labels, parent.out, parent.coeff)
-    fresh = 1 + max((lab for labs in parent.labels for lab in labs), default=-1)
-    mapping = dict(zip(term.out, parent.labels[k], strict=True))
-    for labs in term.labels:
-        for lab in labs:
-            if lab not in mapping:
-                mapping[lab] = fresh
-                fresh += 1
-    labels = [tuple(mapping[lab] for lab in labs) for labs in term.labels]
-    return g.contract(
-        parent.args[:k] + term.args + parent.args[k + 1 :],
-        list(parent.labels[:k]) + labels + list(parent.labels[k + 1 :]),
-        parent.out,
-        parent.coeff * term.coeff,
-    )
+    return inline_operand(parent, k, term)
 
 
 def _components(node: g.Node) -> list[list[int]] | None:

@@ -168,7 +168,7 @@ class CompiledDerivatives:
         try:
             if self.check_finite and entry.quiet:
                 # With the check on, IEEE warnings are noise: a non-finite output raises below instead.
-                with _np().errstate(all="ignore"):
+                with _NP.errstate(all="ignore"):
                     flat = entry.fn(*arguments)
             else:
                 flat = entry.fn(*arguments)
@@ -280,13 +280,14 @@ def _finite(a: Any) -> bool:
     return bool(xp.all(xp.isfinite(a)))
 
 
-def _numpy_reduction() -> tuple[Any, Any]:
+def _numpy() -> tuple[Any, Any, Any]:
     import numpy as np
 
-    return np.ndarray, np.add.reduce
+    return np, np.ndarray, np.add.reduce
 
 
-_NDARRAY, _ADD_REDUCE = _numpy_reduction()
+# Looked up once: the call path reads them without an import statement.
+_NP, _NDARRAY, _ADD_REDUCE = _numpy()
 
 
 def _array_namespace(a: Any) -> Any:
