@@ -264,11 +264,11 @@ def _tanh_chain(depth: int, s: str) -> str:
 # are the issue-15 families (depth of MLPs and tanh chains, width of a sum of products): their
 # fitted exponent should stay at most 1.2.
 SCALING: list[tuple[str, tuple[int, ...], Callable[[int, str], str], str, int]] = [
-    ("d/dW1 L-layer MLP", (1, 2, 4, 8, 16, 32, 64), _mlp, "W1", 1),
-    ("d/dx tanh chain depth k", (1, 2, 4, 8, 16, 32, 64), _tanh_chain, "x", 1),
+    ("d/dW1 L-layer MLP", (1, 2, 4, 8, 16, 32, 64, 128), _mlp, "W1", 1),
+    ("d/dx tanh chain depth k", (1, 2, 4, 8, 16, 32, 64, 128), _tanh_chain, "x", 1),
     (
         "d/dx sum of k x'*A_i*B_i*x",
-        (1, 2, 4, 8, 16, 32, 64),
+        (1, 2, 4, 8, 16, 32, 64, 128),
         lambda k, s: " + ".join(f"x{s}'*A{i}{s}*B{i}{s}*x{s}" for i in range(k)),
         "x",
         1,

@@ -129,3 +129,49 @@ def test_sign_analysis() -> None:
 
 def test_estimate_weighs_traffic() -> None:
     assert estimate(Cost(flops=100, traffic=0)) < estimate(Cost(flops=0, traffic=100))
+
+
+def test_softmax_cross_entropy_hessian_is_distributed_into_a_symmetric_product() -> None:
+    # sum(y)*(A'*diag(s)*A - (A'*s)*(A'*s)'), s = softmax(A*w): the first term is B'*B
+    # (s >= 0), which makes distributing the product over the sum the cheaper form.
+    f = "-y'*log(softmax(A*w))"
+    types = {"A": "matrix", "y": "vector", "w": "vector"}
+    rng = np.random.default_rng(3)
+    n = 300
+    values = {"A": rng.standard_normal((n, n)) / n**0.5, "y": rng.random(n), "w": rng.standard_normal(n)}
+    fn = mc.compile(f, wrt="w", derivatives=("hessian",), types=types)
+    source = fn.source(values)
+    assert "distributed a product over a sum" in source and _symmetric_product(source), source
+    A, y, w = values["A"], values["y"], values["w"]
+    z = A @ w
+    s = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    u = A.T @ s
+    np.testing.assert_allclose(
+        fn(values)[0], y.sum() * (A.T @ (s[:, None] * A) - np.outer(u, u)), rtol=1e-9, atol=1e-12
+    )
+
+
+def test_attention_row_normalisation_is_a_vector_power() -> None:
+    # exp(S) ./ (exp(S)*ones*ones'): the reciprocal of the row sums is taken of the vector of row
+    # sums, not of the s x s matrix of its copies (no "** -" of a matrix in the code).
+    f = "0.5*norm2((exp(X*W*X') ./ (exp(X*W*X')*ones(s)*ones(s)'))*X - T)^2"
+    types = {"X": "matrix", "W": "matrix", "T": "matrix"}
+    rng = np.random.default_rng(4)
+    values = {
+        "X": rng.standard_normal((12, 5)) / 3,
+        "W": rng.standard_normal((5, 5)) / 3,
+        "T": rng.standard_normal((12, 5)),
+    }
+    fn = mc.compile(f, wrt="W", derivatives=("gradient",), types=types)
+    powers = [s for s in fn._entry(values).program.block.statements if s.op.name == "power"]
+    assert powers and all(s.target.rank == 1 for s in powers), fn.source(values)
+    (grad,) = fn(values)
+    np.testing.assert_allclose(grad, mc.gradient(f, "W", types=types).evaluate(values), rtol=1e-9, atol=1e-12)
+    X, W, T = values["X"], values["W"], values["T"]
+    # The value is the softmax attention's gradient, written with a row-wise softmax.
+    S = X @ W @ X.T
+    P = np.exp(S) / np.exp(S).sum(axis=1, keepdims=True)
+    R = P @ X - T
+    dP = R @ X.T
+    dS = P * (dP - (dP * P).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(grad, X.T @ dS @ X, rtol=1e-9, atol=1e-12)

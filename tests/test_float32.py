@@ -102,3 +102,21 @@ def test_torch_float32() -> None:
     reference = mc.compile(LOGREG, wrt="w", derivatives=("gradient", "hessian"), types=TYPES)(_logreg(np.float64))
     np.testing.assert_allclose(grad.numpy(), reference[0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(hess.numpy(), reference[1], rtol=1e-4, atol=1e-5)
+
+
+def test_logsumexp_gradient_is_a_softmax() -> None:
+    # exp(x)/sum(exp(x)) overflows at x = 1000 in float64 (89 in float32); it runs as softmax(x).
+    fn = mc.compile("log(sum(exp(x)))", wrt="x", derivatives=("gradient",))
+    (grad,) = fn({"x": np.array([1000.0, 999.0, -50.0])})
+    np.testing.assert_allclose(grad, [1 / (1 + np.exp(-1.0)), np.exp(-1.0) / (1 + np.exp(-1.0)), 0.0], atol=1e-15)
+
+
+def test_log_softmax_gradient_survives_an_underflowing_softmax() -> None:
+    # d/dz -y'*log(softmax(z)) = softmax(z)*sum(y) - y: no 1/softmax(z) (which is inf where the
+    # softmax underflows to 0 in float32, and 0*inf is nan).
+    fn = mc.compile("-y'*log(softmax(z))", wrt="z", derivatives=("gradient",), types={"y": "vector", "z": "vector"})
+    z = np.array([0.0, -200.0, 5.0], np.float32)
+    y = np.array([0.2, 0.3, 0.5], np.float32)
+    (grad,) = fn({"z": z, "y": y})
+    s = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    np.testing.assert_allclose(grad, s * y.sum() - y, rtol=1e-5, atol=1e-6)
