@@ -154,7 +154,7 @@ def _mf_hess(v: Values) -> np.ndarray:
     # diagonal k x k blocks: 5x faster than 2*einsum('ik,jl->ijkl', eye(n), V'V) at n = 300..1000.
     V = v["V"]
     n, k = V.shape
-    H = np.zeros((n, k, n, k))
+    H = np.zeros((n, k, n, k), dtype=V.dtype)
     i = np.arange(n)
     H[i, :, i, :] = 2.0 * (V.T @ V)
     return H
