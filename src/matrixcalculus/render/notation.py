@@ -319,6 +319,8 @@ class MatrixPrinter:
         won = memo.orders.get(node) if memo is not None and node not in self.rows else None
         candidates: list[tuple[int, Piece]] = []
         seen: list[list[int]] = []
+        if won is not None and won >= len(orders):
+            won = None
         for k, candidate in enumerate(orders):
             order_ids = [id(it) for it in candidate]
             if order_ids in seen or (won is not None and k != won):
@@ -333,6 +335,10 @@ class MatrixPrinter:
             if len(labels) == 2 and labels != out and not piece.sym:
                 piece = transposed(piece, st)
             candidates.append((k, piece))
+        if not candidates and won is not None:
+            # The recorded order fails with these pieces (it should not): search them all.
+            memo.orders.pop(node, None)  # type: ignore[union-attr]
+            return self.contraction_body(node)
         if not candidates:
             raise NotMatrixNotation("no matrix-notation order")
         if not self.result:
