@@ -1218,8 +1218,11 @@ def main(argv: list[str] | None = None) -> int:
     if notes:
         print("\n" + "\n".join(notes))
     if args.plot:
-        _plot(rows, methods, args.plot)
-        print(f"\nplot: {args.plot}")
+        try:
+            _plot(rows, methods, args.plot)
+            print(f"\nplot: {args.plot}")
+        except ImportError:
+            print("\nplot: skipped (matplotlib is not installed)")
     if args.json:
         data = [
             {**{k: v for k, v in r.items() if k != "cells"}, "cells": {m: vars(c) for m, c in r["cells"].items()}}
