@@ -175,3 +175,25 @@ def test_attention_row_normalisation_is_a_vector_power() -> None:
     dP = R @ X.T
     dS = P * (dP - (dP * P).sum(axis=1, keepdims=True))
     np.testing.assert_allclose(grad, X.T @ dS @ X, rtol=1e-9, atol=1e-12)
+
+
+def test_a_factor_shared_by_every_term_is_hoisted() -> None:
+    # A*x + A*y = A*(x + y): one matrix-vector product instead of two.
+    f = "sum(A*x + A*y)"
+    rng = np.random.default_rng(5)
+    values = {"A": rng.standard_normal((40, 30)), "x": rng.standard_normal(30), "y": rng.standard_normal(30)}
+    fn = mc.compile(f, wrt="x", derivatives=("value",), types={"A": "matrix", "x": "vector", "y": "vector"})
+    source = fn.source(values)
+    assert "hoisted a factor shared by 2 terms" in source and source.count(" @ ") == 1, source
+    A, x, y = values["A"], values["x"], values["y"]
+    assert fn(values)[0] == pytest.approx(np.sum(A @ x + A @ y), rel=1e-12)
+
+
+def test_an_entrywise_factor_is_not_hoisted_across_its_axis() -> None:
+    # The Hessian of sum(tanh(tanh(A))) is diagonal: delta(i,k)*delta(j,l)*h[i,j] terms whose
+    # deltas share their axes with h entry by entry; hoisting a delta out would sum h.
+    f = "sum(tanh(tanh(A)))"
+    rng = np.random.default_rng(6)
+    values = {"A": rng.standard_normal((3, 3))}
+    (hess,) = mc.compile(f, wrt="A", derivatives=("hessian",), dense=True)(values)
+    np.testing.assert_allclose(hess, mc.hessian(f, "A").evaluate(values), rtol=1e-10, atol=1e-12)

@@ -180,6 +180,9 @@ class _Planner:
             kind = "ones" if isinstance(node, g.Ones) else "zeros"
             return _Array(self.assign(kind, [], node.shape, self.shape(node.shape)), rank_labels)
         if isinstance(node, g.Add):
+            hoisted = self.hoisted(node)
+            if hoisted is not None:
+                return hoisted
             return _Array(self.sum(node, args), rank_labels)
         if isinstance(node, g.Power):
             return _Array(self.power(node, args), rank_labels)
@@ -284,6 +287,32 @@ class _Planner:
             total = g.add(terms)
             axes = tuple(range(total.rank))
             return self.planned(g.contract([total], [axes], axes, node.coeff))
+        return None
+
+    def hoisted(self, node: g.Add) -> _Array | None:
+        """``A*x + A*y`` as ``A*(x + y)`` where the cost model finds it cheaper: a factor that every
+        term of a sum multiplies, the same way, is multiplied once by the sum of the rest."""
+        terms = node.args
+        if len(terms) < 2 or not all(isinstance(t, g.Contract) and self.private(t) for t in terms):
+            return None
+        first = terms[0]
+        assert isinstance(first, g.Contract)
+        for f in dict.fromkeys(first.args):
+            factored = _hoist(node, f)
+            if factored is None:
+                continue
+            inner, outer = factored
+            spread = Cost(0, (len(terms) + 1) * self.size(node.shape))
+            spread = sum((self.contraction_cost(t) for t in terms), spread)
+            hoist = Cost(0, (len(terms) + 1) * self.size(inner.shape))
+            hoist = sum((self.contraction_cost(t) for t in inner.args), hoist) + self.contraction_cost(outer)
+            if estimate(hoist) >= estimate(spread):
+                continue
+            self.block.choices.append(
+                f"hoisted a factor shared by {len(terms)} terms: estimated {estimate(hoist):.3g} against"
+                f" {estimate(spread):.3g} for the terms apart"
+            )
+            return self.planned(outer)
         return None
 
     def gram(self, node: g.Node) -> tuple[int, int, g.Node, Cost, Cost, g.Contract] | None:
@@ -680,6 +709,56 @@ def _inlined(parent: g.Contract, k: int, term: g.Node, inline: bool) -> g.Node:
     if not inline:
         return g.contract(parent.args[:k] + (term,) + parent.args[k + 1 :], parent.labels, parent.out, parent.coeff)
     return inline_operand(parent, k, term)
+
+
+def _hoist(total: g.Add, f: g.Node) -> tuple[g.Add, g.Node] | None:
+    """``sum_j f * rest_j`` as (``sum_j rest_j``, ``f * (sum_j rest_j)``) when ``f`` is an operand of
+    every term, once, with each axis either the same axis of the result in every term or summed
+    against the term's other operands in every term; None otherwise."""
+    rank = total.rank
+    rests: list[g.Node] = []
+    roles: tuple[int | None, ...] | None = None  # per axis of f: the result's axis, or None (summed)
+    for term in total.args:
+        assert isinstance(term, g.Contract)
+        where = [k for k, a in enumerate(term.args) if a is f]
+        if len(where) != 1:
+            return None
+        (k,) = where
+        labs = term.labels[k]
+        if len(set(labs)) != len(labs):
+            return None
+        mine = tuple(term.out.index(lab) if lab in term.out else None for lab in labs)
+        if roles is None:
+            roles = mine
+        elif mine != roles:
+            return None
+        others = [j for j in range(len(term.args)) if j != k]
+        carried = {lab for j in others for lab in term.labels[j]}
+        summed = [lab for lab, role in zip(labs, mine, strict=True) if role is None]
+        if not others or any(lab not in carried for lab in summed):
+            return None
+        if any(lab in carried for lab, role in zip(labs, mine, strict=True) if role is not None):
+            return None  # an axis f shares with the rest entry by entry (a Hadamard product): not hoisted
+        # The rest's axes: f's summed axes (in f's order), then the result's axes f does not carry.
+        free = [lab for lab in term.out if lab not in labs]
+        if any(lab not in carried for lab in free):
+            return None
+        rests.append(
+            g.contract([term.args[j] for j in others], [term.labels[j] for j in others], summed + free, term.coeff)
+        )
+    assert roles is not None
+    if any(r.shape != rests[0].shape for r in rests):
+        return None
+    inner = g.add(rests)
+    if not isinstance(inner, g.Add):
+        return None
+    # f * inner with labels: the result's axes 0..rank-1, f's summed axes rank, rank+1, ...
+    fresh = iter(range(rank, rank + len(roles)))
+    f_labels = tuple(role if role is not None else next(fresh) for role in roles)
+    summed_labels = tuple(lab for lab, role in zip(f_labels, roles, strict=True) if role is None)
+    free_axes = tuple(axis for axis in range(rank) if axis not in roles)
+    outer = g.contract([f, inner], [f_labels, summed_labels + free_axes], tuple(range(rank)))
+    return inner, outer
 
 
 def _components(node: g.Node) -> list[list[int]] | None:
