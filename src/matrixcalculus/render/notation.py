@@ -15,7 +15,7 @@ from fractions import Fraction
 from matrixcalculus.frontend.infer import default_kind
 from matrixcalculus.ir import graph as g
 from matrixcalculus.render.index import index_notation
-from matrixcalculus.render.products import Item, best_split, chain_order, is_reciprocal, transposes
+from matrixcalculus.render.products import Item, SplitMemo, best_split, chain_order, is_reciprocal, transposes
 from matrixcalculus.render.style import (
     ADD,
     ATOM,
@@ -68,6 +68,8 @@ class MatrixPrinter:
         # that must print as columns (an expression that is a column: (x'*A')' stays so).
         self.rows: frozenset[g.Node] = frozenset()
         self.columns: frozenset[g.Node] = frozenset()
+        # Split decisions shared by the passes of one printing call (bindings sets it).
+        self.splits: SplitMemo | None = None
 
     def output(self, node: g.Node) -> Piece:
         """The printed piece of a root: a vector of ``rows`` as a row (``x'``), of ``columns``
@@ -468,25 +470,43 @@ class MatrixPrinter:
         orders = [items]
         if self.result:
             orders += [chain_order(items, out), items[::-1]]
-        candidates: list[Piece] = []
+        memo = self.splits
+        # A row (a numerator-layout gradient) is chosen by another measure than the probe's.
+        won = memo.orders.get(node) if memo is not None and node not in self.rows else None
+        candidates: list[tuple[int, Piece]] = []
+        seen: list[list[int]] = []
+        if won is not None and won >= len(orders):
+            won = None
         for k, candidate in enumerate(orders):
+            order_ids = [id(it) for it in candidate]
+            if order_ids in seen or (won is not None and k != won):
+                continue  # the same order again (chain order is often the stored one), or a loser
+            seen.append(order_ids)
             try:
-                piece, labels = best_split(candidate, out, st, self.result, self.base_printer())
+                piece, labels = best_split(candidate, out, st, self.result, self.base_printer(), memo, (node, k))
             except NotMatrixNotation:
                 if k == 0 and not self.result:
                     orders.append(chain_order(items, out))
                 continue
             if len(labels) == 2 and labels != out and not piece.sym:
                 piece = transposed(piece, st)
-            candidates.append(piece)
+            candidates.append((k, piece))
+        if not candidates and won is not None:
+            # The recorded order fails with these pieces (it should not): search them all.
+            memo.orders.pop(node, None)  # type: ignore[union-attr]
+            return self.contraction_body(node)
         if not candidates:
             raise NotMatrixNotation("no matrix-notation order")
         if not self.result:
-            return candidates[0]
+            return candidates[0][1]
         if node in self.rows and node.rank == 1:
             # Printed as a row: the candidate that reads best once transposed (x'*A, not (A'*x)').
-            return min(candidates, key=lambda p: (transposes(as_row(p, st).text), len(as_row(p, st).text)))
-        return min(candidates, key=lambda p: (transposes(p.text) + p.row, len(p.text)))
+            k, piece = min(candidates, key=lambda c: (transposes(as_row(c[1], st).text), len(as_row(c[1], st).text)))
+        else:
+            k, piece = min(candidates, key=lambda c: (transposes(c[1].text) + c[1].row, len(c[1].text)))
+        if memo is not None:
+            memo.orders[node] = k
+        return piece
 
     def expanded_hadamard(self, node: g.Contract) -> Piece | None:
         """``X .* b`` and ``X ./ b`` as typed: the element-wise product of a matrix and an
