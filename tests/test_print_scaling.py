@@ -17,7 +17,8 @@ from matrixcalculus.render.style import TEXT, Piece
 
 
 def _nested_softmax(k: int) -> str:
-    return "sum(" + "softmax(" * k + "x" + ")" * (k + 1)
+    # Weighed by w: sum(softmax(.)) is 1, whose derivative is zero (a short form of issue 14).
+    return "w'*" + "softmax(" * k + "x" + ")" * k
 
 
 def _tanh_chain(depth: int) -> str:
