@@ -3,8 +3,9 @@
 * An expansion prints the way it was typed: a scalar or a vector repeated beside a term of the
   full shape prints without its ``ones`` (``x + a``, ``W*X + b``, ``X*W + b'``), since parsing
   expands it back; so do results (``1 - tanh(x).^2``, never ``ones(3) - tanh(x).^2``).
-* Scalar factors keep their written order: ``lambda/2*w'*w`` is ``lambda*w'*w/2`` (the number
-  folds to the end), never ``(lambda*w)'*w/2``.
+* Scalar factors keep their written order, and a divisor typed after the leading scalar stays
+  there: ``lambda/2*w'*w`` echoes as typed, never ``(lambda*w)'*w/2`` (``lambda*w'*w/2`` typed
+  echoes so too: both are one graph, the text decides).
 * Named dimensions survive a round trip: a dimension that only the text names (``ones(k)``) or
   that is used as a value (``sum(x)/n``) keeps its ``ones(k)``.
 """
@@ -42,7 +43,11 @@ def _kinds(e: mc.Expression) -> dict[str, str]:
         ("max(W*X, b)", BIAS, "max(W*X, b)"),
         ("W*X > b", BIAS, "(W*X > b)"),
         ("x'", None, "x'"),
-        ("lambda/2*w'*w", None, "lambda*w'*w/2"),
+        ("lambda/2*w'*w", None, "lambda/2*w'*w"),
+        ("lambda*w'*w/2", None, "lambda*w'*w/2"),
+        ("-lambda/2*w'*w", None, "-lambda/2*w'*w"),
+        ("(a + b)/2*x", None, "(a + b)/2*x"),
+        ("a*x/2", None, "a*x/2"),
         ("a*x'*A*x", None, "a*x'*A*x"),
         ("1 - tanh(x).^2", {"x": (3,)}, "1 - tanh(x).^2"),
         ("x - sum(x)", None, "x - sum(x)"),

@@ -17,7 +17,7 @@ left operand keeps its node unless a new constraint renames its dimensions.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Rational, Real
@@ -149,6 +149,7 @@ class Expression:
 
     __slots__ = (
         "_context",
+        "_early",
         "_facts",
         "_fixed",
         "_form",
@@ -196,6 +197,8 @@ class Expression:
         self._notices: tuple[Notice, ...] = ()
         # Dimensions that only the text gives (ones(k), ones(3)); None: read off _fixed and _types.
         self._written: frozenset[g.Dim] | None = None
+        # Products typed with the divisor after a leading scalar (lambda/2*w'*w): printed so.
+        self._early: frozenset[g.Node] = frozenset()
         # A derivative's (rank of f, layout, f's text, the variables' names): which axes are f's
         # (flatten splits there) and what they are (pictures label them).
         self._jacobian: tuple[int, str, str, tuple[str, ...]] | None = None
@@ -227,6 +230,7 @@ class Expression:
         self._facts = facts
         self._notices = ()
         self._written = None
+        self._early = frozenset()
         self._jacobian = None
         return self
 
@@ -266,6 +270,7 @@ class Expression:
             share=True,
             row=self._row(),
             written=self._written_dims(),
+            early=self._early,
         )
 
     def _row(self) -> bool | None:
@@ -907,6 +912,21 @@ def _spine(ast: Ast, node: g.Node) -> str:
     return "flat" if isinstance(node, g.Add) and len(node.args) == terms else "nested"
 
 
+def _divided_early(subtrees: Iterable[tuple[Ast, g.Node]]) -> frozenset[g.Node]:
+    """The nodes of products typed with a number dividing their leading factor, such as
+    ``lambda/2*w'*w`` (so that printing keeps the divisor where it was typed)."""
+    found = set()
+    for ast, node in subtrees:
+        if not (ast.op == "binary" and ast.value == "*" and isinstance(node, g.Contract)):
+            continue
+        lead = ast.args[0]
+        while lead.op == "binary" and lead.value == "*":
+            lead = lead.args[0]
+        if lead.op == "binary" and lead.value == "/" and lead.args[1].op == "num":
+            found.add(node)
+    return frozenset(found)
+
+
 def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
     limit = current_limits().max_length
     if isinstance(text, str) and len(text) > limit:
@@ -915,7 +935,9 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
             ParseError, "max_length", f"the expression is {len(text):,} characters long", text=text, column=limit + 1
         )
     ast = parse_syntax(text)
-    node, variables, form, notices = infer_with_notices(ast, text, types)
+    # The typed subtrees are wanted only to find a divisor typed after a leading scalar.
+    subtrees: dict[int, tuple[Ast, g.Node]] | None = {} if "/" in text else None
+    node, variables, form, notices = infer_with_notices(ast, text, types, subtrees=subtrees)
     declared = {k: declare(k, v) for k, v in types.items()}
     fixed = {d for k, decl in declared.items() if k in variables for d in decl.shape or () if isinstance(d, str)}
     written: set[Any] = set()
@@ -932,6 +954,8 @@ def _from_text(text: str, types: Mapping[str, Any]) -> Expression:
     expr._form = form
     expr._spine = _spine(ast, node)
     expr._notices = notices
+    if subtrees:
+        expr._early = _divided_early(subtrees.values())
     if notices:
         warnings.warn("; ".join(expr.notices), MatrixCalculusNotice, stacklevel=3)
     return expr

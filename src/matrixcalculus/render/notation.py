@@ -68,6 +68,9 @@ class MatrixPrinter:
         # that must print as columns (an expression that is a column: (x'*A')' stays so).
         self.rows: frozenset[g.Node] = frozenset()
         self.columns: frozenset[g.Node] = frozenset()
+        # Products typed as ``lambda/2*w'*w`` (the divisor after a leading scalar): an echo
+        # prints them so (see :meth:`render_contract`).
+        self.early: frozenset[g.Node] = frozenset()
         # Split decisions shared by the passes of one printing call (bindings sets it).
         self.splits: SplitMemo | None = None
 
@@ -450,7 +453,20 @@ class MatrixPrinter:
 
     def render_contract(self, node: g.Contract, coeff: Fraction) -> Piece:
         body = self.contraction_body(node)
-        return body if coeff == 1 else self.style.scaled(coeff, body)
+        if coeff == 1:
+            return body
+        if node in self.early and not self.result and not self.style.latex and abs(coeff.numerator) == 1:
+            # lambda/2*w'*w as typed, not lambda*w'*w/2: the divisor follows the leading scalar.
+            first = node.args[0]
+            while isinstance(first, g.Contract) and first.coeff == 1 and first.rank and first.args:
+                first = first.args[0]  # (lambda*w)'*w: the leading scalar is inside
+            lead = self.memo.get(first)
+            text = paren(lead, MUL, self.style) if lead is not None else ""
+            if first.rank == 0 and text and body.text.startswith(text + "*"):
+                sign = "-" if coeff < 0 else ""
+                text = f"{sign}{text}/{coeff.denominator}{body.text[len(text) :]}"
+                return Piece(text, UNARY if sign else MUL, body.row, sym=body.sym)
+        return self.style.scaled(coeff, body)
 
     def contraction_body(self, node: g.Contract) -> Piece:
         st = self.style

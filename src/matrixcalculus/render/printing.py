@@ -45,6 +45,7 @@ def to_text(
     share: bool = False,
     row: bool | None = None,
     written: frozenset[g.Dim] = frozenset(),
+    early: frozenset[g.Node] = frozenset(),
 ) -> str:
     """The expression in the input syntax; parsing it gives the same values.
 
@@ -56,6 +57,8 @@ def to_text(
     that repeats a scalar or a vector beside a term of the full shape prints as what it repeats
     (``x + a``, ``W*X + b``, ``X*W + b'``), except over a dimension of ``written``: names that
     only the text gives (``ones(k)``), kept written so that parsing gives them again.
+    ``early``: products typed with their divisor after a leading scalar (``lambda/2*w'*w``),
+    printed so rather than with the divisor last (``lambda*w'*w/2``, the same graph).
 
     ``share=True`` (with ``result``): a derived expression whose text, written out in full,
     would repeat its shared subexpressions many times over (:func:`needs_bindings`) names them
@@ -75,7 +78,9 @@ def to_text(
     if share and result and needs_bindings([node]):
         body, bindings = shared_text([node], taken_names(node), TEXT, scalars, rows=rows)
         return "\n".join([_unwrapped(body[0]), "where", *(f"  {name} = {text}" for name, text in bindings)])
-    return _unwrapped(_printed(MatrixPrinter(TEXT, result, scalars, written=written), node, row).text)
+    printer = MatrixPrinter(TEXT, result, scalars, written=written)
+    printer.early = early
+    return _unwrapped(_printed(printer, node, row).text)
 
 
 def _unwrapped(text: str) -> str:
