@@ -22,6 +22,7 @@ from typing import Any
 from matrixcalculus.errors import EvaluationError
 from matrixcalculus.ir.graph import (
     Const,
+    Contract,
     Node,
     add,
     apply,
@@ -558,7 +559,14 @@ def _entries(x: Node) -> Node:
 
 
 def _reciprocal(value: Node) -> Node:
-    return const(1 / value.value) if isinstance(value, Const) else power(value, const(-1))
+    """``1/value``; of a product of scalars (a size m*n) the product of the reciprocals, so that
+    it cancels against the sizes a derivative counts (``m*n/(m*n)`` is 1)."""
+    if isinstance(value, Const):
+        return const(1 / value.value)
+    if isinstance(value, Contract) and not value.out and all(not op.rank for op in value.args):
+        parts = [_reciprocal(op) for op in value.args]
+        return contract(parts, [()] * len(parts), (), 1 / value.coeff)
+    return power(value, const(-1))
 
 
 def _mean(x: Node, dim: int | None = None) -> Node:

@@ -374,6 +374,11 @@ def size_of(dim: Dim) -> Node:
     """
     if isinstance(dim, int):
         return const(dim)
+    if isinstance(dim, DimProduct):
+        # m*n as the product of the sizes m and n, so that n*m/(m*n) cancels to 1 (the sizes
+        # of its factors are what the arrays fix; the product has no value of its own).
+        factors = [_intern(DimSize, (), (f,)) for f in dim.factors]
+        return contract(factors, [()] * len(factors), (), dim.scale)
     return _intern(DimSize, (), (dim,))
 
 
