@@ -14,12 +14,13 @@ from fractions import Fraction
 
 from matrixcalculus.frontend.infer import default_kind
 from matrixcalculus.ir import graph as g
-from matrixcalculus.render.index import index_notation
+from matrixcalculus.render.index import index_text
 from matrixcalculus.render.products import Item, best_split, chain_order, is_reciprocal, transposes
 from matrixcalculus.render.style import (
     ADD,
     ATOM,
     MUL,
+    OUTPUT,
     POSTFIX,
     POW,
     UNARY,
@@ -69,6 +70,12 @@ class MatrixPrinter:
         # that must print as columns (an expression that is a column: (x'*A')' stays so).
         self.rows: frozenset[g.Node] = frozenset()
         self.columns: frozenset[g.Node] = frozenset()
+        # Index hygiene (render.index): the index names bound in the text around the parts this
+        # printer prints (none at the top); the names each part printed in index notation uses;
+        # and the text without ``-> [...]`` of such a part, by its text, for where that reads the same.
+        self.avoid: frozenset[str] = frozenset()
+        self.index_names: dict[g.Node, frozenset[str]] = {}
+        self.opened: dict[str, str] = {}
 
     def output(self, node: g.Node) -> Piece:
         """The printed piece of a root: a vector of ``rows`` as a row (``x'``), of ``columns``
@@ -78,7 +85,39 @@ class MatrixPrinter:
             return as_row(piece, self.style)
         if node.rank == 1 and node in self.columns:
             return as_col(piece, self.style)
+        if piece.text in self.opened:
+            return Piece(self.opened[piece.text], ADD)  # the whole text: its free indices are its axes
         return piece
+
+    def family(self, printer: MatrixPrinter) -> MatrixPrinter:
+        """``printer``, a helper of this one, sharing its index hygiene."""
+        printer.avoid, printer.index_names, printer.opened = self.avoid, self.index_names, self.opened
+        return printer
+
+    def piece_avoiding(self, node: g.Node, avoid: frozenset[str]) -> tuple[Piece, frozenset[str]]:
+        """The piece of ``node`` with its nested index notation using none of the index names
+        ``avoid`` (those bound around it), and the index names it does use. This printer's own
+        piece where it does not clash; else the part is printed again by a printer avoiding them,
+        which reuses the pieces of the nodes below that hold no index notation."""
+        piece = self.piece(node)
+        order = g.postorder(node)
+        holding: set[g.Node] = set()  # nodes whose text may hold index notation
+        names: set[str] = set()
+        for n in order:
+            if n in self.names and n is not node:
+                continue  # printed by its ``where`` name
+            if n in self.index_names or any(a in holding for a in n.args):
+                holding.add(n)
+                names |= self.index_names.get(n, frozenset())
+        if not names & avoid:
+            return piece, frozenset(names)
+        other = MatrixPrinter(self.style, self.result, self.scalars, self.share, self.written)
+        other.names, other.rows, other.columns = self.names, self.rows, self.columns
+        other.avoid, other.opened = self.avoid | avoid, self.opened
+        other.memo = {n: p for n, p in self.memo.items() if n not in holding}
+        piece = other.piece(node)
+        again = frozenset().union(*(other.index_names.get(n, frozenset()) for n in order))
+        return piece, again
 
     def base_printer(self) -> MatrixPrinter:
         """The printer of reciprocal bases (``a/b``): a typed-expression printer, as ever, kept
@@ -86,7 +125,7 @@ class MatrixPrinter:
         if self.share:
             return self
         if self._bases is None:
-            self._bases = MatrixPrinter(self.style)
+            self._bases = self.family(MatrixPrinter(self.style))
         return self._bases
 
     def leaf_printer(self) -> MatrixPrinter:
@@ -94,7 +133,7 @@ class MatrixPrinter:
         if self.share or (self.result and not self.scalars):
             return self
         if self._leaves is None:
-            self._leaves = MatrixPrinter(self.style, True)
+            self._leaves = self.family(MatrixPrinter(self.style, True))
         return self._leaves
 
     def keep_values(self, order: Sequence[g.Node]) -> None:
@@ -225,10 +264,10 @@ class MatrixPrinter:
                 m, n = (g.dim_text(d) for d in dims)
                 return Piece(f"K_{{{m},{n}}}" if st.latex else f"commutation({m}, {n})", ATOM)
             # No matrix notation: index notation names an entry of a product dimension by a pair.
-            return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
+            return self.index_piece(node, ATOM)
         if node.rank > 2 and isinstance(node, g.Add | g.Contract):
             # No matrix notation for tensors of order three or more.
-            return Piece(index_notation(node, st, self.leaf_printer()), ADD)
+            return self.index_piece(node, ADD)
         if isinstance(node, g.Add):
             return self.render_add(node)
         if isinstance(node, g.Contract):
@@ -242,7 +281,7 @@ class MatrixPrinter:
                 rewritten = without_tensor_operands(node)
                 if rewritten is not None:
                     return self.piece(rewritten)
-            return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
+            return self.index_piece(node, ATOM)
         if isinstance(node, g.Power):
             return self.render_power(node)
         if isinstance(node, g.Compare):
@@ -256,6 +295,10 @@ class MatrixPrinter:
             args = [
                 self.widened(a, node.args) if node.record.result == "broadcast" else self.memo[a] for a in node.args
             ]
+            if not node.record.elementwise and node.record.result != "broadcast" and node.record.name != "sum":
+                # A function of vectors or matrices (inv, softmax) takes index notation as the
+                # value of its free indices in order: no -> [...] needed there.
+                args = [Piece(self.opened[a.text], ATOM) if a.text in self.opened else a for a in args]
             vectors = [a for a, arg in zip(args, node.args, strict=True) if arg.rank == 1]
             if len(vectors) > 1 and not all(a.row for a in vectors):
                 # Arguments of one shape read in one orientation: max(x'*A, y) is max((x'*A)', y).
@@ -266,6 +309,12 @@ class MatrixPrinter:
             row = (bool(node.rank) and all(a.row for a in args)) or (node.dim == 1 and node.rank == 1)
             return Piece(piece.text, piece.prec, row, op=piece.op)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
+
+    def index_piece(self, node: g.Node, prec: int) -> Piece:
+        """A part in index notation; one that ends with its free indices (``... -> [i]``) is
+        parenthesised wherever it is an operand."""
+        text, opened = index_text(node, self.style, self.leaf_printer())
+        return Piece(text, OUTPUT if opened is not None or text.endswith("]") and " -> [" in text else prec)
 
     # --------------------------------------------------------------------------- sums
 
