@@ -41,9 +41,10 @@ def index_text(node: g.Node, style: Style, leaves: MatrixPrinter) -> tuple[str, 
     """Index notation of a part printed inside matrix notation, and the shorter text without
     ``-> [...]`` where that reads back with the same axes (None where it does not).
 
-    A part with free indices ends with them, ``sum_j A[i,j]*x[j] -> [i]``: in matrix notation
-    around it (``sigmoid(...)*u'``) the reader would otherwise take the product into index
-    notation and meet ``u'`` there, while ``->`` makes the part the value of its free indices.
+    A part ends with its free indices, ``sum_j A[i,j]*x[j] -> [i]`` (a scalar with none,
+    ``sum_ijk T[i,j,k]*S[k,j,i] -> []``): in matrix notation around it (``sigmoid(...)*u'``)
+    the reader would otherwise take the product into index notation and meet ``u'`` there,
+    while ``->`` makes the part the value of its free indices.
     The printer uses the shorter text where the part is the whole text or an entry's base
     (``leaves.opened``).
 
@@ -56,12 +57,14 @@ def index_text(node: g.Node, style: Style, leaves: MatrixPrinter) -> tuple[str, 
     idx = printer.first(node.rank)
     text = printer.render(node, idx)
     leaves.index_names[node] = frozenset(printer.own | printer.nested)
-    if style.latex or not idx:
+    if style.latex:
         return text, None
     try:
         read = implicit_free(text)
     except MatrixCalculusError:
         return text, None  # a pair index or reshape(...): notation that is printed, not read back
+    if not idx and read is None:
+        return text, None  # a scalar that is no index notation
     closed = f"{text} -> [{','.join(idx)}]"
     if read == idx:
         leaves.opened[closed] = text

@@ -87,7 +87,29 @@ class MatrixPrinter:
             return as_col(piece, self.style)
         if piece.text in self.opened:
             return Piece(self.opened[piece.text], ADD)  # the whole text: its free indices are its axes
-        return piece
+        return self.scalar_piece(node)
+
+    def scalar_piece(self, node: g.Node) -> Piece:
+        """The piece of a scalar with ``-> []`` dropped from its parts in index notation that
+        only scalar operations take (``sigmoid(sum_ijk T[i,j,k]*S[k,j,i])``): where all around
+        is a scalar, as a factor of index notation or the whole text, it reads the same. A part
+        that meets a vector or matrix (``sigmoid(...)*u'*x``) keeps it."""
+        piece = self.memo[node]
+        if node.rank or " -> []" not in piece.text:
+            return piece
+        order = g.postorder(node)
+        below: set[g.Node] = set()  # nodes under an operation on tensors, or under a where name
+        for n in reversed(order):  # parents before children
+            if n in below or n.rank or any(a.rank for a in n.args) or (n in self.names and n is not node):
+                below.update(n.args)
+        text = piece.text
+        for n in order:
+            closed = self.memo[n].text if n in self.memo and n not in below else ""
+            if closed.endswith(" -> []") and closed in self.opened:
+                text = text.replace(closed, self.opened[closed])
+        if text == piece.text:
+            return piece
+        return Piece(text, ADD if piece.text in self.opened else piece.prec, piece.row, None, piece.sym, piece.op)
 
     def family(self, printer: MatrixPrinter) -> MatrixPrinter:
         """``printer``, a helper of this one, sharing its index hygiene."""
@@ -110,14 +132,14 @@ class MatrixPrinter:
                 holding.add(n)
                 names |= self.index_names.get(n, frozenset())
         if not names & avoid:
-            return piece, frozenset(names)
+            return self.scalar_piece(node), frozenset(names)
         other = MatrixPrinter(self.style, self.result, self.scalars, self.share, self.written)
         other.names, other.rows, other.columns = self.names, self.rows, self.columns
         other.avoid, other.opened = self.avoid | avoid, self.opened
         other.memo = {n: p for n, p in self.memo.items() if n not in holding}
-        piece = other.piece(node)
+        other.piece(node)
         again = frozenset().union(*(other.index_names.get(n, frozenset()) for n in order))
-        return piece, again
+        return other.scalar_piece(node), again
 
     def base_printer(self) -> MatrixPrinter:
         """The printer of reciprocal bases (``a/b``): a typed-expression printer, as ever, kept
