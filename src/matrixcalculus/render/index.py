@@ -148,6 +148,14 @@ class IndexPrinter:
                 self.own.add(name)
                 return name
 
+    def holds_index(self, node: g.Node) -> bool:
+        """Whether the matrix-notation text of a part would hold index notation of its own."""
+        if node in self.matrix.names:
+            return False
+        order = g.postorder(node)
+        self.matrix.piece_all(order)
+        return bool(self.matrix.holding_index(order)[0])
+
     def matrix_piece(self, node: g.Node, used: set[str]) -> Piece:
         """The matrix-notation piece of a part, its nested index notation (a function of a
         contraction with no matrix form, ``sigmoid(sum_lab A[l,a]*S[b,a,l])``) naming no index
@@ -238,7 +246,7 @@ class IndexPrinter:
                 return f"({body})" if summed and not top else body
 
             return None, kids, contraction
-        if isinstance(node, g.Add) and (top or node.rank > 2):
+        if isinstance(node, g.Add) and (top or node.rank > 2 or self.holds_index(node)):
             # Inside a product, a sum of tensors is written entry by entry, in parentheses:
             # never the index notation of the sum (with free indices of its own) subscripted.
             # An entry of ones or zeros is 1 or 0 there: a number term is repeated over the
@@ -258,8 +266,12 @@ class IndexPrinter:
                 return out if top else f"({out})"
 
             return None, kids, total
-        if node.rank > 2 and (isinstance(node, g.Power) or (isinstance(node, g.Function) and node.record.elementwise)):
-            # An element-wise function of a tensor: the function of the entry.
+        if (isinstance(node, g.Power) or (isinstance(node, g.Function) and node.record.elementwise)) and (
+            node.rank > 2 or (node.rank and self.holds_index(node))
+        ):
+            # An element-wise function of a tensor: the function of the entry (also of a vector
+            # or matrix that has no matrix notation: tanh((sum_a T[i,j,a]*w[a])), not
+            # tanh(sum_a T[k,l,a]*w[a] -> [k,l])[i,j]).
             kids = [(a, idx if a.rank else (), used, False) for a in node.args]
             return None, kids, lambda texts: self.elementwise(node, texts)
         if isinstance(node, g.Reshape):

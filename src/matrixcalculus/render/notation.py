@@ -116,6 +116,19 @@ class MatrixPrinter:
         printer.avoid, printer.index_names, printer.opened = self.avoid, self.index_names, self.opened
         return printer
 
+    def holding_index(self, order: Sequence[g.Node]) -> tuple[set[g.Node], frozenset[str]]:
+        """The nodes of a part (its post-order, printed) whose text may hold index notation,
+        and the index names that notation uses."""
+        holding: set[g.Node] = set()
+        names: set[str] = set()
+        for n in order:
+            if n in self.names and n is not order[-1]:
+                continue  # printed by its ``where`` name
+            if n in self.index_names or any(a in holding for a in n.args):
+                holding.add(n)
+                names |= self.index_names.get(n, frozenset())
+        return holding, frozenset(names)
+
     def piece_avoiding(self, node: g.Node, avoid: frozenset[str]) -> tuple[Piece, frozenset[str]]:
         """The piece of ``node`` with its nested index notation using none of the index names
         ``avoid`` (those bound around it), and the index names it does use. This printer's own
@@ -123,14 +136,7 @@ class MatrixPrinter:
         which reuses the pieces of the nodes below that hold no index notation."""
         piece = self.piece(node)
         order = g.postorder(node)
-        holding: set[g.Node] = set()  # nodes whose text may hold index notation
-        names: set[str] = set()
-        for n in order:
-            if n in self.names and n is not node:
-                continue  # printed by its ``where`` name
-            if n in self.index_names or any(a in holding for a in n.args):
-                holding.add(n)
-                names |= self.index_names.get(n, frozenset())
+        holding, names = self.holding_index(order)
         if not names & avoid:
             return self.scalar_piece(node), frozenset(names)
         other = MatrixPrinter(self.style, self.result, self.scalars, self.share, self.written)
