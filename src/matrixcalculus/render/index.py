@@ -33,13 +33,14 @@ def index_notation(node: g.Node, style: Style, leaves: MatrixPrinter) -> str:
     free ones in order of first appearance) would not give the axes in order, it ends with
     them, ``delta(i,k)*delta(j,k) -> [i,j,k]``.
     """
-    text, opened = index_text(node, style, leaves)
+    text, opened, _ = index_text(node, style, leaves)
     return text if opened is None else opened
 
 
-def index_text(node: g.Node, style: Style, leaves: MatrixPrinter) -> tuple[str, str | None]:
-    """Index notation of a part printed inside matrix notation, and the shorter text without
-    ``-> [...]`` where that reads back with the same axes (None where it does not).
+def index_text(node: g.Node, style: Style, leaves: MatrixPrinter) -> tuple[str, str | None, bool]:
+    """Index notation of a part printed inside matrix notation, the shorter text without
+    ``-> [...]`` where that reads back with the same axes (None where it does not), and whether
+    the text ends with ``-> [...]``.
 
     A part ends with its free indices, ``sum_j A[i,j]*x[j] -> [i]`` (a scalar with none,
     ``sum_ijk T[i,j,k]*S[k,j,i] -> []``): in matrix notation around it (``sigmoid(...)*u'``)
@@ -58,18 +59,18 @@ def index_text(node: g.Node, style: Style, leaves: MatrixPrinter) -> tuple[str, 
     text = printer.render(node, idx)
     leaves.index_names[node] = frozenset(printer.own | printer.nested)
     if style.latex:
-        return text, None
+        return text, None, False
     try:
         read = implicit_free(text)
     except MatrixCalculusError:
-        return text, None  # a pair index or reshape(...): notation that is printed, not read back
+        return text, None, False  # a pair index or reshape(...): notation that is printed, not read back
     if not idx and read is None:
-        return text, None  # a scalar that is no index notation
+        return text, None, False  # a scalar that is no index notation
     closed = f"{text} -> [{','.join(idx)}]"
     if read == idx:
         leaves.opened[closed] = text
-        return closed, text
-    return closed, None
+        return closed, text, True
+    return closed, None, True
 
 
 def _variable_names(node: g.Node) -> set[str]:

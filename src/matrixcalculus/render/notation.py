@@ -134,7 +134,7 @@ class MatrixPrinter:
         ``avoid`` (those bound around it), and the index names it does use. This printer's own
         piece where it does not clash; else the part is printed again by a printer avoiding them,
         which reuses the pieces of the nodes below that hold no index notation."""
-        piece = self.piece(node)
+        self.piece(node)
         order = g.postorder(node)
         holding, names = self.holding_index(order)
         if not names & avoid:
@@ -341,8 +341,8 @@ class MatrixPrinter:
     def index_piece(self, node: g.Node, prec: int) -> Piece:
         """A part in index notation; one that ends with its free indices (``... -> [i]``) is
         parenthesised wherever it is an operand."""
-        text, opened = index_text(node, self.style, self.leaf_printer())
-        return Piece(text, OUTPUT if opened is not None or text.endswith("]") and " -> [" in text else prec)
+        text, _, closed = index_text(node, self.style, self.leaf_printer())
+        return Piece(text, OUTPUT if closed else prec)
 
     # --------------------------------------------------------------------------- sums
 
