@@ -182,7 +182,7 @@ def test_kron_unifies_products_with_other_dimensions() -> None:
     [
         ("kron(A, B)*x", {"A": (2, 3), "B": (4, 5), "x": (14,)}, "kron"),
         ("kron(A, B) + C", {"A": ("m", "n"), "B": ("p", "q"), "C": ("k", "l")}, "cannot add|shape"),
-        ("kron(A, x)", {"A": "matrix", "x": "vector"}, "kron at column 1 needs two matrices or two vectors"),
+        ("kron(A, a)", {"A": "matrix", "a": "scalar"}, "kron at column 1 needs two matrices or vectors"),
         ("kron(A, B) + A", None, "kron\\(A, B\\) is a \\(\\?\\*\\?\\)x\\(\\?\\*\\?\\) matrix but A is a matrix"),
         ("kron(A)", None, "kron takes 2 arguments, not 1"),
     ],

@@ -5,6 +5,9 @@ three or more), the variables' types and shapes, and with ``--check`` the error 
 differences at random inputs. Without ``--wrt`` prints the expression itself and, with
 ``--evaluate``, its value. The expression ``-`` is read from standard input.
 
+``matrixcalculus serve [--port 8000] [--host 127.0.0.1] [--open]`` serves the local web page
+instead (the ``web`` extra; ``docs/web.md``).
+
 Exit status: 0 done; 1 a ``--check`` found a mismatch; 2 any error, printed as one
 ``matrixcalculus: error: ...`` message (never a traceback; an unexpected exception is reported
 as a bug in one line); 130 interrupted (Ctrl-C); 141 the reader closed the pipe (``| head``),
@@ -153,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         '  matrixcalculus "x\'*A*x" --wrt x --compare "2*A*x"\n'
         '  matrixcalculus "A*x" --wrt A --vjp g\n'
         '  matrixcalculus "max(0, w\'*x + b)" --wrt w --explain\n'
-        '  matrixcalculus "x\'*A*x" --evaluate',
+        '  matrixcalculus "x\'*A*x" --evaluate\n'
+        "  matrixcalculus serve [--port 8000] [--open]   the local web page (the web extra; docs/web.md)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -567,6 +571,12 @@ def _products(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; the exit status (see the module's docstring)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["serve"]:
+        # The local web page (the "web" extra), imported only when asked for.
+        from matrixcalculus.web.server import main as serve
+
+        return serve(words[1:])
     try:
         text, status = run(argv)
         sys.stdout.write(text + "\n")

@@ -115,6 +115,25 @@ def _sizes(variables: Mapping[str, g.Var]) -> dict[str, int]:
     return {name: 2 + k for k, name in enumerate(names)}
 
 
+def _variable_dims(variables: Mapping[str, g.Var]) -> set[str]:
+    return {name for var in variables.values() for d in var.shape for name in g.dim_names(d)}
+
+
+def _free_sizes(left: Expression, right: Expression, taken: Mapping[str, int]) -> dict[str, int]:
+    """A size for each dimension name of either expression that no variable fixes (``eye(n)``
+    compared with ``eye(n)*1``, ``ones(n)'*ones(n)`` with ``n``): the same name gets the same size
+    on both sides, and each a size no other dimension has (so no transpose goes unnoticed)."""
+    names: list[str] = []
+    for node in g.postorder(left.node, right.node):
+        dims = node.shape + ((node.dim,) if isinstance(node, g.DimSize) else ())
+        for d in dims:
+            for name in g.dim_names(d):
+                if name not in taken and name not in names:
+                    names.append(name)
+    spare = max(taken.values(), default=1) + 1
+    return {name: spare + k for k, name in enumerate(names)}
+
+
 def _form(e: Expression) -> str:
     """``"r"`` for a row, ``"c"`` for a column, else the rank (rows and columns are not equal)."""
     return e._form or "" if e.node.rank == 1 else str(e.node.rank)
@@ -165,13 +184,16 @@ def equal(
         sizes = {name: 3 for name in sizes}
         first = random_values(variables, 3, seed, within=_within(left, right), dims=sizes)
         right_sizes = _right_sizes(right, first, only_right, sizes)
+    # Dimensions no variable has (eye(n), ones(n)): a size of their own, one per name on both sides.
+    free = _free_sizes(left, right, {**sizes, **right_sizes})
+    sizes, right_sizes = {**sizes, **free}, {**right_sizes, **free}
     for k in range(draws):
         values = random_values(variables, 3, seed + k, within=_within(left, right), dims=sizes)
         if only_right:
             values.update(random_values(only_right, 3, seed + k + 1000, within=_within(left, right), dims=right_sizes))
         try:
-            va = np.asarray(left.evaluate(values), dtype=np.float64)
-            vb = np.asarray(right.evaluate(values), dtype=np.float64)
+            va = np.asarray(left.evaluate(values, free), dtype=np.float64)
+            vb = np.asarray(right.evaluate(values, free), dtype=np.float64)
         except EvaluationError as exc:
             raise MatrixCalculusError(
                 f"cannot compare {left_text} and {right_text} at random inputs: {exc.message}"
@@ -271,8 +293,9 @@ def _relation(
         values = random_values(variables, 3, seed + k, within=_within(left, right), dims=sizes)
         if only_right:
             values.update(random_values(only_right, 3, seed + k + 1000, within=_within(left, right), dims=right_sizes))
-        va = _as_matrix(left, np.asarray(left.evaluate(values), dtype=np.float64))
-        vb = _as_matrix(right, np.asarray(right.evaluate(values), dtype=np.float64))
+        free = {name: size for name, size in sizes.items() if name not in _variable_dims(variables)}
+        va = _as_matrix(left, np.asarray(left.evaluate(values, free), dtype=np.float64))
+        vb = _as_matrix(right, np.asarray(right.evaluate(values, free), dtype=np.float64))
         vt = va.T if va.ndim == 2 else None
         candidates["transpose"] &= vt is not None and vt.shape == vb.shape and _close(vt, vb)
         for name, base in (("factor", va), ("transposed factor", vt)):

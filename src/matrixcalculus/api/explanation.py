@@ -37,11 +37,12 @@ from matrixcalculus.api.calculus import (
 )
 from matrixcalculus.api.expression import Expression, MatrixCalculusNotice, Variable
 from matrixcalculus.errors import DerivativeError, MatrixCalculusError
-from matrixcalculus.frontend.infer import infer_with_notices
+from matrixcalculus.frontend.infer import Declared, infer_with_notices
 from matrixcalculus.frontend.syntax import Ast, parse_syntax
 from matrixcalculus.ir import graph as g
 from matrixcalculus.numeric.check import CheckResult, random_values
 from matrixcalculus.render.printing import LATEX, index_notation, to_latex, to_text
+from matrixcalculus.render.style import unwrapped
 from matrixcalculus.transform import chain
 from matrixcalculus.transform.simplify import RULE_STATEMENTS, simplify, traced
 
@@ -148,6 +149,20 @@ class Derivation:
             out.append("</section>")
         out.append("</article>")
         return "\n".join(out)
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter shows the steps with typeset formulas (MathML) and the explicit case's picture;
+        without latex2mathml or matplotlib, as much as they allow (else :meth:`_repr_markdown_`)."""
+        for picture in (True, False):
+            try:
+                return self.html(picture=picture)
+            except (MatrixCalculusError, ImportError):
+                continue
+        return None
+
+    def _repr_markdown_(self) -> str:
+        """The steps in Markdown with ``$$`` formulas, for frontends that show no HTML."""
+        return self.markdown()
 
 
 class _Body:
@@ -373,6 +388,8 @@ class _Plan:
     explicit_shown: list[int] = field(default_factory=list)
     # Local Jacobians by (definition, variable): several steps read the same one.
     locals_: dict[tuple[g.Node, g.Var], g.Node] = field(default_factory=dict)
+    # The typed tree's subtrees (id -> (subtree, node)): a level is written as it was typed.
+    subtrees: dict[int, tuple[Ast, g.Node]] = field(default_factory=dict)
 
 
 def _local(plan: _Plan, level: chain.Level, by: g.Var) -> g.Node:
@@ -450,8 +467,53 @@ def _plan(f: str | Expression, wrt: Any, types: Mapping[str, Any] | None, layout
     cut_lists = {w.name: (chain.path(root, subtrees, w) if root is not None else []) for w in wrts}
     variables = _name_intermediates(list(cut_lists.values()), taken)
     by_name = {w.name: w for w in wrts}
-    paths = {name: chain.levels(expr.node, cuts, variables, by_name[name], top) for name, cuts in cut_lists.items()}
-    return _Plan(expr, top, wrts, names, single, layout, answers, shape_answers, paths, variables, [], {})
+    paths = {
+        name: chain.levels(expr.node, cuts, variables, by_name[name], top, root) for name, cuts in cut_lists.items()
+    }
+    return _Plan(
+        expr, top, wrts, names, single, layout, answers, shape_answers, paths, variables, [], {}, subtrees=subtrees
+    )
+
+
+def _typed_latex(text: str, types: Mapping[str, Declared]) -> str | None:
+    """The LaTeX of ``text`` with its functions as typed (``\\max(0, u)``, not relu), or None."""
+    try:
+        with warnings.catch_warnings(), g.as_typed():
+            warnings.simplefilter("ignore", MatrixCalculusNotice)
+            node, _, form, _ = infer_with_notices(parse_syntax(text), text, types)
+    except MatrixCalculusError:
+        return None
+    return to_latex(node, result=False, row=form == "r" if node.rank == 1 else None)
+
+
+def _typed_definition(plan: _Plan, level: chain.Level) -> tuple[str, str] | None:
+    """The level's definition as the user typed it, the intermediates below it by their names
+    (``f = max(0, u)``, where the graph holds ``relu(u)``), in text and LaTeX; None when the typed
+    text does not read back as the definition (then the definition is printed from the graph)."""
+    if level.ast is None:
+        return None
+    named = {v for v in g.postorder(level.definition) if isinstance(v, g.Var)}
+    names = {
+        key: plan.variables[node].name
+        for key, (_, node) in plan.subtrees.items()
+        if node in plan.variables and plan.variables[node] in named
+    }
+    text = chain.typed_text(plan.expr._text(), level.ast, names)
+    text = unwrapped(text) if text is not None else None  # u = w'*x + b, typed (w'*x + b)
+    if text is None or not all(isinstance(d, int | str) for v in named for d in v.shape):
+        return None
+    # Read back with every name of the definition declared as it is there: the same graph, or no.
+    types = {v.name: Declared(v.kind, v.shape) for v in named}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MatrixCalculusNotice)
+            node, _, _, _ = infer_with_notices(parse_syntax(text), text, types)
+    except MatrixCalculusError:
+        return None
+    if simplify(node) is not simplify(level.definition):
+        return None
+    tex = _typed_latex(text, types)
+    return (text, tex) if tex is not None else None
 
 
 # --------------------------------------------------------------------------- the steps
@@ -460,7 +522,9 @@ def _plan(f: str | Expression, wrt: Any, types: Mapping[str, Any] | None, layout
 def _question(plan: _Plan) -> Step:
     body = _Body()
     expr, top = plan.expr, plan.top
-    body.show(f"{top} = {_source(expr)}", f"{LATEX.name(top)} = {expr.latex()}")
+    # As typed, in LaTeX too: the neuron is max(0, w'x + b), as the user wrote it.
+    typed_tex = _typed_latex(expr._source, expr._declared()) if expr._source is not None else None
+    body.show(f"{top} = {_source(expr)}", f"{LATEX.name(top)} = {typed_tex or expr.latex()}")
     for v in expr.variables.values():
         body.say(f"{v.name}: {_shape_words(v.shape)}")
     for scalar, other in _expansions(expr.node):
@@ -545,16 +609,19 @@ def _intermediates(plan: _Plan) -> Step | None:
     )
     # Innermost first: the order of the levels reversed, each level once, defined by the level
     # below it where a path has one.
-    definitions: dict[str, g.Node] = {}
+    definitions: dict[str, chain.Level] = {}
     for level, _ in rows:
         if level.below is not None or level.name not in definitions:
-            definitions[level.name] = level.definition
+            definitions[level.name] = level
     defined: set[str] = set()
     for level, by in reversed(rows):
         if level.name not in defined:
             defined.add(level.name)
-            definition = definitions[level.name]
-            body.show(f"{level.name} = {_text(definition)}", f"{LATEX.name(level.name)} = {_tex(definition)}")
+            definition = definitions[level.name].definition
+            # As typed where that reads back as the definition: f = max(0, u), not relu(u).
+            typed = _typed_definition(plan, definitions[level.name])
+            text, tex = typed if typed is not None else (_text(definition), _tex(definition))
+            body.show(f"{level.name} = {text}", f"{LATEX.name(level.name)} = {tex}")
         local = _local(plan, level, by)
         text, tex = _local_text(local, level.value.shape, level.name, by.name)
         shape = jacobian_shape(level.value.shape, by.shape)

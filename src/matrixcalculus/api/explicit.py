@@ -238,6 +238,15 @@ class Explicit:
             owners = [f"axis {k + 1}" for k in range(rank)]
         return [f"{letters[k]}: {owners[k]}" for k in range(rank)]
 
+    def _repr_latex_(self) -> str:
+        """Jupyter shows the entries as a matrix (a 3-D tensor as its slices, a 4-D as blocks).
+
+        >>> from matrixcalculus.api.calculus import derivative
+        >>> print(derivative("x .* z", "x").explicit({"n": 2})._repr_latex_())
+        $\\displaystyle \\begin{bmatrix} z_{1} & 0 \\\\ 0 & z_{2} \\end{bmatrix}$
+        """
+        return f"$\\displaystyle {self.latex()}$"
+
 
 def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -287,10 +296,15 @@ def flattened(expr: Expression, order: str = "column") -> Expression:
     present = {n for n in g.postorder(flat) if isinstance(n, g.Var)}
     kept = {name: v.node for name, v in expr._context.items() if v.node in present}
     result = Expression(flat, kept, result=True, fixed=expr._fixed)
+    if flat.rank == 1 and not isinstance(flat, g.Reshape):
+        # One row (a scalar's Jacobian, kron(x, y)') or one column (a Jacobian by a scalar); a
+        # reshaped tensor prints its entries in index notation, as it is.
+        result._form = "r" if f_rank == 0 else "c"
     result._notices = expr._notices
     result._context = {name: Variable(v.node) for name, v in expr._context.items()}
     if expr._jacobian is not None:
         # Rows along vec(F), columns along vec(X): pictures label them so.
         _, _, f_text, names = expr._jacobian
-        result._jacobian = (1, "shape", f"vec({f_text})", tuple(f"vec({name})" for name in names))
+        flat_f_rank = 0 if f_rank == 0 else 1  # a scalar's row has no axis of f
+        result._jacobian = (flat_f_rank, "shape", f"vec({f_text})", tuple(f"vec({name})" for name in names))
     return result

@@ -40,7 +40,7 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.limits import check_count, check_nodes, current_limits, limit_error
 from matrixcalculus.numeric.evaluate import bind
 from matrixcalculus.numeric.evaluate import evaluate as _evaluate
-from matrixcalculus.render.printing import index_notation, to_latex, to_text
+from matrixcalculus.render.printing import free_indices, index_notation, to_latex, to_text
 
 if TYPE_CHECKING:
     from matrixcalculus.api.explicit import Explicit
@@ -462,7 +462,8 @@ class Expression:
 
     def flatten(self, order: str = "column") -> Expression:
         """The Jacobian of ``vec(F)`` by ``vec(X)`` of a derivative of ``F`` by ``X`` (a matrix,
-        rows along ``vec(F)``), in Kronecker form where one exists; ``order``: ``"column"``
+        rows along ``vec(F)``; a scalar's is one row, a vector: ``kron(x, y)'`` for ``y'*A*x`` by
+        ``A``), in Kronecker form where one exists; ``order``: ``"column"``
         (column-major ``vec``) or ``"row"``. It equals ``numpy.reshape(D, (|F|, |X|), order="F")``
         (``"C"`` for rows) of the shape-layout derivative ``D``.
 
@@ -479,6 +480,21 @@ class Expression:
         ``"png"`` bytes (see :meth:`~matrixcalculus.api.explicit.Explicit.picture`); needs the
         ``plot`` extra (matplotlib)."""
         return self.explicit(sizes).picture(format)
+
+    # ------------------------------------------------------------------ notebooks
+
+    def _repr_latex_(self) -> str:
+        """Jupyter shows an expression (a derivative too) as typeset mathematics; a tensor of
+        order three or more, in index notation, with its free indices and shape beside it.
+
+        >>> print(parse("x'*A*x")._repr_latex_())
+        $\\displaystyle x^\\top A x$
+        """
+        if self.node.rank <= 2:
+            return f"$\\displaystyle {self.latex()}$"
+        indices = ",".join(free_indices(self.node))
+        shape = " \\times ".join(g.dim_text(d) for d in self.shape)
+        return f"$\\displaystyle {self.latex()} \\qquad \\text{{(indices {indices}; shape }} {shape}\\text{{)}}$"
 
 
 _KIND_WORDS = {

@@ -14,6 +14,7 @@ backend's array library, which a :class:`Dialect` here spells.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,10 +33,29 @@ __all__ = ["DIALECTS", "Dialect", "Program", "Structure", "generate"]
 
 
 class Dialect:
-    """How one array library spells each operation (NumPy's spelling here)."""
+    """How one array library spells each operation (NumPy's spelling here).
+
+    ``dtype``: the floating type of the arrays the code makes (identities, ones, number arrays),
+    that of the inputs (``float32`` in, ``float32`` out: see :meth:`typed`).
+    """
 
     name = "numpy"
     module = "numpy"
+    dtype = "float64"
+
+    def typed(self, dtype: str) -> Dialect:
+        """This dialect making arrays of ``dtype`` (``float64`` or ``float32``)."""
+        if dtype not in ("float64", "float32"):
+            raise MatrixCalculusError(f"compiled code computes in float64 or float32, not {dtype}")
+        if dtype == self.dtype:
+            return self
+        other = copy.copy(self)
+        other.dtype = dtype
+        return other
+
+    def _typed(self) -> str:
+        """``, dtype=xp.float32`` where arrays are not the library's default float64."""
+        return "" if self.dtype == "float64" else f", dtype=xp.{self.dtype}"
 
     def header(self) -> list[str]:
         return [f"import {self.module} as xp"]
@@ -81,19 +101,19 @@ class Dialect:
         return f"xp.trace({x})"
 
     def eye(self, n: str) -> str:
-        return f"xp.eye({n})"
+        return f"xp.eye({n}{self._typed()})"
 
     def ones(self, shape: str) -> str:
-        return f"xp.ones({shape})"
+        return f"xp.ones({shape}{self._typed()})"
 
     def zeros(self, shape: str) -> str:
-        return f"xp.zeros({shape})"
+        return f"xp.zeros({shape}{self._typed()})"
 
     def full(self, shape: str, value: str) -> str:
-        return f"xp.full({shape}, {value})"
+        return f"xp.full({shape}, {value}{self._typed()})"
 
     def indicator(self, comparison: str) -> str:
-        return f"xp.asarray({comparison}, dtype=xp.float64)"
+        return f"xp.asarray({comparison}, dtype=xp.{self.dtype})"
 
     def call(self, name: str, *args: str, dim: int | None = None) -> str:
         """``name(args...)`` by the spelling the function's registry record gives this dialect;
@@ -109,7 +129,7 @@ class Dialect:
     def scalar(self, value: str) -> str:
         """A number literal as a 0-d array: arithmetic on two Python floats raises (``1.0 / 0.0``,
         ``10.0 ** 400.0``) or goes complex (``(-1.0) ** 0.5``) where arrays give IEEE values."""
-        return f"xp.asarray({value}, dtype=xp.float64)"
+        return f"xp.asarray({value}, dtype=xp.{self.dtype})"
 
     def helpers(self) -> dict[str, list[str]]:
         """Module-level helper functions by name (emitted only when the body calls them): those the
@@ -172,22 +192,22 @@ class TorchDialect(Dialect):
         return f"torch.diagonal({x})"
 
     def eye(self, n: str) -> str:
-        return f"torch.eye({n}, dtype=torch.float64, device=_device)"
+        return f"torch.eye({n}, dtype=torch.{self.dtype}, device=_device)"
 
     def ones(self, shape: str) -> str:
-        return f"torch.ones({shape}, dtype=torch.float64, device=_device)"
+        return f"torch.ones({shape}, dtype=torch.{self.dtype}, device=_device)"
 
     def zeros(self, shape: str) -> str:
-        return f"torch.zeros({shape}, dtype=torch.float64, device=_device)"
+        return f"torch.zeros({shape}, dtype=torch.{self.dtype}, device=_device)"
 
     def full(self, shape: str, value: str) -> str:
-        return f"torch.full({shape}, {value}, dtype=torch.float64, device=_device)"
+        return f"torch.full({shape}, {value}, dtype=torch.{self.dtype}, device=_device)"
 
     def indicator(self, comparison: str) -> str:
-        return f"({comparison}).to(torch.float64)"
+        return f"({comparison}).to(torch.{self.dtype})"
 
     def scalar(self, value: str) -> str:
-        return f"torch.tensor({value}, dtype=torch.float64, device=_device)"
+        return f"torch.tensor({value}, dtype=torch.{self.dtype}, device=_device)"
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -221,6 +241,7 @@ def generate(
     sizes: dict[g.Dim, int] | None = None,
     name: str = "derivatives",
     dense: bool = True,
+    dtype: str = "float64",
 ) -> Program:
     """Python source computing ``roots`` from ``variables`` with ``backend``'s array library.
 
@@ -228,6 +249,7 @@ def generate(
     an output of order three or more that is a product of factors over disjoint axes (a
     Kronecker-structured Hessian) is returned as the tuple of its arrays, with
     ``Program.structures`` saying how they make the tensor (an identity factor is never formed).
+    ``dtype``: the floating type of the inputs, which the arrays the code makes share.
     """
     if backend not in DIALECTS:
         raise MatrixCalculusError(f"unknown backend {backend!r}; choose one of {', '.join(DIALECTS)}")
@@ -237,5 +259,5 @@ def generate(
         structure = out.structure if isinstance(out, Factors) else None
         assert structure is None or isinstance(structure, Structure)  # the planner's kind
         structures.append(structure)
-    source = emit(block, DIALECTS[backend], name)
+    source = emit(block, DIALECTS[backend].typed(dtype), name)
     return Program(source, name, [v.name for v in variables], backend, structures, block)

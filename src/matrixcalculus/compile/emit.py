@@ -85,6 +85,7 @@ def emit(block: Block, dialect: Dialect, function: str) -> str:
     """The module defining ``function(arguments...)`` that runs ``block`` and returns its outputs."""
     printer = _Printer(block, dialect)
     body = printer.prologue()
+    body += [f"    # {choice}" for choice in block.choices]
     body += [f"    {printer.names[s.target]} = {printer.statement(s)}" for s in block.sizes + block.statements]
     outputs: list[str] = []
     for k, output in enumerate(block.outputs):

@@ -26,15 +26,17 @@ the plan cheap:
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TypeAlias
 
+from matrixcalculus.compile.cost import Cost, estimate, nonnegative
 from matrixcalculus.compile.statements import Block, Factors, Lit, Op, Operand, Value, View, literal, number_text
 from matrixcalculus.errors import MatrixCalculusError
 from matrixcalculus.ir import graph as g
-from matrixcalculus.transform.lowering import lower
+from matrixcalculus.transform.lowering import inline_operand, lower
 
 Labels = tuple[int, ...]
 # A product tree: a factor's index, or (left, right, the labels the product keeps).
@@ -183,6 +185,9 @@ class _Planner:
             kind = "ones" if isinstance(node, g.Ones) else "zeros"
             return _Array(self.assign(kind, [], node.shape, self.shape(node.shape)), rank_labels)
         if isinstance(node, g.Add):
+            hoisted = self.hoisted(node)
+            if hoisted is not None:
+                return hoisted
             return _Array(self.sum(node, args), rank_labels)
         if isinstance(node, g.Power):
             return _Array(self.power(node, args), rank_labels)
@@ -195,8 +200,220 @@ class _Planner:
             operands = [a.operand for a in args]
             return _Array(self.assign("call", operands, node.shape, *node.params), rank_labels)
         if isinstance(node, g.Contract):
+            chosen = self.symmetric_product(node) or self.distributed(node)
+            if chosen is not None:
+                return chosen
             return self.contract(node, args)
         raise MatrixCalculusError(f"no code for {type(node).__name__}")  # pragma: no cover
+
+    # -------------------------------------------------------------------------- forms chosen by cost
+
+    def planned(self, node: g.Node) -> _Array:
+        """Plan a node built here (a rewritten form) and the parts of it not planned yet."""
+        new = [sub for sub in g.postorder(node) if sub not in self.values]
+        for sub in new:
+            for a in sub.args:
+                self.uses[a] = self.uses.get(a, 0) + 1
+        for sub in new:
+            self.values[sub] = self.node(sub, [self.values[a] for a in sub.args])
+        return self.values[node]
+
+    def label_sizes(self, node: g.Contract) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for arg, labs in zip(node.args, node.labels, strict=True):
+            for lab, d in zip(labs, arg.shape, strict=True):
+                sizes[lab] = self.size([d])
+        return sizes
+
+    def contraction_cost(self, node: g.Node) -> Cost:
+        """The estimated cost of a contraction in the cheapest order (see :mod:`.cost`)."""
+        if not isinstance(node, g.Contract):
+            return Cost()
+        gram = self.gram(node)
+        if gram is not None:
+            return gram[4]  # it will be a symmetric product (so a distributed form may be cheaper)
+        size = self.label_sizes(node)
+        labels = [tuple(labs) for labs in node.labels]
+
+        def entries(labs: Sequence[int]) -> int:
+            return math.prod(size[lab] for lab in set(labs))
+
+        if len(labels) == 1:
+            return Cost(entries(labels[0]), entries(labels[0]) + entries(node.out))
+        network = _Network(labels, node.out, size)
+        total = Cost()
+        stack: list[Tree] = [product_order(labels, node.out, size)]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, int):
+                continue
+            left, right, keep = item
+            kl, kr = network.kept(network.members(left)), network.kept(network.members(right))
+            total += Cost(network.flops(kl, kr), entries(kl) + entries(kr) + entries(keep))
+            stack += [left, right]
+        return total
+
+    def private(self, node: g.Node) -> bool:
+        """Used once, and not an output: a rewrite may compute it inside its user."""
+        return self.uses.get(node, 0) == 1 and node not in self.roots
+
+    def distributed(self, node: g.Contract) -> _Array | None:
+        """``(U*V' - T)*V`` as ``U*(V'*V) - T*V`` where the cost model finds it cheaper.
+
+        A sum that the product reduces is then never formed, nor the terms' own products: each
+        term's operands join the product and are ordered with it (``U*V'*V`` is ``U*(V'*V)``, a
+        p x p product, when the rank p is small; with a large rank the factored form is cheaper
+        and is kept).
+        """
+        for k, op in enumerate(node.args):
+            if not (isinstance(op, g.Add) and self.private(op) and node.args.count(op) == 1):
+                continue
+            if any(t.rank != op.rank or _broadcast_scalar(t) is not None for t in op.args):
+                continue  # a broadcast scalar term: distributing it would form its copies
+            # The product's coefficient scales the sum once, after it: -2*(T*V - U*(V'*V)).
+            unscaled = g.contract(node.args, node.labels, node.out)
+            if len(node.args) < 2 or not isinstance(unscaled, g.Contract):
+                return None  # a multiple or transpose of the sum: nothing to distribute over
+            terms = [_inlined(unscaled, k, t, self.private(t)) for t in op.args]
+            factored = self.contraction_cost(node) + Cost(0, (len(op.args) + 1) * self.size(op.shape))
+            factored = sum((self.contraction_cost(t) for t in op.args if self.private(t)), factored)
+            spread = Cost(0, (len(terms) + 1) * self.size(node.shape))
+            spread = sum((self.contraction_cost(t) for t in terms), spread)
+            if estimate(spread) >= estimate(factored):
+                self.block.choices.append(
+                    f"kept a product of a sum factored: estimated {estimate(factored):.3g} against"
+                    f" {estimate(spread):.3g} distributed"
+                )
+                continue
+            self.block.choices.append(
+                f"distributed a product over a sum of {len(terms)} terms: estimated {estimate(spread):.3g}"
+                f" against {estimate(factored):.3g} factored"
+            )
+            total = g.add(terms)
+            axes = tuple(range(total.rank))
+            return self.planned(g.contract([total], [axes], axes, node.coeff))
+        return None
+
+    def hoisted(self, node: g.Add) -> _Array | None:
+        """``A*x + A*y`` as ``A*(x + y)`` where the cost model finds it cheaper: a factor that every
+        term of a sum multiplies, the same way, is multiplied once by the sum of the rest."""
+        terms = node.args
+        if len(terms) < 2 or not all(isinstance(t, g.Contract) and self.private(t) for t in terms):
+            return None
+        first = terms[0]
+        assert isinstance(first, g.Contract)
+        for f in dict.fromkeys(first.args):
+            factored = _hoist(node, f)
+            if factored is None:
+                continue
+            inner, outer = factored
+            spread = Cost(0, (len(terms) + 1) * self.size(node.shape))
+            spread = sum((self.contraction_cost(t) for t in terms), spread)
+            hoist = Cost(0, (len(terms) + 1) * self.size(inner.shape))
+            hoist = sum((self.contraction_cost(t) for t in inner.args), hoist) + self.contraction_cost(outer)
+            if estimate(hoist) >= estimate(spread):
+                continue
+            self.block.choices.append(
+                f"hoisted a factor shared by {len(terms)} terms: estimated {estimate(hoist):.3g} against"
+                f" {estimate(spread):.3g} for the terms apart"
+            )
+            return self.planned(outer)
+        return None
+
+    def gram(self, node: g.Node) -> tuple[int, int, g.Node, Cost, Cost, g.Contract] | None:
+        """``X'*diag(d)*X`` with ``d >= 0`` proved: (the operand X, its summed label, d, the
+        general product's cost, the symmetric product's, the contraction with entry-wise vector
+        factors opened, whose operands these are), where the symmetric one is cheaper."""
+        if not isinstance(node, g.Contract) or node.rank != 2 or len(set(node.out)) != 2:
+            return None
+        # Open entry-wise products of a vector and scalars (c*s): their scalars may have any sign
+        # and scale the product afterwards, their vectors make the diagonal.
+        for _ in range(len(node.args)):
+            k = next(
+                (
+                    k
+                    for k, a in enumerate(node.args)
+                    if isinstance(a, g.Contract)
+                    and a.rank == 1
+                    and all(set(labs) <= set(a.out) for labs in a.labels)
+                    and all(b.rank <= 1 for b in a.args)
+                ),
+                None,
+            )
+            if k is None:
+                break
+            opened = _inlined(node, k, node.args[k], True)
+            if not isinstance(opened, g.Contract):
+                return None
+            node = opened
+        pairs = [
+            (i, j)
+            for i in range(len(node.args))
+            for j in range(i + 1, len(node.args))
+            if node.args[i] is node.args[j] and node.args[i].rank == 2
+        ]
+        for i, j in pairs:
+            li, lj = node.labels[i], node.labels[j]
+            shared = [lab for lab in li if lab in lj]
+            if len(shared) != 1 or li.index(shared[0]) != lj.index(shared[0]):
+                continue
+            (s,) = shared
+            if s in node.out or {lab for lab in li + lj if lab != s} != set(node.out):
+                continue
+            rest = [k for k in range(len(node.args)) if k not in (i, j)]
+            # Vectors over s make the diagonal; factors that carry neither s nor an output label
+            # make a scalar (sum(y) is y'*ones), which scales the product whatever its sign.
+            vectors = [k for k in rest if node.labels[k] == (s,)]
+            if any(set(node.labels[k]) & ({s} | set(node.out)) for k in rest if k not in vectors):
+                continue
+            diagonal = g.contract(
+                [node.args[k] for k in vectors] + [g.ones((node.args[i].shape[li.index(s)],))],
+                [node.labels[k] for k in vectors] + [(s,)],
+                (s,),
+            )
+            if not nonnegative(diagonal):
+                continue
+            size = self.label_sizes(node)
+            n, m = size[s], size[node.out[0]]
+            general = Cost(n * m * m, 3 * n * m + m * m)
+            symmetric = Cost(n * m * (m + 1) // 2 + n, 3 * n * m + m * m + 2 * n)
+            if estimate(symmetric) < estimate(general):
+                return i, s, diagonal, general, symmetric, node
+        return None
+
+    def symmetric_product(self, node: g.Contract) -> _Array | None:
+        """``X'*diag(d)*X`` with ``d >= 0`` proved (:func:`.cost.nonnegative`) as ``B'*B``,
+        ``B = X .* sqrt(d)``: a product of a matrix with its own transpose, which BLAS computes
+        as one symmetric rank-k update (NumPy calls ``syrk`` for ``B.T @ B``) at half the
+        multiply-adds."""
+        found = self.gram(node)
+        if found is None:
+            return None
+        i, s, diagonal, general, symmetric, node = found
+        li = node.labels[i]
+        self.block.choices.append(
+            f"a symmetric product B'*B (B = X .* sqrt(d), d >= 0 proved): estimated {estimate(symmetric):.3g}"
+            f" against {estimate(general):.3g} for X'*(d .* X)"
+        )
+        d = self.planned(diagonal).operand
+        shape_d = (node.args[i].shape[li.index(s)],)
+        root = self.assign("call", [self.assign("call", [d], shape_d, "abs")], shape_d, "sqrt")
+        x = self.values[node.args[i]]
+        axis = li.index(s)
+        scaled = self.assign(
+            "mul", [x.operand, _view(root).broadcast((0, None) if axis == 0 else (None, 0))], node.args[i].shape
+        )
+        # B[s, a] with s first: B'*B; with s second: B*B'.
+        pair = [_transposed(scaled), scaled] if axis == 0 else [scaled, _transposed(scaled)]
+        product = self.assign("matmul", pair, node.shape)
+        pair_and_vectors = {i} | {k for k, a in enumerate(node.args) if a is node.args[i] or node.labels[k] == (s,)}
+        others = [k for k in range(len(node.args)) if k not in pair_and_vectors]
+        if others:
+            scale = g.contract([node.args[k] for k in others], [node.labels[k] for k in others], (), node.coeff)
+            product = self.assign("mul", [self.planned(scale).operand, product], node.shape)
+        elif node.coeff != 1:
+            product = self.assign("mul", [literal(node.coeff), product], node.shape)
+        return _Array(product, tuple(range(node.rank)))
 
     def power(self, node: g.Power, args: list[_Array]) -> Operand:
         base, exponent = args[0].operand, args[1].operand
@@ -226,9 +443,15 @@ class _Planner:
                 if s is None:
                     operand = literal(abs(c))
                 else:
-                    body = self.values[s].operand
+                    body = self.planned(s).operand
                     operand = body if abs(c) == 1 else self.assign("mul", [literal(abs(c)), body], ())
                 minus = c < 0
+            elif (part := _broadcast_part(term)) is not None and any(
+                _broadcast_part(t) is None and _broadcast_scalar(t) is None for t in node.args
+            ):
+                # b*ones(N)' + A: b broadcast along the axis of ones (another term has every axis).
+                rest, axes = part
+                operand = _view(self.planned(rest).operand).broadcast(axes)
             elif (
                 isinstance(term, g.Contract)
                 and term.coeff < 0
@@ -446,13 +669,101 @@ def _broadcast_scalar(node: g.Node) -> tuple[Fraction, g.Node | None] | None:
     """``c * s * ones(...)`` -> (c, s): a scalar repeated over a tensor, added by broadcasting."""
     if isinstance(node, g.Ones):
         return Fraction(1), None
-    if isinstance(node, g.Contract) and isinstance(node.args[-1], g.Ones) and node.labels[-1] == node.out:
-        rest = node.args[:-1]
+    if isinstance(node, g.Contract) and node.out:
+        ones = [k for k, a in enumerate(node.args) if isinstance(a, g.Ones) and node.labels[k] == node.out]
+        if not ones:
+            return None
+        rest = tuple(a for k, a in enumerate(node.args) if k != ones[0])
+        rest_labels = [labs for k, labs in enumerate(node.labels) if k != ones[0]]
         if not rest:
             return node.coeff, None
         if len(rest) == 1 and rest[0].rank == 0:
             return node.coeff, rest[0]
+        if not any(lab in node.out for labs in rest_labels for lab in labs):
+            # The other factors make a scalar (1/n times a sum, say): it is broadcast.
+            return node.coeff, g.contract(list(rest), rest_labels, ())
     return None
+
+
+def _broadcast_part(node: g.Node) -> tuple[g.Node, tuple[int | None, ...]] | None:
+    """``b*ones(N)'`` -> (b, (0, None)): a product with ones over axes no other factor carries is
+    its other factors broadcast along those axes (no array of copies is built)."""
+    if not isinstance(node, g.Contract) or not node.rank:
+        return None
+    spread = set()
+    for arg, labs in zip(node.args, node.labels, strict=True):
+        if isinstance(arg, g.Ones) and len(labs) == 1 and labs[0] in node.out:
+            others = [other for other in node.labels if other is not labs]
+            if not any(labs[0] in other for other in others):
+                spread.add(labs[0])
+    if not spread or spread == set(node.out):
+        return None  # nothing spread, or a scalar spread everywhere (_broadcast_scalar's case)
+    keep = [
+        k
+        for k, (arg, labs) in enumerate(zip(node.args, node.labels, strict=True))
+        if not (isinstance(arg, g.Ones) and labs[0] in spread)
+    ]
+    out = tuple(lab for lab in node.out if lab not in spread)
+    rest = g.contract([node.args[k] for k in keep], [node.labels[k] for k in keep], out, node.coeff)
+    return rest, tuple(out.index(lab) if lab in out else None for lab in node.out)
+
+
+def _inlined(parent: g.Contract, k: int, term: g.Node, inline: bool) -> g.Node:
+    """``parent`` with its operand ``k`` replaced by ``term``, joined with its operands when
+    ``inline`` (see :func:`~matrixcalculus.transform.lowering.inline_operand`)."""
+    if not inline:
+        return g.contract(parent.args[:k] + (term,) + parent.args[k + 1 :], parent.labels, parent.out, parent.coeff)
+    return inline_operand(parent, k, term)
+
+
+def _hoist(total: g.Add, f: g.Node) -> tuple[g.Add, g.Node] | None:
+    """``sum_j f * rest_j`` as (``sum_j rest_j``, ``f * (sum_j rest_j)``) when ``f`` is an operand of
+    every term, once, with each axis either the same axis of the result in every term or summed
+    against the term's other operands in every term; None otherwise."""
+    rank = total.rank
+    rests: list[g.Node] = []
+    roles: tuple[int | None, ...] | None = None  # per axis of f: the result's axis, or None (summed)
+    for term in total.args:
+        assert isinstance(term, g.Contract)
+        where = [k for k, a in enumerate(term.args) if a is f]
+        if len(where) != 1:
+            return None
+        (k,) = where
+        labs = term.labels[k]
+        if len(set(labs)) != len(labs):
+            return None
+        mine = tuple(term.out.index(lab) if lab in term.out else None for lab in labs)
+        if roles is None:
+            roles = mine
+        elif mine != roles:
+            return None
+        others = [j for j in range(len(term.args)) if j != k]
+        carried = {lab for j in others for lab in term.labels[j]}
+        summed = [lab for lab, role in zip(labs, mine, strict=True) if role is None]
+        if not others or any(lab not in carried for lab in summed):
+            return None
+        if any(lab in carried for lab, role in zip(labs, mine, strict=True) if role is not None):
+            return None  # an axis f shares with the rest entry by entry (a Hadamard product): not hoisted
+        # The rest's axes: f's summed axes (in f's order), then the result's axes f does not carry.
+        free = [lab for lab in term.out if lab not in labs]
+        if any(lab not in carried for lab in free):
+            return None
+        rests.append(
+            g.contract([term.args[j] for j in others], [term.labels[j] for j in others], summed + free, term.coeff)
+        )
+    assert roles is not None
+    if any(r.shape != rests[0].shape for r in rests):
+        return None
+    inner = g.add(rests)
+    if not isinstance(inner, g.Add):
+        return None
+    # f * inner with labels: the result's axes 0..rank-1, f's summed axes rank, rank+1, ...
+    fresh = iter(range(rank, rank + len(roles)))
+    f_labels = tuple(role if role is not None else next(fresh) for role in roles)
+    summed_labels = tuple(lab for lab, role in zip(f_labels, roles, strict=True) if role is None)
+    free_axes = tuple(axis for axis in range(rank) if axis not in roles)
+    outer = g.contract([f, inner], [f_labels, summed_labels + free_axes], tuple(range(rank)))
+    return inner, outer
 
 
 def _components(node: g.Node) -> list[list[int]] | None:

@@ -11,9 +11,9 @@ checks its outputs and returns structured results.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from matrixcalculus.compile.codegen import DIALECTS, Program, Structure, generate
@@ -52,7 +52,10 @@ class CompiledDerivatives:
         self.variables = variables
         self.single = single
         self.backend = backend
-        self._cache: dict[tuple, tuple[Program, Any, dict[g.Dim, int]]] = {}
+        self._cache: dict[tuple, _Entry] = {}
+        self._names = [v.name for v in variables]
+        # One output per group: the call returns the outputs as they come.
+        self._simple = all(count == 1 for _, count in groups)
 
     def _structured(self, item: Any, structure: Structure | None, sizes: Mapping[g.Dim, int]) -> Any:
         if structure is None:
@@ -96,55 +99,82 @@ class CompiledDerivatives:
             return self._compiled(values)[0].source
         if not self._cache:
             return generate(self.roots, self.variables, self.backend).source
-        return next(reversed(self._cache.values()))[0].source
+        return next(reversed(self._cache.values())).program.source
+
+    def _signature(self, values: Mapping[str, Any]) -> tuple:
+        """The key of the code for these values: each argument's shape and dtype (a number
+        without them is a scalar of no dtype of its own)."""
+        try:
+            # The fast path: arrays of any library have .shape and .dtype.
+            return tuple([(a.shape, a.dtype) for a in map(values.__getitem__, self._names)])
+        except (KeyError, TypeError, AttributeError):
+            pass
+        if not isinstance(values, Mapping):
+            raise EvaluationError(f"values are a mapping from variable names to arrays, not {type(values).__name__}")
+        missing = [name for name in self._names if name not in values]
+        if missing:
+            raise EvaluationError(f"no value given for {', '.join(missing)}")
+        return tuple(
+            (tuple(getattr(values[name], "shape", ())), getattr(values[name], "dtype", None)) for name in self._names
+        )
 
     def _compiled(self, values: Mapping[str, Any]) -> tuple[Program, Any, dict[g.Dim, int]]:
-        try:
-            key = tuple(tuple(getattr(values[v.name], "shape", ())) for v in self.variables)
-        except (KeyError, TypeError):
-            if not isinstance(values, Mapping):
-                raise EvaluationError(
-                    f"values are a mapping from variable names to arrays, not {type(values).__name__}"
-                ) from None
-            missing = [v.name for v in self.variables if v.name not in values]
-            raise EvaluationError(f"no value given for {', '.join(missing)}") from None
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        if key not in self._cache:
-            import numpy as np
+        entry = self._entry(values)
+        return entry.program, entry.fn, entry.sizes
 
-            shaped = {v.name: np.broadcast_to(0.0, k) for v, k in zip(self.variables, key, strict=True)}
-            _, sizes = bind({v.name: v for v in self.variables}, shaped)
-            # Dense results are built from the factors too: that writes only the nonzero blocks.
-            program = generate(self.roots, self.variables, self.backend, sizes, dense=False)
-            namespace: dict[str, Any] = {}
-            # The source is generated from our own graph, not user text; every identifier in it comes from
-            # compile.emit._Names (user names that are not safe ASCII non-keywords are renamed).
-            code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")
-            exec(code, namespace)
-            fn = namespace[program.function]
-            if self.backend == "jax":
-                import jax
+    def _entry(self, values: Mapping[str, Any]) -> _Entry:
+        """The code for the signature of ``values``: generated, compiled and its argument checks
+        done on the first call with that signature, then looked up (one dictionary look-up)."""
+        key = self._signature(values)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        import numpy as np
 
-                fn = jax.jit(fn)
-            self._cache[key] = (program, fn, sizes)
-        return self._cache[key]
+        shapes = [tuple(int(d) for d in shape) for shape, _ in key]
+        dtype = _floating_type([dt for _, dt in key])
+        shaped = {v.name: np.broadcast_to(0.0, k) for v, k in zip(self.variables, shapes, strict=True)}
+        _, sizes = bind({v.name: v for v in self.variables}, shaped)
+        # Dense results are built from the factors too: that writes only the nonzero blocks.
+        program = generate(self.roots, self.variables, self.backend, sizes, dense=False, dtype=dtype)
+        namespace: dict[str, Any] = {}
+        # The source is generated from our own graph, not user text; every identifier in it comes from
+        # compile.emit._Names (user names that are not safe ASCII non-keywords are renamed).
+        code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")
+        exec(code, namespace)
+        fn = namespace[program.function]
+        if self.backend == "jax":
+            import jax
+
+            fn = jax.jit(fn)
+        # Only functions and powers raise IEEE warnings on finite inputs (a product or sum does
+        # only when it overflows, and then the output is not finite and the check raises): other
+        # programs run without the cost of silencing them.
+        quiet = any(s.op.name in ("call", "power") for s in program.block.statements)
+        entry = _Entry(program, fn, sizes, bool(program.structures and any(program.structures)), quiet)
+        self._cache[key] = entry
+        return entry
 
     def __call__(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         if self.backend == "auto":
             return self._for(values)(values)
-        program, fn, sizes = self._compiled(values)
-        arguments = [values[name] for name in program.arguments]
-        import numpy as np
-
         try:
-            # With the check on, IEEE warnings are noise: a non-finite output raises below instead.
-            with np.errstate(all="ignore") if self.check_finite else contextlib.nullcontext():
-                flat = fn(*arguments)
+            # The common case in two passes over the arguments: read them, look their signature up.
+            arguments = [values[name] for name in self._names]
+            entry = self._cache[tuple([(a.shape, a.dtype) for a in arguments])]
+        except (KeyError, TypeError, AttributeError):
+            entry = self._entry(values)  # a new signature (or numbers, or a missing name: it says which)
+            arguments = [values[name] for name in self._names]
+        try:
+            if self.check_finite and entry.quiet:
+                # With the check on, IEEE warnings are noise: a non-finite output raises below instead.
+                with _NP.errstate(all="ignore"):
+                    flat = entry.fn(*arguments)
+            else:
+                flat = entry.fn(*arguments)
         except _linalg_errors(self.backend) as exc:
             # A factorisation failed (numpy.linalg.inv of a singular matrix): the interpreter names it.
-            self._diagnose(values, sizes, None)
+            self._diagnose(values, entry.sizes, None)
             names = sorted(
                 {
                     n.name
@@ -155,9 +185,17 @@ class CompiledDerivatives:
             )
             raise EvaluationError(f"{' or '.join(names) or 'a matrix function'} of a singular matrix: {exc}") from None
         if self.check_finite:
-            flat = self._checked(list(flat), values, sizes)
-        if program.structures and any(program.structures):
-            flat = [self._structured(item, st, sizes) for item, st in zip(flat, program.structures, strict=True)]
+            for item in flat:
+                # NumPy arrays with a finite sum pass here; anything else is looked at by _checked.
+                if type(item) is not _NDARRAY or not math.isfinite(_ADD_REDUCE(item, None)):
+                    flat = self._checked(flat, values, entry.sizes)
+                    break
+        if entry.structured:
+            flat = [
+                self._structured(item, st, entry.sizes) for item, st in zip(flat, entry.program.structures, strict=True)
+            ]
+        if self._simple:
+            return tuple(flat)
         result: list[Any] = []
         k = 0
         for _, count in self.groups:
@@ -166,18 +204,20 @@ class CompiledDerivatives:
             result.append(part[0] if (self.single or count == 1) else part)
         return tuple(result)
 
-    def _checked(self, flat: list[Any], values: Mapping[str, Any], sizes: Mapping[g.Dim, int]) -> list[Any]:
+    def _checked(self, flat: Sequence[Any], values: Mapping[str, Any], sizes: Mapping[g.Dim, int]) -> Sequence[Any]:
         """The outputs, after making sure each is finite (the policy: a non-finite result is an error).
 
-        Eager backends are checked here, one ``isfinite(...).all()`` per array. Dask is lazy: checking
-        now would compute everything twice, so each dask output carries the check into its graph
-        (``map_blocks``) and raises when it is computed.
+        Eager backends are checked here, one sum per array (see :func:`_finite`). Dask is lazy:
+        checking now would compute everything twice, so each dask output carries the check into
+        its graph (``map_blocks``) and raises when it is computed.
         """
         if self.backend == "dask":
             return [self._lazily_checked(item, values, sizes, k) for k, item in enumerate(flat)]
-        xp = _namespace(self.backend)
         for k, item in enumerate(flat):
-            if not all(_finite(a, xp) for a in (item if isinstance(item, tuple) else (item,))):
+            if isinstance(item, tuple):
+                if not all(_finite(a) for a in item):
+                    self._diagnose(values, sizes, k)
+            elif not _finite(item):
                 self._diagnose(values, sizes, k)
         return flat
 
@@ -193,7 +233,7 @@ class CompiledDerivatives:
         def one(a: Any) -> Any:
             if isinstance(a, da.Array):
                 return a.map_blocks(check, dtype=a.dtype)
-            if not _finite(a, np):
+            if not _finite(a):
                 self._diagnose(values, sizes, k)
             return a
 
@@ -210,7 +250,7 @@ class CompiledDerivatives:
                 result = evaluate(self.roots[j], arrays, dims)
             except MatrixCalculusError as exc:
                 raise EvaluationError(f"{exc.message} (computing {self.labels[j]})") from None
-            if k is not None and not _finite(result, _np()):
+            if k is not None and not _finite(result):
                 raise EvaluationError(f"{self.labels[k]} is not finite (it has inf or nan entries)")
         if k is not None:
             raise EvaluationError(
@@ -225,15 +265,64 @@ def _np() -> Any:
     return np
 
 
-def _finite(a: Any, xp: Any) -> bool:
+def _finite(a: Any) -> bool:
+    """Are all entries of ``a`` finite? One reduction, no boolean temporary: a nan or inf entry
+    makes the sum non-finite. Only when the sum itself is not finite (an overflow of finite
+    entries can do that) is every entry looked at."""
+    if type(a) is _NDARRAY:
+        # NumPy's reduction itself, without the Python layers of ndarray.sum (a microsecond a call).
+        return math.isfinite(_ADD_REDUCE(a, None)) or bool(_np().isfinite(a).all())
     if isinstance(a, int | float):
         return math.isfinite(a)
-    # One reduction, no boolean temporary: a nan or inf entry makes the sum non-finite. Only when the
-    # sum itself is not finite (an overflow of finite entries can do that) is every entry looked at.
-    total = xp.sum(a)
-    if bool(xp.isfinite(total)):
-        return True
+    try:
+        # The array's own sum (no dispatch through a namespace); a 0-d result reads as a float.
+        if math.isfinite(a.sum()):
+            return True
+    except (TypeError, ValueError, AttributeError):  # pragma: no cover - an array type without a plain sum
+        pass
+    xp = _array_namespace(a)
     return bool(xp.all(xp.isfinite(a)))
+
+
+def _numpy() -> tuple[Any, Any, Any]:
+    import numpy as np
+
+    return np, np.ndarray, np.add.reduce
+
+
+# Looked up once: the call path reads them without an import statement.
+_NP, _NDARRAY, _ADD_REDUCE = _numpy()
+
+
+def _array_namespace(a: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.array_namespace(a)
+
+
+def _floating_type(dtypes: Sequence[Any]) -> str:
+    """The floating type compiled code computes in: ``float32`` when every input array is float32
+    (of any library), else ``float64``; a number without a dtype (None here) follows the arrays,
+    as NumPy's scalars do.
+
+    >>> import numpy as np
+    >>> _floating_type([np.dtype("float32"), None]), _floating_type([np.dtype("float32"), np.dtype("float64")])
+    ('float32', 'float64')
+    """
+    names = [str(d).rsplit(".", 1)[-1] for d in dtypes if d is not None]
+    return "float32" if names and all(name == "float32" for name in names) else "float64"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """The code for one signature: its program, the function, the sizes read off the arguments,
+    and whether any output comes back as factors."""
+
+    program: Program
+    fn: Any
+    sizes: dict[g.Dim, int]
+    structured: bool
+    quiet: bool  # whether IEEE warnings are silenced while it runs (see _entry)
 
 
 def _to_numpy(a: Any) -> Any:

@@ -192,6 +192,8 @@ class Block:
     sizes: list[Statement] = field(default_factory=list)
     statements: list[Statement] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
+    # The forms chosen by the cost model (compile.cost), in words: printed as comments.
+    choices: list[str] = field(default_factory=list)
     _shared: dict[Op, Value] = field(default_factory=dict, repr=False)
 
     def argument(self, name: str, shape: tuple[g.Dim, ...]) -> Value:

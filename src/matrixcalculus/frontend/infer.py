@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -681,6 +681,12 @@ class _Checker:
             dims = [self.dimension(arg) for arg in node.args]
             if name == "eye":
                 return ("m", dims[0], dims[0])
+            if name == "commutation":
+                # K of an m x n matrix is (m*n) x (m*n). Products unify factor by factor, so the
+                # factors are in the order flattening puts them where K meets a Kronecker
+                # product: kron(Q, P)*commutation(m, n), P with m rows or columns, Q with n.
+                m, n = dims
+                return ("m", self.dims.product(m, n), self.dims.product(n, m))
             return plain_type(tuple(dims))
         if name in FUNCTIONS:
             return self.registered(node, kids)
@@ -813,15 +819,22 @@ class _Checker:
 
     def product_of(self, record: FunctionRecord, node: Ast, kids: list[MType]) -> MType:
         """A "product" result: ``kron(A, B)`` of m x n and p x q is (m*p) x (n*q); of two vectors
-        of one orientation, a vector of length m*p."""
+        of one orientation, a vector of length m*p; a vector with a matrix, or a column with a
+        row, is the n x 1 or 1 x n matrix it is written as (``kron(x', eye(m))`` is m x (n*m))."""
         first = kids[0]
         if all(a[0] == first[0] for a in kids) and first[0] in "mcr":
             return (first[0], *(self.dims.product(*axis) for axis in zip(*(a[1:] for a in kids), strict=True)))
+        if all(a[0] in "mcr" for a in kids):
+            # A vector among matrices, or a column with a row, is the n x 1 (column) or 1 x n (row)
+            # matrix it is written as: kron(x', eye(m)) is m x (n*m), kron(x, y') is x*y'.
+            rows = [a[1] for a in kids if a[0] in "mc"]
+            columns = [a[-1] for a in kids if a[0] in "mr"]
+            return ("m", *(axis[0] if len(axis) == 1 else self.dims.product(*axis) for axis in (rows, columns)))
         given = " and ".join(
             f"{self.src(arg)} is {_describe(a, self.dims)}" for arg, a in zip(node.args, kids, strict=True)
         )
         raise _Mismatch(
-            f"{record.name} at column {node.column} needs {record.product_arguments} of one orientation, but {given}",
+            f"{record.name} at column {node.column} needs {record.product_arguments}, but {given}",
             node,
         )
 
@@ -1257,6 +1270,9 @@ def _build(
         if _is_sum(ast):
             nodes[id(ast)] = _build_sum(ast, nodes, mt, inner_sums)
             continue
+        if ast.op == "call" and ast.value == "commutation":
+            nodes[id(ast)] = g.commutation(*(_dimension_of(arg) for arg in ast.args))
+            continue
         if ast.op == "call" and ast.value in DIMENSION_FUNCTIONS:
             t = mt[id(ast)]
             shape = tuple(dimname[d] for d in t[1:])
@@ -1282,7 +1298,7 @@ def _build(
             _check_constant(ast, node, text)
         else:
             t = mt[id(ast)]
-            node = call(ast, kids, tuple(dimname[d] for d in t[1:]), [mt[id(c)][0] for c in ast.args])
+            node = call(ast, kids, tuple(dimname[d] for d in t[1:]), [mt[id(c)] for c in ast.args])
         nodes[id(ast)] = node
     if subtrees is not None:
         subtrees.update({id(ast): (ast, nodes[id(ast)]) for ast in order if id(ast) in nodes})
@@ -1301,6 +1317,14 @@ def stack(ast: Ast, entries: list[g.Node], forms: list[str]) -> g.Node:
     if all(f in ("s", along) for f in forms):
         return g.concatenate(entries)  # one longer vector
     return g.concatenate(entries, 0 if vertical else 1, matrix=True)
+
+
+def _dimension_of(arg: Ast) -> g.Dim:
+    """The dimension a dimension argument names: a name (never renamed), a whole number, or a
+    product of those (``m*p``)."""
+    if arg.op == "binary":
+        return g.dim_product(_dimension_of(arg.args[0]), _dimension_of(arg.args[1]))
+    return arg.symbol if arg.op == "name" else int(arg.number)
 
 
 def _check_division(ast: Ast, a: g.Node, b: g.Node, text: str | None) -> None:
@@ -1514,15 +1538,22 @@ def product(a: g.Node, b: g.Node, ta: MType, tb: MType) -> g.Node:
     return g.contract([a, b], labels, out)
 
 
-def call(ast: Ast, args: list[g.Node], shape: g.Shape, forms: list[str] | None = None) -> g.Node:
-    """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``
-    (``forms``: the arguments' matrix-level forms, for a vector expanded beside a matrix)."""
+def call(ast: Ast, args: list[g.Node], shape: g.Shape, types: Sequence[MType] = ()) -> g.Node:
+    """The node of a function call ``ast`` with argument nodes ``args`` whose result has ``shape``;
+    ``types``: the arguments' matrix-level types (a row or a column of a matrix result, a vector
+    expanded beside a matrix)."""
     name = ast.symbol
     if name in FUNCTIONS:
         record = FUNCTIONS[name]
-        if record.result == "broadcast" and len(shape) == 2 and forms is not None:
+        if record.result == "broadcast" and len(shape) == 2 and types:
             # max(X, b) of a matrix and a vector: the vector repeated over the matrix, as in X + b.
-            args = [expand(a, f, shape) if a.rank == 1 else a for a, f in zip(args, forms, strict=False)]
+            args = [expand(a, t[0], shape) if a.rank == 1 else a for a, t in zip(args, types, strict=False)]
+        if record.result == "product" and len(shape) == 2:
+            # A vector argument of a matrix result is the 1 x n or n x 1 matrix it is written as.
+            args = [
+                g.reshape(x, (1, x.shape[0]) if t[0] == "r" else (x.shape[0], 1)) if x.rank == 1 else x
+                for x, t in zip(args, types, strict=True)
+            ]
         # A trailing whole number beyond the tensor arguments is the axis (see syntax.arity).
         extra = ast.args[record.arity :]
         # Along a vector the call is the vector's own (inference has checked the orientation).

@@ -41,7 +41,9 @@ from matrixcalculus.ir.graph import PI
 
 # Functions whose arguments are dimensions (a name or a whole number), not expressions.
 # ones and zeros of a tensor take one dimension per axis (zeros(n,n,n) prints a zero 3-tensor).
-DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 32), "zeros": (1, 32)}
+# commutation(m, n) is the mn x mn permutation K with K*vec(X) = vec(X') for an m x n matrix X
+# (column-major vec), as flattening prints it.
+DIMENSION_FUNCTIONS = {"eye": (1, 1), "ones": (1, 32), "zeros": (1, 32), "commutation": (2, 2)}
 _MAX_DIMENSION = 2**53
 # Functions built into the language beyond the registry (inference builds them as products).
 STRUCTURAL_FUNCTIONS = ("sum", "tr", "diag", "vector", "matrix")

@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import math
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
@@ -937,6 +939,41 @@ def reshape(x: Node, shape: Shape) -> Node:
     return _intern(Reshape, (x,), (shape,))
 
 
+def commutation(m: Dim, n: Dim) -> Node:
+    """The commutation matrix ``K`` of an ``m x n`` matrix: ``K*vec(X) = vec(X')``, column-major
+    ``vec``; rows are indexed by the entries of ``X'`` (n x m), columns by those of ``X``.
+
+    >>> commutation(2, 3).shape
+    (6, 6)
+    """
+    # Pairs are read row-major, so column-major vec(X)[k + m*l] = X[k,l] is column (l, k), and
+    # vec(X')[p + n*q] = X'[p,q] = X[q,p] is row (q, p): K[(q,p),(l,k)] = delta(q,k)*delta(p,l).
+    delta_m, delta_n = delta(m), delta(n)
+    tensor = contract([delta_m, delta_n], [(0, 3), (1, 2)], (0, 1, 2, 3))
+    return reshape(tensor, (dim_product(m, n), dim_product(n, m)))
+
+
+def commutation_dims(node: Node) -> tuple[Dim, Dim] | None:
+    """``(m, n)`` when ``node`` is :func:`commutation` ``(m, n)``, else None (for printing it by name).
+
+    >>> commutation_dims(commutation("m", "n"))
+    ('m', 'n')
+    """
+    if not isinstance(node, Reshape):
+        return None
+    inner = node.args[0]
+    if not (isinstance(inner, Contract) and inner.coeff == 1 and len(inner.args) == 2 and inner.rank == 4):
+        return None
+    if not all(isinstance(op, Delta) for op in inner.args):
+        return None
+    q, p, l, k = inner.out
+    pairs = {frozenset(labs): op.shape[0] for op, labs in zip(inner.args, inner.labels, strict=True)}
+    m, n = pairs.get(frozenset((q, k))), pairs.get(frozenset((p, l)))
+    if m is None or n is None or node.shape != (dim_product(m, n), dim_product(n, m)):
+        return None
+    return m, n
+
+
 # ------------------------------------------------------------------------------ functions
 
 
@@ -982,6 +1019,29 @@ class Function(Node):
         return self.record.value(xp, *values)
 
 
+# Inside as_typed(): functions are built as written, their records' rewrites not applied.
+_AS_TYPED: ContextVar[bool] = ContextVar("as_typed", default=False)
+
+
+@contextmanager
+def as_typed() -> Iterator[None]:
+    """Build functions as they are written, without their records' rewrites, for showing what was
+    typed: ``apply("max", const(0), u)`` is then ``max(0, u)``, not ``relu(u)``. Only for display:
+    the library computes with the rewritten nodes.
+
+    >>> u = var("u", "scalar", ())
+    >>> with as_typed():
+    ...     typed = apply("max", const(0), u)
+    >>> typed.name, apply("max", const(0), u).name
+    ('max', 'relu')
+    """
+    token = _AS_TYPED.set(True)
+    try:
+        yield
+    finally:
+        _AS_TYPED.reset(token)
+
+
 def apply(name: str, *args: Node, dim: int | None = None) -> Node:
     """``name(x, ...)`` for a function in the registry (a ``KeyError`` for an unknown name);
     ``dim``: the axis, for a function that takes one."""
@@ -990,7 +1050,7 @@ def apply(name: str, *args: Node, dim: int | None = None) -> Node:
         raise ShapeError(f"{name} takes {record.arity} argument{'s' if record.arity > 1 else ''}, not {len(args)}")
     if dim is not None and not record.dim:
         raise ShapeError(f"{name} takes no axis argument")
-    if record.rewrite is not None and dim is None:
+    if record.rewrite is not None and dim is None and not _AS_TYPED.get():
         simpler = record.rewrite(*args)
         if simpler is not None:
             return simpler

@@ -125,7 +125,7 @@ class FunctionRecord:
     def product_arguments(self) -> str:
         """What the arguments of a "product" function must be, in words."""
         count = "two" if self.arity == 2 else f"{self.arity}"
-        return f"{count} matrices or {count} vectors"
+        return f"{count} matrices or vectors"
 
     @property
     def symmetric_preserving(self) -> bool:

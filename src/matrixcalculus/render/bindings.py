@@ -17,6 +17,7 @@ from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.registry import FUNCTIONS
 from matrixcalculus.render.index import free_indices, index_entry
 from matrixcalculus.render.notation import MatrixPrinter
+from matrixcalculus.render.products import SplitMemo
 from matrixcalculus.render.style import ATOM, TEXT, Piece, Style
 
 # Names of the input language that a binding must not shadow (t1 is none of them, but a
@@ -106,16 +107,22 @@ def _name_all_used(
     style: Style,
     scalars: frozenset[str],
     rows: frozenset[g.Node],
+    probe: MatrixPrinter | None = None,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Print ``roots`` with the ``chosen`` nodes named, the most used (then the outermost)
     getting the first name; a name the text would not use is dropped and the rest named again,
-    so that every bound name is used."""
+    so that every bound name is used.
+
+    ``probe``: a printer that has printed ``order`` with the same nodes named (by stand-in
+    names): its pieces of the parts that contain no named node are taken as they are, and its
+    split decisions replayed for the rest, so that no interval search runs twice.
+    """
     position = {node: k for k, node in enumerate(order)}
     chosen = sorted(chosen, key=lambda node: (-uses[node], -position[node]))
     while True:
         spare = binding_names(reserved)
         name_of = {node: next(spare) for node in chosen}
-        texts, bindings = _print_named(roots, order, name_of, style, scalars, rows)
+        texts, bindings = _print_named(roots, order, name_of, style, scalars, rows, probe)
         unused = _unused(texts, bindings, name_of.values(), style)
         if not unused:
             return texts, bindings
@@ -130,6 +137,7 @@ def _print_named(
     style: Style,
     scalars: frozenset[str],
     rows: frozenset[g.Node],
+    probe: MatrixPrinter | None = None,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """The texts of ``roots`` and the bindings, each node of ``name_of`` printed by its name.
 
@@ -142,8 +150,23 @@ def _print_named(
     printer.names = dict(name_of)
     printer.rows = rows
     printer.keep_values(order)
+    # Parts with no named node inside print as the probe printed them (same printer, same names).
+    clean: set[g.Node] = set()
+    if probe is not None:
+        printer.splits = probe.splits
+        # (with what index notation those pieces hold: render.index keeps nested names apart)
+        printer.index_names.update(probe.index_names)
+        printer.opened.update(probe.opened)
+        for node in order:
+            named = node in name_of or node in probe.names
+            if not named and node not in rows and node in probe.memo and all(a in clean for a in node.args):
+                clean.add(node)
     bindings: list[tuple[str, str]] = []
     for node in order:
+        if node in clean:
+            assert probe is not None
+            printer.memo[node] = probe.memo[node]
+            continue
         piece = printer.render(node)
         if node in name_of:
             name = name_of[node]
@@ -187,20 +210,26 @@ def shared_text(
     scalars: frozenset[str],
     min_length: int = 12,
     rows: frozenset[g.Node] = frozenset(),
+    splits: SplitMemo | None = None,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """:func:`with_bindings` in time linear in the graph: each node is printed with the nodes
     named before it (children first) printed by their names, so no text repeats a shared part.
 
     Two passes: the first decides which nodes to name (used at least twice, and a text of at
     least ``min_length`` characters with the names inside it), the second prints with the final
-    names, the most used (then outermost) node getting the first name. A named tensor of order
-    three or more is bound in index notation, ``t1[i,j,k] = ...`` (as the result it is part of
-    prints), so that its text is not repeated either.
+    names, the most used (then outermost) node getting the first name. The second pass searches
+    nothing again: it takes the first pass's pieces of the parts with no named node inside and
+    replays its split decisions (:class:`~.products.SplitMemo`) for the others. A named tensor of
+    order three or more is bound in index notation, ``t1[i,j,k] = ...`` (as the result it is part
+    of prints), so that its text is not repeated either.
     """
     uses = _uses(roots)
     order = g.postorder(*roots)
     probe = MatrixPrinter(style, True, scalars, share=True)
     probe.keep_values(order)
+    # The split searches of the first pass are replayed by the second (``splits``: pass one in to
+    # read how many searches and merges the call made).
+    probe.splits = splits if splits is not None else SplitMemo()
     chosen: list[g.Node] = []
     for node in order:
         piece = probe.render(node)
@@ -209,4 +238,4 @@ def shared_text(
             probe.names[node] = "t0"  # a stand-in as long as most names
             piece = Piece(style.name("t0"), ATOM, piece.row, sym=piece.sym)
         probe.memo[node] = piece
-    return _name_all_used(roots, order, chosen, uses, reserved, style, scalars, rows)
+    return _name_all_used(roots, order, chosen, uses, reserved, style, scalars, rows, probe)

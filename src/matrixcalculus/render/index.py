@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from matrixcalculus.errors import MatrixCalculusError
 from matrixcalculus.frontend.indices import implicit_free
 from matrixcalculus.ir import graph as g
-from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, paren
+from matrixcalculus.render.style import ADD, ATOM, MUL, POW, NotMatrixNotation, Piece, Style, is_wrapped, paren
 
 if TYPE_CHECKING:
     from matrixcalculus.render.notation import MatrixPrinter
@@ -283,12 +283,15 @@ class IndexPrinter:
             # A factor of a product: a sum (1 - s) keeps its parentheses, and so does a product
             # in matrix notation (u'*u): its operands are not entries, and index notation reads
             # a bare u' as one.
-            if top or _is_entry(text) or _is_call(text) or _parenthesised(text):
+            if top or _is_entry(text) or _is_call(text) or is_wrapped(text):
                 return text, [], None
             return (paren(piece, MUL, st) if piece.prec < MUL else f"({text})"), [], None
         # An entry's base is read as the value of its free indices in order: no -> [...] needed.
         text = self.matrix.opened.get(text, text)
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
+        # A piece already in parentheses of its own (an indicator, (W1*x + b1 > 0)) is subscripted
+        # as it is: ((W1*x + b1 > 0))[i] would say the same with a pair too many.
+        simple = simple or is_wrapped(text)
         return self.entry(text if simple else f"({text})", idx), [], None
 
     def elementwise(self, node: g.Node, texts: list[str]) -> str:
@@ -420,11 +423,6 @@ def _is_call(text: str) -> bool:
         if depth == 0 and k != len(text) - len(head) - 1:
             return False
     return True
-
-
-def _parenthesised(text: str) -> bool:
-    """``(w'*x + b > 0)``: one balanced parenthesis around all of the text (no second one needed)."""
-    return text.startswith("(") and _is_call(f"f{text}")
 
 
 def _joined(idx: Sequence[str]) -> str:

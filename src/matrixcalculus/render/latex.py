@@ -9,7 +9,18 @@ from fractions import Fraction
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.registry import FunctionRecord, fill
 from matrixcalculus.render import numbers
-from matrixcalculus.render.style import ATOM, MUL, POSTFIX, UNARY, Piece, Style, as_fraction, paren
+from matrixcalculus.render.style import (
+    ATOM,
+    MUL,
+    POSTFIX,
+    UNARY,
+    Piece,
+    Style,
+    as_fraction,
+    delimited,
+    paren,
+    unwrapped,
+)
 
 
 class LatexStyle(Style):
@@ -36,11 +47,12 @@ class LatexStyle(Style):
         return f"{a}^{{{circ}{b}}}"
 
     def call(self, name: str, arg: str) -> str:
-        return f"\\operatorname{{{name}}}\\left({arg}\\right)"
+        return f"\\operatorname{{{name}}}\\left({unwrapped(arg)}\\right)"
 
     def function(self, record: FunctionRecord, args: Sequence[Piece], dim: int | None = None) -> Piece:
         template = record.latex_template(dim is not None)
-        texts = [a.text for a in args] + ([] if dim is None else [str(dim)])
+        texts = [unwrapped(a.text) if delimited(template, k) else a.text for k, a in enumerate(args)]
+        texts += [] if dim is None else [str(dim)]
         text = fill(template, texts, [self.bare(a) for a in args])
         # A template between two arguments is an infix operator ({p0} \otimes {p1}) and binds like
         # a product; one that only starts with its argument is a postfix ({p0}^{-1}).

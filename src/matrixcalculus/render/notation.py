@@ -15,7 +15,7 @@ from fractions import Fraction
 from matrixcalculus.frontend.infer import default_kind
 from matrixcalculus.ir import graph as g
 from matrixcalculus.render.index import index_text
-from matrixcalculus.render.products import Item, best_split, chain_order, is_reciprocal, transposes
+from matrixcalculus.render.products import Item, SplitMemo, best_split, chain_order, is_reciprocal, transposes
 from matrixcalculus.render.style import (
     ADD,
     ATOM,
@@ -33,7 +33,6 @@ from matrixcalculus.render.style import (
     transposed,
 )
 from matrixcalculus.render.tensors import without_tensor_operands
-from matrixcalculus.transform.flattening import commutation_dims
 from matrixcalculus.transform.simplify import is_symmetric
 
 
@@ -76,6 +75,8 @@ class MatrixPrinter:
         self.avoid: frozenset[str] = frozenset()
         self.index_names: dict[g.Node, frozenset[str]] = {}
         self.opened: dict[str, str] = {}
+        # Split decisions shared by the passes of one printing call (bindings sets it).
+        self.splits: SplitMemo | None = None
 
     def output(self, node: g.Node) -> Piece:
         """The printed piece of a root: a vector of ``rows`` as a row (``x'``), of ``columns``
@@ -141,7 +142,7 @@ class MatrixPrinter:
             return self.scalar_piece(node), frozenset(names)
         other = MatrixPrinter(self.style, self.result, self.scalars, self.share, self.written)
         other.names, other.rows, other.columns = self.names, self.rows, self.columns
-        other.avoid, other.opened = self.avoid | avoid, self.opened
+        other.avoid, other.opened, other.splits = self.avoid | avoid, self.opened, self.splits
         other.memo = {n: p for n, p in self.memo.items() if n not in holding}
         other.piece(node)
         again = frozenset().union(*(other.index_names.get(n, frozenset()) for n in order))
@@ -285,8 +286,12 @@ class MatrixPrinter:
                     part = paren(p, ADD + 1 if k or negative else ADD, self.style)
                     text += ("-" if negative else "") + part if not k else (" - " if negative else " + ") + part
                 return Piece(text, ADD)
+        if isinstance(node, g.Reshape) and node.args[0].rank == 1 and node.rank == 2 and 1 in node.shape:
+            # A vector as the 1 x n or n x 1 matrix it is (an operand of kron): a row or a column.
+            piece = self.memo[node.args[0]]
+            return as_row(piece, st) if node.shape[0] == 1 else as_col(piece, st)
         if isinstance(node, g.Reshape):
-            dims = commutation_dims(node)
+            dims = g.commutation_dims(node)
             if dims is not None:
                 # The commutation matrix of flattening (K vec(X) = vec(X')), by its name.
                 m, n = (g.dim_text(d) for d in dims)
@@ -334,7 +339,7 @@ class MatrixPrinter:
             piece = st.function(node.record, args, node.dim)
             # A result that is not a scalar is a row where its arguments are (kron of two rows);
             # a reduction down the columns is a row, as MATLAB gives it (logsumexp(Z, 1)).
-            row = (bool(node.rank) and all(a.row for a in args)) or (node.dim == 1 and node.rank == 1)
+            row = (node.rank == 1 and all(a.row for a in args)) or (node.dim == 1 and node.rank == 1)
             return Piece(piece.text, piece.prec, row, op=piece.op)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
 
@@ -445,9 +450,11 @@ class MatrixPrinter:
                 (neg, (as_row(p, st) if row else as_col(p, st)) if t.rank == 1 and not s else p)
                 for t, (neg, p), s in zip(node.args, terms, short, strict=True)
             ]
-        # A positive term leads where there is one: sum(t)*softmax(z) - t, not -t + sum(t)*softmax(z).
-        lead = next((k for k, (negative, _) in enumerate(terms) if not negative), 0)
-        terms = [terms[lead], *terms[:lead], *terms[lead + 1 :]]
+        if self.result:
+            # A positive term leads a result where there is one: sum(t)*softmax(z) - t, not
+            # -t + sum(t)*softmax(z). What was typed keeps its order (it reads back as typed).
+            lead = next((k for k, (negative, _) in enumerate(terms) if not negative), 0)
+            terms = [terms[lead], *terms[:lead], *terms[lead + 1 :]]
         parts = []
         for k, (negative, p) in enumerate(terms):
             text = paren(p, ADD + 1 if k or negative else ADD, st)
@@ -540,25 +547,43 @@ class MatrixPrinter:
         orders = [items]
         if self.result:
             orders += [chain_order(items, out), items[::-1]]
-        candidates: list[Piece] = []
+        memo = self.splits
+        # A row (a numerator-layout gradient) is chosen by another measure than the probe's.
+        won = memo.orders.get(node) if memo is not None and node not in self.rows else None
+        candidates: list[tuple[int, Piece]] = []
+        seen: list[list[int]] = []
+        if won is not None and won >= len(orders):
+            won = None
         for k, candidate in enumerate(orders):
+            order_ids = [id(it) for it in candidate]
+            if order_ids in seen or (won is not None and k != won):
+                continue  # the same order again (chain order is often the stored one), or a loser
+            seen.append(order_ids)
             try:
-                piece, labels = best_split(candidate, out, st, self.result, self.base_printer())
+                piece, labels = best_split(candidate, out, st, self.result, self.base_printer(), memo, (node, k))
             except NotMatrixNotation:
                 if k == 0 and not self.result:
                     orders.append(chain_order(items, out))
                 continue
             if len(labels) == 2 and labels != out and not piece.sym:
                 piece = transposed(piece, st)
-            candidates.append(piece)
+            candidates.append((k, piece))
+        if not candidates and won is not None:
+            # The recorded order fails with these pieces (it should not): search them all.
+            memo.orders.pop(node, None)  # type: ignore[union-attr]
+            return self.contraction_body(node)
         if not candidates:
             raise NotMatrixNotation("no matrix-notation order")
         if not self.result:
-            return candidates[0]
+            return candidates[0][1]
         if node in self.rows and node.rank == 1:
             # Printed as a row: the candidate that reads best once transposed (x'*A, not (A'*x)').
-            return min(candidates, key=lambda p: (transposes(as_row(p, st).text), len(as_row(p, st).text)))
-        return min(candidates, key=lambda p: (transposes(p.text) + p.row, len(p.text)))
+            k, piece = min(candidates, key=lambda c: (transposes(as_row(c[1], st).text), len(as_row(c[1], st).text)))
+        else:
+            k, piece = min(candidates, key=lambda c: (transposes(c[1].text) + c[1].row, len(c[1].text)))
+        if memo is not None:
+            memo.orders[node] = k
+        return piece
 
     def expanded_hadamard(self, node: g.Contract) -> Piece | None:
         """``X .* b`` and ``X ./ b`` as typed: the element-wise product of a matrix and an

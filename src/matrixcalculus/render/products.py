@@ -12,7 +12,7 @@ operands print in the order they are stored and the text parses back to the same
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from matrixcalculus.ir import graph as g
@@ -74,43 +74,135 @@ class Item:
 DP_WIDTH = 12
 
 
-def best_split(
-    items: list[Item], out: Labels, st: Style, identity: bool, bases: MatrixPrinter
-) -> tuple[Piece, tuple[int, ...]]:
-    """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only)."""
-    n = len(items)
-    where: dict[int, list[int]] = {}
-    for k, item in enumerate(items):
-        for lab in item.labels:
-            where.setdefault(lab, []).append(k)
-    out_set = set(out)
+# The merges a split search chose, in an order that makes each part before it is used: steps
+# ``(a, split, b, symmetric)`` merge operands ``a..split`` with ``split+1..b``; ``symmetric``:
+# the merged group was proved symmetric (so it needs no transpose).
+SplitSteps = tuple[tuple[int, int, int, bool], ...]
 
-    def kept(a: int, b: int) -> tuple[int, ...]:
-        labs: list[int] = []
-        for k in range(a, b + 1):
-            for lab in items[k].labels:
-                if lab in labs:
-                    continue
-                if lab in out_set or any(j < a or j > b for j in where[lab]):
-                    labs.append(lab)
-        return tuple(labs)
+
+@dataclass
+class SplitMemo:
+    """The decisions of one printing call, kept so that printing the same graph again (the second
+    pass of ``where`` bindings, with the final names) replays them instead of searching again.
+
+    ``steps``: the merges chosen for a contraction's operand order, by ``(node, order)``;
+    ``orders``: which operand order won for a contraction node. Names change only the lengths of
+    texts (``t0`` stands in for ``t1``..), never which merges are possible nor their transposes,
+    so a replayed decision is the one a new search would make up to ties in length.
+    """
+
+    steps: dict[tuple[g.Node, int], SplitSteps] = field(default_factory=dict)
+    orders: dict[g.Node, int] = field(default_factory=dict)
+    searches: int = 0  # interval searches run (a replay is not one): what tests count
+    merges: int = 0  # merges tried (combine calls), searches and replays together
+
+    def replay(
+        self, steps: SplitSteps, items: list[Item], out: Labels, st: Style, identity: bool, bases: MatrixPrinter
+    ) -> Group | None:
+        """The group the recorded ``steps`` make of ``items`` (None if a merge fails: search again)."""
+        spans = _Spans(items, out)
+        best: dict[tuple[int, int], Group] = {(k, k): (it.piece, it.labels, it.node) for k, it in enumerate(items)}
+        keeps = {(k, k): spans.leaf(k) for k in range(len(items))}
+        for a, split, b, symmetric in steps:
+            self.merges += 1
+            keep = keeps[(a, b)] = spans.join(keeps[(a, split)], keeps[(split + 1, b)], a, b)
+            merged = combine(best[(a, split)], best[(split + 1, b)], set(keep), st, identity, out, bases)
+            if merged is None:
+                return None
+            if symmetric:
+                merged = (_symmetric(merged[0]), merged[1], merged[2])
+            best[(a, b)] = merged
+        return best.get((0, len(items) - 1))
+
+
+def _symmetric(p: Piece) -> Piece:
+    return Piece(p.text, p.prec, p.row, p.plain, True, p.op)
+
+
+class _Spans:
+    """Which labels a group of adjacent operands ``a..b`` keeps free: those of the output or of
+    an operand outside the group. A group's set is made from its two parts' sets (a label that a
+    part sums stays summed), so each merge costs the size of those sets, not the group's width:
+    a long chain is linear, not quadratic."""
+
+    def __init__(self, items: list[Item], out: Labels):
+        self.items = items
+        self.out = set(out)
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        for k, item in enumerate(items):
+            for lab in item.labels:
+                self.first.setdefault(lab, k)
+                self.last[lab] = k
+
+    def free(self, lab: int, a: int, b: int) -> bool:
+        return lab in self.out or self.first[lab] < a or self.last[lab] > b
+
+    def leaf(self, k: int) -> frozenset[int]:
+        return frozenset(lab for lab in self.items[k].labels if self.free(lab, k, k))
+
+    def join(self, left: frozenset[int], right: frozenset[int], a: int, b: int) -> frozenset[int]:
+        return frozenset(lab for lab in left | right if self.free(lab, a, b))
+
+
+def best_split(
+    items: list[Item],
+    out: Labels,
+    st: Style,
+    identity: bool,
+    bases: MatrixPrinter,
+    memo: SplitMemo | None = None,
+    key: tuple[g.Node, int] | None = None,
+) -> tuple[Piece, tuple[int, ...]]:
+    """The shortest matrix-notation rendering of the contraction of ``items`` (adjacent merges only).
+
+    With a ``memo`` and a ``key``, a split tree recorded for ``key`` is replayed (linear in the
+    operands) and a new search records its tree.
+    """
+    if memo is not None and key is not None and key in memo.steps:
+        replayed = memo.replay(memo.steps[key], items, out, st, identity, bases)
+        if replayed is not None:
+            return replayed[0], replayed[1]
+    if memo is not None:
+        memo.searches += 1
+    n = len(items)
+    spans = _Spans(items, out)
+    keeps: dict[tuple[int, int], frozenset[int]] = {(k, k): spans.leaf(k) for k in range(n)}
+
+    def kept(a: int, b: int) -> frozenset[int]:
+        if (a, b) not in keeps:
+            keeps[(a, b)] = spans.join(kept(a, a), kept(a + 1, b), a, b)
+        return keeps[(a, b)]
 
     def cost(p: Piece) -> tuple[int, int]:
-        # Derived expressions: fewest transposes, then shortest. Typed ones: shortest.
-        return (transposes(p.text), len(p.text)) if identity else (0, len(p.text))
+        # Derived expressions: fewest transposes, then shortest, a diagonal matrix counting two
+        # characters more than it shows (between equals, a vector scaled entry by entry reads as
+        # (W'*d) .* (u > 0), as backpropagation writes it, not diag(u > 0)*W'*d). Typed ones: shortest.
+        if identity:
+            return (transposes(p.text), len(p.text) + 2 * p.text.count("diag("))
+        return (0, len(p.text))
+
+    def merge(left: Group, right: Group, keep: frozenset[int]) -> Merged:
+        if memo is not None:
+            memo.merges += 1
+        return combine(left, right, set(keep), st, identity, out, bases)
 
     if n > DP_WIDTH:
         # Long products: fold left to right (the search over all splits is cubic in n).
         acc: Group = (items[0].piece, items[0].labels, items[0].node)
+        keep = kept(0, 0)
         for k in range(1, n):
-            merged = combine(
-                acc, (items[k].piece, items[k].labels, items[k].node), set(kept(0, k)), st, identity, out, bases
-            )
+            # The prefix 0..k from the prefix 0..k-1 and operand k (no recursion over the width).
+            keep = keeps[(0, k)] = spans.join(keep, kept(k, k), 0, k)
+            merged = merge(acc, (items[k].piece, items[k].labels, items[k].node), keep)
             if merged is None:
                 raise NotMatrixNotation("no matrix-notation order")
             acc = merged
+        if memo is not None and key is not None:
+            memo.steps[key] = tuple((0, k - 1, k, False) for k in range(1, n))
         return acc[0], acc[1]
     best: dict[tuple[int, int], Group] = {}
+    how: dict[tuple[int, int], tuple[int, bool]] = {}  # interval -> (its split, proved symmetric)
     for k, item in enumerate(items):
         best[(k, k)] = (item.piece, item.labels, item.node)
     for width in range(2, n + 1):
@@ -120,14 +212,16 @@ def best_split(
             if len(keep) > 2:
                 continue
             choice: Group | None = None
+            chosen_split = a
             for split in range(a, b):
                 left, right = best.get((a, split)), best.get((split + 1, b))
                 if left is None or right is None:
                     continue
-                merged = combine(left, right, set(keep), st, identity, out, bases)
+                merged = merge(left, right, keep)
                 if merged is not None and (choice is None or cost(merged[0]) < cost(choice[0])):
-                    choice = merged
+                    choice, chosen_split = merged, split
             if choice is not None:
+                symmetric = False
                 if (
                     identity
                     and len(choice[1]) == 2
@@ -141,13 +235,30 @@ def best_split(
                         choice[1],
                     )
                     if is_symmetric(sub):
-                        p = choice[0]
-                        choice = (Piece(p.text, p.prec, p.row, p.plain, True, p.op), choice[1], choice[2])
+                        symmetric = True
+                        choice = (_symmetric(choice[0]), choice[1], choice[2])
                 best[(a, b)] = choice
+                how[(a, b)] = (chosen_split, symmetric)
     if (0, n - 1) not in best:
         raise NotMatrixNotation("no matrix-notation order")
+    if memo is not None and key is not None:
+        memo.steps[key] = _steps(how, n)
     piece, labels, _ = best[(0, n - 1)]
     return piece, labels
+
+
+def _steps(how: dict[tuple[int, int], tuple[int, bool]], n: int) -> SplitSteps:
+    """The merges that make operands ``0..n-1`` by the splits in ``how``, parts first."""
+    steps: list[tuple[int, int, int, bool]] = []
+    stack = [(0, n - 1)]
+    while stack:  # children are pushed after their parent, so reversing gives parts first
+        a, b = stack.pop()
+        if a == b:
+            continue
+        split, symmetric = how[(a, b)]
+        steps.append((a, split, b, symmetric))
+        stack += [(a, split), (split + 1, b)]
+    return tuple(reversed(steps))
 
 
 def is_reciprocal(node: g.Node | None) -> bool:

@@ -62,12 +62,15 @@ class Style:
         return f"{a}{'.^' if elementwise else '^'}{b}"
 
     def call(self, name: str, arg: str) -> str:
-        return f"{name}({arg})"
+        return f"{name}({unwrapped(arg)})"  # diag(u > 0), not diag((u > 0))
 
     def function(self, record: FunctionRecord, args: Sequence[Piece], dim: int | None = None) -> Piece:
         """A registry function applied to printed arguments (and its axis), by its record's template."""
-        texts = [a.text for a in args] + ([] if dim is None else [str(dim)])
         template = record.text_template(dim is not None)
+        # An argument in parentheses of its own (an indicator) fills a slot that has its own:
+        # diag(u > 0), not diag((u > 0)).
+        texts = [unwrapped(a.text) if delimited(template, k) else a.text for k, a in enumerate(args)]
+        texts += [] if dim is None else [str(dim)]
         return Piece(fill(template, texts, [self.bare(a) for a in args]), ATOM)
 
     def bare(self, arg: Piece) -> str:
@@ -153,6 +156,44 @@ def as_fraction(value: Fraction) -> bool:
     if value.denominator == 1 or numbers.is_long(value) or numbers.pi_multiple(value) is not None:
         return False
     return value.denominator <= 12 or numbers.decimal(value) is None
+
+
+def is_wrapped(text: str) -> bool:
+    """``(a > b)`` or LaTeX ``\\left(a > b\\right)``: the whole text in one pair of parentheses.
+
+    >>> is_wrapped("(x > 0)"), is_wrapped("(x)*(y)"), is_wrapped("x")
+    (True, False, False)
+    """
+    plain = text.replace("\\left(", "(").replace("\\right)", ")")
+    if not (plain.startswith("(") and plain.endswith(")")):
+        return False
+    depth = 0
+    for k, ch in enumerate(plain):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and k != len(plain) - 1:
+            return False
+    return True
+
+
+def unwrapped(text: str) -> str:
+    """``text`` without the one pair of parentheses around all of it (see :func:`is_wrapped`)."""
+    if not is_wrapped(text):
+        return text
+    if text.startswith("\\left("):
+        return text[len("\\left(") : -len("\\right)")]
+    return text[1:-1]
+
+
+def delimited(template: str, k: int) -> bool:
+    """Whether every slot ``{k}`` of ``template`` stands alone between a call's parentheses or
+    commas (``name({0}, {1})``, LaTeX ``\\left({0}\\right)``)."""
+    slot = "{" + str(k) + "}"
+    pieces = template.split(slot)
+    if len(pieces) < 2:
+        return False
+    before = all(p.rstrip().endswith(("(", ",")) for p in pieces[:-1])
+    after = all(p.lstrip().startswith((")", ",", "\\right)")) for p in pieces[1:])
+    return before and after
 
 
 def paren(p: Piece, prec: int, style: Style = TEXT) -> str:

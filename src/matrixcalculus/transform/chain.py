@@ -140,15 +140,22 @@ class Level:
     definition: g.Node  # in the variable of the level below
     below: g.Var | None
     role: str
+    ast: Ast | None = None  # the subtree typed for the level's value, where known
 
 
 def levels(
-    top: g.Node, cuts: Sequence[Cut], variables: Mapping[g.Node, g.Var], wrt: g.Var, top_name: str = "f"
+    top: g.Node,
+    cuts: Sequence[Cut],
+    variables: Mapping[g.Node, g.Var],
+    wrt: g.Var,
+    top_name: str = "f",
+    top_ast: Ast | None = None,
 ) -> list[Level]:
     """The levels of one path towards ``wrt``: ``top`` and each intermediate of ``cuts``
     (``variables``: the variable standing for each intermediate's node, of this path or another),
     each defined in terms of the next. Intermediates of other paths that do not depend on ``wrt``
     are written by their names too (``u2 = W2*z + b2`` by ``W2``, with ``z = relu(u1)``).
+    ``top_ast``: the typed tree of ``top``; each level keeps the subtree typed for it.
 
     A level whose definition does not separate the next intermediate ends the chain there."""
     values = [top, *(c.node for c in cuts)]
@@ -165,10 +172,43 @@ def levels(
             definition = substitute(value, {n: v for n, v in constant.items() if n is not value})
         name = top_name if k == 0 else variables[value].name
         role = "top" if k == 0 else cuts[k - 1].role
-        out.append(Level(name, None if k == 0 else variables[value], value, definition, below, role))
+        ast = top_ast if k == 0 else cuts[k - 1].ast
+        out.append(Level(name, None if k == 0 else variables[value], value, definition, below, role, ast))
         if below is None:
             break
     return out
+
+
+def typed_text(source: str, ast: Ast, names: Mapping[int, str]) -> str | None:
+    """The text typed for ``ast`` with the subtrees of ``names`` (by ``id``) written as those
+    names: ``max(0, w'*x + b)`` with ``u`` for ``w'*x + b`` is ``max(0, u)``. None when a named
+    subtree lies outside the text of ``ast`` (a ``where`` binding shares it from elsewhere).
+
+    >>> from matrixcalculus.frontend.syntax import parse_syntax
+    >>> tree = parse_syntax("max(0, w'*x + b)")
+    >>> typed_text("max(0, w'*x + b)", tree, {id(tree.args[1]): "u"})
+    'max(0, u)'
+    """
+    spans: list[tuple[int, int, str]] = []
+    stack = [ast]
+    while stack:
+        node = stack.pop()
+        if id(node) in names and node is not ast:
+            if not (ast.start <= node.start and node.end <= ast.end):
+                return None
+            spans.append((node.start, node.end, names[id(node)]))
+            continue
+        if not (node.op == "call" and node.value in DIMENSION_FUNCTIONS):
+            stack.extend(node.args)
+    text, at = [], ast.start
+    for start, end, name in sorted(spans):
+        if start < at:
+            return None  # one subtree inside another: shared, not nested text
+        text.append(source[at:start])
+        text.append(name)
+        at = end
+    text.append(source[at : ast.end])
+    return " ".join("".join(text).split())
 
 
 def local_jacobian(level: Level, wrt: g.Var) -> g.Node:

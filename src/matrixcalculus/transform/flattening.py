@@ -13,7 +13,8 @@ gives ``kron(P, Q)``. A term ``P[f0, x1] * Q[f1, x0]`` pairs each axis of ``F`` 
 axis of ``X``: the same Kronecker product times the commutation matrix ``K`` (``K vec(X) =
 vec(X')``), so ``d(X')/dX`` is ``K`` itself. Any other term is its entries reshaped.
 
-The commutation matrix is an entry permutation: a product of two Kronecker deltas reshaped
+The commutation matrix (:func:`~matrixcalculus.ir.graph.commutation`, typed
+``commutation(m, n)``) is an entry permutation: a product of two Kronecker deltas reshaped
 (``K[(i,j),(k,l)] = delta(i,l)*delta(j,k)`` over pairs of the factors' dimensions), so it
 evaluates and compiles as any reshape does.
 """
@@ -24,46 +25,14 @@ from collections.abc import Sequence
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.ir.graph import commutation, commutation_dims
 from matrixcalculus.transform.simplify import simplify
+
+__all__ = ["ORDERS", "commutation", "commutation_dims", "vec_jacobian"]
 
 ORDERS = ("column", "row")
 
 _KRON = FUNCTIONS["kron"].name
-
-
-def commutation(m: g.Dim, n: g.Dim) -> g.Node:
-    """The commutation matrix ``K`` of an ``m x n`` matrix: ``K*vec(X) = vec(X')``, column-major
-    ``vec``; rows are indexed by the entries of ``X'`` (n x m), columns by those of ``X``.
-
-    >>> commutation(2, 3).shape
-    (6, 6)
-    """
-    # Pairs are read row-major, so column-major vec(X)[k + m*l] = X[k,l] is column (l, k), and
-    # vec(X')[p + n*q] = X'[p,q] = X[q,p] is row (q, p): K[(q,p),(l,k)] = delta(q,k)*delta(p,l).
-    delta_m, delta_n = g.delta(m), g.delta(n)
-    tensor = g.contract([delta_m, delta_n], [(0, 3), (1, 2)], (0, 1, 2, 3))
-    return g.reshape(tensor, (g.dim_product(m, n), g.dim_product(n, m)))
-
-
-def commutation_dims(node: g.Node) -> tuple[g.Dim, g.Dim] | None:
-    """``(m, n)`` when ``node`` is :func:`commutation` ``(m, n)``, else None (for printing it by name).
-
-    >>> commutation_dims(commutation("m", "n"))
-    ('m', 'n')
-    """
-    if not isinstance(node, g.Reshape):
-        return None
-    inner = node.args[0]
-    if not (isinstance(inner, g.Contract) and inner.coeff == 1 and len(inner.args) == 2 and inner.rank == 4):
-        return None
-    if not all(isinstance(op, g.Delta) for op in inner.args):
-        return None
-    q, p, l, k = inner.out
-    pairs = {frozenset(labs): op.shape[0] for op, labs in zip(inner.args, inner.labels, strict=True)}
-    m, n = pairs.get(frozenset((q, k))), pairs.get(frozenset((p, l)))
-    if m is None or n is None or node.shape != (g.dim_product(m, n), g.dim_product(n, m)):
-        return None
-    return m, n
 
 
 def _groups(node: g.Contract) -> list[tuple[list[int], set[int]]]:
@@ -94,7 +63,7 @@ def _groups(node: g.Contract) -> list[tuple[list[int], set[int]]]:
     return list(groups.values())
 
 
-def _factor(node: g.Contract, groups: Sequence[tuple[list[int], set[int]]], out: tuple[int, int]) -> g.Node:
+def _factor(node: g.Contract, groups: Sequence[tuple[list[int], set[int]]], out: tuple[int, ...]) -> g.Node:
     ops = [k for group, _ in groups for k in group]
     return simplify(g.contract([node.args[k] for k in ops], [node.labels[k] for k in ops], out))
 
@@ -138,6 +107,68 @@ def _kronecker_term(term: g.Node, order: str) -> g.Node | None:
     return None
 
 
+def _vec_order(labels: Sequence[int], order: str) -> list[int]:
+    """The axes of a matrix as ``kron`` pairs them, outer first: column-major ``vec`` runs down the
+    columns (the column index is the outer one), row-major along the rows."""
+    return list(labels[::-1] if order == "column" else labels)
+
+
+def _as_operand(node: g.Node, row: int | None, column: int | None, rank: int) -> g.Node:
+    """A factor with its row axis ``row`` and column axis ``column`` (None: one entry along it)
+    as a ``kron`` operand: a matrix, or a vector as the 1 x n or n x 1 matrix it stands for;
+    for a result of ``rank`` one, the vector itself."""
+    if rank == 1 or node.rank == 2:
+        return node
+    (size,) = node.shape
+    return g.reshape(node, (1, size) if row is None else (size, 1))
+
+
+def _vector_kronecker_term(term: g.Node, f_rank: int, order: str) -> g.Node | None:
+    """One term of a derivative with a vector or a scalar on one side and a matrix on the other
+    (``A*x`` by ``A``, ``x*y'`` by ``x``, ``y'*A*x`` by ``A``), whose factors split into one for
+    each of the two axes of the matrix side, as a Kronecker product, or None.
+
+    ``d(A*x) = dA*x`` flattens to ``kron(x', eye(m))`` (column-major: ``vec(dA*x) = (x' ⊗ I)
+    vec(dA)``) and to ``kron(eye(m), x')`` (row-major); a scalar's row ``vec(y*x')'`` is
+    ``kron(x, y)'`` (a vector, as a scalar's Jacobian row is)."""
+    if not isinstance(term, g.Contract):
+        return None
+    f_labels, x_labels = list(term.out[:f_rank]), list(term.out[f_rank:])
+    rows, columns = _vec_order(f_labels, order), _vec_order(x_labels, order)
+    rank = 1 if len(rows) == 0 or len(columns) == 0 else 2
+    groups = _groups(term)
+    scalars = [grp for grp in groups if not grp[1]]
+
+    def splits(axes: list[int]) -> list[tuple[int | None, int | None]]:
+        # (outer factor's axis, inner factor's axis); a single axis may go to either factor.
+        if len(axes) == 2:
+            return [(axes[0], axes[1])]
+        if len(axes) == 1:
+            return [(axes[0], None), (None, axes[0])]
+        return [(None, None)]
+
+    for p_row, q_row in splits(rows):
+        for p_col, q_col in splits(columns):
+            p_labels = {lab for lab in (p_row, p_col) if lab is not None}
+            q_labels = {lab for lab in (q_row, q_col) if lab is not None}
+            if not p_labels or not q_labels:
+                continue
+            outer = [grp for grp in groups if grp[1] and grp[1] <= p_labels]
+            inner = [grp for grp in groups if grp[1] and grp[1] <= q_labels]
+            if len(outer) + len(inner) + len(scalars) != len(groups) or not outer or not inner:
+                continue
+            covered_p = set().union(*(grp[1] for grp in outer))
+            covered_q = set().union(*(grp[1] for grp in inner))
+            if covered_p != p_labels or covered_q != q_labels:
+                continue
+            p_out = tuple(lab for lab in (p_row, p_col) if lab is not None)
+            q_out = tuple(lab for lab in (q_row, q_col) if lab is not None)
+            p = _as_operand(_factor(term, [*outer, *scalars], p_out), p_row, p_col, rank)
+            q = _as_operand(_factor(term, inner, q_out), q_row, q_col, rank)
+            return g.scale(term.coeff, g.apply(_KRON, p, q))
+    return None
+
+
 def _reshaped(node: g.Node, f_rank: int, order: str) -> g.Node:
     """The derivative's entries reshaped: ``numpy.reshape(D, (|F|, |X|), order)``."""
     f_shape, x_shape = node.shape[:f_rank], node.shape[f_rank:]
@@ -147,6 +178,9 @@ def _reshaped(node: g.Node, f_rank: int, order: str) -> g.Node:
         axes = tuple(range(f_rank))[::-1] + tuple(range(f_rank, node.rank))[::-1]
         labels = tuple(range(node.rank))
         node = simplify(g.contract([node], [labels], axes))
+    if not f_shape or not x_shape:
+        # A scalar's Jacobian is one row, one by a scalar one column: a vector either way.
+        return g.reshape(node, (cols if not f_shape else rows,))
     return g.reshape(node, (rows, cols))
 
 
@@ -168,6 +202,13 @@ def vec_jacobian(node: g.Node, f_rank: int, order: str) -> g.Node:
         forms = [_kronecker_term(t, order) for t in terms]
         if all(f is not None for f in forms):
             return simplify(g.add([f for f in forms if f is not None]))
-    if f_rank <= 1 and x_rank <= 1 and f_rank + x_rank == 2:
+    if f_rank <= 1 and x_rank <= 1:
+        # A vector by a vector is the Jacobian itself; a scalar's row, a column by a scalar, a
+        # scalar by a scalar are the derivative as it is.
         return node
+    if {f_rank, x_rank} in ({1, 2}, {0, 2}):
+        terms = node.args if isinstance(node, g.Add) else (node,)
+        forms = [_vector_kronecker_term(t, f_rank, order) for t in terms]
+        if all(f is not None for f in forms):
+            return simplify(g.add([f for f in forms if f is not None]))
     return _reshaped(node, f_rank, order)

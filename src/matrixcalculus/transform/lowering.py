@@ -4,6 +4,13 @@
 * ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``,
   ``log(softmax(u))`` is ``u - logsumexp(u)``, ``log(sigmoid(u))`` is ``-softplus(-u)``;
 * ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``;
+* ``cancel_reciprocal``: ``u^-1 .* u`` is ``1`` for a function ``u`` that is positive (``exp``,
+  ``softmax``, ``sigmoid``): the derivative of ``log(softmax(z))`` is not ``0 * inf`` where the
+  softmax underflows;
+* ``power_of_spread``: ``(v*ones(n)')^p`` is ``v.^p * ones(n)'``: the power of a vector spread
+  along an axis is taken of the vector, not of the n copies (attention's row sums);
+* ``softmax_form``: ``exp(u)/sum(exp(u))`` is ``softmax(u)`` (the gradient of ``logsumexp``:
+  ``exp(u)`` alone overflows float32 at ``u = 89``, float64 at ``u = 710``);
 * ``expand_definition``: a function whose record gives a ``definition`` (``gelu``, ``mean(x)``
   is ``sum(x)/n``) is replaced by it, so every dialect computes it from functions it spells.
 
@@ -82,6 +89,71 @@ def log_softmax(arg: g.Node) -> g.Node | None:
     return None
 
 
+# Functions whose value is positive for every argument (in exact arithmetic; in floating point
+# they may underflow to 0, where u^-1 .* u would be nan instead of 1).
+_POSITIVE = frozenset(FUNCTIONS[name].name for name in ("exp", "softmax", "sigmoid", "softplus") if name in FUNCTIONS)
+
+
+def cancel_reciprocal(node: g.Contract) -> g.Node | None:
+    """``u^-1 .* u -> 1`` (entry by entry, the same labels) for a positive function ``u``."""
+    for k, op in enumerate(node.args):
+        if not (
+            isinstance(op, g.Power)
+            and isinstance(op.args[1], g.Const)
+            and op.args[1].value == -1
+            and isinstance(op.args[0], g.Function)
+            and op.args[0].name in _POSITIVE
+        ):
+            continue
+        u = op.args[0]
+        match = next(
+            (j for j, a in enumerate(node.args) if a is u and node.labels[j] == node.labels[k] and j != k), None
+        )
+        if match is None:
+            continue
+        args = [g.ones(u.shape) if j == k else a for j, a in enumerate(node.args) if j != match]
+        labels = [labs for j, labs in enumerate(node.labels) if j != match]
+        return g.contract(args, labels, node.out, node.coeff)
+    return None
+
+
+def _sum_of_exp(node: g.Node) -> g.Node | None:
+    """``u`` when ``node`` is ``sum(exp(u))`` of a vector ``u``."""
+    if (
+        isinstance(node, g.Contract)
+        and node.coeff == 1
+        and len(node.args) == 1
+        and not node.out
+        and isinstance(node.args[0], g.Function)
+        and node.args[0].name == _EXP
+        and node.args[0].rank == 1
+    ):
+        return node.args[0].args[0]
+    return None
+
+
+def softmax_form(node: g.Contract) -> g.Node | None:
+    """``exp(u) .* sum(exp(u))^-p -> softmax(u) .* sum(exp(u))^-(p-1)``: each ``exp(u)`` that a
+    reciprocal of ``sum(exp(u))`` divides is a softmax, whose value is in [0, 1]."""
+    for k, op in enumerate(node.args):
+        if not (isinstance(op, g.Power) and isinstance(op.args[1], g.Const)):
+            continue
+        p = -op.args[1].value
+        u = _sum_of_exp(op.args[0])
+        if u is None or p <= 0 or p.denominator != 1:
+            continue
+        exp_u = g.apply(_EXP, u)
+        hits = [j for j, a in enumerate(node.args) if a is exp_u][: int(p)]
+        if not hits:
+            continue
+        softmax_u = g.apply(_SOFTMAX, u)
+        args = [softmax_u if j in hits else a for j, a in enumerate(node.args)]
+        left = p - len(hits)
+        args[k] = g.power(op.args[0], g.const(-left)) if left else g.const(1)
+        return g.contract(args, node.labels, node.out, node.coeff)
+    return None
+
+
 def stable_form(node: g.Function) -> g.Node | None:
     """``log(1 + exp(u)) -> softplus(u)``; ``log(sum(exp(u))) -> logsumexp(u)``; the log-softmax
     and log-sigmoid forms of :func:`log_softmax`."""
@@ -121,6 +193,71 @@ def square_of_norm(node: g.Power) -> g.Node | None:
     return None
 
 
+def power_of_spread(node: g.Power) -> g.Node | None:
+    """``(v*ones(n)')^p -> v.^p * ones(n)'``: a product with ones over an axis no other factor
+    carries repeats the other factors along it, and so does its entry-wise power."""
+    base, exponent = node.args
+    if not (isinstance(exponent, g.Const) and isinstance(base, g.Contract) and base.coeff == 1):
+        return None
+    spread = [
+        k
+        for k, (a, labs) in enumerate(zip(base.args, base.labels, strict=True))
+        if isinstance(a, g.Ones)
+        and len(labs) == 1
+        and labs[0] in base.out
+        and sum(labs[0] in other for other in base.labels) == 1
+    ]
+    if not spread:
+        return None
+    spread_labels = {base.labels[k][0] for k in spread}
+    keep = [k for k in range(len(base.args)) if k not in spread]
+    out = tuple(lab for lab in base.out if lab not in spread_labels)
+    rest = g.contract([base.args[k] for k in keep], [base.labels[k] for k in keep], out)
+    return g.contract(
+        [g.power(rest, exponent)] + [base.args[k] for k in spread],
+        [out] + [base.labels[k] for k in spread],
+        base.out,
+    )
+
+
+def inline_operand(parent: g.Contract, k: int, term: g.Node) -> g.Node:
+    """``parent`` with its operand ``k`` replaced by ``term``; a contraction ``term`` joins with its
+    operands (its summed labels renamed apart from the parent's), so the product is one node."""
+    if not isinstance(term, g.Contract):
+        return g.contract(parent.args[:k] + (term,) + parent.args[k + 1 :], parent.labels, parent.out, parent.coeff)
+    fresh = 1 + max((lab for labs in parent.labels for lab in labs), default=-1)
+    mapping = dict(zip(term.out, parent.labels[k], strict=True))
+    for labs in term.labels:
+        for lab in labs:
+            if lab not in mapping:
+                mapping[lab] = fresh
+                fresh += 1
+    labels = [tuple(mapping[lab] for lab in labs) for labs in term.labels]
+    return g.contract(
+        parent.args[:k] + term.args + parent.args[k + 1 :],
+        list(parent.labels[:k]) + labels + list(parent.labels[k + 1 :]),
+        parent.out,
+        parent.coeff * term.coeff,
+    )
+
+
+def open_spread(node: g.Contract) -> g.Node | None:
+    """A product with a spread power (``v.^p * ones(n)'``, from :func:`power_of_spread`) as an
+    operand takes its factors, so that the ones meet the other operands (and drop out)."""
+    for k, op in enumerate(node.args):
+        if (
+            isinstance(op, g.Contract)
+            and op.coeff == 1
+            and isinstance(op.args[0], g.Power)
+            and len(op.args) > 1
+            and all(
+                isinstance(a, g.Ones) and len(labs) == 1 for a, labs in zip(op.args[1:], op.labels[1:], strict=True)
+            )
+        ):
+            return inline_operand(node, k, op)
+    return None
+
+
 def expand_definition(node: g.Function) -> g.Node | None:
     """A function given by its record's ``definition`` -> that composition of other functions."""
     definition = node.record.definition
@@ -138,11 +275,11 @@ def lower(roots: Sequence[g.Node]) -> list[g.Node]:
         for _ in range(4):
             changed = None
             if isinstance(new, g.Contract):
-                changed = distribute_sum(new)
+                changed = distribute_sum(new) or cancel_reciprocal(new) or softmax_form(new) or open_spread(new)
             elif isinstance(new, g.Function):
                 changed = expand_definition(new) or stable_form(new)
             elif isinstance(new, g.Power):
-                changed = square_of_norm(new)
+                changed = square_of_norm(new) or power_of_spread(new)
             if changed is None:
                 break
             new = lower([changed])[0] if changed is not new else changed

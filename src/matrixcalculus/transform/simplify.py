@@ -458,14 +458,23 @@ def merge_powers(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrit
     for scalars, ``y .* y = y.^2`` entry-wise. (Not an inner product: ``x'*x`` stays, since there
     the indices are summed between the two alone.)"""
     seen: dict[tuple[g.Node, Labels], int] = {}
+    # For each label, how many factors carry it with each label tuple: "another factor with other
+    # labels carries lab" is then a look-up, not a pass over all factors (long chains: linear).
+    carriers: dict[int, dict[Labels, int]] = {}
+    for labs in labels:
+        for lab in set(labs):
+            carriers.setdefault(lab, {})
+            carriers[lab][labs] = carriers[lab].get(labs, 0) + 1
     for k, op in enumerate(ops):
         be = _base_exponent(op)
         assert be is not None
         base, _ = be
         key = (base, labels[k])
         if op.rank:
-            others = {lab for j, labs in enumerate(labels) if j != k and labels[j] != labels[k] for lab in labs}
-            if len(set(labels[k])) != len(labels[k]) or not all(lab in out or lab in others for lab in labels[k]):
+            mine = labels[k]
+            if len(set(mine)) != len(mine) or not all(
+                lab in out or any(labs != mine for labs in carriers[lab]) for lab in mine
+            ):
                 continue
         if key in seen:
             j = seen[key]
