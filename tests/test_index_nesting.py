@@ -222,3 +222,20 @@ def test_a_scalar_part_beside_a_matrix_in_matrix_notation_is_closed():
     # Alone, the scalar needs no -> []: it is the whole text.
     alone = mc.parse("sigmoid(sum_ijk T[i,j,k]*S[k,j,i])", types=TYPES)
     assert "->" not in str(alone) and "->" not in alone.index_notation()
+
+
+def test_a_sum_binds_its_indices_inside_parenthesised_factors():
+    """sum_a (...)*v[a]: inside, a is the sum's index wherever written (docs/conventions.md), so
+    the printed derivative below, whose parenthesised term writes a three times, reads back."""
+    x, y, z = VALUES["v"], VALUES["v"] ** 2, np.arange(3.0) - 1
+    types = {"x": (3,), "y": (3,), "z": (3,)}
+    values = {"x": x, "y": y, "z": z}
+    np.testing.assert_allclose(mc.parse("sum_i (x[i]*y[i])*z[i]", types=types).evaluate(values), np.sum(x * y * z))
+    np.testing.assert_allclose(mc.parse("(x[i]*y[i])*z[i]", types=types).evaluate(values), (x @ y) * z)
+    # Found by the random round trips: d/du of this prints sum_ab ((sum_cd delta(j,a)*...
+    # sigmoid(u[l]*v[a]*u[b])*(1 - sigmoid(u[l]*v[a]*u[b]))) + ...)*v[a]*u[b] -> [i,j,k,l].
+    e = mc.parse("sum_k v[b]*sigmoid((u[i2]*v[j2]*u[a2]))*B[b,k] + u[i2]*v[j2]*u[a2]", types=TYPES)
+    d = mc.derivative(e, "u")
+    want = d.evaluate(VALUES)
+    for printed in (d.index_notation(), str(d)):
+        reads_back(printed, want)
