@@ -182,12 +182,16 @@ class _Analysis:
         return self.info
 
     def _keep(self) -> dict[int, frozenset[str]]:
-        """The indices each node must keep free: those listed by the nearest ``-> [...]`` above it."""
+        """The indices each node must keep free: those listed by the nearest ``-> [...]`` above it,
+        and those an enclosing ``sum_ab`` sums (its term's parenthesised factors and terms use
+        them, as often as they like: ``sum_a (delta(j,a)*f(v[a]))*v[a]``, the sum binding them)."""
         keep: dict[int, frozenset[str]] = {}
         for node in reversed(self.order):  # parents before children
             mine = keep.setdefault(id(node), frozenset())
             if node.op == "output":
                 mine = frozenset(i.symbol for i in _idx(node))
+            elif node.op == "sum_over":
+                mine = mine | frozenset(i.symbol for i in _idx(node))
             elif node.op == "entry" or _closes(node):
                 # (E)[b,c] and f(E)' use the value of E, whose free indices are its own (bound inside).
                 mine = frozenset()

@@ -154,6 +154,9 @@ def _print_named(
     clean: set[g.Node] = set()
     if probe is not None:
         printer.splits = probe.splits
+        # (with what index notation those pieces hold: render.index keeps nested names apart)
+        printer.index_names.update(probe.index_names)
+        printer.opened.update(probe.opened)
         for node in order:
             named = node in name_of or node in probe.names
             if not named and node not in rows and node in probe.memo and all(a in clean for a in node.args):

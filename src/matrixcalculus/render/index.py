@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 _LETTERS = "ijklabcdefghpqrstuvw"
 
 
-def index_notation(node: g.Node, style: Style, leaves: MatrixPrinter, whole: bool = False) -> str:
-    """The value with explicit indices: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i).
+def index_notation(node: g.Node, style: Style, leaves: MatrixPrinter) -> str:
+    """The value with explicit indices, as the whole text: ``A*x`` -> ``sum_j A[i,j]*x[j]`` (free indices i).
 
     ``leaves``: the printer (derived-expression mode) for the parts printed in matrix notation;
     one printer for the whole call, so that each part is printed once. A printer with ``where``
@@ -31,21 +31,46 @@ def index_notation(node: g.Node, style: Style, leaves: MatrixPrinter, whole: boo
 
     The text is input syntax: where reading it (an index written once is free, twice summed, the
     free ones in order of first appearance) would not give the axes in order, it ends with
-    them, ``delta(i,k)*delta(j,k) -> [i,j,k]``, in parentheses unless it is the ``whole`` text.
+    them, ``delta(i,k)*delta(j,k) -> [i,j,k]``.
     """
-    taken = _variable_names(node) | set(leaves.names.values())  # no index is called like a name
+    text, opened, _ = index_text(node, style, leaves)
+    return text if opened is None else opened
+
+
+def index_text(node: g.Node, style: Style, leaves: MatrixPrinter) -> tuple[str, str | None, bool]:
+    """Index notation of a part printed inside matrix notation, the shorter text without
+    ``-> [...]`` where that reads back with the same axes (None where it does not), and whether
+    the text ends with ``-> [...]``.
+
+    A part ends with its free indices, ``sum_j A[i,j]*x[j] -> [i]`` (a scalar with none,
+    ``sum_ijk T[i,j,k]*S[k,j,i] -> []``): in matrix notation around it (``sigmoid(...)*u'``)
+    the reader would otherwise take the product into index notation and meet ``u'`` there,
+    while ``->`` makes the part the value of its free indices.
+    The printer uses the shorter text where the part is the whole text or an entry's base
+    (``leaves.opened``).
+
+    Index names avoid ``leaves.avoid`` (those bound in the text around this one); the names
+    this text uses, nested parts included, are recorded in ``leaves.index_names``.
+    """
+    # No index is called like a name, nor like an index bound in the text around this one.
+    taken = _variable_names(node) | set(leaves.names.values()) | leaves.avoid
     printer = IndexPrinter(style, leaves, taken)
     idx = printer.first(node.rank)
     text = printer.render(node, idx)
-    if style.latex or not idx:
-        return text
+    leaves.index_names[node] = frozenset(printer.own | printer.nested)
+    if style.latex:
+        return text, None, False
     try:
         read = implicit_free(text)
     except MatrixCalculusError:
-        return text  # a pair index or reshape(...): notation that is printed, not read back
+        return text, None, False  # a pair index or reshape(...): notation that is printed, not read back
+    if not idx and read is None:
+        return text, None, False  # a scalar that is no index notation
+    closed = f"{text} -> [{','.join(idx)}]"
     if read == idx:
-        return text
-    return f"{text} -> [{','.join(idx)}]" if whole else f"({text} -> [{','.join(idx)}])"
+        leaves.opened[closed] = text
+        return closed, text, True
+    return closed, None, True
 
 
 def _variable_names(node: g.Node) -> set[str]:
@@ -90,6 +115,11 @@ class IndexPrinter:
         self.matrix = leaves
         self.counter = 0
         self.leaves: set[g.Node] = set()  # parts printed as one matrix-notation entry
+        # Index hygiene: the names this text binds (``own``) and those of index notation nested
+        # in its matrix-notation parts (``nested``) are disjoint, so that no name means two things.
+        self.own: set[str] = set()
+        self.nested: set[str] = set()
+        self.hygienic: dict[g.Node, tuple[Piece, frozenset[str]]] = {}
 
     @staticmethod
     def names_avoiding(taken: set[str], count: int) -> tuple[str, ...]:
@@ -105,15 +135,43 @@ class IndexPrinter:
 
     def first(self, count: int) -> tuple[str, ...]:
         """The free indices of a value of order ``count``."""
-        return self.names_avoiding(self.taken, count)
+        names = self.names_avoiding(self.taken, count)
+        self.own.update(names)
+        return names
 
     def fresh(self, avoid: set[str]) -> str:
-        """A summed index: the next name not in use here (``avoid``) nor taken."""
+        """A summed index: the next name not in use here (``avoid``), taken, nor bound by a
+        nested part already printed."""
         while True:
             name = index_name(self.counter)
             self.counter += 1
-            if name not in avoid and name not in self.taken:
+            if name not in avoid and name not in self.taken and name not in self.nested:
+                self.own.add(name)
                 return name
+
+    def holds_index(self, node: g.Node) -> bool:
+        """Whether the matrix-notation text of a part would hold index notation of its own."""
+        if node in self.matrix.names:
+            return False
+        order = g.postorder(node)
+        self.matrix.piece_all(order)
+        return bool(self.matrix.holding_index(order)[0])
+
+    def matrix_piece(self, node: g.Node, used: set[str]) -> Piece:
+        """The matrix-notation piece of a part, its nested index notation (a function of a
+        contraction with no matrix form, ``sigmoid(sum_lab A[l,a]*S[b,a,l])``) naming no index
+        bound around it: ``used`` (the free indices and those summed outside the part) nor any
+        other this text has chosen. Printed again, avoiding them, where the printer's own piece
+        clashes; the same part keeps one text wherever it occurs."""
+        avoid = used | self.own | self.taken
+        known = self.hygienic.get(node)
+        if known is not None and not known[1] & avoid:
+            piece, names = known
+        else:
+            piece, names = self.matrix.piece_avoiding(node, frozenset(avoid))
+            self.hygienic[node] = (piece, names)
+        self.nested |= names
+        return piece
 
     def entry(self, text: str, idx: tuple[str, ...]) -> str:
         return index_entry(text, idx, self.style)
@@ -189,7 +247,7 @@ class IndexPrinter:
                 return f"({body})" if summed and not top else body
 
             return None, kids, contraction
-        if isinstance(node, g.Add) and (top or node.rank > 2):
+        if isinstance(node, g.Add) and (top or node.rank > 2 or self.holds_index(node)):
             # Inside a product, a sum of tensors is written entry by entry, in parentheses:
             # never the index notation of the sum (with free indices of its own) subscripted.
             # An entry of ones or zeros is 1 or 0 there: a number term is repeated over the
@@ -209,21 +267,27 @@ class IndexPrinter:
                 return out if top else f"({out})"
 
             return None, kids, total
-        if node.rank > 2 and (isinstance(node, g.Power) or (isinstance(node, g.Function) and node.record.elementwise)):
-            # An element-wise function of a tensor: the function of the entry.
+        if (isinstance(node, g.Power) or (isinstance(node, g.Function) and node.record.elementwise)) and (
+            node.rank > 2 or (node.rank and self.holds_index(node))
+        ):
+            # An element-wise function of a tensor: the function of the entry (also of a vector
+            # or matrix that has no matrix notation: tanh((sum_a T[i,j,a]*w[a])), not
+            # tanh(sum_a T[k,l,a]*w[a] -> [k,l])[i,j]).
             kids = [(a, idx if a.rank else (), used, False) for a in node.args]
             return None, kids, lambda texts: self.elementwise(node, texts)
         if isinstance(node, g.Reshape):
             return self.expand_reshape(node, idx, used)
-        piece = self.matrix.piece(node)
+        piece = self.matrix_piece(node, used)
         text = piece.text
         if not node.rank:
             # A factor of a product: a sum (1 - s) keeps its parentheses, and so does a product
             # in matrix notation (u'*u): its operands are not entries, and index notation reads
             # a bare u' as one.
-            if top or _is_entry(text) or _is_call(text):
+            if top or _is_entry(text) or _is_call(text) or is_wrapped(text):
                 return text, [], None
             return (paren(piece, MUL, st) if piece.prec < MUL else f"({text})"), [], None
+        # An entry's base is read as the value of its free indices in order: no -> [...] needed.
+        text = self.matrix.opened.get(text, text)
         simple = isinstance(node, g.Var | g.Ones | g.Zeros | g.Const) or text.isidentifier() or _is_call(text)
         # A piece already in parentheses of its own (an indicator, (W1*x + b1 > 0)) is subscripted
         # as it is: ((W1*x + b1 > 0))[i] would say the same with a pair too many.
@@ -254,7 +318,8 @@ class IndexPrinter:
         if inner is not None:
             return None, [(x, inner, used, False)], lambda texts: texts[0]
         dims = ", ".join(str(d) for d in node.shape)
-        return self.entry(f"reshape({self.matrix.piece(x).text}, {dims})", idx), [], None
+        text = self.matrix_piece(x, used).text
+        return self.entry(f"reshape({self.matrix.opened.get(text, text)}, {dims})", idx), [], None
 
     def group_matrix_part(self, node: g.Contract, idx: tuple[str, ...]) -> g.Contract | None:
         """``delta(i,k)*sum_a V[a,j]*V[a,l]`` -> ``delta(i,k)*(V'*V)[j,l]``: the factors beside the

@@ -14,12 +14,13 @@ from fractions import Fraction
 
 from matrixcalculus.frontend.infer import default_kind
 from matrixcalculus.ir import graph as g
-from matrixcalculus.render.index import index_notation
+from matrixcalculus.render.index import index_text
 from matrixcalculus.render.products import Item, SplitMemo, best_split, chain_order, is_reciprocal, transposes
 from matrixcalculus.render.style import (
     ADD,
     ATOM,
     MUL,
+    OUTPUT,
     POSTFIX,
     POW,
     UNARY,
@@ -71,6 +72,12 @@ class MatrixPrinter:
         # Products typed as ``lambda/2*w'*w`` (the divisor after a leading scalar): an echo
         # prints them so (see :meth:`render_contract`).
         self.early: frozenset[g.Node] = frozenset()
+        # Index hygiene (render.index): the index names bound in the text around the parts this
+        # printer prints (none at the top); the names each part printed in index notation uses;
+        # and the text without ``-> [...]`` of such a part, by its text, for where that reads the same.
+        self.avoid: frozenset[str] = frozenset()
+        self.index_names: dict[g.Node, frozenset[str]] = {}
+        self.opened: dict[str, str] = {}
         # Split decisions shared by the passes of one printing call (bindings sets it).
         self.splits: SplitMemo | None = None
 
@@ -82,7 +89,67 @@ class MatrixPrinter:
             return as_row(piece, self.style)
         if node.rank == 1 and node in self.columns:
             return as_col(piece, self.style)
-        return piece
+        if piece.text in self.opened:
+            return Piece(self.opened[piece.text], ADD)  # the whole text: its free indices are its axes
+        return self.scalar_piece(node)
+
+    def scalar_piece(self, node: g.Node) -> Piece:
+        """The piece of a scalar with ``-> []`` dropped from its parts in index notation that
+        only scalar operations take (``sigmoid(sum_ijk T[i,j,k]*S[k,j,i])``): where all around
+        is a scalar, as a factor of index notation or the whole text, it reads the same. A part
+        that meets a vector or matrix (``sigmoid(...)*u'*x``) keeps it."""
+        piece = self.memo[node]
+        if node.rank or " -> []" not in piece.text:
+            return piece
+        order = g.postorder(node)
+        below: set[g.Node] = set()  # nodes under an operation on tensors, or under a where name
+        for n in reversed(order):  # parents before children
+            if n in below or n.rank or any(a.rank for a in n.args) or (n in self.names and n is not node):
+                below.update(n.args)
+        text = piece.text
+        for n in order:
+            closed = self.memo[n].text if n in self.memo and n not in below else ""
+            if closed.endswith(" -> []") and closed in self.opened:
+                text = text.replace(closed, self.opened[closed])
+        if text == piece.text:
+            return piece
+        return Piece(text, ADD if piece.text in self.opened else piece.prec, piece.row, None, piece.sym, piece.op)
+
+    def family(self, printer: MatrixPrinter) -> MatrixPrinter:
+        """``printer``, a helper of this one, sharing its index hygiene."""
+        printer.avoid, printer.index_names, printer.opened = self.avoid, self.index_names, self.opened
+        return printer
+
+    def holding_index(self, order: Sequence[g.Node]) -> tuple[set[g.Node], frozenset[str]]:
+        """The nodes of a part (its post-order, printed) whose text may hold index notation,
+        and the index names that notation uses."""
+        holding: set[g.Node] = set()
+        names: set[str] = set()
+        for n in order:
+            if n in self.names and n is not order[-1]:
+                continue  # printed by its ``where`` name
+            if n in self.index_names or any(a in holding for a in n.args):
+                holding.add(n)
+                names |= self.index_names.get(n, frozenset())
+        return holding, frozenset(names)
+
+    def piece_avoiding(self, node: g.Node, avoid: frozenset[str]) -> tuple[Piece, frozenset[str]]:
+        """The piece of ``node`` with its nested index notation using none of the index names
+        ``avoid`` (those bound around it), and the index names it does use. This printer's own
+        piece where it does not clash; else the part is printed again by a printer avoiding them,
+        which reuses the pieces of the nodes below that hold no index notation."""
+        self.piece(node)
+        order = g.postorder(node)
+        holding, names = self.holding_index(order)
+        if not names & avoid:
+            return self.scalar_piece(node), frozenset(names)
+        other = MatrixPrinter(self.style, self.result, self.scalars, self.share, self.written)
+        other.names, other.rows, other.columns = self.names, self.rows, self.columns
+        other.avoid, other.opened, other.splits = self.avoid | avoid, self.opened, self.splits
+        other.memo = {n: p for n, p in self.memo.items() if n not in holding}
+        other.piece(node)
+        again = frozenset().union(*(other.index_names.get(n, frozenset()) for n in order))
+        return other.scalar_piece(node), again
 
     def base_printer(self) -> MatrixPrinter:
         """The printer of reciprocal bases (``a/b``): a typed-expression printer, as ever, kept
@@ -90,7 +157,7 @@ class MatrixPrinter:
         if self.share:
             return self
         if self._bases is None:
-            self._bases = MatrixPrinter(self.style)
+            self._bases = self.family(MatrixPrinter(self.style))
         return self._bases
 
     def leaf_printer(self) -> MatrixPrinter:
@@ -98,7 +165,7 @@ class MatrixPrinter:
         if self.share or (self.result and not self.scalars):
             return self
         if self._leaves is None:
-            self._leaves = MatrixPrinter(self.style, True)
+            self._leaves = self.family(MatrixPrinter(self.style, True))
         return self._leaves
 
     def keep_values(self, order: Sequence[g.Node]) -> None:
@@ -233,10 +300,10 @@ class MatrixPrinter:
                 m, n = (g.dim_text(d) for d in dims)
                 return Piece(f"K_{{{m},{n}}}" if st.latex else f"commutation({m}, {n})", ATOM)
             # No matrix notation: index notation names an entry of a product dimension by a pair.
-            return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
+            return self.index_piece(node, ATOM)
         if node.rank > 2 and isinstance(node, g.Add | g.Contract):
             # No matrix notation for tensors of order three or more.
-            return Piece(index_notation(node, st, self.leaf_printer()), ADD)
+            return self.index_piece(node, ADD)
         if isinstance(node, g.Add):
             return self.render_add(node)
         if isinstance(node, g.Contract):
@@ -250,7 +317,7 @@ class MatrixPrinter:
                 rewritten = without_tensor_operands(node)
                 if rewritten is not None:
                     return self.piece(rewritten)
-            return Piece(index_notation(node, st, self.leaf_printer()), ATOM)
+            return self.index_piece(node, ATOM)
         if isinstance(node, g.Power):
             return self.render_power(node)
         if isinstance(node, g.Compare):
@@ -264,6 +331,10 @@ class MatrixPrinter:
             args = [
                 self.widened(a, node.args) if node.record.result == "broadcast" else self.memo[a] for a in node.args
             ]
+            if not node.record.elementwise and node.record.result != "broadcast" and node.record.name != "sum":
+                # A function of vectors or matrices (inv, softmax) takes index notation as the
+                # value of its free indices in order: no -> [...] needed there.
+                args = [Piece(self.opened[a.text], ATOM) if a.text in self.opened else a for a in args]
             vectors = [a for a, arg in zip(args, node.args, strict=True) if arg.rank == 1]
             if len(vectors) > 1 and not all(a.row for a in vectors):
                 # Arguments of one shape read in one orientation: max(x'*A, y) is max((x'*A)', y).
@@ -274,6 +345,12 @@ class MatrixPrinter:
             row = (node.rank == 1 and all(a.row for a in args)) or (node.dim == 1 and node.rank == 1)
             return Piece(piece.text, piece.prec, row, op=piece.op)
         raise NotMatrixNotation(type(node).__name__)  # pragma: no cover
+
+    def index_piece(self, node: g.Node, prec: int) -> Piece:
+        """A part in index notation; one that ends with its free indices (``... -> [i]``) is
+        parenthesised wherever it is an operand."""
+        text, _, closed = index_text(node, self.style, self.leaf_printer())
+        return Piece(text, OUTPUT if closed else prec)
 
     # --------------------------------------------------------------------------- sums
 

@@ -132,4 +132,4 @@ def index_notation(node: g.Node, style: Style = TEXT, leaves: MatrixPrinter | No
     ``leaves``: the matrix printer of the parts printed in matrix notation (by default a
     derived-expression printer of ``style``).
     """
-    return _index_notation(node, style, leaves if leaves is not None else MatrixPrinter(style, True), whole=True)
+    return _index_notation(node, style, leaves if leaves is not None else MatrixPrinter(style, True))

@@ -18,6 +18,8 @@ from matrixcalculus.render import numbers
 
 # Binding strength, loose to tight (a comparison is always printed in parentheses: no level).
 ADD, MUL, UNARY, POW, POSTFIX, ATOM = 2, 3, 4, 5, 6, 7
+# Index notation that ends with its free indices, ``A[i,j]*x[j] -> [i]``: parenthesised as any operand.
+OUTPUT = 1
 
 
 class NotMatrixNotation(Exception):
