@@ -91,3 +91,14 @@ def test_warning_free_functions_raise_no_warning_at_extreme_arguments() -> None:
             warnings.simplefilter("error")
             value, grad = fn(values)
         assert np.isfinite(value) and np.all(np.isfinite(grad)), text
+
+
+def test_auto_runs_and_shows_the_code_of_the_arrays_library() -> None:
+    fn = mc.compile("x'*A*x", wrt="x", derivatives=("value", "gradient"), backend="auto")
+    values = {"x": np.array([1.0, 2.0]), "A": np.array([[1.0, 2.0], [0.0, 3.0]])}
+    value, grad = fn(values)
+    assert value == 1.0 + 2.0 * 2.0 + 3.0 * 4.0  # x'*A*x = 1 + 4 + 12
+    np.testing.assert_allclose(grad, (values["A"] + values["A"].T) @ values["x"])
+    assert fn.source(values).startswith("import numpy as xp")
+    with pytest.raises(mc.EvaluationError, match="A"):
+        fn({"x": values["x"]})  # a missing name is named, through the backend's function

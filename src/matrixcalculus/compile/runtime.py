@@ -104,6 +104,8 @@ class CompiledDerivatives:
     def source(self, values: Mapping[str, Any] | None = None) -> str:
         """The generated source (for the sizes of ``values``, or of the last call)."""
         if values is not None:
+            if self.backend == "auto":  # the code of the library the arrays come from
+                return self._for(values).source(values)
             return self._compiled(values)[0].source
         if not self._cache:
             return generate(self.roots, self.variables, self.backend).source
@@ -163,19 +165,20 @@ class CompiledDerivatives:
         # function is wrapped once (np.errstate as a decorator, 0.4 us a call, half of entering
         # a fresh errstate per call).
         run = _NP.errstate(all="ignore")(fn) if quiet and self.check_finite else fn
-        entry = _Entry(program, fn, sizes, bool(program.structures and any(program.structures)), quiet, run)
+        structured = bool(program.structures and any(program.structures))
+        entry = _Entry(program, fn, sizes, structured, quiet, run, self._simple and not structured)
         self._cache[key] = entry
         return entry
 
     def __call__(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        if self.backend == "auto":
-            return self._for(values)(values)
         try:
             # The common case in C loops (operator.itemgetter, attrgetter): read the arguments,
             # look their signature up.
             arguments = self._arguments(values)
             entry = self._cache[tuple(map(_SHAPE_DTYPE, arguments))]
         except (KeyError, TypeError, AttributeError):
+            if self.backend == "auto":  # its own cache stays empty: the backend's function runs
+                return self._for(values)(values)
             entry = self._entry(values)  # a new signature (or numbers, or a missing name: it says which)
             arguments = self._arguments(values)
         try:
@@ -203,6 +206,8 @@ class CompiledDerivatives:
                     continue
                 flat = self._checked(flat, values, entry.sizes)
                 break
+        if entry.plain and type(flat) is tuple:
+            return flat  # one output per group, none structured: the function's own tuple
         if entry.structured:
             flat = [
                 self._structured(item, st, entry.sizes) for item, st in zip(flat, entry.program.structures, strict=True)
@@ -392,6 +397,7 @@ class _Entry:
     structured: bool
     quiet: bool  # whether IEEE warnings are silenced while it runs (see _entry)
     run: Any  # fn, or fn with IEEE warnings silenced (quiet, with the finite check on)
+    plain: bool  # the call returns the function's outputs as they come
 
 
 def _to_numpy(a: Any) -> Any:
