@@ -315,9 +315,9 @@ def _np() -> Any:
 
 
 def _finite(a: Any) -> bool:
-    """Are all entries of ``a`` finite? One reduction, no boolean temporary: a nan or inf entry
-    makes the sum non-finite. Only when the sum itself is not finite (an overflow of finite
-    entries can do that) is every entry looked at."""
+    """Are all entries of ``a`` finite? One pass, no boolean temporary (:func:`_quick_finite` for
+    NumPy arrays, the array's own sum for others): a nan or inf entry makes the result non-finite.
+    Only when it is not finite (an overflow of finite entries can do that) is every entry looked at."""
     if type(a) is _NDARRAY:
         return _quick_finite(a) or bool(_np().isfinite(a).all())
     if isinstance(a, int | float):
