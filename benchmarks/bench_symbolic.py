@@ -35,7 +35,8 @@ expressions -- the gradient of an L-layer tanh MLP w.r.t. its first layer (L = 1
 chain of depth k, of a sum of k products ``x'*A_i*B_i*x``, ``tr(A*...*A)`` with k factors, a sum
 of k quadratic forms, nested softmax of depth k, and its second derivative --
 and prints the exponent fitted to the last sizes (the slope of log time against log k; about 1
-is linear). Each time is the median of a few runs with fresh variable names.
+is linear). Each time is the minimum of a few runs with fresh variable names (``--scaling-repeats``;
+the minimum, not the median: on a shared machine other processes only ever add time).
 """
 
 from __future__ import annotations
@@ -323,8 +324,8 @@ def scaling_table(repeats: int = 3, only: str = "") -> None:
                 d_runs.append(middle - start)
                 p_runs.append(end - middle)
                 chars = len(printed)
-            derive_times.append(statistics.median(d_runs))
-            print_times.append(statistics.median(p_runs))
+            derive_times.append(min(d_runs))
+            print_times.append(min(p_runs))
             print(f"{name:<26} {k:>5}  {derive_times[-1] * 1e3:10.2f}  {print_times[-1] * 1e3:9.2f}  {chars:>7}")
         # Fitted on the larger sizes, where the constant costs no longer dominate.
         last = -3
@@ -388,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--scaling", action="store_true", help="also time derivation and printing against size")
     parser.add_argument("--only-scaling", action="store_true", help="only the scaling table")
+    parser.add_argument("--scaling-repeats", type=int, default=5, help="fresh runs per size in the scaling table")
     parser.add_argument(
         "--families", default="", help="scaling families whose name contains one of these (comma-separated)"
     )
@@ -398,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         printing_table()
         return 0
     if args.only_scaling:
-        scaling_table(only=args.families)
+        scaling_table(repeats=args.scaling_repeats, only=args.families)
         return 0
     if args.only_build:
         build_table()
@@ -445,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     build_table()
     if args.scaling:
         print()
-        scaling_table(only=args.families)
+        scaling_table(repeats=args.scaling_repeats, only=args.families)
     return 0
 
 
