@@ -115,12 +115,17 @@ def test_python_builders_expand_as_the_parser() -> None:
 
 def test_the_bias_gradient_of_a_sum_is_a_count_times_ones() -> None:
     # sum_ij (W*X)_ij + b_i: each b_i is added N times.
+    # The count p is X's number of columns; X is not in the result, so the size prints as the
+    # sum of ones that it is (a bare p would read back as a variable named p).
     grad = mc.gradient("sum(W*X + b)", "b", types=BIAS)
-    assert str(grad) == "p*ones(m)"
+    assert str(grad) == "sum(ones(p))*ones(m)"
     assert "diag" not in str(grad)
     np.testing.assert_allclose(grad.evaluate(POINT), np.full(M, N))
     row = mc.gradient("sum(X*W + b')", "b", types=BIAS)
-    assert str(row) == "m*ones(p)"
+    assert str(row) == "sum(ones(m))*ones(p)"
+    # Where a variable of the result carries the dimension (y has length n), the size prints by
+    # its name.
+    assert str(mc.gradient("mean(x) + x'*y", "x")) == "ones(n)/n + y"
 
 
 LOSSES = [

@@ -92,7 +92,7 @@ def test_a_declared_named_dimension_needs_no_ones() -> None:
         ("sum(tanh(x))", "x", None, "1 - tanh(x).^2"),
         ("lambda/2*w'*w", "w", None, "lambda*w"),
         ("sum(tanh(W*X + b))", "W", BIAS, "(1 - tanh(W*X + b).^2)*X'"),
-        ("sum(W*X + b)", "b", BIAS, "p*ones(m)"),
+        ("sum(W*X + b)", "b", BIAS, "sum(ones(p))*ones(m)"),
         ("0.5*norm2(W2*relu(W1*x + b1) + b2 - t)^2", "b1", {"b1": "vector", "b2": "vector"},
          "(W2'*(W2*relu(W1*x + b1) + b2 - t)) .* (W1*x + b1 > 0)"),
     ],

@@ -72,6 +72,10 @@ class MatrixPrinter:
         # Products typed as ``lambda/2*w'*w`` (the divisor after a leading scalar): an echo
         # prints them so (see :meth:`render_contract`).
         self.early: frozenset[g.Node] = frozenset()
+        # The dimension names the variables of the printed text carry: a size used as a value
+        # prints by its name only where one of them does (sum(x)/n), since parsing reads the name
+        # as that size only then; otherwise as sum(ones(n)). None: not known (print the name).
+        self.carried: frozenset[str] | None = None
         # Index hygiene (render.index): the index names bound in the text around the parts this
         # printer prints (none at the top); the names each part printed in index notation uses;
         # and the text without ``-> [...]`` of such a part, by its text, for where that reads the same.
@@ -118,6 +122,7 @@ class MatrixPrinter:
     def family(self, printer: MatrixPrinter) -> MatrixPrinter:
         """``printer``, a helper of this one, sharing its index hygiene."""
         printer.avoid, printer.index_names, printer.opened = self.avoid, self.index_names, self.opened
+        printer.carried = self.carried
         return printer
 
     def holding_index(self, order: Sequence[g.Node]) -> tuple[set[g.Node], frozenset[str]]:
@@ -146,6 +151,7 @@ class MatrixPrinter:
         other = MatrixPrinter(self.style, self.result, self.scalars, self.share, self.written)
         other.names, other.rows, other.columns = self.names, self.rows, self.columns
         other.avoid, other.opened, other.splits = self.avoid | avoid, self.opened, self.splits
+        other.carried = self.carried
         other.memo = {n: p for n, p in self.memo.items() if n not in holding}
         other.piece(node)
         again = frozenset().union(*(other.index_names.get(n, frozenset()) for n in order))
@@ -174,6 +180,10 @@ class MatrixPrinter:
         values = {node.dim for node in order if isinstance(node, g.DimSize)}
         if not values <= self.written:
             self.written = self.written | values
+        # A name the text gives a dimension: a variable's, or one written in ones(n), eye(n), zeros(n).
+        givers = g.Var | g.Ones | g.Zeros | g.Delta
+        carried = {name for node in order if isinstance(node, givers) for d in node.shape for name in g.dim_names(d)}
+        self.carried = frozenset(carried) | (self.carried or frozenset())
 
     def piece_all(self, order: Sequence[g.Node]) -> None:
         self.keep_values(order)
@@ -269,7 +279,11 @@ class MatrixPrinter:
         if isinstance(node, g.Zeros):
             return Piece(st.zeros(node.shape), ATOM)
         if isinstance(node, g.DimSize):
-            return st.dimension(node.dim)
+            if self.carried is None or set(g.dim_names(node.dim)) <= self.carried:
+                return st.dimension(node.dim)
+            # No variable here carries the dimension (d/db of sum(W*X + b) counts X's columns):
+            # its size as a sum of ones, which reads back as that size, never as a variable.
+            return Piece(st.call("sum", st.ones((node.dim,))), ATOM)
         entries = stack_entries(node)
         if entries is not None:
             return self.render_stack(node, entries)
