@@ -481,9 +481,11 @@ class _Planner:
                 continue
             sub = g.contract([node.args[k] for k in part], [node.labels[k] for k in part], free)
             # The part's value has its free indices in the order of the result's axes.
-            arr = self.contract(sub, [self.values[a] for a in sub.args]) if isinstance(sub, g.Contract) else None
+            # Building the part may flatten it into operands not planned yet (a product nested
+            # in the part): those are planned here.
+            arr = self.contract(sub, [self.planned(a) for a in sub.args]) if isinstance(sub, g.Contract) else None
             factors.append((("array", len(arrays)), axes))
-            arrays.append(arr.operand if arr is not None else self.values[sub].operand)
+            arrays.append(arr.operand if arr is not None else self.planned(sub).operand)
         return Factors(tuple(arrays), Structure(float(node.coeff), tuple(factors)))
 
     # -------------------------------------------------------------------------- contractions

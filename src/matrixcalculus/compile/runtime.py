@@ -180,7 +180,7 @@ class CompiledDerivatives:
             if self.backend == "auto":  # its own cache stays empty: the backend's function runs
                 return self._for(values)(values)
             entry = self._entry(values)  # a new signature (or numbers, or a missing name: it says which)
-            arguments = self._arguments(values)
+            arguments = _arrays(self._arguments(values), self.backend)
         try:
             flat = entry.run(*arguments)
         except _linalg_errors(self.backend) as exc:
@@ -425,6 +425,19 @@ def _linalg_errors(backend: str) -> tuple[type[BaseException], ...]:
 
         errors.append(cupy.linalg.LinAlgError)
     return tuple(errors)
+
+
+def _arrays(arguments: Any, backend: str) -> Any:
+    """The arguments with Python numbers made 0-d arrays of the backend: generated code then
+    computes with arrays throughout (1.0/(a - a) is inf and reported, never ZeroDivisionError,
+    and (-1.0)**0.5 nan, never complex). A number takes the arrays' dtype (float32 arrays stay
+    float32, as a Python number follows the arrays in NumPy), float64 when there is none."""
+    if all(hasattr(a, "shape") for a in arguments):
+        return arguments
+    xp = _namespace(backend)
+    dtypes = {a.dtype for a in arguments if hasattr(a, "dtype")}
+    dtype = dtypes.pop() if len(dtypes) == 1 else xp.float64
+    return tuple(a if hasattr(a, "shape") else xp.asarray(a, dtype=dtype) for a in arguments)
 
 
 def _namespace(backend: str) -> Any:

@@ -488,6 +488,14 @@ class MatrixPrinter:
         be there (else the first term prints in full), and a column and a row may not meet
         before it (the parser refuses ``b + c'``)."""
         forms = [self.expansion(t) for t in node.args]
+        # A negated expansion prints short only where its magnitude does (see term: x read as a
+        # scalar against the naming convention prints in full, with its ones, as a column or row).
+        forms = [
+            f
+            if f is None or not (isinstance(t, g.Contract) and t.coeff < 0)
+            else self.expansion(g.contract(t.args, t.labels, t.out, -t.coeff))
+            for t, f in zip(node.args, forms, strict=True)
+        ]
         short = [f is not None for f in forms]
         first_full = next((k for k, s in enumerate(short) if not s), None)
         before = {f[1] for f in forms[: first_full if first_full is not None else len(forms)] if f is not None}
