@@ -772,25 +772,7 @@ def _components(node: g.Node) -> list[list[int]] | None:
     """The operands of a contraction of order >= 3 grouped into parts that share no index."""
     if not isinstance(node, g.Contract) or node.rank < 3:
         return None
-    parent = list(range(len(node.args)))
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    first: dict[int, int] = {}
-    for k, labs in enumerate(node.labels):
-        for lab in labs:
-            if lab in first:
-                parent[find(k)] = find(first[lab])
-            else:
-                first[lab] = k
-    groups: dict[int, list[int]] = {}
-    for k in range(len(node.args)):
-        groups.setdefault(find(k), []).append(k)
-    parts = list(groups.values())
+    parts = g.joined_operands(node.labels)
     return parts if len(parts) > 1 else None
 
 

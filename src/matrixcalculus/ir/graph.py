@@ -1060,3 +1060,35 @@ def apply(name: str, *args: Node, dim: int | None = None) -> Node:
         if simpler is not None:
             return simpler
     return _intern(Function, tuple(args), (name,) if dim is None else (name, dim))
+
+
+def joined_operands(
+    labels: Sequence[Sequence[int]], joining: Callable[[int], bool] = lambda lab: True
+) -> list[list[int]]:
+    """The operand positions of a contraction grouped into parts that share no ``joining`` label
+    (union-find over the labels; parts in order of their first operand).
+
+    >>> joined_operands([(0, 1), (1, 2), (3,)])
+    [[0, 1], [2]]
+    """
+    parent = list(range(len(labels)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    owner: dict[int, int] = {}
+    for k, labs in enumerate(labels):
+        for lab in labs:
+            if not joining(lab):
+                continue
+            if lab in owner:
+                parent[find(k)] = find(owner[lab])
+            else:
+                owner[lab] = k
+    groups: dict[int, list[int]] = {}
+    for k in range(len(labels)):
+        groups.setdefault(find(k), []).append(k)
+    return list(groups.values())

@@ -38,29 +38,10 @@ _KRON = FUNCTIONS["kron"].name
 def _groups(node: g.Contract) -> list[tuple[list[int], set[int]]]:
     """The operands joined by summed labels: (operand positions, free labels) per group."""
     free = set(node.out)
-    parent = list(range(len(node.args)))
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    owner: dict[int, int] = {}
-    for k, labs in enumerate(node.labels):
-        for lab in labs:
-            if lab in free:
-                continue
-            if lab in owner:
-                parent[find(k)] = find(owner[lab])
-            else:
-                owner[lab] = k
-    groups: dict[int, tuple[list[int], set[int]]] = {}
-    for k, labs in enumerate(node.labels):
-        ops, labels = groups.setdefault(find(k), ([], set()))
-        ops.append(k)
-        labels.update(lab for lab in labs if lab in free)
-    return list(groups.values())
+    return [
+        (ops, {lab for k in ops for lab in node.labels[k] if lab in free})
+        for ops in g.joined_operands(node.labels, lambda lab: lab not in free)
+    ]
 
 
 def _factor(node: g.Contract, groups: Sequence[tuple[list[int], set[int]]], out: tuple[int, ...]) -> g.Node:
