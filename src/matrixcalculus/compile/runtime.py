@@ -10,6 +10,7 @@ checks its outputs and returns structured results.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import math
 import operator
@@ -264,8 +265,10 @@ class CompiledDerivatives:
         check each output as :func:`_quick_finite` does (``flat`` tells each output's kind; a
         guard on the kind keeps the check valid: an output of another layout goes to
         :meth:`_checked`, as does a failing quick check) and return the result grouped as asked.
-        The source is made from this module's text and numbers only (names, shapes and dtypes
-        come in through the namespace): see :func:`_fast_source`.
+        The statements of the generated function are run in the same frame (a call less) unless
+        IEEE warnings are silenced around it. The source is made from this module's text and the
+        generated program's statements only (argument names, shapes and dtypes come in through
+        the namespace): see :func:`_fast_source`.
         """
         key = entry.key
         if entry.structured or type(flat) is not tuple or any(dtype is None for _, dtype in key):
@@ -273,7 +276,7 @@ class CompiledDerivatives:
         if any(count < 1 for _, count in self.groups):
             return None
         checks: list[str | None] = []
-        namespace: dict[str, Any] = {}
+        scalar_types: dict[int, type] = {}
         for k, item in enumerate(flat):
             if not self.check_finite:
                 checks.append(None)
@@ -286,48 +289,55 @@ class CompiledDerivatives:
                     checks.append("reduce")
             elif type(item) in (_FLOAT64, _FLOAT32):
                 checks.append("scalar")
-                namespace[f"_t{k}"] = type(item)
+                scalar_types[k] = type(item)
             else:
                 return None
-        for j, (name, (shape, dtype)) in enumerate(zip(self._names, key, strict=True)):
-            namespace.update({f"_k{j}": name, f"_s{j}": shape, f"_d{j}": dtype})
+        inline = _function_body(entry.program.source, entry.program.function) if entry.run is entry.fn else None
+        if inline is not None and len(inline[0]) != len(self._names):  # pragma: no cover - one parameter per variable
+            inline = None
+        source, names = _fast_source(len(self._names), checks, self._grouping(), inline)
         sizes = entry.sizes
 
         def recheck(outputs: Sequence[Any], values: Mapping[str, Any]) -> tuple[Any, ...]:
             return self._finish(entry, self._checked(outputs, values, sizes))
 
+        namespace: dict[str, Any] = {}
+        if inline is not None:  # the program's own module first: its import and helpers
+            exec(builtins.compile(entry.program.source, f"<matrixcalculus:{self.backend}>", "exec"), namespace)
+        for j, (name, (shape, dtype)) in enumerate(zip(self._names, key, strict=True)):
+            namespace.update({names[f"_k{j}"]: name, names[f"_s{j}"]: shape, names[f"_d{j}"]: dtype})
+        namespace.update({names[f"_t{k}"]: kind for k, kind in scalar_types.items()})
         namespace.update(
-            _run=entry.run,
-            _recheck=recheck,
-            _MISS=_MISS,
-            _ndarray=_NDARRAY,
-            _float64=_FLOAT64_DTYPE,
-            _isfinite=_ISFINITE,
-            _add_reduce=_ADD_REDUCE,
+            {
+                names["_run"]: entry.run,
+                names["_recheck"]: recheck,
+                names["_MISS"]: _MISS,
+                names["_ndarray"]: _NDARRAY,
+                names["_float64"]: _FLOAT64_DTYPE,
+                names["_isfinite"]: _ISFINITE,
+                names["_add_reduce"]: _ADD_REDUCE,
+            }
         )
-        source = _fast_source(len(self._names), checks, self._grouping(len(flat)))
         exec(builtins.compile(source, "<matrixcalculus:call>", "exec"), namespace)
-        return namespace["call"]
+        return namespace[names["call"]]
 
-    def _grouping(self, count: int) -> str:
-        """The return expression of :func:`_fast_source`: ``flat`` when each group has one output,
-        else the outputs grouped as :meth:`_finish` groups them.
+    def _grouping(self) -> list[Any] | None:
+        """How the call groups the outputs (as :meth:`_finish` does): None when each group has one
+        output (the function's own tuple is the result), else each group's output numbers (a
+        number alone where the group is one output).
 
-        >>> fn = CompiledDerivatives([], [("value", 1), ("gradient", 2)], [], False, "numpy")
-        >>> fn._grouping(3)
-        '(o0, (o1, o2))'
+        >>> CompiledDerivatives([], [("value", 1), ("gradient", 2)], [], False, "numpy")._grouping()
+        [0, [1, 2]]
         """
         if self._simple:
-            return "flat"
-        parts = []
+            return None
+        parts: list[Any] = []
         k = 0
         for _, size in self.groups:
-            names = [f"o{j}" for j in range(k, k + size)]
-            parts.append(names[0] if (self.single or size == 1) else f"({', '.join(names)})")
+            numbers = list(range(k, k + size))
+            parts.append(numbers[0] if (self.single or size == 1) else numbers)
             k += size
-        if k != count:  # pragma: no cover - the program returns one output per root
-            raise AssertionError(f"{count} outputs for groups of {k}")
-        return f"({', '.join(parts)}{',' if len(parts) == 1 else ''})"
+        return parts
 
     def _checked(self, flat: Sequence[Any], values: Mapping[str, Any], sizes: Mapping[g.Dim, int]) -> Sequence[Any]:
         """The outputs, after making sure each is finite (the policy: a non-finite result is an error).
@@ -463,31 +473,41 @@ def _quick_finite(a: Any) -> bool:
     return _ISFINITE(_ADD_REDUCE(a, None))
 
 
-# The quick check of each kind of output, as a condition on the output o{k} (r{k} a name for its
-# flat view) that the generated call of a signature tests (see _fast_source). Each is
+# The quick check of each kind of output, as a condition on the output {o} (with {r} a name for
+# its flat view) that the generated call of a signature tests (see _fast_source). Each is
 # _quick_finite's check for that kind behind a guard on the kind: an output of another kind or
 # layout, or one whose check fails, goes to the general check.
 _QUICK_CHECKS = {
     # a float64 vector (or 0-d array): BLAS dot with itself
-    "dot": "type(o{k}) is _ndarray and o{k}.dtype is _float64 and o{k}.ndim <= 1 and _isfinite(o{k}.dot(o{k}))",
-    # a float64 array in one contiguous buffer: the same on its flat view
+    "dot": "type({o}) is {_ndarray} and {o}.dtype is {_float64} and {o}.ndim <= 1 and {_isfinite}({o}.dot({o}))",
+    # a float64 array in one contiguous buffer: the same on its flat view (a view, no copy)
     "flat_dot": (
-        "type(o{k}) is _ndarray and o{k}.dtype is _float64 and o{k}.flags.forc"
-        ' and _isfinite((r{k} := o{k}.ravel("K")).dot(r{k}))'
+        "type({o}) is {_ndarray} and {o}.dtype is {_float64} and {o}.flags.forc"
+        ' and {_isfinite}(({r} := {o}.ravel("K")).dot({r}))'
     ),
     # any other array (float32, strided): NumPy's sum
-    "reduce": "type(o{k}) is _ndarray and _isfinite(_add_reduce(o{k}, None))",
+    "reduce": "type({o}) is {_ndarray} and {_isfinite}({_add_reduce}({o}, None))",
     # a NumPy scalar (a value): its own finiteness
-    "scalar": "type(o{k}) is _t{k} and _isfinite(o{k})",
+    "scalar": "type({o}) is {_t} and {_isfinite}({o})",
 }
 
 
-def _fast_source(arity: int, checks: Sequence[str | None], result: str) -> str:
-    """The source of a signature's call (see :meth:`CompiledDerivatives._fast_call`): ``arity``
-    arguments, one quick check per output (a key of :data:`_QUICK_CHECKS`, or None: unchecked)
-    and the return expression ``result``. Only this module's text and numbers go into it.
+def _fast_source(
+    arity: int,
+    checks: Sequence[str | None],
+    grouping: list[Any] | None,
+    inline: tuple[list[str], list[str], str, frozenset[str]] | None = None,
+) -> tuple[str, dict[str, str]]:
+    """The source of a signature's call (see :meth:`CompiledDerivatives._fast_call`) and the names
+    it uses for this module's values: ``arity`` arguments, one quick check per output (a key of
+    :data:`_QUICK_CHECKS`, or None: unchecked), the outputs grouped as ``grouping`` says
+    (:meth:`CompiledDerivatives._grouping`). The call runs ``_run``, the generated function, or,
+    given ``inline`` (:func:`_function_body`: its parameters, statements, returned expression and
+    every name it uses), its statements in place: then its parameters are the arguments' names
+    and this module's names avoid its own (``flat`` becomes ``flat_`` where the program has a
+    ``flat``). Only this module's text and the program's statements go into it.
 
-    >>> print(_fast_source(2, ["dot"], "flat"), end="")
+    >>> print(_fast_source(2, ["dot"], None)[0], end="")
     def call(values):
         a0 = values[_k0]
         a1 = values[_k1]
@@ -499,20 +519,97 @@ def _fast_source(arity: int, checks: Sequence[str | None], result: str) -> str:
             return _recheck(flat, values)
         return flat
     """
-    lines = ["def call(values):"]
-    lines += [f"    a{j} = values[_k{j}]" for j in range(arity)]
+    taken = inline[3] if inline is not None else frozenset()
+    names: dict[str, str] = {}
+
+    def name(wanted: str) -> str:
+        # Our names end in a letter or digit: adding underscores keeps them apart from each other.
+        if wanted not in names:
+            free = wanted
+            while free in taken:
+                free += "_"
+            names[wanted] = free
+        return names[wanted]
+
+    for wanted in ("call", "values", "flat", "_run", "_recheck", "_MISS", "_ndarray", "_float64", "_isfinite"):
+        name(wanted)
+    name("_add_reduce")
+    values, flat = names["values"], names["flat"]
+    arguments = inline[0] if inline is not None else [name(f"a{j}") for j in range(arity)]
+    lines = [f"def {names['call']}({values}):"]
+    lines += [f"    {a} = {values}[{name(f'_k{j}')}]" for j, a in enumerate(arguments)]
     if arity:
-        guard = " or ".join(f"a{j}.shape != _s{j} or a{j}.dtype is not _d{j}" for j in range(arity))
-        lines += [f"    if {guard}:", "        return _MISS"]
-    lines.append(f"    flat = _run({', '.join(f'a{j}' for j in range(arity))})")
-    if result != "flat" or any(checks):
-        outputs = ", ".join(f"o{k}" for k in range(len(checks)))
-        lines.append(f"    ({outputs}{',' if len(checks) == 1 else ''}) = flat")
+        guard = " or ".join(
+            f"{a}.shape != {name(f'_s{j}')} or {a}.dtype is not {name(f'_d{j}')}" for j, a in enumerate(arguments)
+        )
+        lines += [f"    if {guard}:", f"        return {names['_MISS']}"]
+    if inline is None:
+        lines.append(f"    {flat} = {names['_run']}({', '.join(arguments)})")
+    else:
+        lines += inline[1]
+        lines.append(f"    {flat} = {inline[2]}")
+    outputs = [name(f"o{k}") for k in range(len(checks))]
+    if grouping is not None or any(checks):
+        lines.append(f"    ({', '.join(outputs)}{',' if len(outputs) == 1 else ''}) = {flat}")
     for k, check in enumerate(checks):
         if check is not None:
-            lines += [f"    if not ({_QUICK_CHECKS[check].format(k=k)}):", "        return _recheck(flat, values)"]
-    lines.append(f"    return {result}")
-    return "\n".join(lines) + "\n"
+            fields = {key: names[key] for key in ("_ndarray", "_float64", "_isfinite", "_add_reduce")}
+            test = _QUICK_CHECKS[check].format(o=outputs[k], r=name(f"r{k}"), _t=name(f"_t{k}"), **fields)
+            lines += [f"    if not ({test}):", f"        return {names['_recheck']}({flat}, {values})"]
+
+    def grouped(part: Any) -> str:
+        if isinstance(part, int):
+            return outputs[part]
+        return f"({', '.join(grouped(p) for p in part)}{',' if len(part) == 1 else ''})"
+
+    lines.append(f"    return {flat if grouping is None else grouped(grouping)}")
+    return "\n".join(lines) + "\n", names
+
+
+def _function_body(source: str, function: str) -> tuple[list[str], list[str], str, frozenset[str]] | None:
+    r"""The generated ``function`` of ``source`` as :func:`_fast_source` runs it in place: its
+    parameters, its statements before the return (indented), the returned expression, and every
+    name the module uses. None when it is not a plain function of straight-line statements ending
+    in ``return`` (then it is called).
+
+    >>> parameters, body, returned, used = _function_body("def f(x, A):\n    t0 = (A @ x)\n    return (t0,)\n", "f")
+    >>> parameters, body, returned, sorted(used)
+    (['x', 'A'], ['    t0 = A @ x'], '(t0,)', ['A', 'f', 't0', 'x'])
+    """
+    tree = ast.parse(source)
+    found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
+    if len(found) != 1:
+        return None
+    (definition,) = found
+    parameters = definition.args
+    if (
+        definition.decorator_list
+        or parameters.posonlyargs
+        or parameters.vararg
+        or parameters.kwonlyargs
+        or parameters.kwarg
+        or parameters.defaults
+    ):
+        return None
+    *statements, last = definition.body
+    if not isinstance(last, ast.Return) or last.value is None:
+        return None
+    # Straight-line statements: no other exit, no scope of their own.
+    scoped = (ast.Return, ast.Yield, ast.YieldFrom, ast.Await, ast.Global, ast.Nonlocal, ast.FunctionDef, ast.ClassDef)
+    if any(isinstance(node, scoped) for statement in statements for node in ast.walk(statement)):
+        return None
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    used |= {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    used |= {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    arguments = [a.arg for a in parameters.args]
+    used |= set(arguments)
+    body = ["    " + line for statement in statements for line in ast.unparse(statement).splitlines()]
+    return arguments, body, ast.unparse(last.value), frozenset(used)
 
 
 def _numpy() -> tuple[Any, Any, Any, Any, Any, Any]:
