@@ -110,6 +110,7 @@ def test_arrays_of_another_library_get_their_library_code() -> None:
     fn = mc.compile("x'*A*x", wrt="x", derivatives=("gradient",), backend="auto")
     numpy_values = _quad(3)
     fn(numpy_values)
+    assert fn._fast is not None  # auto takes NumPy's signature call, guarded by the arrays' type
     torch_values = {k: torch.from_numpy(v.copy()) for k, v in numpy_values.items()}
     (grad,) = fn(torch_values)  # same shapes: the signature alone must not pick the NumPy code
     assert isinstance(grad, torch.Tensor)
@@ -131,11 +132,56 @@ def test_jax_arrays_get_jax_code_after_numpy_calls() -> None:
     fn = mc.compile("x'*A*x", wrt="x", derivatives=("gradient",), backend="auto")
     numpy_values = _quad(3)
     fn(numpy_values)
+    assert fn._fast is not None
     jax_values = {k: jnp.asarray(v) for k, v in numpy_values.items()}
     assert all(a.dtype == np.float64 for a in jax_values.values())  # the NumPy signature's dtypes
     (grad,) = fn(jax_values)
     assert isinstance(grad, jax.Array)  # computed by the jax code, not the NumPy code
     np.testing.assert_allclose(np.asarray(grad), _quad_gradient(numpy_values), rtol=1e-12)
+
+
+def _outcome(fn: mc.CompiledDerivatives, values: dict[str, object]) -> tuple[str, type]:
+    """What a call gives: the type of its first output, or the type of the error it raises."""
+    try:
+        return "value", type(fn(values)[0])
+    except Exception as exc:  # the comparison is of whatever happens
+        return "error", type(exc)
+
+
+def test_auto_looks_at_every_value_given() -> None:
+    # backend="auto" picks the library from all the values given, also those no argument reads:
+    # after NumPy calls, such a mapping goes the general way and gets what a first call gets.
+    # The gradient of logdet(X) is inv(X)': NumPy's inv of a tensor is an ndarray, torch's inv
+    # of an ndarray an error, so the outcome tells which library's code ran.
+    torch = pytest.importorskip("torch")
+    X = np.array([[2.0, 1.0], [1.0, 3.0]])
+    for extra in (torch.ones(2), np.ones(2)):
+        fn = mc.compile("logdet(X)", wrt="X", derivatives=("gradient",), backend="auto")
+        for _ in range(2):
+            np.testing.assert_allclose(fn({"X": X})[0], np.linalg.inv(X).T)
+        assert fn._fast is not None
+        fresh = mc.compile("logdet(X)", wrt="X", derivatives=("gradient",), backend="auto")
+        assert _outcome(fn, {"X": X, "unused": extra}) == _outcome(fresh, {"X": X, "unused": extra})
+    (grad,) = fn({"X": torch.from_numpy(X)})
+    assert isinstance(grad, torch.Tensor)
+    subclass = np.ma.masked_array(X)  # an ndarray subclass: the general path
+    np.testing.assert_allclose(np.asarray(fn({"X": subclass})[0]), np.linalg.inv(X).T)
+
+
+def test_auto_gives_jax_arrays_jax_code() -> None:
+    # jax float64 arrays have NumPy's dtype and a tuple shape: only the type guard tells them apart.
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    fn = mc.compile("logdet(X)", wrt="X", derivatives=("gradient",), backend="auto")
+    X = np.array([[2.0, 1.0], [1.0, 3.0]])
+    for _ in range(2):
+        fn({"X": X})
+    assert fn._fast is not None
+    (grad,) = fn({"X": jnp.asarray(X)})
+    assert isinstance(grad, jax.Array)  # NumPy's code would return an ndarray (np.linalg.inv)
+    np.testing.assert_allclose(np.asarray(grad), np.linalg.inv(X).T, rtol=1e-12)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -68,6 +68,7 @@ class CompiledDerivatives:
         # The call of the last signature (see _fast_call): one Python frame that reads, checks,
         # runs and returns; None until a NumPy call has run once.
         self._fast: Any = None
+        self._current: _Entry | None = None  # the entry whose call is _fast (NumPy)
 
     def _structured(self, item: Any, structure: Structure | None, sizes: Mapping[g.Dim, int]) -> Any:
         if structure is None:
@@ -197,7 +198,7 @@ class CompiledDerivatives:
             entry = self._cache[tuple(map(_SHAPE_DTYPE, arguments))]
         except (KeyError, TypeError, AttributeError):
             if self.backend == "auto":  # its own cache stays empty: the backend's function runs
-                return self._for(values)(values)
+                return self._dispatched(values)
             entry = self._entry(values)  # a new signature (or numbers, or a missing name: it says which)
             arguments = _arrays(self._arguments(values), self.backend)
         try:
@@ -219,7 +220,24 @@ class CompiledDerivatives:
             if entry.fast is None:
                 entry.fast = self._fast_call(entry, flat) or False
             self._fast = entry.fast or None
+            self._current = entry if entry.fast else None
         return self._finish(entry, flat)
+
+    def _dispatched(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """``backend="auto"``: the compiled function of the arrays' library runs the call. Where
+        that is NumPy's and ``values`` holds exactly the arguments, each a NumPy array, this
+        function takes that signature's call with a guard on the type of each argument and on
+        the number of values (which keeps :func:`backend_of`'s answer NumPy) for the next call."""
+        target = self._for(values)
+        result = target(values)
+        entry = target._current
+        if entry is not None and len(values) == len(self._names) and all(type(a) is _NDARRAY for a in values.values()):
+            if entry.typed is None:
+                entry.typed = target._fast_call(entry, None, exact=True) or False
+            self._fast = entry.typed or None
+        else:
+            self._fast = None
+        return result
 
     def _finish(self, entry: _Entry, flat: Sequence[Any]) -> tuple[Any, ...]:
         """The result of the call from the generated function's outputs: structured outputs as
@@ -254,7 +272,7 @@ class CompiledDerivatives:
         )
         raise EvaluationError(f"{' or '.join(names) or 'a matrix function'} of a singular matrix: {exc}") from None
 
-    def _fast_call(self, entry: _Entry, flat: Sequence[Any]) -> Any:
+    def _fast_call(self, entry: _Entry, flat: Sequence[Any] | None, exact: bool = False) -> Any:
         """The whole call for ``entry``'s signature as one generated function (NumPy only), or None
         where the general path must run (numbers among the arguments, structured outputs, an
         output of a kind the quick checks do not know).
@@ -268,34 +286,24 @@ class CompiledDerivatives:
         The statements of the generated function are run in the same frame (a call less) unless
         IEEE warnings are silenced around it. The source is made from this module's text and the
         generated program's statements only (argument names, shapes and dtypes come in through
-        the namespace): see :func:`_fast_source`.
+        the namespace): see :func:`_fast_source`. ``exact``: each argument must be a NumPy array
+        too (``backend="auto"``, see :meth:`_dispatched`; the kinds of outputs are those ``flat``
+        told the first time).
         """
         key = entry.key
-        if entry.structured or type(flat) is not tuple or any(dtype is None for _, dtype in key):
-            return None
-        if any(count < 1 for _, count in self.groups):
-            return None
-        checks: list[str | None] = []
-        scalar_types: dict[int, type] = {}
-        for k, item in enumerate(flat):
-            if not self.check_finite:
-                checks.append(None)
-            elif type(item) is _NDARRAY:
-                if item.dtype is _FLOAT64_DTYPE and item.ndim <= 1:
-                    checks.append("dot")
-                elif item.dtype is _FLOAT64_DTYPE and item.flags.forc:
-                    checks.append("flat_dot")
-                else:
-                    checks.append("reduce")
-            elif type(item) in (_FLOAT64, _FLOAT32):
-                checks.append("scalar")
-                scalar_types[k] = type(item)
-            else:
+        if flat is not None:
+            if entry.structured or type(flat) is not tuple or any(dtype is None for _, dtype in key):
                 return None
+            if any(count < 1 for _, count in self.groups):
+                return None
+            entry.kinds = _output_kinds(flat, self.check_finite)
+        if entry.kinds is None:
+            return None
+        checks, scalar_types = entry.kinds
         inline = _function_body(entry.program.source, entry.program.function) if entry.run is entry.fn else None
         if inline is not None and len(inline[0]) != len(self._names):  # pragma: no cover - one parameter per variable
             inline = None
-        source, names = _fast_source(len(self._names), checks, self._grouping(), inline)
+        source, names = _fast_source(len(self._names), checks, self._grouping(), inline, exact)
         sizes = entry.sizes
 
         def recheck(outputs: Sequence[Any], values: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -312,6 +320,7 @@ class CompiledDerivatives:
                 names["_run"]: entry.run,
                 names["_recheck"]: recheck,
                 names["_MISS"]: _MISS,
+                names["_arity"]: len(self._names),
                 names["_ndarray"]: _NDARRAY,
                 names["_float64"]: _FLOAT64_DTYPE,
                 names["_isfinite"]: _ISFINITE,
@@ -473,6 +482,35 @@ def _quick_finite(a: Any) -> bool:
     return _ISFINITE(_ADD_REDUCE(a, None))
 
 
+def _output_kinds(flat: Sequence[Any], check: bool) -> tuple[list[str | None], dict[int, type]] | None:
+    """The quick check of each output (a key of :data:`_QUICK_CHECKS`; None: unchecked) and the
+    type of each NumPy scalar among them, as :func:`_quick_finite` would check them; None where
+    an output is of another kind (the general check then looks at it).
+
+    >>> import numpy as np
+    >>> _output_kinds((np.float64(1.0), np.ones(3), np.ones((3, 2)).T, np.ones((4, 4))[::2]), True)[0]
+    ['scalar', 'dot', 'flat_dot', 'reduce']
+    """
+    checks: list[str | None] = []
+    scalar_types: dict[int, type] = {}
+    for k, item in enumerate(flat):
+        if not check:
+            checks.append(None)
+        elif type(item) is _NDARRAY:
+            if item.dtype is _FLOAT64_DTYPE and item.ndim <= 1:
+                checks.append("dot")
+            elif item.dtype is _FLOAT64_DTYPE and item.flags.forc:
+                checks.append("flat_dot")
+            else:
+                checks.append("reduce")
+        elif type(item) in (_FLOAT64, _FLOAT32):
+            checks.append("scalar")
+            scalar_types[k] = type(item)
+        else:
+            return None
+    return checks, scalar_types
+
+
 # The quick check of each kind of output, as a condition on the output {o} (with {r} a name for
 # its flat view) that the generated call of a signature tests (see _fast_source). Each is
 # _quick_finite's check for that kind behind a guard on the kind: an output of another kind or
@@ -497,6 +535,7 @@ def _fast_source(
     checks: Sequence[str | None],
     grouping: list[Any] | None,
     inline: tuple[list[str], list[str], str, frozenset[str]] | None = None,
+    exact: bool = False,
 ) -> tuple[str, dict[str, str]]:
     """The source of a signature's call (see :meth:`CompiledDerivatives._fast_call`) and the names
     it uses for this module's values: ``arity`` arguments, one quick check per output (a key of
@@ -505,7 +544,8 @@ def _fast_source(
     given ``inline`` (:func:`_function_body`: its parameters, statements, returned expression and
     every name it uses), its statements in place: then its parameters are the arguments' names
     and this module's names avoid its own (``flat`` becomes ``flat_`` where the program has a
-    ``flat``). Only this module's text and the program's statements go into it.
+    ``flat``). ``exact``: the arguments must be exactly NumPy arrays, and the values no more
+    than the arguments. Only this module's text and the program's statements go into it.
 
     >>> print(_fast_source(2, ["dot"], None)[0], end="")
     def call(values):
@@ -534,14 +574,18 @@ def _fast_source(
     for wanted in ("call", "values", "flat", "_run", "_recheck", "_MISS", "_ndarray", "_float64", "_isfinite"):
         name(wanted)
     name("_add_reduce")
+    name("_arity")
     values, flat = names["values"], names["flat"]
     arguments = inline[0] if inline is not None else [name(f"a{j}") for j in range(arity)]
     lines = [f"def {names['call']}({values}):"]
     lines += [f"    {a} = {values}[{name(f'_k{j}')}]" for j, a in enumerate(arguments)]
     if arity:
-        guard = " or ".join(
-            f"{a}.shape != {name(f'_s{j}')} or {a}.dtype is not {name(f'_d{j}')}" for j, a in enumerate(arguments)
-        )
+        tests = [f"{a}.shape != {name(f'_s{j}')} or {a}.dtype is not {name(f'_d{j}')}" for j, a in enumerate(arguments)]
+        if exact:
+            tests = [f"len({values}) != {names['_arity']}"] + [
+                f"type({a}) is not {names['_ndarray']} or {test}" for a, test in zip(arguments, tests, strict=True)
+            ]
+        guard = " or ".join(tests)
         lines += [f"    if {guard}:", f"        return {names['_MISS']}"]
     if inline is None:
         lines.append(f"    {flat} = {names['_run']}({', '.join(arguments)})")
@@ -660,6 +704,8 @@ class _Entry:
     plain: bool  # the call returns the function's outputs as they come
     key: tuple  # the signature: each argument's (shape, dtype)
     fast: Any = None  # the signature's call (_fast_call); False where the general path runs
+    typed: Any = None  # the same with a guard on the arguments' types (backend="auto")
+    kinds: tuple[list[str | None], dict[int, type]] | None = None  # each output's check (_output_kinds)
 
 
 def _to_numpy(a: Any) -> Any:
