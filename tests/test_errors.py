@@ -308,9 +308,11 @@ def _code_lines(text: str) -> dict[int, str]:
 
 
 # The one exec in the package runs the source that codegen generated from the graph (names are
-# identifiers the parser checked; no user text is ever spliced in): compile/runtime.py, these two lines.
+# identifiers the parser checked; no user text is ever spliced in), or the per-signature call
+# made of runtime.py's own text and such generated statements: compile/runtime.py's
+# _run_generated, these two lines.
 GENERATED_CODE_EXEC = {
-    ("runtime.py", 'code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")'),
+    ("runtime.py", 'code = builtins.compile(source, filename, "exec")'),
     ("runtime.py", "exec(code, namespace)"),
 }
 

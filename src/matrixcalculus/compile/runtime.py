@@ -29,7 +29,9 @@ class CompiledDerivatives:
     """A compiled function: call it with a mapping of arrays; returns a tuple in the order asked.
 
     Code is generated for the sizes of the first call (products are ordered for them) and cached
-    per shape signature.
+    per shape signature. With NumPy arrays the last signature's call is one generated frame
+    (:meth:`_fast_call`): it compares each argument's shape and dtype with the signature's, runs
+    the generated statements and checks the outputs as the general path does.
     """
 
     def __init__(
@@ -153,10 +155,7 @@ class CompiledDerivatives:
         # Dense results are built from the factors too: that writes only the nonzero blocks.
         program = generate(self.roots, self.variables, self.backend, sizes, dense=False, dtype=dtype)
         namespace: dict[str, Any] = {}
-        # The source is generated from our own graph, not user text; every identifier in it comes from
-        # compile.emit._Names (user names that are not safe ASCII non-keywords are renamed).
-        code = builtins.compile(program.source, f"<matrixcalculus:{self.backend}>", "exec")
-        exec(code, namespace)
+        _run_generated(program.source, f"<matrixcalculus:{self.backend}>", namespace)
         fn = namespace[program.function]
         if self.backend == "jax":
             import jax
@@ -311,7 +310,7 @@ class CompiledDerivatives:
 
         namespace: dict[str, Any] = {}
         if inline is not None:  # the program's own module first: its import and helpers
-            exec(builtins.compile(entry.program.source, f"<matrixcalculus:{self.backend}>", "exec"), namespace)
+            _run_generated(entry.program.source, f"<matrixcalculus:{self.backend}>", namespace)
         for j, (name, (shape, dtype)) in enumerate(zip(self._names, key, strict=True)):
             namespace.update({names[f"_k{j}"]: name, names[f"_s{j}"]: shape, names[f"_d{j}"]: dtype})
         namespace.update({names[f"_t{k}"]: kind for k, kind in scalar_types.items()})
@@ -327,7 +326,7 @@ class CompiledDerivatives:
                 names["_add_reduce"]: _ADD_REDUCE,
             }
         )
-        exec(builtins.compile(source, "<matrixcalculus:call>", "exec"), namespace)
+        _run_generated(source, "<matrixcalculus:call>", namespace)
         return namespace[names["call"]]
 
     def _grouping(self) -> list[Any] | None:
@@ -480,6 +479,18 @@ def _quick_finite(a: Any) -> bool:
             flat = a.ravel("K")
             return _ISFINITE(flat.dot(flat))
     return _ISFINITE(_ADD_REDUCE(a, None))
+
+
+def _run_generated(source: str, filename: str, namespace: dict[str, Any]) -> None:
+    """Run ``source`` that this package generated in ``namespace``: the package's one ``exec``.
+
+    The sources are a program that compile.emit printed from our own graph, never user text
+    (every identifier in it comes from compile.emit._Names: user names that are not safe ASCII
+    non-keywords are renamed), and the calls of :func:`_fast_source`, made of this module's text
+    and such a program's statements (values come in through ``namespace``).
+    """
+    code = builtins.compile(source, filename, "exec")
+    exec(code, namespace)
 
 
 def _output_kinds(flat: Sequence[Any], check: bool) -> tuple[list[str | None], dict[int, type]] | None:
