@@ -471,8 +471,8 @@ def _quick_finite(a: Any) -> bool:
     (True, False)
     """
     if a.dtype is _FLOAT64_DTYPE:
-        # The method (ndarray.dot, the same product as np.dot) skips np.dot's dispatch: 0.34
-        # against 0.46 us at 100 entries.
+        # The method (ndarray.dot, the same product as np.dot) skips np.dot's dispatch: 0.30
+        # against 0.43 us at 100 entries.
         if a.ndim <= 1:
             return _ISFINITE(a.dot(a))
         if a.flags.forc:  # one contiguous buffer in C or Fortran order: a view, no copy
