@@ -12,6 +12,8 @@ Compiled code asks whether a Hessian's diagonal is non-negative (``nonnegative``
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import MutableMapping
 from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
@@ -117,12 +119,12 @@ def nonnegative(node: g.Node, memo: dict[g.Node, Interval] | None = None) -> boo
 
 # The functions whose every entry is strictly positive for every real argument (their images are
 # open at 0: exp(u) > 0, sigmoid(u) > 0, softplus(u) = log(1 + exp(u)) > 0, a softmax's entries > 0).
-_POSITIVE_FUNCTIONS = frozenset(
+POSITIVE_FUNCTIONS = frozenset(
     FUNCTIONS[name].name for name in ("exp", "sigmoid", "softplus", "softmax") if name in FUNCTIONS
 )
 
 
-def positive(node: g.Node, memo: dict[g.Node, bool] | None = None) -> bool:
+def positive(node: g.Node, memo: MutableMapping[g.Node, bool] | None = None) -> bool:
     """Is every entry of ``node`` strictly positive whatever its variables' values? A positive
     number, ``ones``, exp, sigmoid, softplus, softmax, any real power of a positive base, products
     and sums of positive factors (a sum over an index of positive terms is positive), and a sum of
@@ -132,27 +134,33 @@ def positive(node: g.Node, memo: dict[g.Node, bool] | None = None) -> bool:
     >>> positive(g.add([g.ones(("n",)), g.power(y, g.const(2))])), positive(g.power(y, g.const(2)))
     (True, False)
     """
-    memo = {} if memo is None else memo
+    # Nodes are interned and immutable: a fact proved once holds for good (simplification asks
+    # about the same bases again on every pass).
+    memo = _POSITIVE if memo is None else memo
+    ranges: dict[g.Node, Interval] = {}
     for sub in g.postorder(node):
         if sub not in memo:
-            memo[sub] = _positive_here(sub, memo)
+            memo[sub] = _positive_here(sub, memo, ranges)
     return memo[node]
 
 
-def _positive_here(node: g.Node, memo: dict[g.Node, bool]) -> bool:
+_POSITIVE: weakref.WeakKeyDictionary[g.Node, bool] = weakref.WeakKeyDictionary()
+
+
+def _positive_here(node: g.Node, memo: MutableMapping[g.Node, bool], ranges: dict[g.Node, Interval]) -> bool:
     if isinstance(node, g.Const):
         return node.value > 0
     if isinstance(node, g.Ones):
         return True
     if isinstance(node, g.Function):
-        return node.name in _POSITIVE_FUNCTIONS
+        return node.name in POSITIVE_FUNCTIONS
     if isinstance(node, g.Power):
         return memo[node.args[0]]  # b > 0: b^p = exp(p*log(b)) > 0 for every real p
     if isinstance(node, g.Contract):
         # Every entry is a sum (over non-empty ranges) of products of positive entries.
         return node.coeff > 0 and all(memo[a] for a in node.args)
     if isinstance(node, g.Add):
-        return any(memo[a] for a in node.args) and all(memo[a] or nonnegative(a) for a in node.args)
+        return any(memo[a] for a in node.args) and all(memo[a] or nonnegative(a, ranges) for a in node.args)
     if isinstance(node, g.Reshape):
         return memo[node.args[0]]
     return False
