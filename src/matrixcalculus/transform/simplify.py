@@ -1262,7 +1262,7 @@ def _fold_power(base: g.Node, exponent: g.Node) -> tuple[str | None, g.Node]:
     if isinstance(base, g.Function) and base.name == _EXP and not isinstance(exponent, g.Const):
         # exp(u)^q = exp(q*u) for every real q (exp(u) > 0). A number exponent stays: exp(u)^2
         # and exp(u)^-1 then merge and cancel with exp(u) like any power (u .* u.^-1 = 1).
-        return "power_of_exponential", g.apply(_EXP, _exponent_product(exponent, base.args[0]))
+        return "power_of_exponential", g.apply(_EXP, _exponent_product(base.args[0], exponent))
     if isinstance(exponent, g.Const):
         p = exponent.value
         if isinstance(base, g.Const) and p.denominator == 1 and (base.value != 0 or p > 0) and _small_power(base, p):
