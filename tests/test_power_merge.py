@@ -164,6 +164,10 @@ def test_printed_derivatives() -> None:
     # d/dx sum(exp(b*x)) = b*exp(b*x); d/da log(1 + exp(a)) = sigmoid(a), whose derivative is
     # sigmoid(a)*(1 - sigmoid(a)).
     assert str(mc.derivative("sum(exp(x).^b)", "x", types=SCALARS)) == "b*exp(b*x)"
+    # The fuzz finding's function, of a vector: log1p(exp(k*x)) = softplus(k*x), k = 100*b*c, whose
+    # Jacobian is diagonal with entries k*sigmoid(k*x).
+    jacobian = mc.derivative("log1p(((exp(x).^b).^100).^c)", "x", types=SCALARS)
+    assert str(jacobian) == "100*b*c*diag(sigmoid(100*b*c*x))"
     assert str(mc.derivative("log(1 + exp(a))", "a", types=SCALARS)) == "sigmoid(a)"
     assert str(mc.derivative("sigmoid(a)", "a", types=SCALARS)) == "sigmoid(a)*(1 - sigmoid(a))"
     assert mc.equal(mc.hessian("sum(log1p(exp(x)))", "x"), "diag(sigmoid(x) .* (1 - sigmoid(x)))")
