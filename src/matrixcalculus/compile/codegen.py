@@ -131,7 +131,8 @@ class Dialect:
         """A number (a literal, or a size) as a scalar of the library: arithmetic on two Python
         floats raises (``1.0 / 0.0``, ``10.0 ** 400.0``) or goes complex (``(-1.0) ** 0.5``)
         where the library's scalars give IEEE values. NumPy's own scalar type (``xp.float64(n)``)
-        does, at a tenth of the cost of a 0-d array in each operation (0.1 us against 1 us)."""
+        does, at a quarter of the cost of a 0-d array in each operation (0.08 us against
+        0.3-0.4 us, measured here)."""
         return f"xp.{self.dtype}({value})"
 
     def helpers(self) -> dict[str, list[str]]:
