@@ -228,3 +228,37 @@ def test_mf_gradient_is_computed_in_place_only_for_one_floating_type() -> None:
     (gint,) = fn(integers)
     T, U, V = (integers[k].astype(float) for k in "TUV")
     np.testing.assert_allclose(gint, -2 * (T - U @ V.T) @ V)
+
+
+def test_a_product_of_products_is_one_pass_with_the_numbers_first() -> None:
+    b = Block()
+    x, s, c = b.argument("x", ("n",)), b.argument("s", ()), b.argument("c", ())
+    inner = b.assign(Op("mul", (View(x), View(s))), ("n",))  # x * s
+    outer = b.assign(Op("mul", (View(c), View(inner))), ("n",))  # c * (x * s)
+    b.outputs.append(View(outer))
+    (only,) = rewrite(b).statements
+    assert only.op.args == (View(c), View(s), View(x))
+
+
+def test_a_product_read_through_a_view_is_not_merged() -> None:
+    b = Block()
+    x, y = b.argument("x", ("n",)), b.argument("y", ("n",))
+    inner = b.assign(Op("mul", (View(x), View(y))), ("n",))
+    outer = b.assign(Op("mul", (View(inner, (0, None)), View(y, (None, 0)))), ("n", "n"))  # an outer product
+    b.outputs.append(View(outer))
+    assert len(rewrite(b).statements) == 2
+
+
+def test_a_temporary_read_twice_by_a_product_is_not_written_in_place() -> None:
+    # Found by hypothesis: (t * a * t) computed as t *= a; t *= t squared the changed t.
+    b = Block()
+    x, a = b.argument("x", ("n",)), b.argument("a", ("n",))
+    t = b.assign(Op("add", (View(x), View(a)), ((False, False),)), ("n",))
+    b.outputs.append(View(b.assign(Op("mul", (View(t), View(a), View(t))), ("n",))))
+    assert all(s.into is None for s in rewrite(b, in_place=True).statements)
+    fn = mc.compile("sum(tanh(tanh(A)))", wrt="A", derivatives=("hessian",), types={"A": "matrix"}, dense=True)
+    A = 0.5 * RNG.standard_normal((3, 3))
+    (h,) = fn({"A": A})
+    expr = mc.parse("sum(tanh(tanh(A)))", types={"A": "matrix"})
+    expected = mc.derivative(mc.derivative(expr, "A"), "A").evaluate({"A": A})
+    np.testing.assert_allclose(h, expected, rtol=1e-10, atol=1e-12)

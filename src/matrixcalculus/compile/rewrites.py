@@ -12,6 +12,9 @@ and before emission; each rewrite computes the same entries (up to the order of 
   reads that sum (``t19 = -t18 + t13 + t15`` after ``t16 = t13 + t15`` is ``t16 - t18``);
 * **negations**: a product with a negative coefficient that is read only as a term of sums
   (``t19 = -1.0 * t18``) is folded into their signs (``t17 - t18``);
+* **flat products, numbers first**: a product read only by another product is one product,
+  whose scalar factors multiply each other before the array (``(c * d) * t`` is one pass over
+  ``t``; ``(c * t) * d`` would be two);
 * **a positive term first**: ``-a + b`` is ``b - a`` (NumPy negates a leading ``-a`` in a pass
   of its own);
 * **in place** (NumPy, arrays of one floating type): a sum or product whose operand is a
@@ -52,6 +55,7 @@ def rewrite(block: Block, in_place: bool = False) -> Block:
     statements = list(block.statements)
     statements = _folded_negations(statements, block)
     statements = _shared_sums(statements)
+    statements = _flat_products(statements, block)
     statements = _boolean_masks(statements, block)
     block = live(replace(block, statements=statements))
     if in_place:
@@ -177,6 +181,43 @@ def _shared_sums(statements: list[Statement]) -> list[Statement]:
     return result
 
 
+def _scalar(a: Operand) -> bool:
+    return isinstance(a, Lit) or a.rank == 0
+
+
+def _flat_products(statements: list[Statement], block: Block) -> list[Statement]:
+    """Products read (as themselves, not a view) only by products are merged into their
+    reader; every product lists its scalar factors first."""
+    readers, outputs = _readers(statements, block)
+    ops = {s.target: s.op for s in statements}
+    inlined: set[Value] = set()
+    for s in statements:
+        if s.op.name == "mul" and s.target not in outputs and len(readers.get(s.target, [])) == 1:
+            (k,) = readers[s.target]
+            reader = statements[k].op
+            uses = [a for a in reader.args if isinstance(a, View) and a.value is s.target]
+            if reader.name == "mul" and len(uses) == 1 and uses[0].axes is None:
+                inlined.add(s.target)
+    result: list[Statement] = []
+    for s in statements:
+        if s.target in inlined:
+            continue
+        if s.op.name == "mul":
+            args: list[Operand] = []
+            pending = list(s.op.args)
+            while pending:
+                a = pending.pop(0)
+                if isinstance(a, View) and a.value in inlined:
+                    pending[:0] = ops[a.value].args
+                else:
+                    args.append(a)
+            ordered = tuple([a for a in args if _scalar(a)] + [a for a in args if not _scalar(a)])
+            if ordered != s.op.args:
+                s = Statement(s.target, replace(s.op, args=ordered))
+        result.append(s)
+    return result
+
+
 def _boolean_masks(statements: list[Statement], block: Block) -> list[Statement]:
     """Comparisons read only as factors of element-wise products that have an array factor of
     their own stay boolean: the product promotes them (NumPy, torch, jax, dask alike)."""
@@ -219,9 +260,10 @@ def _in_place(statements: list[Statement], block: Block) -> list[Statement]:
     """Sums and products that write into a temporary they read for the last time.
 
     The temporary must be an array the code owns (:data:`_OWNED`, or itself written in place),
-    of the result's shape (no broadcast into it), read by this statement only as itself (no
-    transposed or broadcast view of it, which would overlap the output), and, in a sum, added
-    rather than subtracted (``t -= b`` keeps the order of ``t - b``).
+    of the result's shape (no broadcast into it), read by this statement once and as itself (no
+    transposed or broadcast view of it, which would overlap the output; no second factor, which
+    the first augmented assignment would change), and, in a sum, added rather than subtracted
+    (``t -= b`` keeps the order of ``t - b``).
     """
     readers, outputs = _readers(statements, block)
     last = {v: max(ks) for v, ks in readers.items()}
@@ -238,7 +280,8 @@ def _in_place(statements: list[Statement], block: Block) -> list[Statement]:
                 if not (isinstance(a, View) and a.axes is None and not minus):
                     continue
                 v = a.value
-                plain = all(b == a for b in s.op.args if isinstance(b, View) and b.value is v)
+                # Read once: in ``t *= c; t *= t`` the second factor would be the changed t.
+                plain = sum(isinstance(b, View) and b.value is v for b in s.op.args) == 1
                 if v in owned and v not in outputs and last.get(v) == k and v.shape == s.target.shape and plain:
                     s = replace(s, into=v)
                     owned.add(s.target)
