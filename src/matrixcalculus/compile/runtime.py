@@ -109,7 +109,10 @@ class CompiledDerivatives:
         return self._by_backend[backend]
 
     def source(self, values: Mapping[str, Any] | None = None) -> str:
-        """The generated source (for the sizes of ``values``, or of the last call)."""
+        """The generated source (for the sizes of ``values``, or of the last call). A NumPy call
+        runs these statements inside its signature call, between the comparison of the arguments'
+        shapes and dtypes with the signature's and the finite check of the outputs (see
+        :meth:`_fast_call`)."""
         if values is not None:
             if self.backend == "auto":  # the code of the library the arrays come from
                 return self._for(values).source(values)
