@@ -227,3 +227,18 @@ def test_a_held_product_is_not_taken_where_computing_afresh_is_cheaper() -> None
     got_product, got_total = _run(program, values)
     np.testing.assert_allclose(got_product, values["A"] @ values["B"], rtol=1e-13)
     np.testing.assert_allclose(got_total, np.sum(values["A"] @ values["B"]), rtol=1e-10)
+
+
+def test_a_diagonal_factor_is_no_orientation() -> None:
+    # diag(A) is A read with one label twice ('aa'): no order of labels to take from it
+    # (a hypothesis case once made the entry-wise product of sigmoid(x) and 1 - sigmoid(x) transpose
+    # a vector by the axes (0, 0)).
+    f = mc.compile("(a ./ (1 + ((diag(A))'*(sigmoid(x))).^2))", wrt="x", derivatives=("gradient",))
+    rng = np.random.default_rng(0)
+    values = {"a": np.float64(0.7), "A": rng.standard_normal((3, 3)), "x": rng.standard_normal(3)}
+    (got,) = f(values)
+    s = 1 / (1 + np.exp(-values["x"]))
+    t = np.diag(values["A"]) @ s
+    # d/dx a (1 + t^2)^-1 = -2 a t (1 + t^2)^-2 dt/dx, dt/dx = diag(A) .* s .* (1 - s)
+    expected = -2 * values["a"] * t / (1 + t**2) ** 2 * np.diag(values["A"]) * s * (1 - s)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

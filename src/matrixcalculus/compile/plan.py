@@ -558,6 +558,7 @@ class _Planner:
         network.known = {members: cost for members, (cost, _) in found.items()}
         tree = network.best()
         done: dict[Tree, _Array] = {}
+        members: dict[Tree, frozenset[int]] = {}
         # Post-order over the plan: leaves are indices, inner nodes (left, right, kept labels). Each
         # entry carries the orientation preferred for its value, or the sibling whose orientation
         # it should take (known once the sibling is done).
@@ -565,13 +566,15 @@ class _Planner:
         while stack:
             item, expanded, prefer, sibling = stack.pop()
             if isinstance(item, int):
-                done[item] = arrays[item]
+                done[item], members[item] = arrays[item], frozenset([item])
                 continue
             left, right, keep = item
-            members = network.members(item)
-            if members in network.reused:
-                cached, kept = found[members][1]
-                done[item] = self.finish(cached, tuple(lab for lab in cached.labels if lab in kept), dims)
+            if network.reused and (part := network.members(item)) in network.reused:
+                cached, kept = found[part][1]
+                done[item], members[item] = (
+                    self.finish(cached, tuple(lab for lab in cached.labels if lab in kept), dims),
+                    part,
+                )
                 continue
             if sibling is not None and sibling in done:
                 prefer = _oriented(done[sibling].labels, keep)
@@ -584,7 +587,9 @@ class _Planner:
                 stack.append((left, False, _oriented(left_order, _kept(left, arrays)), None))
                 continue
             done[item] = self.pair(done[left], done[right], set(keep), dims, prefer)
-            self.remember([arrays[k] for k in sorted(members)], done[item])
+            members[item] = members[left] | members[right]
+            if len(members[item]) <= 8:  # (a larger part is never looked for: see ``computed``)
+                self.remember([arrays[k] for k in sorted(members[item])], done[item])
         return self.finish(done[tree], out, dims)
 
     def computed(
@@ -719,7 +724,7 @@ class _Planner:
             labels = tuple(lab for lab in la if lab not in summed) + tuple(lab for lab in lb if lab not in summed)
             return result(labels, "tensordot", [a.operand, b.operand], axes_a, axes_b)
         target = tuple(la) + tuple(lab for lab in lb if lab not in la)
-        if prefer is not None and set(prefer) == set(target):
+        if prefer is not None and len(prefer) == len(target) and set(prefer) == set(target):
             target = prefer
         if not summed:
             # An entry-wise product with broadcasting: diag(s)*X is X * s[:, None].
@@ -743,8 +748,9 @@ def _kept(tree: Tree, arrays: Sequence[_Array]) -> Labels:
 
 
 def _oriented(order: Labels | None, labels: Labels) -> Labels | None:
-    """``labels`` in the order they have in ``order``, None where ``order`` lacks one."""
-    if order is None or not set(labels) <= set(order):
+    """``labels`` in the order they have in ``order``, None where ``order`` lacks one (or is a
+    diagonal's, with a label twice)."""
+    if order is None or not set(labels) <= set(order) or len(set(order)) != len(order):
         return None
     return tuple(lab for lab in order if lab in labels)
 
