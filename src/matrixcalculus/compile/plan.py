@@ -13,6 +13,12 @@ the plan cheap:
   a broadcast product for diagonal scalings (``X * s[:, None]``, so ``X'*diag(s)*X`` is
   ``(X * s[:, None]).T @ X``), an axis sum for a ``ones`` factor; ``einsum`` only for what is
   none of these;
+* a product that the block already holds is free: the order search prices it at nothing (or at
+  a sum over the labels it keeps and the contraction does not), so the bias gradient of a network,
+  ``sum(d2, 2)``, sums the ``d2`` that the weight gradient ``d2*h1'`` needs (:meth:`_Planner.computed`);
+* a matrix product is made in the orientation its entry-wise user reads (``(W3' @ r) * mask``,
+  not ``(r' @ W3) * mask'``, a strided pass about 4x slower in NumPy), and a contraction's last
+  product in the orientation of the result (no transposed outputs);
 * numbers and scalar factors multiply the smallest array on their way (``-X'*v`` negates the
   vector ``X.T @ v``, not ``X``), and a sum subtracts a negated term instead of negating it.
 
