@@ -247,7 +247,7 @@ def test_names_python_would_fold_together_stay_apart() -> None:
 
 
 def test_ordinary_names_read_as_typed() -> None:
-    source = mc.codegen("W1'*x + sum(A*x)", wrt="x", types={"W1": "vector"})
+    source = mc.codegen("W1'*x + sum(A*x) + mean(x)", wrt="x", types={"W1": "vector"})
     assert "def derivatives(W1, x, A):" in source
     assert "W1_" not in source and "x_" not in source and "_n = W1.shape[0]" in source
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import matrixcalculus as mc
-from matrixcalculus.compile.cost import Cost, entry_range, estimate, nonnegative
+from matrixcalculus.compile.cost import Cost, estimate
 from matrixcalculus.ir import graph as g
+from matrixcalculus.transform.signs import entry_range, nonnegative
 
 MF = "norm2(T - U*V')^2"
 MF_TYPES = {"T": "matrix", "U": "matrix", "V": "matrix"}

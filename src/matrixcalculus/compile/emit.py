@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from matrixcalculus.compile.statements import Block, Factors, Lit, Operand, Statement, Value, number_text
+from matrixcalculus.compile.rewrites import BOOLEAN
+from matrixcalculus.compile.statements import Block, Factors, Lit, Operand, Statement, Value, View, number_text
 from matrixcalculus.ir.registry import helper_names
 
 if TYPE_CHECKING:
@@ -86,7 +87,8 @@ def emit(block: Block, dialect: Dialect, function: str) -> str:
     printer = _Printer(block, dialect)
     body = printer.prologue()
     body += [f"    # {choice}" for choice in block.choices]
-    body += [f"    {printer.names[s.target]} = {printer.statement(s)}" for s in block.sizes + block.statements]
+    body += [f"    {printer.names[s.target]} = {printer.statement(s)}" for s in block.sizes]
+    body += [f"    {line}" for s in block.statements for line in printer.lines(s)]
     outputs: list[str] = []
     for k, output in enumerate(block.outputs):
         if isinstance(output, Factors):
@@ -125,7 +127,8 @@ class _Printer:
             self.names[s.target] = names.claim(f"_{_ascii(str(s.target.key))}")
         counter = [0]
         for s in block.statements:
-            self.names[s.target] = names.temporary(counter)
+            # A statement computed in place names its result as the buffer it writes into.
+            self.names[s.target] = self.names[s.into] if s.into is not None else names.temporary(counter)
 
     def prologue(self) -> list[str]:
         return [f"    {line}" for line in self.d.prologue(self.parameters)]
@@ -150,6 +153,26 @@ class _Printer:
 
     def shape(self, dims: tuple[int | Value, ...]) -> str:
         return "(" + ", ".join(self.dim(d) for d in dims) + ",)"
+
+    def lines(self, s: Statement) -> list[str]:
+        """The lines of one statement: ``name = op``, or augmented assignments into ``s.into``."""
+        if s.into is None:
+            return [f"{self.names[s.target]} = {self.statement(s)}"]
+        name, op = self.names[s.into], s.op
+        reused = View(s.into)
+        if op.name == "add":
+            negative = op.params[0]
+            assert isinstance(negative, tuple)
+            terms = list(zip(op.args, negative, strict=True))
+            terms.remove((reused, False))
+            return [f"{name} {'-=' if minus else '+='} {self.operand(a)}" for a, minus in terms]
+        others = list(op.args)
+        others.remove(reused)
+        # Scalars multiply each other first, then the array once (as (c * d * t) would).
+        scalars = [self.operand(a) for a in others if isinstance(a, Lit) or a.rank == 0]
+        arrays = [self.operand(a) for a in others if isinstance(a, View) and a.rank > 0]
+        factors = ([scalars[0] if len(scalars) == 1 else "(" + " * ".join(scalars) + ")"] if scalars else []) + arrays
+        return [f"{name} *= {f}" for f in factors]
 
     def statement(self, s: Statement) -> str:
         op, d = s.op, self.d
@@ -194,7 +217,9 @@ class _Printer:
             assert isinstance(p, Fraction)
             return f"(1.0 / {base})" if p == -1 else f"({base} ** {number_text(p)})"
         if name == "compare":
-            return d.indicator(f"{self.operand(op.args[0], array=True)} {op.params[0]} {args[1]}")
+            comparison = f"{self.operand(op.args[0], array=True)} {op.params[0]} {args[1]}"
+            # A mask that only element-wise products read stays boolean (compile.rewrites).
+            return f"({comparison})" if op.params[1:] == (BOOLEAN,) else d.indicator(comparison)
         if name == "eye":
             return d.eye(self.dim(op.params[0]))  # type: ignore[arg-type]
         if name == "unit":

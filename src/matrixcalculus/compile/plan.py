@@ -38,11 +38,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TypeAlias
 
-from matrixcalculus.compile.cost import Cost, estimate, nonnegative
+from matrixcalculus.compile.cost import Cost, estimate
 from matrixcalculus.compile.statements import Block, Factors, Lit, Op, Operand, Value, View, literal, number_text
 from matrixcalculus.errors import MatrixCalculusError
 from matrixcalculus.ir import graph as g
 from matrixcalculus.transform.lowering import inline_operand, lower
+from matrixcalculus.transform.signs import nonnegative
 
 Labels = tuple[int, ...]
 # A product tree: a factor's index, or (left, right, the labels the product keeps).
@@ -393,7 +394,7 @@ class _Planner:
         return None
 
     def symmetric_product(self, node: g.Contract) -> _Array | None:
-        """``X'*diag(d)*X`` with ``d >= 0`` proved (:func:`.cost.nonnegative`) as ``B'*B``,
+        """``X'*diag(d)*X`` with ``d >= 0`` proved (:func:`.signs.nonnegative`) as ``B'*B``,
         ``B = X .* sqrt(d)``: a product of a matrix with its own transpose, which BLAS computes
         as one symmetric rank-k update (NumPy calls ``syrk`` for ``B.T @ B``) at half the
         multiply-adds."""

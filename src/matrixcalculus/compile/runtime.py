@@ -146,7 +146,10 @@ class CompiledDerivatives:
         shaped = {v.name: np.broadcast_to(0.0, k) for v, k in zip(self.variables, shapes, strict=True)}
         _, sizes = bind({v.name: v for v in self.variables}, shaped)
         # Dense results are built from the factors too: that writes only the nonzero blocks.
-        program = generate(self.roots, self.variables, self.backend, sizes, dense=False, dtype=dtype)
+        # In-place temporaries need arrays of the one floating type (a float64 sum into a float32
+        # buffer would round; an integer buffer cannot hold a float).
+        uniform = len({str(dt) for _, dt in key}) == 1 and str(key[0][1]) == dtype if key else False
+        program = generate(self.roots, self.variables, self.backend, sizes, dense=False, dtype=dtype, in_place=uniform)
         namespace: dict[str, Any] = {}
         # The source is generated from our own graph, not user text; every identifier in it comes from
         # compile.emit._Names (user names that are not safe ASCII non-keywords are renamed).

@@ -159,10 +159,12 @@ class Op:
 
 @dataclass(frozen=True)
 class Statement:
-    """``target = op``."""
+    """``target = op``; with ``into``, the op is computed in the buffer of that value, which no
+    later statement reads (``t3 += b``: no new array; see :mod:`matrixcalculus.compile.rewrites`)."""
 
     target: Value
     op: Op
+    into: Value | None = None
 
 
 class Structured(Protocol):

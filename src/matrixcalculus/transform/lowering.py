@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
+from matrixcalculus.transform.signs import POSITIVE_FUNCTIONS
 
 # The stable forms are identities of particular functions; they name their records through the
 # registry, once (a record renamed or removed fails at import).
@@ -89,20 +90,18 @@ def log_softmax(arg: g.Node) -> g.Node | None:
     return None
 
 
-# Functions whose value is positive for every argument (in exact arithmetic; in floating point
-# they may underflow to 0, where u^-1 .* u would be nan instead of 1).
-_POSITIVE = frozenset(FUNCTIONS[name].name for name in ("exp", "softmax", "sigmoid", "softplus") if name in FUNCTIONS)
-
-
 def cancel_reciprocal(node: g.Contract) -> g.Node | None:
-    """``u^-1 .* u -> 1`` (entry by entry, the same labels) for a positive function ``u``."""
+    """``u^-1 .* u -> 1`` (entry by entry, the same labels) for a positive function ``u``.
+
+    Positive in exact arithmetic: in floating point ``u`` may underflow to 0, where ``u^-1 .* u``
+    would be nan instead of 1."""
     for k, op in enumerate(node.args):
         if not (
             isinstance(op, g.Power)
             and isinstance(op.args[1], g.Const)
             and op.args[1].value == -1
             and isinstance(op.args[0], g.Function)
-            and op.args[0].name in _POSITIVE
+            and op.args[0].name in POSITIVE_FUNCTIONS
         ):
             continue
         u = op.args[0]

@@ -11,7 +11,10 @@ scattered numeric factors. The rules below bring them to the compact form a pers
 * ``transpose_of_sum``: ``(A + B)'`` is ``A' + B'`` (transposes go to the leaves);
 * ``merge_like_terms``: ``2*A*x + A*x`` is ``3*A*x``, comparing terms up to operand order;
 * ``factor_common``: ``A*x + A'*x`` is ``(A + A')*x`` (sums that differ in one factor);
-* ``fold_power``: ``x^1``, ``x^0``, ``(x^a)^b`` for whole ``b``.
+* ``fold_power``: ``x^1``, ``x^0``, ``(x^a)^b`` for whole ``b``;
+* ``power_of_exponential``: ``exp(u).^q`` is ``exp(q*u)`` for a symbolic ``q``;
+* ``power_of_power``: ``(u.^p).^q`` is ``u.^(p*q)`` for a positive ``u``;
+* ``softplus``: ``log(1 + exp(u))`` and ``log1p(exp(u))`` are ``softplus(u)`` (computed without overflow).
 
 Each rule is a small function on one node; :func:`simplify` rebuilds the graph children first,
 so the result shares every subexpression the input shared.
@@ -31,14 +34,15 @@ from fractions import Fraction
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
 from matrixcalculus.transform.blocks import select_block, split_over_stack
+from matrixcalculus.transform.signs import positive
 
 Labels = tuple[int, ...]
 
 # Identities of particular functions (u*sign(u) = abs(u), X*inv(X) = I, exp(u)/(1 + exp(u)) =
 # sigmoid(u)) name their records here, through the registry, once: a record renamed or removed
 # fails at import, not silently. Generic rules read the records (``undoes``, ``keeps_symmetry``).
-_SIGN, _ABS, _INV, _EXP, _SIGMOID, _SOFTMAX = (
-    FUNCTIONS[name].name for name in ("sign", "abs", "inv", "exp", "sigmoid", "softmax")
+_SIGN, _ABS, _INV, _EXP, _LOG, _SIGMOID, _SOFTMAX, _SOFTPLUS, _LOG1P = (
+    FUNCTIONS[name].name for name in ("sign", "abs", "inv", "exp", "log", "sigmoid", "softmax", "softplus", "log1p")
 )
 
 
@@ -60,6 +64,9 @@ RULE_STATEMENTS = {
     "common_coefficient": "a common number comes out of a sum: 2*a + 2*b is 2*(a + b)",
     "undo_function": "a function undone by the next one cancels: inv(inv(X)) is X, log(exp(x)) is x",
     "fold_power": "powers fold: x^1 is x, x^0 is 1, (x^a)^b is x^(a*b) for a whole b",
+    "power_of_exponential": "a power of an exponential is the exponential of a multiple: exp(u)^q is exp(q*u)",
+    "power_of_power": "powers of a positive base multiply their exponents: (u^p)^q is u^(p*q) where u > 0",
+    "softplus": "log(1 + exp(u)) (and log1p(exp(u))) is softplus(u)",
 }
 
 # The rules applied, as (rule name, before, after), while a ``traced()`` block runs; None
@@ -132,9 +139,9 @@ def _simplify_node(node: g.Node, args: list[g.Node]) -> g.Node:
     if isinstance(node, g.Add):
         return normal_sum(args)
     if isinstance(node, g.Power):
-        folded = fold_power(args[0], args[1])
-        if _TRACE.get() is not None and not isinstance(folded, g.Power):
-            _record("fold_power", g._intern(g.Power, (args[0], args[1]), ()), folded)
+        rule, folded = _fold_power(args[0], args[1])
+        if _TRACE.get() is not None and rule is not None:
+            _record(rule, g._intern(g.Power, (args[0], args[1]), ()), folded)
         return folded
     if isinstance(node, g.Compare):
         return g.compare(node.op, args[0], args[1])
@@ -156,7 +163,26 @@ def simplify_function(node: g.Function, args: Sequence[g.Node]) -> g.Node:
     if node.name == _SIGMOID and _is_negation(args[0]):
         # sigmoid(-u) = 1 - sigmoid(u): one sigmoid node, so that terms in u merge and cancel.
         return add_ones_minus(g.apply(_SIGMOID, args[0].args[0]))
+    exponential = _log_one_plus_exp(node, args[0])
+    if exponential is not None:
+        # softplus is evaluated as logaddexp(0, u): exact where exp(u) overflows, and its
+        # derivatives are sigmoids, not ratios of exponentials that cancel.
+        result = g.apply(_SOFTPLUS, exponential.args[0])
+        if _TRACE.get() is not None:
+            _record("softplus", g.apply(node.name, *args), result)
+        return result
     return g.apply(node.name, *args, dim=node.dim)
+
+
+def _log_one_plus_exp(node: g.Function, arg: g.Node) -> g.Node | None:
+    """The ``exp(u)`` of ``log1p(exp(u))`` or ``log(1 + exp(u))``; None for other functions."""
+    if node.name == _LOG1P and isinstance(arg, g.Function) and arg.name == _EXP:
+        return arg
+    if node.name == _LOG and isinstance(arg, g.Add) and len(arg.args) == 2:
+        for term in arg.args:
+            if isinstance(term, g.Function) and term.name == _EXP and _is_one_plus(arg, term):
+                return term
+    return None
 
 
 def _is_negation(node: g.Node) -> bool:
@@ -1216,15 +1242,51 @@ def _factor_same_operands(t1: g.Contract, t2: g.Contract) -> g.Node | None:
 
 
 def fold_power(base: g.Node, exponent: g.Node) -> g.Node:
+    """``base .^ exponent`` in normal form (see :func:`_fold_power`).
+
+    >>> b = g.var("b", "scalar", ())
+    >>> fold_power(g.apply("exp", g.var("x", "vector", ("n",))), b).name  # exp(b*x)
+    'exp'
+    """
+    return _fold_power(base, exponent)[1]
+
+
+def _fold_power(base: g.Node, exponent: g.Node) -> tuple[str | None, g.Node]:
+    """``base .^ exponent`` in normal form, and the name of the rule that changed it (None when
+    none did): numbers fold, ``(u.^p).^q`` is ``u.^(p*q)`` where that is exact, and a symbolic
+    power of an exponential is an exponential.
+
+    The rules keep nested powers of a positive base from reaching the derivatives: there
+    ``((exp(x).^b).^100).^c`` would give terms like ``9900*(exp(x).^b).^98`` and
+    ``100*(exp(x).^b).^198`` that cancel catastrophically; ``exp(100*b*c*x)`` gives none."""
+    if isinstance(base, g.Function) and base.name == _EXP and not isinstance(exponent, g.Const):
+        # exp(u)^q = exp(q*u) for every real q (exp(u) > 0). A number exponent stays: exp(u)^2
+        # and exp(u)^-1 then merge and cancel with exp(u) like any power (u .* u.^-1 = 1).
+        return "power_of_exponential", g.apply(_EXP, _exponent_product(base.args[0], exponent))
     if isinstance(exponent, g.Const):
         p = exponent.value
         if isinstance(base, g.Const) and p.denominator == 1 and (base.value != 0 or p > 0) and _small_power(base, p):
-            return g.const(base.value ** int(p))
+            return "fold_power", g.const(base.value ** int(p))
         if isinstance(base, g.Ones):
-            return base
+            return "fold_power", base
         if isinstance(base, g.Power) and isinstance(base.args[1], g.Const) and p.denominator == 1:
-            return fold_power(base.args[0], g.const(base.args[1].value * p))
-    return g.power(base, exponent)
+            # (u^a)^b = u^(a*b) for a whole b wherever u^a is defined, whatever the sign of u.
+            return "fold_power", fold_power(base.args[0], g.const(base.args[1].value * p))
+    if isinstance(base, g.Power) and positive(base.args[0]):
+        # (u^p)^q = exp(q*p*log(u)) = u^(p*q) for u > 0 and real p, q. Not for other u:
+        # (x^2)^(1/2) is |x|, not x.
+        inner, inner_exponent = base.args
+        return "power_of_power", fold_power(inner, _exponent_product(inner_exponent, exponent))
+    result = g.power(base, exponent)
+    return ("fold_power" if not isinstance(result, g.Power) else None), result
+
+
+def _exponent_product(p: g.Node, q: g.Node) -> g.Node:
+    """``p .* q`` for exponents (each a scalar or entry-wise over the base), in normal form."""
+    if isinstance(p, g.Const) and isinstance(q, g.Const):
+        return g.const(p.value * q.value)
+    labels = tuple(range(max(p.rank, q.rank)))
+    return normal_contract([p, q], [labels[: p.rank], labels[: q.rank]], labels, Fraction(1))
 
 
 def _small_power(base: g.Const, p: Fraction) -> bool:
