@@ -30,7 +30,10 @@ def test_compiled_equals_interpreted(problem, data) -> None:
     assume(np.all(np.isfinite(value)) and float(np.max(np.abs(value), initial=0.0)) < 1e6)
     kinds = ("value", "gradient") + (("hessian",) if not f.shape else ())
     fn = mc.compile(f, wrt=wrt, derivatives=kinds, types=TYPES)
+    copies = {k: np.copy(v) for k, v in values.items()}
     got = fn(values)
+    for k, v in values.items():  # generated code writes only into its own temporaries
+        np.testing.assert_array_equal(v, copies[k], err_msg=f"argument {k} written to by {e.text}")
     want = [value] + [
         np.asarray(mc.derivative(f, wrt, types=TYPES, order=k).evaluate(values), dtype=float)
         for k in range(1, len(kinds))

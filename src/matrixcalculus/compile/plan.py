@@ -13,6 +13,12 @@ the plan cheap:
   a broadcast product for diagonal scalings (``X * s[:, None]``, so ``X'*diag(s)*X`` is
   ``(X * s[:, None]).T @ X``), an axis sum for a ``ones`` factor; ``einsum`` only for what is
   none of these;
+* a product that the block already holds is free: the order search prices it at nothing (or at
+  a sum over the labels it keeps and the contraction does not), so the bias gradient of a network,
+  ``sum(d2, 2)``, sums the ``d2`` that the weight gradient ``d2*h1'`` needs (:meth:`_Planner.computed`);
+* a matrix product is made in the orientation its entry-wise user reads (``(W3' @ r) * mask``,
+  not ``(r' @ W3) * mask'``, a strided pass about 4x slower in NumPy), and a contraction's last
+  product in the orientation of the result (no transposed outputs);
 * numbers and scalar factors multiply the smallest array on their way (``-X'*v`` negates the
   vector ``X.T @ v``, not ``X``), and a sum subtracts a negated term instead of negating it.
 
@@ -98,6 +104,11 @@ class _Planner:
         self.dims: dict[g.Dim, Value] = {}
         self.uses: dict[g.Node, int] = {}
         self.roots: set[g.Node] = set()
+        # The products of several arrays computed so far, by their network up to the names of its
+        # labels (see ``_network_key``): a later contraction containing the same network takes the
+        # value (summing the labels it does not keep) instead of planning the product afresh.
+        self.products: dict[_NetworkKey, list[_Array]] = {}
+        self.bags: set[tuple[tuple[str, str, str], ...]] = set()
 
     def run(self, roots: Sequence[g.Node], variables: Sequence[g.Var], dense: bool) -> Block:
         for v in variables:
@@ -536,27 +547,101 @@ class _Planner:
         return result
 
     def contract_arrays(self, arrays: list[_Array], out: Labels, dims: dict[int, g.Dim]) -> _Array:
-        """Pairwise products in the cheapest order for the sizes, each a BLAS form where possible."""
+        """Pairwise products in the cheapest order for the sizes, each a BLAS form where possible.
+
+        A part of the product that the block has computed already (the same arrays, the same
+        contracted labels) is free: the order is chosen knowing it, and the part is taken, not
+        recomputed (the bias gradient ``sum(d2, 2)`` of a network sums the ``d2`` that the weight
+        gradient ``d2*h1'`` needs). Each product is oriented as its user reads it: as the array it
+        is multiplied with entry by entry, the root as the result (so entry-wise passes read
+        arrays stored in the same order, not a C-ordered array against a transposed one).
+        """
         arrays = [self.reduce_alone(a, arrays, out, dims) for a in arrays]
         if len(arrays) == 1:
             return self.finish(arrays[0], out, dims)
-        tree = product_order([a.labels for a in arrays], out, {lab: self.size([d]) for lab, d in dims.items()})
+        size = {lab: self.size([d]) for lab, d in dims.items()}
+        network = _Network([a.labels for a in arrays], out, size)
+        found = self.computed(arrays, network)
+        network.known = {members: cost for members, (cost, _) in found.items()}
+        tree = network.best()
         done: dict[Tree, _Array] = {}
-        # Post-order over the plan: leaves are indices, inner nodes (left, right, kept labels).
-        stack: list[tuple[Tree, bool]] = [(tree, False)]
+        members: dict[Tree, frozenset[int]] = {}
+        # Post-order over the plan: leaves are indices, inner nodes (left, right, kept labels). Each
+        # entry carries the orientation preferred for its value, or the sibling whose orientation
+        # it should take (known once the sibling is done).
+        stack: list[tuple[Tree, bool, Labels | None, Tree | None]] = [(tree, False, out, None)]
         while stack:
-            item, expanded = stack.pop()
+            item, expanded, prefer, sibling = stack.pop()
             if isinstance(item, int):
-                done[item] = arrays[item]
+                done[item], members[item] = arrays[item], frozenset([item])
                 continue
             left, right, keep = item
-            if not expanded:
-                stack.append((item, True))
-                stack.append((right, False))
-                stack.append((left, False))
+            if network.reused and (part := network.members(item)) in network.reused:
+                cached, kept = found[part][1]
+                done[item], members[item] = (
+                    self.finish(cached, tuple(lab for lab in cached.labels if lab in kept), dims),
+                    part,
+                )
                 continue
-            done[item] = self.pair(done[left], done[right], set(keep), dims)
+            if sibling is not None and sibling in done:
+                prefer = _oriented(done[sibling].labels, keep)
+            if not expanded:
+                # The left part is made first: as the right one where that is a factor, else as
+                # this product; the right part then as the left one.
+                stack.append((item, True, prefer, None))
+                stack.append((right, False, _oriented(prefer, _kept(right, arrays)), left))
+                left_order = arrays[right].labels if isinstance(right, int) else prefer
+                stack.append((left, False, _oriented(left_order, _kept(left, arrays)), None))
+                continue
+            done[item] = self.pair(done[left], done[right], set(keep), dims, prefer)
+            members[item] = members[left] | members[right]
+            if len(members[item]) <= 8:  # (a larger part is never looked for: see ``computed``)
+                self.remember([arrays[k] for k in sorted(members[item])], done[item])
         return self.finish(done[tree], out, dims)
+
+    def computed(
+        self, arrays: list[_Array], network: _Network
+    ) -> dict[frozenset[int], tuple[int, tuple[_Array, set[int]]]]:
+        """The parts of the product of ``arrays`` that the block holds (up to the names of labels):
+        each with the cost of taking it (nothing, or a sum over the labels it keeps that the part
+        does not) and the held value in this product's labels with the labels to keep."""
+        found: dict[frozenset[int], tuple[int, tuple[_Array, set[int]]]] = {}
+        if not self.bags or len(arrays) > 8:
+            return found  # (above 8 factors the order is searched without them)
+        bags = [_bag_key(a) for a in arrays]
+        for width in range(2, len(arrays) + 1):
+            for combo in itertools.combinations(range(len(arrays)), width):
+                if tuple(sorted(bags[k] for k in combo)) not in self.bags:
+                    continue
+                part = [arrays[k] for k in combo]
+                canonical = _network_key(part)
+                if canonical is None:
+                    continue
+                key, relabel = canonical
+                keep = set(network.kept(frozenset(combo)))
+                wanted = {relabel[lab] for lab in keep}
+                back = {new: lab for lab, new in relabel.items()}
+                for held in self.products.get(key, []):
+                    if not wanted <= set(held.labels):
+                        continue
+                    # Taking it costs a sum over the labels it keeps and this part does not.
+                    extra = len(held.labels) > len(wanted)
+                    cost = math.prod(network.size[back[lab]] for lab in held.labels) if extra else 0
+                    if frozenset(combo) not in found or cost < found[frozenset(combo)][0]:
+                        value = _Array(held.operand, tuple(back[lab] for lab in held.labels))
+                        found[frozenset(combo)] = (cost, (value, keep))
+        return found
+
+    def remember(self, part: list[_Array], product: _Array) -> None:
+        """Record the product of the arrays ``part`` (keeping ``product.labels``) for later contractions."""
+        canonical = _network_key(part)
+        if canonical is None:
+            return
+        key, relabel = canonical
+        if not all(lab in relabel for lab in product.labels):
+            return  # (a label of no operand: nothing to match it by)
+        self.products.setdefault(key, []).append(_Array(product.operand, tuple(relabel[lab] for lab in product.labels)))
+        self.bags.add(tuple(sorted(_bag_key(a) for a in part)))
 
     def reduce_alone(self, a: _Array, arrays: list[_Array], out: Labels, dims: dict[int, g.Dim]) -> _Array:
         """Sum out the axes whose label no other array and not the output carries."""
@@ -591,8 +676,12 @@ class _Planner:
             operand = operand.permuted(tuple(labels.index(lab) for lab in out))
         return _Array(operand, out)
 
-    def pair(self, a: _Array, b: _Array, keep: set[int], dims: dict[int, g.Dim]) -> _Array:
-        """One product of two arrays, keeping the labels in ``keep``."""
+    def pair(
+        self, a: _Array, b: _Array, keep: set[int], dims: dict[int, g.Dim], prefer: Labels | None = None
+    ) -> _Array:
+        """One product of two arrays, keeping the labels in ``keep``; a matrix result is made in the
+        orientation ``prefer`` (its labels in order) where that is free (``A @ B`` or ``(B' @ A')'``),
+        unless the block holds the other orientation already."""
         a = self.reduce_alone(a, [a, b], tuple(keep), dims)
         b = self.reduce_alone(b, [a, b], tuple(keep), dims)
         la, lb = a.labels, b.labels
@@ -619,10 +708,19 @@ class _Planner:
                 ta = a.operand if ra == 1 or la[1] == s else _transposed(a.operand)
                 tb = b.operand if rb == 1 or lb[0] == s else _transposed(b.operand)
                 labels = tuple(lab for lab in la if lab != s) + tuple(lab for lab in lb if lab != s)
+                if len(labels) == 2 and prefer == labels[::-1]:
+                    # (B' @ A')' = A @ B, made in the preferred orientation unless A @ B is held.
+                    turned = [_transposed(tb), _transposed(ta)]
+                    if not self.block.holds(Op("matmul", (ta, tb))):
+                        return result(labels[::-1], "matmul", turned)
+                elif len(labels) == 2 and self.block.holds(Op("matmul", (_transposed(tb), _transposed(ta)))):
+                    return result(labels[::-1], "matmul", [_transposed(tb), _transposed(ta)])
                 return result(labels, "matmul", [ta, tb])
             if not summed and ra + rb <= 2:
                 if ra == 0 or rb == 0:
                     return result(la + lb, "mul", [a.operand, b.operand])
+                if prefer == lb + la:
+                    a, b, la, lb = b, a, lb, la
                 outer = [_view(a.operand).broadcast((0, None)), _view(b.operand).broadcast((None, 0))]
                 return result(la + lb, "mul", outer)
             if len(summed) == ra == rb and ra <= 2:
@@ -633,6 +731,8 @@ class _Planner:
             labels = tuple(lab for lab in la if lab not in summed) + tuple(lab for lab in lb if lab not in summed)
             return result(labels, "tensordot", [a.operand, b.operand], axes_a, axes_b)
         target = tuple(la) + tuple(lab for lab in lb if lab not in la)
+        if prefer is not None and len(prefer) == len(target) and set(prefer) == set(target):
+            target = prefer
         if not summed:
             # An entry-wise product with broadcasting: diag(s)*X is X * s[:, None].
             return result(target, "mul", [_aligned(a, target), _aligned(b, target)])
@@ -647,6 +747,67 @@ class _Planner:
         out = tuple(lab for lab in labels if lab in keep)
         spec = f"{_letters(a.labels, labels)},{_letters(b.labels, labels)}->{_letters(out, labels)}"
         return _Array(self.assign("einsum", [a.operand, b.operand], [dims[lab] for lab in out], spec), out)
+
+
+def _kept(tree: Tree, arrays: Sequence[_Array]) -> Labels:
+    """The labels of the value of ``tree`` (a factor's own, or those its product keeps)."""
+    return arrays[tree].labels if isinstance(tree, int) else tree[2]
+
+
+def _oriented(order: Labels | None, labels: Labels) -> Labels | None:
+    """``labels`` in the order they have in ``order``, None where ``order`` lacks one (or is a
+    diagonal's, with a label twice)."""
+    if order is None or not set(labels) <= set(order) or len(set(order)) != len(order):
+        return None
+    return tuple(lab for lab in order if lab in labels)
+
+
+# A network of arrays up to the names of its labels: each array's value (or broadcast view) with
+# the labels of its stored axes renamed 0, 1, ... in order of first appearance.
+_NetworkKey: TypeAlias = tuple[tuple[object, ...], tuple[Labels, ...]]
+
+
+def _stored(a: _Array) -> tuple[object, Labels]:
+    """The value holding ``a`` and the label of each of its stored axes (a transposed view is its
+    value with the labels permuted); a broadcast view stands for itself."""
+    view = _view(a.operand)
+    if view.axes is None:
+        return view.value, a.labels
+    if None in view.axes or sorted(view.axes) != list(range(view.value.rank)):  # type: ignore[type-var]
+        return view, a.labels
+    labels = [0] * len(view.axes)
+    for k, axis in enumerate(view.axes):
+        assert axis is not None
+        labels[axis] = a.labels[k]
+    return view.value, tuple(labels)
+
+
+def _bag_key(a: _Array) -> tuple[str, str, str]:
+    """A sortable name of the stored value of ``a`` (equal only for the same value)."""
+    held, _ = _stored(a)
+    view = held if isinstance(held, View) else View(held)  # type: ignore[arg-type]
+    return view.value.kind, str(view.value.key), str(view.axes)
+
+
+def _network_key(arrays: Sequence[_Array]) -> tuple[_NetworkKey, dict[int, int]] | None:
+    """The key of the product of ``arrays`` up to the names of labels, and the renaming that
+    makes it (None where repeated arrays admit too many orders to try)."""
+    items = sorted(((_bag_key(a), *_stored(a)) for a in arrays), key=lambda item: item[0])
+    groups = [list(group) for _, group in itertools.groupby(items, key=lambda item: item[0])]
+    if math.prod(math.factorial(len(group)) for group in groups) > 24:
+        return None
+    best: tuple[tuple[Labels, ...], dict[int, int]] | None = None
+    # A repeated array (X'*X) may be listed in any order: the least renaming over those orders.
+    for order in itertools.product(*(itertools.permutations(group) for group in groups)):
+        relabel: dict[int, int] = {}
+        for item in itertools.chain.from_iterable(order):
+            for lab in item[2]:
+                relabel.setdefault(lab, len(relabel))
+        labels = tuple(tuple(relabel[lab] for lab in item[2]) for item in itertools.chain.from_iterable(order))
+        if best is None or labels < best[0]:
+            best = (labels, relabel)
+    assert best is not None
+    return (tuple(item[1] for item in items), best[0]), best[1]
 
 
 def _view(operand: Operand) -> View:
@@ -790,25 +951,35 @@ def product_order(labels: list[Labels], out: Labels, size: dict[int, int]) -> Tr
     >>> product_order([(0, 1), (1, 2), (2,)], (0,), {0: 10, 1: 10, 2: 10})  # A*(B*x)
     (0, (1, 2, (1,)), (0,))
     """
-    network = _Network(labels, out, size)
-    n = len(labels)
-    if n <= 8:
-        return network.exact()
-    candidates = [network.searched("dp" if n <= 12 else "greedy")]
-    if n <= 64:
-        candidates.append(network.greedy())
-    return min(candidates, key=network.cost)
+    return _Network(labels, out, size).best()
 
 
 class _Network:
-    """Factors with labelled axes: the cost of product trees, and searches for a cheap one."""
+    """Factors with labelled axes: the cost of product trees, and searches for a cheap one.
+
+    ``known`` prices the products of some sets of factors that are at hand already (a value
+    computed for another output): the exact search takes such a set at that price where it is
+    no dearer than computing it, and records it in ``reused``.
+    """
 
     def __init__(self, labels: list[Labels], out: Labels, size: dict[int, int]):
         self.labels, self.out, self.size = labels, out, size
+        self.known: dict[frozenset[int], int] = {}
+        self.reused: set[frozenset[int]] = set()
         self.occurs: dict[int, int] = {}
         for labs in labels:
             for lab in set(labs):
                 self.occurs[lab] = self.occurs.get(lab, 0) + 1
+
+    def best(self) -> Tree:
+        """The cheapest tree found (see :func:`product_order`)."""
+        n = len(self.labels)
+        if n <= 8:
+            return self.exact()
+        candidates = [self.searched("dp" if n <= 12 else "greedy")]
+        if n <= 64:
+            candidates.append(self.greedy())
+        return min(candidates, key=self.cost)
 
     def kept(self, members: frozenset[int]) -> Labels:
         """The labels a product of the factors ``members`` keeps: those of the output or of others."""
@@ -863,6 +1034,10 @@ class _Network:
                         if choice is None or cost < choice[0]:
                             choice = (cost, (lt, rt, keep), keep)
                 assert choice is not None
+                held = self.known.get(members)
+                if held is not None and held <= choice[0]:
+                    choice = (held, choice[1], keep)
+                    self.reused.add(members)
                 best[members] = choice
         return best[frozenset(range(n))][1]
 

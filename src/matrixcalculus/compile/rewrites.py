@@ -57,7 +57,7 @@ def rewrite(block: Block, in_place: bool = False) -> Block:
     statements = _shared_sums(statements)
     statements = _flat_products(statements, block)
     statements = _boolean_masks(statements, block)
-    block = live(replace(block, statements=statements))
+    block = live(_shared(replace(block, statements=statements)))
     if in_place:
         block = replace(block, statements=_in_place(block.statements, block))
     return replace(block, sizes=_used_sizes(block))
@@ -235,6 +235,29 @@ def _boolean_masks(statements: list[Statement], block: Block) -> list[Statement]
                 s = Statement(s.target, replace(s.op, params=(*s.op.params, BOOLEAN)))
         result.append(s)
     return result
+
+
+def _shared(block: Block) -> Block:
+    """Statements that the rewrites made equal are computed once (as the planner shares ops)."""
+    alias: dict[Value, Value] = {}
+
+    def renamed(a: Operand) -> Operand:
+        return View(alias[a.value], a.axes) if isinstance(a, View) and a.value in alias else a
+
+    first: dict[Op, Value] = {}
+    statements: list[Statement] = []
+    for s in block.statements:
+        op = replace(s.op, args=tuple(renamed(a) for a in s.op.args))
+        if op in first:
+            alias[s.target] = first[op]
+            continue
+        first[op] = s.target
+        statements.append(Statement(s.target, op, s.into))
+    outputs = [
+        replace(out, arrays=tuple(renamed(a) for a in out.arrays)) if isinstance(out, Factors) else renamed(out)
+        for out in block.outputs
+    ]
+    return replace(block, statements=statements, outputs=outputs)
 
 
 def _used_sizes(block: Block) -> list[Statement]:

@@ -232,6 +232,10 @@ class Block:
         self._shared[op] = target
         return target
 
+    def holds(self, op: Op) -> bool:
+        """Has an equal op been assigned already (so that its value costs nothing more)?"""
+        return op in self._shared
+
     def functions(self) -> set[str]:
         """The names of the functions this block calls."""
         return {str(s.op.params[0]) for s in self.statements if s.op.name == "call"}
