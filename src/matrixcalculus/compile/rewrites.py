@@ -23,6 +23,8 @@ and before emission; each rewrite computes the same entries (up to the order of 
   1000 x 1000, ``a + c`` took 0.89 ms and ``np.add(a, c, out=c)`` 0.56 ms here);
 * **unused sizes**: a size read off an argument that no statement uses is not read.
 
+Statements the rewrites make equal are computed once, as the planner shares equal ops.
+
 >>> from fractions import Fraction
 >>> from matrixcalculus.compile.statements import Block, Lit, Op, View
 >>> b = Block()
