@@ -1,8 +1,9 @@
 """Lowering: rewrite a graph into forms that compute better, used by evaluation and compiled code alike.
 
 * ``distribute_sum``: ``(A + A')*x`` runs as ``A*x + A'*x`` (two mat-vecs, no n x n sum);
-* ``stable_form``: ``log(1 + exp(u))`` is ``softplus(u)``, ``log(sum(exp(u)))`` is ``logsumexp(u)``,
-  ``log(softmax(u))`` is ``u - logsumexp(u)``, ``log(sigmoid(u))`` is ``-softplus(-u)``;
+* ``stable_form``: ``log(1 + exp(u))`` and ``log1p(exp(u))`` are ``softplus(u)``,
+  ``log(sum(exp(u)))`` is ``logsumexp(u)``, ``log(softmax(u))`` is ``u - logsumexp(u)``,
+  ``log(sigmoid(u))`` is ``-softplus(-u)``;
 * ``square_of_norm``: ``norm2(u)^2`` is ``sum(u .* u)``;
 * ``cancel_reciprocal``: ``u^-1 .* u`` is ``1`` for a function ``u`` that is positive (``exp``,
   ``softmax``, ``sigmoid``): the derivative of ``log(softmax(z))`` is not ``0 * inf`` where the
@@ -27,8 +28,8 @@ from matrixcalculus.transform.signs import POSITIVE_FUNCTIONS
 
 # The stable forms are identities of particular functions; they name their records through the
 # registry, once (a record renamed or removed fails at import).
-_LOG, _EXP, _SOFTPLUS, _LOGSUMEXP, _NORM2, _SOFTMAX, _SIGMOID = (
-    FUNCTIONS[name].name for name in ("log", "exp", "softplus", "logsumexp", "norm2", "softmax", "sigmoid")
+_LOG, _LOG1P, _EXP, _SOFTPLUS, _LOGSUMEXP, _NORM2, _SOFTMAX, _SIGMOID = (
+    FUNCTIONS[name].name for name in ("log", "log1p", "exp", "softplus", "logsumexp", "norm2", "softmax", "sigmoid")
 )
 
 
@@ -153,33 +154,42 @@ def softmax_form(node: g.Contract) -> g.Node | None:
     return None
 
 
+def softplus_argument(node: g.Node) -> g.Node | None:
+    """The ``u`` of ``log(1 + exp(u))`` or ``log1p(exp(u))`` (both ``softplus(u)``); None for
+    other nodes. Shared by this module's stable forms and the simplifier's ``softplus`` rule.
+
+    >>> x = g.var("x", "vector", ("n",))
+    >>> softplus_argument(g.apply("log1p", g.apply("exp", x))) is x
+    True
+    """
+    if not isinstance(node, g.Function) or len(node.args) != 1:
+        return None
+    (arg,) = node.args
+    if node.name == _LOG1P:
+        return arg.args[0] if isinstance(arg, g.Function) and arg.name == _EXP else None
+    if node.name != _LOG or not (isinstance(arg, g.Add) and len(arg.args) == 2):
+        return None
+    for one, other in (arg.args, arg.args[::-1]):
+        is_one = isinstance(one, g.Ones) or (isinstance(one, g.Const) and one.value == 1)
+        if is_one and isinstance(other, g.Function) and other.name == _EXP and one.shape == other.shape:
+            return other.args[0]
+    return None
+
+
 def stable_form(node: g.Function) -> g.Node | None:
-    """``log(1 + exp(u)) -> softplus(u)``; ``log(sum(exp(u))) -> logsumexp(u)``; the log-softmax
-    and log-sigmoid forms of :func:`log_softmax`."""
+    """``log(1 + exp(u))`` and ``log1p(exp(u))`` -> ``softplus(u)``; ``log(sum(exp(u)))`` ->
+    ``logsumexp(u)``; the log-softmax and log-sigmoid forms of :func:`log_softmax`."""
+    u = softplus_argument(node) if node.name in (_LOG, _LOG1P) else None
+    if u is not None:
+        return g.apply(_SOFTPLUS, u)
     if node.name != _LOG:
         return None
     (arg,) = node.args
     stable = log_softmax(arg)
     if stable is not None:
         return stable
-    if isinstance(arg, g.Add) and len(arg.args) == 2:
-        one, other = arg.args
-        if isinstance(other, g.Ones) or (isinstance(other, g.Const) and other.value == 1):
-            one, other = other, one
-        is_one = isinstance(one, g.Ones) or (isinstance(one, g.Const) and one.value == 1)
-        if is_one and isinstance(other, g.Function) and other.name == _EXP:
-            return g.apply(_SOFTPLUS, other.args[0])
-    if (
-        isinstance(arg, g.Contract)
-        and arg.coeff == 1
-        and len(arg.args) == 1
-        and not arg.out
-        and isinstance(arg.args[0], g.Function)
-        and arg.args[0].name == _EXP
-        and arg.args[0].rank == 1
-    ):
-        return g.apply(_LOGSUMEXP, arg.args[0].args[0])
-    return None
+    u = _sum_of_exp(arg)
+    return None if u is None else g.apply(_LOGSUMEXP, u)
 
 
 def square_of_norm(node: g.Power) -> g.Node | None:

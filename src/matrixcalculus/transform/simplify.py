@@ -34,6 +34,7 @@ from fractions import Fraction
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
 from matrixcalculus.transform.blocks import select_block, split_over_stack
+from matrixcalculus.transform.lowering import softplus_argument
 from matrixcalculus.transform.signs import positive
 
 Labels = tuple[int, ...]
@@ -163,26 +164,15 @@ def simplify_function(node: g.Function, args: Sequence[g.Node]) -> g.Node:
     if node.name == _SIGMOID and _is_negation(args[0]):
         # sigmoid(-u) = 1 - sigmoid(u): one sigmoid node, so that terms in u merge and cancel.
         return add_ones_minus(g.apply(_SIGMOID, args[0].args[0]))
-    exponential = _log_one_plus_exp(node, args[0])
-    if exponential is not None:
+    exponent = softplus_argument(g.apply(node.name, *args)) if node.name in (_LOG, _LOG1P) else None
+    if exponent is not None:
         # softplus is evaluated as logaddexp(0, u): exact where exp(u) overflows, and its
         # derivatives are sigmoids, not ratios of exponentials that cancel.
-        result = g.apply(_SOFTPLUS, exponential.args[0])
+        result = g.apply(_SOFTPLUS, exponent)
         if _TRACE.get() is not None:
             _record("softplus", g.apply(node.name, *args), result)
         return result
     return g.apply(node.name, *args, dim=node.dim)
-
-
-def _log_one_plus_exp(node: g.Function, arg: g.Node) -> g.Node | None:
-    """The ``exp(u)`` of ``log1p(exp(u))`` or ``log(1 + exp(u))``; None for other functions."""
-    if node.name == _LOG1P and isinstance(arg, g.Function) and arg.name == _EXP:
-        return arg
-    if node.name == _LOG and isinstance(arg, g.Add) and len(arg.args) == 2:
-        for term in arg.args:
-            if isinstance(term, g.Function) and term.name == _EXP and _is_one_plus(arg, term):
-                return term
-    return None
 
 
 def _is_negation(node: g.Node) -> bool:
