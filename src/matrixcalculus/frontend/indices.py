@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from matrixcalculus.errors import ParseError
-from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast
+from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, post_order
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
 
@@ -605,28 +605,10 @@ def implicit_free(text: str) -> tuple[str, ...] | None:
 
     root = parse_syntax(text)
     try:
-        info = analyse(_post_order(root), text)
+        info = analyse(post_order(root), text)
     except ParseError:
         return None
     return free_of(info, root)
-
-
-def _post_order(root: Ast) -> list[Ast]:
-    order: list[Ast] = []
-    seen: set[int] = set()
-    stack: list[tuple[Ast, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        for child in reversed(node.args):
-            stack.append((child, False))
-    return order
 
 
 __all__ = ["INDEX_OPS", "IndexInfo", "IndexTyping", "analyse", "build", "implicit_free", "plain_type", "rank_of"]

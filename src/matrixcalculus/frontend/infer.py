@@ -33,7 +33,7 @@ from typing import Any
 from matrixcalculus.errors import InferenceError, ParseError, ShapeError
 from matrixcalculus.frontend.indices import IndexInfo, IndexTyping, analyse, plain_type
 from matrixcalculus.frontend.indices import build as build_indexed
-from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten, read_declared_notation
+from matrixcalculus.frontend.syntax import DIMENSION_FUNCTIONS, Ast, flatten, post_order, read_declared_notation
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
 from matrixcalculus.ir.registry import ARGUMENT_KINDS, FunctionRecord
@@ -281,27 +281,8 @@ def _describe(t: MType, dims: _Dims) -> str:
 
 
 def _dim_walk(root: Ast) -> list[Ast]:
-    """Post-order of the syntax tree, iteratively, skipping the dimension arguments of eye/ones/zeros.
-
-    Each node once: a tree with ``where`` bindings shares the bound subtrees (a DAG).
-    """
-    order: list[Ast] = []
-    seen: set[int] = set()
-    stack: list[tuple[Ast, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if node.op == "call" and node.value in DIMENSION_FUNCTIONS:
-            continue
-        for child in reversed(node.args):
-            stack.append((child, False))
-    return order
+    """Post-order of the syntax tree, each node once, skipping the dimension arguments of eye/ones/zeros."""
+    return post_order(root, dimensions=False)
 
 
 @dataclass

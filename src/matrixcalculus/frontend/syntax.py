@@ -200,6 +200,33 @@ _NUMBER_PARTS = r"(\d*)\.?(\d*)(?:[eE]([+-]?)(\d+))?"  # re caches it compiled
 EXACT_DIGITS = 400
 
 
+def post_order(root: Ast, dimensions: bool = True) -> list[Ast]:
+    """The nodes below ``root``, each after its arguments and each once (``where`` bindings share
+    their subtrees: a DAG), walked iteratively (no recursion limit on deep text).
+    ``dimensions=False`` skips the size arguments of eye/ones/zeros/commutation.
+
+    >>> [n.op for n in post_order(parse_syntax("x + 1"))]
+    ['name', 'num', 'binary']
+    """
+    order: list[Ast] = []
+    seen: set[int] = set()
+    stack: list[tuple[Ast, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if not dimensions and node.op == "call" and node.value in DIMENSION_FUNCTIONS:
+            continue
+        for child in reversed(node.args):
+            stack.append((child, False))
+    return order
+
+
 def number_value(literal: str, column: int, text: str | None = None) -> Fraction:
     """The value of a number literal: exact when cheap, else the nearest double.
 
