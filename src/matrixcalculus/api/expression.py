@@ -263,15 +263,17 @@ class Expression:
 
     def __str__(self) -> str:
         # A large derived expression names its shared parts in a `where` clause (linear text).
-        return to_text(
-            self.node,
-            result=self._result,
-            scalars=self._declared_scalars(),
-            share=True,
-            row=self._row(),
-            written=self._written_dims(),
-            early=self._early,
-        )
+        return to_text(self.node, early=self._early, **self._printing())
+
+    def _printing(self) -> dict[str, Any]:
+        """What the text and LaTeX printers are told about this expression (the same for both)."""
+        return {
+            "result": self._result,
+            "scalars": self._declared_scalars(),
+            "share": True,
+            "row": self._row(),
+            "written": self._written_dims(),
+        }
 
     def _row(self) -> bool | None:
         """A vector prints as what it is: a row (x') or a column; None for other ranks."""
@@ -293,14 +295,7 @@ class Expression:
 
     def latex(self) -> str:
         """The expression in LaTeX: ``x'*A*x`` -> ``x^\\top A x``."""
-        return to_latex(
-            self.node,
-            result=self._result,
-            scalars=self._declared_scalars(),
-            share=True,
-            row=self._row(),
-            written=self._written_dims(),
-        )
+        return to_latex(self.node, **self._printing())
 
     def index_notation(self) -> str:
         """The expression with explicit indices, e.g. ``sum_j A[i,j]*x[j]`` for ``A*x``."""
