@@ -103,13 +103,21 @@ def select_block(ops: list[g.Node], labels: list[Labels], out: Labels) -> Rewrit
 def _inline(term: g.Contract, labs: Labels, labels: list[Labels]) -> tuple[list[g.Node], list[Labels], Fraction]:
     """The operands of ``term`` (used with labels ``labs``) with labels renamed apart from ``labels``."""
     top = 1 + max((lab for other in labels for lab in other), default=-1)
+    args, inner, _ = inlined(term, labs, top)
+    return args, inner, term.coeff
+
+
+def inlined(term: g.Contract, labs: Labels, top: int) -> tuple[list[g.Node], list[Labels], int]:
+    """The operands of ``term`` and their labels in a product that uses ``term`` with labels
+    ``labs``: its output labels become ``labs``, its summed labels new ones from ``top`` on;
+    and the next free label. (The coefficient is the caller's to multiply in.)"""
     rename = dict(zip(term.out, labs, strict=True))
     for inner in term.labels:
         for lab in inner:
             if lab not in rename:
                 rename[lab] = top
                 top += 1
-    return list(term.args), [tuple(rename[lab] for lab in inner) for inner in term.labels], term.coeff
+    return list(term.args), [tuple(rename[lab] for lab in inner) for inner in term.labels], top
 
 
 def split_over_stack(

@@ -33,7 +33,7 @@ from fractions import Fraction
 
 from matrixcalculus.ir import graph as g
 from matrixcalculus.ir.functions import FUNCTIONS
-from matrixcalculus.transform.blocks import select_block, split_over_stack
+from matrixcalculus.transform.blocks import inlined, select_block, split_over_stack
 from matrixcalculus.transform.lowering import softplus_argument
 from matrixcalculus.transform.signs import positive
 
@@ -332,15 +332,9 @@ def flatten(
             new_labels.append(labs)
             continue
         coeff *= op.coeff
-        rename = dict(zip(op.out, labs, strict=True))
-        for inner in op.labels:
-            for lab in inner:
-                if lab not in rename:
-                    rename[lab] = top
-                    top += 1
-        for inner_op, inner_labs in zip(op.args, op.labels, strict=True):
-            new_ops.append(inner_op)
-            new_labels.append(tuple(rename[lab] for lab in inner_labs))
+        inner_ops, inner_labels, top = inlined(op, labs, top)
+        new_ops += inner_ops
+        new_labels += inner_labels
     return new_ops, new_labels, coeff
 
 
